@@ -1,0 +1,39 @@
+"""The `carerisk` command: one Typer app assembled from each stage's commands.
+
+Heavy libraries are imported inside the commands, so `carerisk --help` stays quick.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from carerisk.commands import register_all
+from carerisk.settings import disable_telemetry, load_settings
+
+app = typer.Typer(
+    name="carerisk",
+    help="Risk stratification for falls and complex dependency from linked care records.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    home: Path | None = typer.Option(
+        None, "--home", help="Folder holding all state (default: $CARERISK_HOME or ./.carerisk)."
+    ),
+) -> None:
+    disable_telemetry(os.environ)
+    ctx.obj = load_settings(home)
+
+
+register_all(app)
+
+
+def main() -> None:
+    app()

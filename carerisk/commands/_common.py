@@ -1,0 +1,30 @@
+"""Small helpers shared by the commands: settings from the context, failures, JSON output."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from carerisk.settings import Settings
+
+console = Console(stderr=True)
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, Settings):
+        raise RuntimeError("settings were not built at the entry point")
+    return obj
+
+
+def fail(reason: str) -> NoReturn:
+    """Exit non-zero with a one-line reason."""
+    console.print(f"[red]error:[/red] {reason}", soft_wrap=True)
+    raise typer.Exit(code=1)
+
+
+def print_json(payload: Any) -> None:
+    typer.echo(json.dumps(payload, indent=2, default=str))
