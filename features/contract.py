@@ -93,11 +93,21 @@ PERSON = Table(
         PERSON_ID,
         Column("birth_month", "date", description="first day of the month of birth"),
         Column("sex", "str", allowed=frozenset({"F", "M"})),
-        Column("ethnicity", "str", nullable=True, allowed=ETHNIC_GROUPS,
-               description="ONS 2021 high-level group; empty when not recorded"),
+        Column(
+            "ethnicity",
+            "str",
+            nullable=True,
+            allowed=ETHNIC_GROUPS,
+            description="ONS 2021 high-level group; empty when not recorded",
+        ),
         Column("lsoa_code", "str", pattern=LSOA_PATTERN, description="small area (LSOA 2021)"),
-        Column("imd_decile", "int", minimum=1, maximum=10,
-               description="Index of Multiple Deprivation decile of the small area, 1 = most deprived"),
+        Column(
+            "imd_decile",
+            "int",
+            minimum=1,
+            maximum=10,
+            description="Index of Multiple Deprivation decile of the small area, 1 = most deprived",
+        ),
         Column("district", "str", description="local authority district"),
         Column("practice_code", "str", pattern=PRACTICE_PATTERN, description="GP practice (ODS)"),
         Column("gp_system", "str", allowed=GP_SYSTEMS, description="practice clinical system"),
@@ -116,8 +126,14 @@ GP_EVENT = Table(
         PERSON_ID,
         Column("event_date", "date"),
         Column("snomed_code", "str", pattern=SNOMED_PATTERN, snomed=True),
-        Column("value", "float", nullable=True, minimum=0, maximum=1000,
-               description="numeric result where the code is an observation (BMI, units a week)"),
+        Column(
+            "value",
+            "float",
+            nullable=True,
+            minimum=0,
+            maximum=1000,
+            description="numeric result where the code is an observation (BMI, units a week)",
+        ),
     ),
 )
 
@@ -130,8 +146,12 @@ PRESCRIPTION = Table(
         _id("prescription_id", "the issue"),
         PERSON_ID,
         Column("issue_date", "date"),
-        Column("bnf_code", "str", pattern=BNF_PATTERN,
-               description="BNF code, at least chapter, section and paragraph (6 digits)"),
+        Column(
+            "bnf_code",
+            "str",
+            pattern=BNF_PATTERN,
+            description="BNF code, at least chapter, section and paragraph (6 digits)",
+        ),
         Column("medicine", "str", description="generic medicine name"),
     ),
 )
@@ -146,10 +166,16 @@ HOSPITAL_EPISODE = Table(
         _id("episode_id", "the spell"),
         PERSON_ID,
         Column("admission_date", "date"),
-        Column("discharge_date", "date", nullable=True, description="empty while still in hospital"),
+        Column(
+            "discharge_date", "date", nullable=True, description="empty while still in hospital"
+        ),
         Column("admission_method", "str", allowed=ADMISSION_METHODS),
-        Column("main_specialty", "str", pattern=r"^[0-9]{3}$",
-               description="main specialty code (710-715 mental health)"),
+        Column(
+            "main_specialty",
+            "str",
+            pattern=r"^[0-9]{3}$",
+            description="main specialty code (710-715 mental health)",
+        ),
         *(_diag(n) for n in range(1, 7)),
     ),
 )
@@ -164,8 +190,13 @@ AE_ATTENDANCE = Table(
         PERSON_ID,
         Column("arrival_date", "date"),
         Column("diagnosis_code", "str", nullable=True, pattern=ICD10_PATTERN),
-        Column("injury_cause", "str", nullable=True, pattern=ICD10_PATTERN,
-               description="ICD-10 external cause (V01-Y98), e.g. W19X for a fall"),
+        Column(
+            "injury_cause",
+            "str",
+            nullable=True,
+            pattern=ICD10_PATTERN,
+            description="ICD-10 external cause (V01-Y98), e.g. W19X for a fall",
+        ),
         Column("disposal", "str", allowed=AE_DISPOSALS),
     ),
 )
@@ -196,8 +227,14 @@ SOCIAL_CARE = Table(
         Column("service_type", "str", allowed=CARE_SERVICES),
         Column("start_date", "date"),
         Column("end_date", "date", nullable=True, description="empty while ongoing"),
-        Column("hours_per_week", "float", nullable=True, minimum=0, maximum=168,
-               description="planned home care hours a week"),
+        Column(
+            "hours_per_week",
+            "float",
+            nullable=True,
+            minimum=0,
+            maximum=168,
+            description="planned home care hours a week",
+        ),
     ),
 )
 
@@ -245,3 +282,20 @@ def table(name: str) -> Table:
         if t.name == name:
             return t
     raise KeyError(f"no table named {name} in the data contract")
+
+
+# How each column kind is stored in the DuckDB store (and in Parquet extracts).
+DUCKDB_TYPES: dict[str, str] = {
+    "str": "VARCHAR",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "date": "DATE",
+}
+
+
+def create_table_sql(spec: Table, name: str | None = None) -> str:
+    """`CREATE TABLE IF NOT EXISTS` for a contract table, keyed on its key columns."""
+    cols = ", ".join(f'"{c.name}" {DUCKDB_TYPES[c.kind]}' for c in spec.columns)
+    key = ", ".join(f'"{k}"' for k in spec.key)
+    return f'CREATE TABLE IF NOT EXISTS "{name or spec.name}" ({cols}, PRIMARY KEY ({key}))'
