@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export PYSPARK_PYTHON := $(abspath $(BIN))/python
 
-.PHONY: demo test lint typecheck pytest lock bench clean
+.PHONY: demo test lint typecheck pytest lock bench clean system-deps
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH"; exit 1; }
@@ -33,7 +33,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy carerisk features training models evaluation serving synthetic
 
-pytest: $(STAMP)
+# Debian packages the tests drive for real: Chromium (reports, pages), PostgreSQL (MLflow
+# server test), Java 17 (Spark). Installed only when missing; needs root and the Debian mirror.
+SYSTEM_PACKAGES := chromium postgresql openjdk-17-jre-headless
+system-deps:
+	@need=""; \
+	test -x /usr/bin/chromium || need="$$need chromium"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need="$$need postgresql"; \
+	command -v java >/dev/null || need="$$need openjdk-17-jre-headless"; \
+	if [ -n "$$need" ]; then \
+	  echo "installing:$$need"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need; \
+	fi
+
+pytest: $(STAMP) system-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest

@@ -46,7 +46,7 @@ class Settings:
 
     @property
     def audit_path(self) -> Path:
-        return self.home / "audit.duckdb"
+        return self.home / "audit.sqlite"
 
     @property
     def reports_dir(self) -> Path:

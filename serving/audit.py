@@ -1,0 +1,331 @@
+"""The audit log: an append-only hash chain of every scoring request.
+
+Storage: SQLite (stdlib) at ``<home>/audit.sqlite`` in WAL mode with ``synchronous=FULL``; rows
+cannot be updated or deleted through SQL (triggers refuse it). Each record holds seq, UTC time,
+org, key_id, role, endpoint, outcome (of the request: ok, denied, error, ...), the pseudonymised
+person ids, the predicted outcome, model name and version, the bands returned and the HTTP
+status, then ``prev_hash`` and ``hash = sha256(prev_hash + canonical JSON of the record)``.
+Feature values and probabilities are never recorded: `AuditEntry` has no field for them.
+
+`AuditLog.append` commits (and fsyncs) before it returns and raises `AuditUnavailable` when it
+cannot, so the service can answer 503 instead of returning an unaudited score. Appends from
+several processes are serialised by an exclusive ``flock`` on ``audit.sqlite.lock`` plus
+SQLite's ``BEGIN IMMEDIATE``. After each commit the latest seq and hash are written atomically
+to the anchor ``audit.head``, so `verify` can tell a truncated tail from a short log.
+
+The chain is unkeyed: it proves the log was not edited, reordered or cut *relative to the
+anchor*. Someone able to rewrite both the database and the anchor can forge a history; keep a
+copy of the anchor elsewhere (``carerisk audit verify --json`` prints it) for that threat.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from features.contract import PERSON_ID_PATTERN
+from serving.keys import atomic_write
+from serving.schemas import Band
+
+AUDIT_FILE = "audit.sqlite"
+GENESIS_HASH = "0" * 64
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    org TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    person_ids TEXT NOT NULL,
+    risk_outcome TEXT,
+    model_name TEXT,
+    model_version TEXT,
+    bands TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+"""
+_COLUMNS = (
+    "seq, time, org, key_id, role, endpoint, outcome, person_ids, risk_outcome, "
+    "model_name, model_version, bands, status, prev_hash, hash"
+)
+_JSON_COLUMNS = ("person_ids", "bands")
+
+PersonId = Annotated[str, StringConstraints(pattern=PERSON_ID_PATTERN)]
+
+
+class AuditUnavailable(Exception):
+    """The audit store cannot be written; the service must not return a score (answer 503)."""
+
+
+class AuditEntry(BaseModel):
+    """What the service records about one request. There is no field for values or scores."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    org: str = Field(min_length=1)
+    key_id: str = Field(min_length=1)
+    role: str = Field(min_length=1)
+    endpoint: str = Field(min_length=1)
+    outcome: str = Field(pattern=r"^[a-z_]{1,32}$", description="ok, denied, error, ...")
+    person_ids: tuple[PersonId, ...] = ()
+    risk_outcome: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    bands: tuple[Band, ...] = ()
+    status: int = Field(ge=100, le=599)
+
+
+class AuditRecord(AuditEntry):
+    """An entry as stored: sealed into the chain."""
+
+    seq: int = Field(ge=1)
+    time: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    records: int
+    first_bad_seq: int | None = None
+    reason: str = ""
+    head_seq: int | None = None
+    head_hash: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def record_hash(fields: dict[str, Any]) -> str:
+    """sha256(prev_hash + canonical JSON of the record without its hash)."""
+    body = {k: v for k, v in fields.items() if k != "hash"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256((body["prev_hash"] + canonical).encode("utf-8")).hexdigest()
+
+
+class AuditLog:
+    """The append-only audit chain in one SQLite file plus its anchor ``<file>.head``."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self.head_path = self.path.with_suffix(".head")
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._conn: sqlite3.Connection | None = None
+        self._conn_pid: int | None = None
+        self._mutex = threading.Lock()
+
+    @classmethod
+    def in_home(cls, home: Path) -> AuditLog:
+        return cls(Path(home) / AUDIT_FILE)
+
+    # -- writing --
+
+    def append(self, entry: AuditEntry, *, now: dt.datetime | None = None) -> AuditRecord:
+        """Seal and commit one record; raises AuditUnavailable if it is not durably stored."""
+        when = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+        try:
+            with self._mutex, self._file_lock(fcntl.LOCK_EX, create=True):
+                record = self._commit(entry, when)
+                self._write_head(record.seq, record.hash)
+        except (sqlite3.Error, OSError) as exc:
+            self._drop_connection()
+            raise AuditUnavailable(f"audit store {self.path} cannot be written: {exc}") from exc
+        return record
+
+    def _commit(self, entry: AuditEntry, when: dt.datetime) -> AuditRecord:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+            fields = entry.model_dump(mode="json")
+            fields.update(seq=seq, time=when.isoformat(timespec="microseconds"), prev_hash=prev)
+            fields["hash"] = record_hash(fields)
+            row = {k: _to_column(k, v) for k, v in fields.items()}
+            names = ", ".join(row)
+            marks = ", ".join(f":{k}" for k in row)
+            conn.execute(f"INSERT INTO audit ({names}) VALUES ({marks})", row)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return AuditRecord.model_validate(fields)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None or self._conn_pid != os.getpid():
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(_SCHEMA)
+            os.chmod(self.path, 0o600)
+            self._conn, self._conn_pid = conn, os.getpid()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None and self._conn_pid == os.getpid():
+            with suppress(sqlite3.Error):
+                self._conn.close()
+        self._conn, self._conn_pid = None, None
+
+    def close(self) -> None:
+        with self._mutex:
+            self._drop_connection()
+
+    def _write_head(self, seq: int, hash_: str) -> None:
+        atomic_write(self.head_path, json.dumps({"seq": seq, "hash": hash_}) + "\n")
+
+    @contextmanager
+    def _file_lock(self, mode: int, *, create: bool) -> Iterator[None]:
+        """flock on the lock file; readers that cannot create it go unlocked."""
+        if create:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        else:
+            try:
+                fd = os.open(self.lock_path, os.O_RDONLY)
+            except FileNotFoundError:
+                yield
+                return
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- reading --
+
+    def verify(self) -> VerifyResult:
+        """Walk the chain from seq 1 and compare its end with the anchor."""
+        with self._file_lock(fcntl.LOCK_SH, create=False):
+            rows = self._rows("SELECT " + _COLUMNS + " FROM audit ORDER BY seq")
+            head = self._read_head()
+        if isinstance(head, str):
+            return VerifyResult(False, len(rows), None, head)
+        prev, last_hash = GENESIS_HASH, None
+        for expected, row in enumerate(rows, start=1):
+            bad = _check_row(row, expected, prev)
+            if bad:
+                return VerifyResult(False, len(rows), bad[0], bad[1])
+            prev = last_hash = row["hash"]
+        return _check_head(len(rows), last_hash, head)
+
+    def count(self, endpoint: str | None = None) -> int:
+        if endpoint is None:
+            rows = self._rows("SELECT COUNT(*) AS n FROM audit")
+        else:
+            rows = self._rows("SELECT COUNT(*) AS n FROM audit WHERE endpoint = ?", (endpoint,))
+        return int(rows[0]["n"]) if rows else 0
+
+    def tail(self, n: int = 20) -> list[AuditRecord]:
+        """The last n records, oldest first."""
+        query = f"SELECT {_COLUMNS} FROM audit ORDER BY seq DESC LIMIT ?"
+        rows = self._rows(query, (max(int(n), 0),))
+        return [_to_record(row) for row in reversed(rows)]
+
+    def _rows(self, query: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout)
+        except sqlite3.Error as exc:
+            raise AuditUnavailable(f"audit store {self.path} cannot be read: {exc}") from exc
+        try:
+            conn.row_factory = sqlite3.Row
+            if not _has_table(conn):
+                return []
+            return [dict(r) for r in conn.execute(query, params).fetchall()]
+        except sqlite3.Error as exc:
+            raise AuditUnavailable(f"audit store {self.path} cannot be read: {exc}") from exc
+        finally:
+            conn.close()
+
+    def _read_head(self) -> tuple[int, str] | None | str:
+        """(seq, hash) from the anchor, None when absent, or a reason string when unreadable."""
+        try:
+            data = json.loads(self.head_path.read_text(encoding="utf-8"))
+            return int(data["seq"]), str(data["hash"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return f"anchor {self.head_path} is unreadable: {exc}"
+
+
+def _has_table(conn: sqlite3.Connection) -> bool:
+    query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'"
+    return conn.execute(query).fetchone() is not None
+
+
+def _to_column(name: str, value: Any) -> Any:
+    return json.dumps(list(value)) if name in _JSON_COLUMNS else value
+
+
+def _from_row(row: dict[str, Any]) -> dict[str, Any]:
+    fields = dict(row)
+    for name in _JSON_COLUMNS:
+        fields[name] = json.loads(fields[name])
+    return fields
+
+
+def _to_record(row: dict[str, Any]) -> AuditRecord:
+    return AuditRecord.model_validate(_from_row(row))
+
+
+def _check_row(row: dict[str, Any], expected: int, prev: str) -> tuple[int, str] | None:
+    """(seq, reason) for the first problem with this row, or None when it is sound."""
+    seq = row["seq"]
+    if seq != expected:
+        return expected, f"record seq {expected} is missing (the next stored seq is {seq})"
+    if row["prev_hash"] != prev:
+        return seq, f"record seq {seq}: prev_hash does not match the hash of seq {seq - 1}"
+    try:
+        fields = _from_row(row)
+    except (ValueError, TypeError) as exc:
+        return seq, f"record seq {seq}: stored JSON is malformed: {exc}"
+    if record_hash(fields) != row["hash"]:
+        return seq, f"record seq {seq}: hash does not match its contents (record was altered)"
+    return None
+
+
+def _check_head(n: int, last_hash: str | None, head: tuple[int, str] | None) -> VerifyResult:
+    if head is None:
+        if n == 0:
+            return VerifyResult(True, 0, reason="empty log")
+        return VerifyResult(False, n, None, "anchor file is missing but the log has records")
+    head_seq, head_hash = head
+    if head_seq > n:
+        reason = f"log ends at seq {n} but the anchor records seq {head_seq}: tail was truncated"
+        return VerifyResult(False, n, n + 1, reason, head_seq, head_hash)
+    if head_seq < n:
+        reason = f"anchor records seq {head_seq} but the log has {n} records after it"
+        return VerifyResult(False, n, head_seq + 1, reason, head_seq, head_hash)
+    if head_hash != last_hash:
+        reason = f"record seq {n}: hash differs from the anchor (chain was rewritten)"
+        return VerifyResult(False, n, n, reason, head_seq, head_hash)
+    return VerifyResult(True, n, None, "chain intact", head_seq, head_hash)

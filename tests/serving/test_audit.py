@@ -1,0 +1,262 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing
+import os
+import sqlite3
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from serving.audit import GENESIS_HASH, AuditEntry, AuditLog, AuditUnavailable, record_hash
+
+
+def entry(i: int = 0, **changes: object) -> AuditEntry:
+    base: dict[str, object] = {
+        "org": "GP A",
+        "key_id": "aa471923c21a",
+        "role": "gp",
+        "endpoint": "score",
+        "outcome": "ok",
+        "person_ids": [f"P{i:07d}"],
+        "risk_outcome": "falls",
+        "model_name": "carerisk-falls",
+        "model_version": "3",
+        "bands": ["high"],
+        "status": 200,
+    }
+    base.update(changes)
+    return AuditEntry.model_validate(base)
+
+
+def filled(tmp_path: Path, n: int = 10) -> AuditLog:
+    log = AuditLog.in_home(tmp_path)
+    for i in range(n):
+        log.append(entry(i))
+    return log
+
+
+def tamper(log: AuditLog, sql: str, *params: object) -> None:
+    """Someone with file access edits the database directly, past the triggers."""
+    conn = sqlite3.connect(log.path)
+    conn.execute("DROP TRIGGER IF EXISTS audit_no_update")
+    conn.execute("DROP TRIGGER IF EXISTS audit_no_delete")
+    conn.execute(sql, params)
+    conn.commit()
+    conn.close()
+
+
+def test_append_and_verify(tmp_path):
+    log = filled(tmp_path, 5)
+    result = log.verify()
+    assert result.ok and result.records == 5 and result.first_bad_seq is None
+    records = log.tail(10)
+    assert [r.seq for r in records] == [1, 2, 3, 4, 5]
+    assert records[0].prev_hash == GENESIS_HASH
+    assert all(b.prev_hash == a.hash for a, b in zip(records, records[1:], strict=False))
+    assert records[2].hash == record_hash(records[2].model_dump(mode="json"))
+    assert json.loads(log.head_path.read_text()) == {"seq": 5, "hash": records[-1].hash}
+    assert log.count() == 5 and log.count("score") == 5 and log.count("register") == 0
+    assert [r.seq for r in log.tail(2)] == [4, 5]
+    assert stat.S_IMODE(log.path.stat().st_mode) == 0o600
+
+
+def test_record_time_is_utc_iso(tmp_path):
+    log = AuditLog.in_home(tmp_path)
+    when = dt.datetime(2025, 4, 2, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    record = log.append(entry(), now=when)
+    assert record.time == "2025-04-02T09:00:00.000000+00:00"
+
+
+def test_entries_never_carry_scores_or_raw_ids():
+    with pytest.raises(ValidationError, match="probability"):
+        entry(probability=0.3)
+    with pytest.raises(ValidationError, match="features"):
+        entry(features={"age": 81})
+    with pytest.raises(ValidationError, match="person_ids"):
+        entry(person_ids=["943 476 5919"])  # an NHS number, not a pseudonym
+
+
+def test_sql_updates_and_deletes_are_refused(tmp_path):
+    log = filled(tmp_path, 2)
+    conn = sqlite3.connect(log.path)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("UPDATE audit SET org = 'x' WHERE seq = 1")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("DELETE FROM audit WHERE seq = 2")
+    conn.close()
+    assert log.verify().ok
+
+
+def test_edited_record_fails_at_its_seq(tmp_path):
+    log = filled(tmp_path)
+    tamper(log, "UPDATE audit SET bands = ? WHERE seq = 4", json.dumps(["low"]))
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 4
+    assert "altered" in result.reason
+
+
+def test_deleted_record_fails(tmp_path):
+    log = filled(tmp_path)
+    tamper(log, "DELETE FROM audit WHERE seq = 6")
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 6
+    assert "missing" in result.reason
+
+
+def test_deleted_and_renumbered_record_breaks_the_chain(tmp_path):
+    log = filled(tmp_path)
+    tamper(log, "DELETE FROM audit WHERE seq = 6")
+    tamper(log, "UPDATE audit SET seq = seq - 1 WHERE seq > 6")
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 6
+
+
+def test_reordered_records_fail(tmp_path):
+    log = filled(tmp_path)
+    tamper(log, "UPDATE audit SET seq = 100 WHERE seq = 3")
+    tamper(log, "UPDATE audit SET seq = 3 WHERE seq = 4")
+    tamper(log, "UPDATE audit SET seq = 4 WHERE seq = 100")
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 3
+
+
+def test_truncated_tail_is_caught_by_the_anchor(tmp_path):
+    log = filled(tmp_path)
+    tamper(log, "DELETE FROM audit WHERE seq > 7")
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 8
+    assert "truncated" in result.reason
+
+
+def test_rewritten_chain_is_caught_by_the_anchor(tmp_path):
+    log = filled(tmp_path, 3)
+    conn = sqlite3.connect(log.path)
+    conn.row_factory = sqlite3.Row
+    rows = [dict(r) for r in conn.execute("SELECT * FROM audit ORDER BY seq")]
+    conn.close()
+    # edit seq 2 and recompute every hash after it, as a careful forger would
+    prev = rows[0]["hash"]
+    for row in rows[1:]:
+        fields = {**row, "person_ids": json.loads(row["person_ids"]), "bands": []}
+        fields["prev_hash"] = prev
+        prev = record_hash(fields)
+        tamper(
+            log,
+            "UPDATE audit SET bands = '[]', prev_hash = ?, hash = ? WHERE seq = ?",
+            fields["prev_hash"],
+            prev,
+            row["seq"],
+        )
+    result = log.verify()
+    assert not result.ok and result.first_bad_seq == 3
+    assert "anchor" in result.reason
+
+
+def test_missing_anchor_fails(tmp_path):
+    log = filled(tmp_path, 2)
+    log.head_path.unlink()
+    result = log.verify()
+    assert not result.ok and "anchor file is missing" in result.reason
+
+
+def test_empty_log_verifies(tmp_path):
+    result = AuditLog.in_home(tmp_path).verify()
+    assert result.ok and result.records == 0
+    assert not (tmp_path / "audit.sqlite").exists()
+
+
+def _append_many(path: str, worker: int, n: int) -> None:
+    log = AuditLog(Path(path))
+    for i in range(n):
+        log.append(entry(i, key_id=f"worker{worker}"))
+
+
+@pytest.mark.slow
+def test_concurrent_appends_from_processes(tmp_path):
+    path = tmp_path / "audit.sqlite"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(str(path), w, 200)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    log = AuditLog(path)
+    result = log.verify()
+    assert result.ok, result.reason
+    assert result.records == 800 and log.count() == 800
+    conn = sqlite3.connect(path)
+    per_worker = dict(conn.execute("SELECT key_id, COUNT(*) FROM audit GROUP BY key_id"))
+    conn.close()
+    assert per_worker == {f"worker{w}": 200 for w in range(4)}
+
+
+def test_store_under_a_file_is_unavailable(tmp_path):
+    blocker = tmp_path / "home"
+    blocker.write_text("not a folder")
+    with pytest.raises(AuditUnavailable, match="cannot be written"):
+        AuditLog.in_home(blocker).append(entry())
+
+
+def test_folder_in_place_of_the_database_is_unavailable(tmp_path):
+    (tmp_path / "audit.sqlite").mkdir()
+    with pytest.raises(AuditUnavailable, match="unable to open database"):
+        AuditLog.in_home(tmp_path).append(entry())
+
+
+def test_store_locked_by_another_writer_is_unavailable(tmp_path):
+    log = filled(tmp_path, 1)
+    other = sqlite3.connect(log.path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(AuditUnavailable, match="locked"):
+            AuditLog(log.path, busy_timeout=0.2).append(entry())
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert log.verify().ok and log.count() == 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_folder_is_unavailable(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o500)
+    try:
+        with pytest.raises(AuditUnavailable):
+            AuditLog.in_home(home).append(entry())
+    finally:
+        home.chmod(0o700)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_file_is_unavailable(tmp_path):
+    log = filled(tmp_path, 1)
+    log.close()
+    log.path.chmod(0o400)
+    try:
+        with pytest.raises(AuditUnavailable):
+            AuditLog(log.path).append(entry())
+    finally:
+        log.path.chmod(0o600)
+
+
+def test_concurrent_appends_from_threads_share_one_log(tmp_path):
+    log = AuditLog.in_home(tmp_path)
+
+    def work(worker: int) -> None:
+        for i in range(25):
+            log.append(entry(i, key_id=f"thread{worker}"))
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    result = log.verify()
+    assert result.ok and result.records == 100

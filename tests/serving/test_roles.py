@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from serving.roles import ROLES, ROUTE_ROLES, is_allowed, scope_reasons, scope_result
+from serving.schemas import Reason, RestrictedScore, ScoreResult
+from tests.serving.builders import FEATURES, REASONS, make_result
+
+CLINICAL_ONLY = {"score", "score_batch", "explain", "explain_batch", "fhir_risk_assessment"}
+ADMIN_ONLY = {"reload_objections", "audit_verify", "audit_tail"}
+
+
+def test_route_table_matches_the_policy():
+    for route, roles in ROUTE_ROLES.items():
+        assert roles <= set(ROLES), route
+        assert "admin" in roles, route
+        if route in CLINICAL_ONLY:
+            assert roles == {"gp", "analyst", "admin"}
+        elif route in ADMIN_ONLY:
+            assert roles == {"admin"}
+        else:
+            assert route in {"register", "person_view"}
+            assert roles == set(ROLES)
+    fire_routes = {r for r in ROUTE_ROLES if is_allowed(r, "fire")}
+    assert fire_routes == {"register", "person_view"}
+
+
+def test_unknown_routes_and_roles_are_denied():
+    assert not is_allowed("drop_tables", "admin")
+    assert not is_allowed("score", "nurse")
+    with pytest.raises(ValueError, match="unknown role"):
+        scope_reasons("nurse", REASONS, FEATURES)
+
+
+def test_fire_sees_only_non_clinical_reasons():
+    kept = scope_reasons("fire", REASONS, FEATURES)
+    assert [r.feature for r in kept] == ["falls_12m", "telecare", "lives_alone"]
+    for role in ("gp", "analyst", "admin"):
+        assert scope_reasons(role, REASONS, FEATURES) == REASONS
+
+
+def test_registry_or_missing_entry_makes_a_reason_clinical():
+    mislabelled = Reason(
+        feature="dementia",
+        label="has a dementia diagnosis",
+        contribution=1.0,
+        direction="raises",
+        modifiable=False,
+        clinical=False,  # the reason says non-clinical, the registry says clinical
+    )
+    unknown = mislabelled.model_copy(update={"feature": "not_in_registry"})
+    assert scope_reasons("fire", [mislabelled, unknown], FEATURES) == []
+
+
+def test_fire_view_has_no_probability():
+    view = scope_result("fire", make_result(), FEATURES)
+    assert isinstance(view, RestrictedScore)
+    dumped = view.model_dump(mode="json")
+    assert "probability" not in dumped
+    assert "0.23" not in json.dumps(dumped)
+    assert dumped["band"] == "high" and dumped["rank"] == 17
+    assert all(not r["clinical"] for r in dumped["reasons"])
+    full = scope_result("gp", make_result(), FEATURES)
+    assert isinstance(full, ScoreResult) and full.probability == pytest.approx(0.23456)
+
+
+reason_strategy = st.builds(
+    Reason,
+    feature=st.sampled_from(sorted(FEATURES) + ["unknown_feature"]),
+    label=st.just("words"),
+    value=st.none(),
+    contribution=st.floats(-3, 3),
+    direction=st.sampled_from(["raises", "lowers"]),
+    modifiable=st.booleans(),
+    clinical=st.booleans(),
+)
+
+
+@given(st.lists(reason_strategy, max_size=12))
+def test_fire_never_sees_a_clinical_reason(reasons):
+    view = scope_result("fire", make_result(reasons=reasons), FEATURES)
+    assert not hasattr(view, "probability")
+    for r in view.reasons:
+        assert not r.clinical
+        assert not FEATURES[r.feature].clinical
+
+
+def test_registry_may_be_a_sequence_of_features():
+    kept = scope_reasons("fire", REASONS, tuple(FEATURES.values()))
+    assert [r.feature for r in kept] == ["falls_12m", "telecare", "lives_alone"]
+
+
+def test_numpy_values_keep_their_python_type():
+    import numpy as np
+
+    reason = REASONS[0].model_copy(update={})
+    made = Reason.model_validate({**reason.model_dump(), "value": np.int64(2)})
+    assert made.value == 2 and type(made.value) is int
+    flag = Reason.model_validate({**reason.model_dump(), "value": np.bool_(True)})
+    assert flag.value is True
