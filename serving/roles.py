@@ -26,16 +26,14 @@ _ADMIN: frozenset[Role] = frozenset({"admin"})
 # route name -> roles allowed to call it
 ROUTE_ROLES: Mapping[str, frozenset[Role]] = MappingProxyType(
     {
-        "score": _CLINICAL_VIEW,
-        "score_batch": _CLINICAL_VIEW,
-        "explain": _CLINICAL_VIEW,
-        "explain_batch": _CLINICAL_VIEW,
-        "fhir_risk_assessment": _CLINICAL_VIEW,
-        "person_view": _EVERYONE,  # full for clinical roles, restricted for fire
-        "register": _EVERYONE,
-        "reload_objections": _ADMIN,
-        "audit_verify": _ADMIN,
-        "audit_tail": _ADMIN,
+        "score": _CLINICAL_VIEW,  # POST /v1/score
+        "score_records": _CLINICAL_VIEW,  # POST /v1/score/records
+        "fhir": _CLINICAL_VIEW,  # POST /v1/fhir/risk-assessment
+        "person": _EVERYONE,  # POST /v1/person: full for clinical roles, restricted for fire
+        "register": _EVERYONE,  # GET /v1/register: restricted for fire
+        "whoami": _EVERYONE,  # GET /v1/whoami
+        "reload_objections": _ADMIN,  # POST /v1/admin/objections/reload
+        "audit_verify": _ADMIN,  # GET /v1/admin/audit/verify
     }
 )
 

@@ -1,14 +1,19 @@
-"""Commands for the serve stage: API keys (`carerisk keys ...`) and the audit log
-(`carerisk audit ...`). The `serve` command itself is added with the service."""
+"""Commands for the serving stage: the service (`carerisk serve`), risk registers
+(`carerisk register`), API keys (`carerisk keys ...`) and the audit log (`carerisk audit ...`)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from carerisk.commands._common import fail, print_json, settings_of
+from carerisk.commands._common import console, fail, print_json, settings_of
+from carerisk.settings import Settings
 
 keys_app = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="Check and read the audit log.", no_args_is_help=True)
@@ -18,6 +23,8 @@ ROLE_HELP = "gp, fire, analyst or admin"
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
+    app.command("serve")(serve)
+    app.command("register")(register_cmd)
     app.add_typer(keys_app, name="keys")
     app.add_typer(audit_app, name="audit")
 
@@ -137,3 +144,102 @@ def audit_tail(
             f"{r.seq:>6}  {r.time}  {r.org}  {r.role}  {r.endpoint}  {r.outcome}  "
             f"{r.status}  people={people}  bands={bands}  model={r.model_name}:{r.model_version}"
         )
+
+
+# --- the service and registers --------------------------------------------------------------
+
+
+def serving_config(settings: Settings, **overrides: Any) -> Any:
+    from serving.config import ServingConfig
+
+    return ServingConfig(home=settings.home, tracking_uri=settings.tracking_uri, **overrides)
+
+
+def preflight(config: Any, *, import_from_registry: bool = True) -> Any:
+    """Import and verify the champions and read the snapshot, as the service will; fail with
+    one line naming what is wrong."""
+    os.environ["BENTOML_HOME"] = str(config.bentoml_home)
+    from serving.champions import ChampionError
+    from serving.state import build_state
+
+    try:
+        return build_state(config, import_from_registry=import_from_registry)
+    except (ChampionError, LookupError) as exc:
+        fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - any other start failure, said in one line
+        fail(f"{type(exc).__name__}: {exc}")
+
+
+def serve(
+    ctx: typer.Context,
+    port: int = typer.Option(3000, "--port", min=1, max=65535, help="Loopback port."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback)."),
+    max_batch: int = typer.Option(1000, "--max-batch", min=1, help="People per request."),
+    stale_after_days: int = typer.Option(
+        120, "--stale-after-days", min=1, help="Warn when the snapshot is older than this."
+    ),
+) -> None:
+    """Check the champions, then run the scoring API until interrupted."""
+    settings = settings_of(ctx)
+    config = serving_config(settings, max_batch=max_batch, stale_after_days=stale_after_days)
+    state = preflight(config)
+    models = ", ".join(f"{m.name} v{m.version}" for m in state.scorer.models.values())
+    console.print(
+        f"serving {models} on http://{host}:{port} (snapshot {state.scorer.snapshot.index_date})"
+    )
+    command = server_command(host, port)
+    env = {**os.environ, **config.to_env(), "BENTOML_HOME": str(config.bentoml_home)}
+    raise typer.Exit(subprocess.call(command, env=env))
+
+
+def server_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "bentoml", "serve", "serving.service:CareRisk",
+        "--host", host, "--port", str(port),
+    ]  # fmt: skip
+
+
+def register_cmd(
+    ctx: typer.Context,
+    outcome: str = typer.Option(..., "--outcome", help="falls or complex-dependency"),
+    district: str | None = typer.Option(None, "--district", help="Only this district."),
+    practice: str | None = typer.Option(None, "--practice", help="Only this GP practice."),
+    top: int | None = typer.Option(None, "--top", min=1, help="Only the N highest risks."),
+    role: str = typer.Option("gp", "--role", help="Whose view: gp (full) or fire (restricted)."),
+    out: Path | None = typer.Option(None, "--out", help="CSV or Parquet file to write."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Write a ranked risk register (the same code path as the API), audited like a call."""
+    from serving.api import audit_entry
+    from serving.audit import AuditUnavailable
+    from serving.keys import Principal
+    from serving.register import register_rows, write_register
+    from serving.scoring import ScoringError, check_outcome
+
+    settings = settings_of(ctx)
+    if role not in {"gp", "fire", "analyst", "admin"}:
+        fail(f"unknown role {role!r}; choose gp, fire, analyst or admin")
+    state = preflight(serving_config(settings))
+    try:
+        name = check_outcome(outcome)
+        places, results = state.scorer.ranked(name, district=district, practice=practice, top=top)
+    except ScoringError as exc:
+        fail(exc.message)
+    principal = Principal(key_id="local-cli", org="local", role=role)
+    entry = audit_entry(
+        state, principal, "register", "ok", 200,
+        person_ids=[r.person_ref for r in results], outcome=name, results=results,
+    )  # fmt: skip
+    try:
+        state.audit.append(entry)
+    except AuditUnavailable as exc:
+        fail(f"the audit trail cannot be written, so no register is written: {exc}")
+    frame = register_rows(places, results, role)
+    where = district or practice or "county"
+    path = out or settings.reports_dir / f"register-{name}-{where}.csv".replace(" ", "_")
+    write_register(frame, path)
+    summary = {"outcome": name, "people": len(frame), "path": str(path), "role": role}
+    if as_json:
+        print_json(summary)
+    else:
+        console.print(f"wrote {len(frame)} people to {path}")

@@ -10,8 +10,8 @@ from serving.roles import ROLES, ROUTE_ROLES, is_allowed, scope_reasons, scope_r
 from serving.schemas import Reason, RestrictedScore, ScoreResult
 from tests.serving.builders import FEATURES, REASONS, make_result
 
-CLINICAL_ONLY = {"score", "score_batch", "explain", "explain_batch", "fhir_risk_assessment"}
-ADMIN_ONLY = {"reload_objections", "audit_verify", "audit_tail"}
+CLINICAL_ONLY = {"score", "score_records", "fhir"}
+ADMIN_ONLY = {"reload_objections", "audit_verify"}
 
 
 def test_route_table_matches_the_policy():
@@ -23,10 +23,10 @@ def test_route_table_matches_the_policy():
         elif route in ADMIN_ONLY:
             assert roles == {"admin"}
         else:
-            assert route in {"register", "person_view"}
+            assert route in {"register", "person", "whoami"}
             assert roles == set(ROLES)
     fire_routes = {r for r in ROUTE_ROLES if is_allowed(r, "fire")}
-    assert fire_routes == {"register", "person_view"}
+    assert fire_routes == {"register", "person", "whoami"}
 
 
 def test_unknown_routes_and_roles_are_denied():

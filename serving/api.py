@@ -1,0 +1,243 @@
+"""Request models, authentication, scopes and auditing for the HTTP API.
+
+The routes themselves live on the BentoML service class (serving/service.py); this module holds
+what they share, so each route reads as: authorise, score, audit, answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal
+
+from fastapi import HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+
+from features.contract import PERSON_ID_PATTERN
+from features.registry import FEATURES, Feature
+from serving.audit import AuditEntry, AuditUnavailable
+from serving.keys import Principal
+from serving.roles import is_allowed
+from serving.schemas import ScoreResult
+from serving.scoring import ScoringError
+from serving.state import ServiceState
+
+log = logging.getLogger("carerisk.serving")
+
+PersonId = Annotated[str, StringConstraints(pattern=PERSON_ID_PATTERN)]
+OutcomeName = Literal["falls", "complex_dependency"]
+EXAMPLE_ID = "P1a2b3c4d5e6f"
+
+
+class ScoreRequest(BaseModel):
+    """Score people by their pseudonymised ids, looked up in the latest feature snapshot."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: OutcomeName = Field(examples=["falls"])
+    person_ids: list[PersonId] = Field(min_length=1, examples=[[EXAMPLE_ID]])
+
+
+class PersonRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    person_id: PersonId = Field(examples=[EXAMPLE_ID])
+
+
+class FhirRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: OutcomeName = Field(examples=["falls"])
+    person_id: PersonId = Field(examples=[EXAMPLE_ID])
+
+
+def _field_for(feature: Feature) -> tuple[Any, Any]:
+    """A feature as a required, nullable pydantic field with the registry's limits."""
+    if feature.kind == "binary":
+        return (bool | None, Field(description=feature.label))
+    if feature.kind == "categorical":
+        if feature.categories:
+            levels = Literal[feature.categories]  # type: ignore[valid-type,name-defined]
+            return (levels | None, Field(description=feature.label))
+        return (str | None, Field(max_length=64, description=feature.label))
+    return (
+        float | None,
+        Field(ge=feature.minimum, le=feature.maximum, description=feature.label),
+    )
+
+
+def record_model(features: Sequence[Feature] = FEATURES) -> type[BaseModel]:
+    """A full feature record: every registry feature must be present (null where unknown)."""
+    fields: dict[str, Any] = {f.name: _field_for(f) for f in features}
+    fields["person_ref"] = (PersonId, Field(description="the caller's pseudonymised id"))
+    return create_model(  # type: ignore[no-any-return, call-overload]
+        "FeatureRecord", __config__=ConfigDict(extra="forbid"), **fields
+    )
+
+
+FeatureRecord = record_model()
+
+
+class RecordsRequest(BaseModel):
+    """Score full feature records (for callers holding features, e.g. a clinical system)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: OutcomeName
+    records: list[FeatureRecord] = Field(min_length=1)  # type: ignore[valid-type]
+
+
+# --- authentication and roles -------------------------------------------------------------
+
+
+def state_of(request: Request) -> ServiceState:
+    state = getattr(request.app.state, "carerisk", None)
+    if state is None:
+        raise HTTPException(503, detail={"error": "starting", "message": "service is starting"})
+    return state  # type: ignore[no-any-return]
+
+
+def presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.headers.get("x-api-key") or None
+
+
+def needs(route: str) -> Callable[[Request], Principal]:
+    """A FastAPI dependency: a valid key (401) whose role may call `route` (403), within its
+    rate limit (429). Refusals are audited."""
+
+    def dependency(request: Request) -> Principal:
+        state = state_of(request)
+        check = state.keys.check(presented_key(request) or "")
+        if check.principal is None:
+            audit(state, None, route, "unauthenticated", 401)
+            raise HTTPException(
+                401,
+                detail={"error": "unauthenticated", "message": _key_message(check.reason)},
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        principal = check.principal
+        if not is_allowed(route, principal.role):
+            audit(state, principal, route, "forbidden", 403)
+            raise HTTPException(
+                403,
+                detail={
+                    "error": "forbidden",
+                    "message": f"the {principal.role} role may not use {route}",
+                },
+            )
+        if not state.limiter.allow(principal.key_id):
+            wait = max(1, round(state.limiter.retry_after(principal.key_id)))
+            audit(state, principal, route, "rate_limited", 429)
+            raise HTTPException(
+                429,
+                detail={"error": "rate_limited", "message": f"too many requests; retry in {wait}s"},
+                headers={"Retry-After": str(wait)},
+            )
+        request.state.principal = principal
+        return principal
+
+    return dependency
+
+
+def _key_message(reason: str) -> str:
+    return {
+        "expired": "this API key has expired; ask an administrator for a new one",
+        "revoked": "this API key has been revoked",
+    }.get(reason, "a valid API key is needed (Authorization: Bearer <key>)")
+
+
+# --- audit ------------------------------------------------------------------------------
+
+
+def audit_entry(
+    state: ServiceState,
+    principal: Principal | None,
+    endpoint: str,
+    result: str,
+    status: int,
+    *,
+    person_ids: Sequence[str] = (),
+    outcome: str | None = None,
+    results: Sequence[ScoreResult] = (),
+) -> AuditEntry:
+    """The audit record of one request: who, what, which people and bands; never values."""
+    served = state.scorer.models.get(outcome) if outcome else None
+    return AuditEntry(
+        org=principal.org if principal else "unknown",
+        key_id=principal.key_id if principal else "none",
+        role=principal.role if principal else "none",
+        endpoint=endpoint,
+        outcome=result,
+        person_ids=tuple(person_ids),
+        risk_outcome=outcome,
+        model_name=served.name if served else None,
+        model_version=served.version if served else None,
+        bands=tuple(r.band for r in results),
+        status=status,
+    )
+
+
+def audit(
+    state: ServiceState,
+    principal: Principal | None,
+    endpoint: str,
+    result: str,
+    status: int,
+    *,
+    person_ids: Sequence[str] = (),
+    outcome: str | None = None,
+    results: Sequence[ScoreResult] = (),
+) -> None:
+    """Append one record; raise 503 when the audit store cannot be written."""
+    entry = audit_entry(
+        state, principal, endpoint, result, status,
+        person_ids=person_ids, outcome=outcome, results=results,
+    )  # fmt: skip
+    try:
+        state.audit.append(entry)
+    except AuditUnavailable:
+        log.error("audit store unavailable; refusing to answer %s", endpoint)
+        raise HTTPException(
+            503,
+            detail={
+                "error": "audit_unavailable",
+                "message": "the audit trail cannot be written, so no score is returned",
+            },
+        ) from None
+
+
+def refuse(
+    state: ServiceState, principal: Principal, endpoint: str, outcome: str, error: ScoringError
+) -> HTTPException:
+    """Audit a refused scoring request and build its HTTP error."""
+    valid_ids = [p for p in error.person_ids if _is_person_id(p)]
+    audit(
+        state, principal, endpoint, "refused", error.status, person_ids=valid_ids, outcome=outcome
+    )
+    detail = {"error": type(error).__name__, "message": error.message, "person_ids": valid_ids}
+    return HTTPException(error.status, detail=detail)
+
+
+def _is_person_id(value: str) -> bool:
+    import re
+
+    return re.fullmatch(PERSON_ID_PATTERN, value) is not None
+
+
+def check_batch(state: ServiceState, size: int) -> None:
+    if size > state.config.max_batch:
+        raise HTTPException(
+            413,
+            detail={
+                "error": "batch_too_large",
+                "message": f"{size} people asked for; at most {state.config.max_batch} a request",
+            },
+        )
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,163 @@
+"""Champions: from the MLflow registry into the BentoML model store, checked before serving.
+
+At start the service copies the `champion` of each outcome into the BentoML store (the bundle
+files: LightGBM text, calibrator JSON, feature list, with their checksums), so it keeps serving
+from that copy when the tracking server is down. A pointer file names the champion copy per
+outcome. Loading refuses a bundle whose files do not match their checksums or whose feature list
+disagrees with the registry, naming the file or the features.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from features.registry import FEATURES, Feature
+from models import BundleError, ModelBundle
+from serving.scoring import ServedModel
+
+CHAMPION = "champion"
+POINTER_FILE = "champions.json"
+
+
+class ChampionError(RuntimeError):
+    """The service must not start: the message says which model, file or feature."""
+
+
+def bento_name(outcome: str) -> str:
+    return "carerisk-" + outcome.replace("_", "-")
+
+
+def registered_name(outcome: str) -> str:
+    return "carerisk-" + outcome.replace("_", "-")
+
+
+def import_champions(
+    tracking_uri: str, bentoml_home: Path, outcomes: Sequence[str]
+) -> dict[str, str]:
+    """Copy each outcome's champion from MLflow into the BentoML store; returns outcome -> tag.
+
+    Raises ChampionError when an outcome has no champion. Raises the tracking client's error when
+    the tracking server cannot be reached (the caller then serves the copies already imported).
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    tags: dict[str, str] = {}
+    for outcome in outcomes:
+        name = registered_name(outcome)
+        try:
+            version = client.get_model_version_by_alias(name, CHAMPION)
+        except MlflowException as error:
+            if "RESOURCE_DOES_NOT_EXIST" in str(error.error_code) or "not found" in str(error):
+                raise ChampionError(
+                    f"{name} has no '{CHAMPION}' version in the registry at {tracking_uri}; "
+                    f"train and promote it first (carerisk train / carerisk promote)"
+                ) from None
+            raise
+        tags[outcome] = _import_version(client, outcome, version)
+    _write_pointer(bentoml_home, tags)
+    return tags
+
+
+def _import_version(client: Any, outcome: str, version: Any) -> str:
+    import bentoml
+
+    tag = f"{bento_name(outcome)}:v{version.version}-{version.run_id[:12]}"
+    try:
+        bentoml.models.get(tag)
+        return tag  # already imported
+    except bentoml.exceptions.NotFound:
+        pass
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(client.download_artifacts(version.run_id, "bundle", tmp))
+        ModelBundle.load(local)  # refuse a damaged bundle before it reaches the store
+        metadata = {
+            "outcome": outcome,
+            "registered_model": registered_name(outcome),
+            "registered_version": str(version.version),
+            "run_id": version.run_id,
+        }
+        with bentoml.models.create(
+            tag, labels={"outcome": outcome, "source": "mlflow"}, metadata=metadata
+        ) as model:
+            shutil.copytree(local, Path(model.path) / "bundle")
+    return tag
+
+
+def _pointer_path(bentoml_home: Path) -> Path:
+    return Path(bentoml_home) / POINTER_FILE
+
+
+def _write_pointer(bentoml_home: Path, tags: dict[str, str]) -> None:
+    path = _pointer_path(bentoml_home)
+    current = _read_pointer(bentoml_home)
+    current.update(tags)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(current, indent=2, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _read_pointer(bentoml_home: Path) -> dict[str, str]:
+    path = _pointer_path(bentoml_home)
+    if not path.is_file():
+        return {}
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def load_champions(
+    bentoml_home: Path, outcomes: Sequence[str], registry: Sequence[Feature] = FEATURES
+) -> dict[str, ServedModel]:
+    """The imported champions, verified: checksums and feature list against the registry."""
+    import bentoml
+
+    pointer = _read_pointer(bentoml_home)
+    served: dict[str, ServedModel] = {}
+    for outcome in outcomes:
+        tag = pointer.get(outcome)
+        if not tag:
+            raise ChampionError(
+                f"no champion of {registered_name(outcome)} has been imported into the BentoML "
+                f"store at {bentoml_home}; start once with the tracking server reachable"
+            )
+        model = bentoml.models.get(tag)
+        folder = Path(model.path) / "bundle"
+        try:
+            bundle = ModelBundle.load(folder)
+        except BundleError as error:
+            raise ChampionError(f"{tag}: {error}") from None
+        check_feature_list(tag, bundle.features, registry)
+        meta = model.info.metadata
+        served[outcome] = ServedModel(
+            outcome=outcome,
+            name=str(meta.get("registered_model", registered_name(outcome))),
+            version=str(meta.get("registered_version", model.tag.version)),
+            bundle=bundle,
+        )
+    return served
+
+
+def check_feature_list(tag: str, model: Sequence[Feature], registry: Sequence[Feature]) -> None:
+    """The model's features must be the registry's, in order, with the same kinds and levels."""
+
+    def shape(features: Sequence[Feature]) -> list[tuple[str, str, tuple[str, ...]]]:
+        return [(f.name, f.kind, tuple(f.categories)) for f in features]
+
+    if shape(model) == shape(registry):
+        return
+    have = {f.name for f in model}
+    want = {f.name for f in registry}
+    parts = []
+    if want - have:
+        parts.append("missing from the model: " + ", ".join(sorted(want - have)))
+    if have - want:
+        parts.append("not in the registry: " + ", ".join(sorted(have - want)))
+    if not parts:
+        parts.append("same names but a different order, kind or categories")
+    raise ChampionError(f"{tag}: its feature list disagrees with the registry ({'; '.join(parts)})")

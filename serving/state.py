@@ -1,0 +1,62 @@
+"""Everything a running service holds, built once when the service starts."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from features.snapshot import descriptors, read_snapshot
+from serving.audit import AuditLog
+from serving.champions import ChampionError, import_champions, load_champions
+from serving.config import ServingConfig
+from serving.keys import KeyStore
+from serving.limits import RateLimiter
+from serving.objections import ObjectionList
+from serving.scoring import Scorer, Snapshot
+
+log = logging.getLogger("carerisk.serving")
+
+
+@dataclass
+class ServiceState:
+    config: ServingConfig
+    scorer: Scorer
+    keys: KeyStore
+    audit: AuditLog
+    limiter: RateLimiter
+
+
+def refresh_champions(config: ServingConfig) -> str:
+    """Import the registry's champions into the BentoML store; when the tracking server cannot
+    be reached, keep the copies already imported. Returns a one-line account."""
+    try:
+        tags = import_champions(config.tracking_uri, config.bentoml_home, config.outcomes)
+    except ChampionError:
+        raise
+    except Exception as error:  # the tracking server is down or unreachable
+        log.warning("tracking server unavailable (%s); serving imported champions", type(error))
+        return "tracking server unavailable: serving the champions imported earlier"
+    return "imported champions " + ", ".join(sorted(tags.values()))
+
+
+def build_state(config: ServingConfig, *, import_from_registry: bool = True) -> ServiceState:
+    """Load champions (verified), the snapshot, keys, audit and objections; raise on any gap."""
+    if import_from_registry:
+        log.info(refresh_champions(config))
+    models = load_champions(config.bentoml_home, config.outcomes)
+    features = read_snapshot(config.store_path)
+    snapshot = Snapshot.from_frames(features, descriptors(config.store_path))
+    scorer = Scorer(
+        models=models,
+        snapshot=snapshot,
+        objections=ObjectionList.load(config.objections_path),
+        stale_after_days=config.stale_after_days,
+        top_k=config.top_k,
+    )
+    return ServiceState(
+        config=config,
+        scorer=scorer,
+        keys=KeyStore.in_home(config.home),
+        audit=AuditLog.in_home(config.home),
+        limiter=RateLimiter(config.rate_per_second, config.burst),
+    )
