@@ -1,0 +1,368 @@
+"""Subgroup tables with bootstrap intervals (fairlearn MetricFrame), flags and gate checks.
+
+The service prioritises calibration within groups: a given score should mean the same risk
+in every group, so a practitioner can trust the number in front of them. Where base rates
+differ between groups, a calibrated model cannot also have equal error rates (Chouldechova
+2017; Kleinberg et al. 2016), so error-rate gaps are shown and flagged beyond the limits, but
+only calibration and discrimination failures block promotion unless the limits say otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fairlearn.metrics import MetricFrame
+
+from evaluation import groupboot
+from evaluation import metrics as m
+from evaluation.inputs import Check, FairnessLimits
+
+PRIORITISED_PROPERTY = (
+    "This service prioritises calibration within groups: a given risk score should mean the "
+    "same chance of the outcome whatever a person's age band, sex, ethnicity, deprivation, "
+    "district, GP system or record completeness, so practitioners can trust and compare the "
+    "number in front of them. When the outcome is more common in some groups than others, no "
+    "model can be calibrated within every group and also have equal false-positive and "
+    "false-negative rates (the impossibility result of Chouldechova 2017 and Kleinberg et al. "
+    "2016). We therefore accept that error rates and referral rates differ where base rates "
+    "differ; those gaps are still shown below with their intervals and flagged when they go "
+    "beyond the set limits, so that they can be looked at and explained."
+)
+INTERSECTION = ("sex", "age_band")
+GROUP_METRICS: tuple[str, ...] = (
+    "prevalence",
+    "mean_predicted",
+    "auroc",
+    "oe_ratio",
+    "fpr",
+    "fnr",
+    "selection_rate",
+    "ppv",
+)
+TABLE_COLUMNS = ["descriptor", "group", "n"] + [
+    f"{k}{suffix}" for k in GROUP_METRICS for suffix in ("", "_lo", "_hi")
+]
+Sensitive = pd.DataFrame | pd.Series
+ERROR_RATE_METRICS = ("fpr", "fnr", "selection_rate")
+METRIC_LABELS = {
+    "prevalence": "observed rate",
+    "mean_predicted": "mean predicted risk",
+    "auroc": "AUROC",
+    "oe_ratio": "observed / expected",
+    "fpr": "false-positive rate",
+    "fnr": "false-negative rate",
+    "selection_rate": "referral (selection) rate",
+    "ppv": "PPV",
+}
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One group whose interval lies wholly beyond a limit."""
+
+    descriptor: str
+    group: str
+    metric: str
+    value: float
+    lo: float
+    hi: float
+    blocking: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class FairnessResult:
+    """Subgroup table (one row per descriptor and group) and the overall values."""
+
+    threshold: float
+    overall: dict[str, m.Estimate]
+    table: pd.DataFrame
+    n_boot: int
+    ci_level: float
+    flags: list[Flag] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "n_boot": self.n_boot,
+            "ci_level": self.ci_level,
+            "overall": {k: v.to_dict() for k, v in self.overall.items()},
+            "table": self.table.to_dict(orient="records"),
+            "flags": [f.to_dict() for f in self.flags],
+            "prioritised_property": PRIORITISED_PROPERTY,
+        }
+
+
+def _safe_ratio(num: float, den: float) -> float:
+    return num / den if den > 0 else math.nan
+
+
+def _group_metrics(threshold: float) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
+    """Metric functions of (y, p) for MetricFrame; p is thresholded where needed."""
+
+    def prevalence(y: np.ndarray, p: np.ndarray) -> float:
+        return float(np.mean(y))
+
+    def mean_predicted(y: np.ndarray, p: np.ndarray) -> float:
+        return float(np.mean(p))
+
+    def auroc(y: np.ndarray, p: np.ndarray) -> float:
+        return m.auroc(y, p)
+
+    def oe_ratio(y: np.ndarray, p: np.ndarray) -> float:
+        return _safe_ratio(float(np.sum(y)), float(np.sum(p)))
+
+    def fpr(y: np.ndarray, p: np.ndarray) -> float:
+        neg = y == 0
+        return _safe_ratio(float(np.sum(p[neg] >= threshold)), float(np.sum(neg)))
+
+    def fnr(y: np.ndarray, p: np.ndarray) -> float:
+        pos = y == 1
+        return _safe_ratio(float(np.sum(p[pos] < threshold)), float(np.sum(pos)))
+
+    def selection_rate(y: np.ndarray, p: np.ndarray) -> float:
+        return float(np.mean(p >= threshold))
+
+    def ppv(y: np.ndarray, p: np.ndarray) -> float:
+        flag = p >= threshold
+        return _safe_ratio(float(np.sum(y[flag])), float(np.sum(flag)))
+
+    return {
+        "prevalence": prevalence,
+        "mean_predicted": mean_predicted,
+        "auroc": auroc,
+        "oe_ratio": oe_ratio,
+        "fpr": fpr,
+        "fnr": fnr,
+        "selection_rate": selection_rate,
+        "ppv": ppv,
+    }
+
+
+def _frame(y: np.ndarray, p: np.ndarray, features: Sensitive, threshold: float) -> MetricFrame:
+    return MetricFrame(
+        metrics=_group_metrics(threshold),
+        y_true=y,
+        y_pred=p,
+        sensitive_features=features,
+    )
+
+
+def _group_labels(index: pd.Index) -> list[str]:
+    if isinstance(index, pd.MultiIndex):
+        return [" × ".join(str(v) for v in values) for values in index]
+    return [str(v) for v in index]
+
+
+def _codes(index: pd.Index, features: Sensitive) -> np.ndarray:
+    """Each person's position in the MetricFrame's group index."""
+    keys = (
+        pd.MultiIndex.from_frame(features)
+        if isinstance(features, pd.DataFrame)
+        else pd.Index(features)
+    )
+    codes = np.asarray(index.get_indexer(keys))
+    if (codes < 0).any():
+        raise ValueError(f"group of row {int(np.flatnonzero(codes < 0)[0])} not in the table")
+    return codes
+
+
+def _descriptor_table(
+    descriptor: str,
+    y: np.ndarray,
+    p: np.ndarray,
+    features: Sensitive,
+    threshold: float,
+    limits: FairnessLimits,
+) -> pd.DataFrame:
+    by_group = _frame(y, p, features, threshold).by_group
+    codes = _codes(by_group.index, features)
+    samples = groupboot.group_bootstrap(y, p, codes, threshold, limits.n_boot, limits.seed)
+    lo_q, hi_q = (1 - limits.ci_level) / 2, (1 + limits.ci_level) / 2
+    lo = groupboot.quantile_frame(samples, lo_q, by_group.index)
+    hi = groupboot.quantile_frame(samples, hi_q, by_group.index)
+    out = pd.DataFrame(
+        {
+            "descriptor": descriptor,
+            "group": _group_labels(by_group.index),
+            "n": np.bincount(codes, minlength=len(by_group)),
+        }
+    )
+    for metric in GROUP_METRICS:
+        out[metric] = by_group[metric].to_numpy(dtype=float)
+        out[f"{metric}_lo"] = lo[metric].to_numpy(dtype=float)
+        out[f"{metric}_hi"] = hi[metric].to_numpy(dtype=float)
+    return out
+
+
+def _overall(
+    y: np.ndarray, p: np.ndarray, threshold: float, limits: FairnessLimits
+) -> dict[str, m.Estimate]:
+    everyone = pd.Series(np.full(len(y), "all"), name="overall")
+    row = _descriptor_table("overall", y, p, everyone, threshold, limits).iloc[0]
+    return {
+        k: m.Estimate(float(row[k]), float(row[f"{k}_lo"]), float(row[f"{k}_hi"]))
+        for k in GROUP_METRICS
+    }
+
+
+def subgroup_table(
+    y: np.ndarray, p: np.ndarray, groups: pd.DataFrame, threshold: float, limits: FairnessLimits
+) -> FairnessResult:
+    """Every descriptor column of `groups`, plus sex × age band when both are present."""
+    y = np.asarray(y, int)
+    p = np.asarray(p, float)
+    descriptors: list[tuple[str, Sensitive]] = [(c, groups[c]) for c in groups.columns]
+    if all(c in groups.columns for c in INTERSECTION):
+        descriptors.append((" × ".join(INTERSECTION), groups[list(INTERSECTION)]))
+    parts = [
+        _descriptor_table(name, y, p, features, threshold, limits) for name, features in descriptors
+    ]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLE_COLUMNS)
+    overall = _overall(y, p, threshold, limits)
+    result = FairnessResult(threshold, overall, table, limits.n_boot, limits.ci_level)
+    result.flags = fairness_flags(result, limits)
+    return result
+
+
+# ---------------------------------------------------------------- flags
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.2f}" if math.isfinite(v) else "n/a"
+
+
+def _oe_flag(row: pd.Series, limits: FairnessLimits) -> str | None:
+    upper, lower = math.exp(limits.max_abs_log_oe), math.exp(-limits.max_abs_log_oe)
+    lo, hi = row["oe_ratio_lo"], row["oe_ratio_hi"]
+    interval = f"{_fmt(row['oe_ratio'])} ({_fmt(lo)}–{_fmt(hi)})"
+    if lo > upper:
+        return (
+            f"observed events are {interval} times those predicted, above {upper:.2f}: "
+            "the model under-predicts risk for this group"
+        )
+    if hi < lower:
+        return (
+            f"observed events are {interval} times those predicted, below {lower:.2f}: "
+            "the model over-predicts risk for this group"
+        )
+    return None
+
+
+def _auroc_flag(row: pd.Series, overall: float, limits: FairnessLimits) -> str | None:
+    interval = f"{_fmt(row['auroc'])} ({_fmt(row['auroc_lo'])}–{_fmt(row['auroc_hi'])})"
+    if row["auroc_hi"] < limits.min_auroc:
+        return f"AUROC {interval} is below the minimum {limits.min_auroc:.2f}"
+    if row["auroc_hi"] < overall - limits.max_auroc_difference:
+        return (
+            f"AUROC {interval} is more than {limits.max_auroc_difference:.2f} "
+            f"below the overall {overall:.2f}"
+        )
+    return None
+
+
+def _gap_flag(row: pd.Series, metric: str, overall: float, limit: float) -> str | None:
+    lo, hi = row[f"{metric}_lo"], row[f"{metric}_hi"]
+    interval = f"{_fmt(row[metric])} ({_fmt(lo)}–{_fmt(hi)})"
+    label = METRIC_LABELS[metric]
+    if lo > overall + limit:
+        return f"{label} {interval} is more than {limit:.2f} above the overall {overall:.2f}"
+    if hi < overall - limit:
+        return f"{label} {interval} is more than {limit:.2f} below the overall {overall:.2f}"
+    return None
+
+
+def _row_flags(row: pd.Series, result: FairnessResult, limits: FairnessLimits) -> list[Flag]:
+    found: list[tuple[str, str | None, bool]] = [
+        ("oe_ratio", _oe_flag(row, limits), True),
+        ("auroc", _auroc_flag(row, result.overall["auroc"].value, limits), True),
+    ]
+    gaps = {
+        "fnr": limits.max_fnr_difference,
+        "fpr": limits.max_fpr_difference,
+        "selection_rate": limits.max_selection_difference,
+    }
+    for metric, limit in gaps.items():
+        reason = _gap_flag(row, metric, result.overall[metric].value, limit)
+        found.append((metric, reason, limits.error_rates_block))
+    return [
+        Flag(
+            descriptor=str(row["descriptor"]),
+            group=str(row["group"]),
+            metric=metric,
+            value=float(row[metric]),
+            lo=float(row[f"{metric}_lo"]),
+            hi=float(row[f"{metric}_hi"]),
+            blocking=blocking,
+            reason=f"{row['descriptor']} = {row['group']} (n={int(row['n'])}): {reason}",
+        )
+        for metric, reason, blocking in found
+        if reason is not None
+    ]
+
+
+def fairness_flags(result: FairnessResult, limits: FairnessLimits) -> list[Flag]:
+    """Groups of at least `min_group_size` whose interval lies wholly beyond a limit."""
+    big = result.table[result.table["n"] >= limits.min_group_size]
+    return [flag for _, row in big.iterrows() for flag in _row_flags(row, result, limits)]
+
+
+def _fairness_of(result: Any) -> FairnessResult:
+    fairness = getattr(result, "fairness", result)
+    if not isinstance(fairness, FairnessResult):
+        raise TypeError(
+            f"subgroup_checks needs a FairnessResult or EvaluationResult, got {type(result)}"
+        )
+    return fairness
+
+
+def subgroup_checks(result: Any, limits: FairnessLimits) -> list[Check]:
+    """One check per descriptor (calibration, discrimination, error rates) for the gate.
+
+    `result` is a FairnessResult or an EvaluationResult; flags are recomputed with `limits`.
+    Error-rate checks are returned only when `limits.error_rates_block` is set.
+    """
+    fairness = _fairness_of(result)
+    flags = fairness_flags(fairness, limits)
+    families = {
+        "calibration": ("oe_ratio",),
+        "discrimination": ("auroc",),
+        "error rates": ERROR_RATE_METRICS,
+    }
+    if not limits.error_rates_block:
+        families.pop("error rates")
+    checks = [_overall_auroc_check(fairness, limits)]
+    for descriptor in fairness.table["descriptor"].drop_duplicates():
+        for family, metrics in families.items():
+            hits = [f for f in flags if f.descriptor == descriptor and f.metric in metrics]
+            checks.append(_family_check(descriptor, family, hits, limits))
+    return checks
+
+
+def _overall_auroc_check(fairness: FairnessResult, limits: FairnessLimits) -> Check:
+    est = fairness.overall["auroc"]
+    passed = est.value >= limits.min_auroc
+    return Check(
+        name="overall AUROC",
+        passed=passed,
+        reason=f"AUROC {est.value:.3f} ({est.lo:.3f}–{est.hi:.3f}); minimum {limits.min_auroc:.2f}",
+    )
+
+
+def _family_check(descriptor: str, family: str, hits: list[Flag], limits: FairnessLimits) -> Check:
+    name = f"{family} by {descriptor}"
+    if not hits:
+        return Check(
+            name=name,
+            passed=True,
+            reason=f"no group of {limits.min_group_size} or more people is beyond the limits",
+        )
+    return Check(name=name, passed=False, reason="; ".join(f.reason for f in hits))

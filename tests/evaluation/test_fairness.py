@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from evaluation.fairness import fairness_flags, subgroup_checks, subgroup_table
+from evaluation.inputs import FairnessLimits
+
+from .conftest import make_input
+
+LIMITS = FairnessLimits(n_boot=60, min_group_size=100)
+
+
+def _fair(n: int = 6000, seed: int = 7):
+    inp = make_input(n, seed)
+    groups = inp.groups.fillna("Not recorded")
+    return inp.y, inp.p_true, groups
+
+
+def test_subgroup_table_matches_direct_pandas_computation() -> None:
+    y, p, groups = _fair(3000)
+    t = 0.15
+    result = subgroup_table(y, p, groups, t, LIMITS)
+    table = result.table[result.table["descriptor"] == "district"].set_index("group")
+    frame = pd.DataFrame({"y": y, "p": p, "f": p >= t, "g": groups["district"]})
+    for name, g in frame.groupby("g"):
+        row = table.loc[name]
+        assert row["n"] == len(g)
+        assert row["prevalence"] == pytest.approx(g["y"].mean())
+        assert row["auroc"] == pytest.approx(roc_auc_score(g["y"], g["p"]))
+        assert row["oe_ratio"] == pytest.approx(g["y"].sum() / g["p"].sum())
+        assert row["selection_rate"] == pytest.approx(g["f"].mean())
+        assert row["fnr"] == pytest.approx(1 - g.loc[g["y"] == 1, "f"].mean())
+        assert row["fpr"] == pytest.approx(g.loc[g["y"] == 0, "f"].mean())
+        assert row["ppv"] == pytest.approx(g.loc[g["f"], "y"].mean())
+        for metric in ("auroc", "oe_ratio", "fnr", "selection_rate"):
+            assert row[f"{metric}_lo"] <= row[metric] <= row[f"{metric}_hi"]
+
+
+def test_intersection_and_missing_groups_are_kept() -> None:
+    y, p, groups = _fair(3000)
+    result = subgroup_table(y, p, groups, 0.15, LIMITS)
+    inter = result.table[result.table["descriptor"] == "sex × age_band"]
+    assert len(inter) == 6 and inter["n"].sum() == 3000
+    assert "F × 85+" in set(inter["group"])
+    eth = result.table[result.table["descriptor"] == "ethnicity"]
+    assert "Not recorded" in set(eth["group"]) and eth["n"].sum() == 3000
+
+
+def test_fair_model_passes() -> None:
+    y, p, groups = _fair()
+    result = subgroup_table(y, p, groups, 0.15, LIMITS)
+    checks = subgroup_checks(result, LIMITS)
+    assert all(c.passed for c in checks), [c.reason for c in checks if not c.passed]
+    assert not [f for f in result.flags if f.blocking]
+
+
+def test_shuffled_district_is_flagged_and_fails_the_gate() -> None:
+    y, p, groups = _fair()
+    rng = np.random.default_rng(0)
+    bad = (groups["district"] == "Malvern").to_numpy()
+    p = p.copy()
+    p[bad] = rng.permutation(p[bad])
+    result = subgroup_table(y, p, groups, 0.15, LIMITS)
+    flagged = {(f.descriptor, f.group, f.metric) for f in result.flags}
+    assert ("district", "Malvern", "auroc") in flagged
+    assert not any(f.group != "Malvern" and f.metric == "auroc" for f in result.flags)
+    failing = [c for c in subgroup_checks(result, LIMITS) if not c.passed]
+    assert [c.name for c in failing] == ["discrimination by district"]
+    assert "Malvern" in failing[0].reason and "AUROC" in failing[0].reason
+
+
+def test_under_prediction_for_women_is_flagged() -> None:
+    y, p, groups = _fair()
+    p = p.copy()
+    women = (groups["sex"] == "F").to_numpy()
+    p[women] = p[women] * 0.5
+    result = subgroup_table(y, p, groups, 0.15, LIMITS)
+    oe = [f for f in result.flags if f.metric == "oe_ratio" and f.descriptor == "sex"]
+    assert [f.group for f in oe] == ["F"]
+    assert "under-predicts" in oe[0].reason and oe[0].lo > math.exp(LIMITS.max_abs_log_oe)
+    names = {c.name for c in subgroup_checks(result, LIMITS) if not c.passed}
+    assert {"calibration by sex", "calibration by sex × age_band"} <= names
+
+
+def test_small_group_is_shown_but_never_flagged() -> None:
+    y, p, groups = _fair()
+    groups = groups.copy()
+    tiny = np.arange(len(y)) < 40
+    groups.loc[tiny, "district"] = "Tiny"
+    p = p.copy()
+    p[tiny] = 0.001  # grossly under-predicted
+    result = subgroup_table(y, p, groups, 0.15, LIMITS)
+    row = result.table[
+        (result.table["descriptor"] == "district") & (result.table["group"] == "Tiny")
+    ]
+    assert len(row) == 1 and int(row["n"].iloc[0]) == 40
+    assert not any(f.group == "Tiny" for f in result.flags)
+    loose = FairnessLimits(n_boot=60, min_group_size=10)
+    assert any(f.group == "Tiny" for f in fairness_flags(result, loose))
+
+
+def test_error_rate_gaps_flag_but_block_only_when_asked() -> None:
+    y, p, groups = _fair()
+    p = p.copy()
+    old = (groups["age_band"] == "85+").to_numpy()
+    p[old] = np.clip(p[old] + 0.2, 0, 1)  # far more referrals for the oldest
+    result = subgroup_table(y, p, groups, 0.15, LIMITS)
+    gaps = [f for f in result.flags if f.metric == "selection_rate" and f.group == "85+"]
+    assert gaps and not gaps[0].blocking
+    strict = FairnessLimits(n_boot=60, min_group_size=100, error_rates_block=True)
+    names = {c.name for c in subgroup_checks(result, strict) if not c.passed}
+    assert "error rates by age_band" in names
+
+
+def test_subgroup_checks_rejects_other_objects() -> None:
+    with pytest.raises(TypeError, match="FairnessResult"):
+        subgroup_checks(object(), LIMITS)

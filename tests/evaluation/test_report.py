@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evaluation.inputs import Check, FairnessLimits
+from evaluation.report import SECTIONS, EvaluationResult, evaluate, render_html, write_report
+
+from .conftest import make_input
+
+LIMITS = FairnessLimits(n_boot=60, min_group_size=100)
+
+
+@pytest.fixture(scope="module")
+def result() -> EvaluationResult:
+    gate = [Check("beats champion", True, "AUROC up 0.04")]
+    return evaluate(make_input(3000), LIMITS, gate=gate)
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.imgs: list[dict[str, str | None]] = []
+        self.stack: list[str] = []
+        self.scripts = 0
+        self.void = {"meta", "img", "br", "hr", "link", "input"}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.add(str(a["id"]))
+        if tag == "img":
+            self.imgs.append(a)
+        if tag == "script":
+            self.scripts += 1
+        if tag not in self.void:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack and self.stack[-1] == tag, f"unbalanced </{tag}> after {self.stack[-3:]}"
+        self.stack.pop()
+
+
+def test_result_numbers(result: EvaluationResult) -> None:
+    d = result.discrimination
+    assert set(d) == {"model", "baseline", "champion", "true risk"}
+    assert d["true risk"]["auroc"].value > d["baseline"]["auroc"].value
+    assert result.truth is not None and result.truth["auroc_gap"] < 0.05
+    assert result.calibration["true risk"]["slope"] == pytest.approx(1.0, abs=0.2)
+    assert result.capacity_year is not None and result.capacity_year["people_visited"] == 240
+    assert result.competing_risk is not None and result.competing_risk["died_before_event"] > 0
+    assert result.checks[0].name == "beats champion"
+    assert result.passed
+
+
+def test_direction_disagreement_is_found(result: EvaluationResult) -> None:
+    assert result.explanations is not None
+    table = result.explanations.table.set_index("name")
+    assert table.loc["bmi", "agrees"] is False or not table.loc["bmi", "agrees"]
+    assert table.loc["falls_12m", "agrees"]
+    assert table.index[0] == "falls_12m"
+    assert table.loc["falls_12m", "label"] == "Falls in the last 12 months"
+
+
+def test_json_round_trip(result: EvaluationResult, tmp_path: Path) -> None:
+    html_path, json_path = write_report(result, tmp_path / "out")
+    data = json.loads(json_path.read_text())
+    assert data["meta"]["n"] == 3000
+    assert data["discrimination"]["model"]["auroc"]["value"] == pytest.approx(
+        result.discrimination["model"]["auroc"].value
+    )
+    assert len(data["fairness"]["table"]) == len(result.fairness.table)
+    assert "figures" not in data
+    assert html_path.exists() and html_path.suffix == ".html"
+
+
+def test_html_sections_self_contained_and_parses(result: EvaluationResult) -> None:
+    html = render_html(result)
+    parser = _Collector()
+    parser.feed(html)
+    parser.close()
+    assert parser.stack == []
+    for section_id, title in SECTIONS:
+        assert section_id in parser.ids
+        assert title in html
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", html, flags=re.I)
+    assert refs and not [r for r in refs if re.match(r"\s*(https?:|//)", r, flags=re.I)]
+    assert "http" not in " ".join(refs).lower()
+    assert "@import" not in html and "url(" not in html
+    assert parser.scripts == 0
+    assert len(parser.imgs) >= 10
+    assert all(
+        img.get("alt") and str(img["src"]).startswith("data:image/png") for img in parser.imgs
+    )
+    assert "prioritises calibration within groups" in html
+    assert "withhold" in html and "TRIPOD+AI" in html
+
+
+def test_bad_input_names_the_field_and_row() -> None:
+    inp = make_input(500)
+    p = inp.p_model.copy()
+    p[17] = 1.3
+    inp.p_model = p
+    with pytest.raises(ValueError, match=r"p_model row 17: value 1.3"):
+        evaluate(inp, LIMITS)
+    bad_y = make_input(500)
+    bad_y.y = np.where(np.arange(500) == 4, 2, bad_y.y)
+    with pytest.raises(ValueError, match=r"EvaluationInput.y row 4: value 2.0 is not 0 or 1"):
+        evaluate(bad_y, LIMITS)
+    unknown = make_input(500)
+    unknown.groups = unknown.groups.assign(postcode="WR1")
+    with pytest.raises(ValueError, match="groups column 'postcode'"):
+        evaluate(unknown, LIMITS)
+
+
+def test_real_data_has_no_truth_section_numbers() -> None:
+    inp = make_input(1500, p_true=None, shap_values=None, feature_values=None, p_champion=None)
+    res = evaluate(inp, LIMITS)
+    assert res.truth is None and res.explanations is None
+    html = render_html(res)
+    assert "Not applicable: these are real records" in html
+    assert "No SHAP values were supplied" in html
