@@ -1,1 +1,22 @@
-"""models package."""
+"""What a trained model is: bundle files, encoding, calibration, bands and reasons."""
+
+from models.bands import RiskBands
+from models.bundle import BundleError, ModelBundle, Reason, feature_list_hash
+from models.calibration import Calibrator, choose_calibrator, fit_isotonic, fit_sigmoid
+from models.encoding import EncodingError, encode, feature_from_dict, feature_to_dict
+
+__all__ = [
+    "BundleError",
+    "Calibrator",
+    "EncodingError",
+    "ModelBundle",
+    "Reason",
+    "RiskBands",
+    "choose_calibrator",
+    "encode",
+    "feature_from_dict",
+    "feature_list_hash",
+    "feature_to_dict",
+    "fit_isotonic",
+    "fit_sigmoid",
+]

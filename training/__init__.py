@@ -1,1 +1,34 @@
-"""training package."""
+"""Training: configuration, fitting, MLflow tracking, the registry and the promotion gate."""
+
+from training.config import ConfigError, TrainingConfig
+from training.fit import TrainedModels, TrainingError, fit
+from training.pipeline import TrainingResult, log_and_register, train_outcome
+from training.registry import CheckResult, GateContext, GateVerdict, PromotionError, promote
+from training.tracking import (
+    LoggedRun,
+    canonical_outcome,
+    log_training_run,
+    model_name,
+    register_run,
+)
+
+__all__ = [
+    "CheckResult",
+    "ConfigError",
+    "GateContext",
+    "GateVerdict",
+    "LoggedRun",
+    "PromotionError",
+    "TrainedModels",
+    "TrainingConfig",
+    "TrainingError",
+    "TrainingResult",
+    "canonical_outcome",
+    "fit",
+    "log_and_register",
+    "log_training_run",
+    "model_name",
+    "promote",
+    "register_run",
+    "train_outcome",
+]

@@ -1,0 +1,196 @@
+"""What a trained model is: LightGBM text, a calibrator, the ordered features and metadata.
+
+A bundle is a folder of plain files with sha256 checksums; no pickles anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.registry import Feature
+from models.bands import RiskBands
+from models.calibration import Calibrator
+from models.encoding import encode, feature_from_dict, feature_to_dict
+
+MODEL_FILE = "model.txt"
+CALIBRATOR_FILE = "calibrator.json"
+FEATURES_FILE = "features.json"
+BUNDLE_FILE = "bundle.json"
+BUNDLE_FORMAT = 1
+
+
+class BundleError(ValueError):
+    """A bundle folder is missing, incomplete or has been changed since it was saved."""
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One feature's part in one person's score."""
+
+    feature: str
+    label: str  # plain words with the person's value
+    value: Any
+    contribution: float  # log-odds
+    direction: Literal["raises", "lowers"]
+    modifiable: bool
+    clinical: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "label": self.label,
+            "value": self.value,
+            "contribution": self.contribution,
+            "direction": self.direction,
+            "modifiable": self.modifiable,
+            "clinical": self.clinical,
+        }
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    model_text: str
+    calibrator: Calibrator
+    features: tuple[Feature, ...]
+    outcome: str
+    bands: RiskBands
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def booster(self) -> lgb.Booster:
+        return lgb.Booster(model_str=self.model_text)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return encode(frame, self.features)
+
+    def raw_score(self, frame: pd.DataFrame) -> np.ndarray:
+        """LightGBM log-odds for each row."""
+        return np.asarray(self.booster.predict(self.matrix(frame), raw_score=True), dtype=float)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probabilities for each row."""
+        return self.calibrator.apply(self.raw_score(frame))
+
+    def band(self, frame: pd.DataFrame) -> list[str]:
+        return self.bands.band(self.predict(frame))
+
+    def contributions(self, frame: pd.DataFrame) -> np.ndarray:
+        """Exact TreeSHAP values (log-odds): one column per feature, then the base value."""
+        out = self.booster.predict(self.matrix(frame), pred_contrib=True)
+        return np.asarray(out, dtype=float)
+
+    def explain(self, frame: pd.DataFrame, top_k: int = 5) -> list[list[Reason]]:
+        """The top_k features by |SHAP| for each person, largest first."""
+        contrib = self.contributions(frame)[:, : len(self.features)]
+        reasons = []
+        for row, values in enumerate(contrib):
+            order = sorted(range(len(values)), key=lambda j: (-abs(values[j]), j))[:top_k]
+            person = frame.iloc[row]
+            reasons.append([self._reason(self.features[j], person, values[j]) for j in order])
+        return reasons
+
+    def _reason(self, feature: Feature, person: pd.Series, contribution: float) -> Reason:
+        value = _plain(person[feature.name])
+        return Reason(
+            feature=feature.name,
+            label=feature.describe("unknown" if value is None else value),
+            value=value,
+            contribution=float(contribution),
+            direction="raises" if contribution > 0 else "lowers",
+            modifiable=feature.modifiable,
+            clinical=feature.clinical,
+        )
+
+    # --- files -------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> Path:
+        """Write the four bundle files; bundle.json carries the others' sha256."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        files = {
+            MODEL_FILE: self.model_text,
+            CALIBRATOR_FILE: self.calibrator.to_json(),
+            FEATURES_FILE: json.dumps([feature_to_dict(f) for f in self.features], indent=2),
+        }
+        for name, text in files.items():
+            (directory / name).write_text(text, encoding="utf-8")
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "outcome": self.outcome,
+            "bands": self.bands.to_dict(),
+            "metadata": self.metadata,
+            "checksums": {name: _sha256(directory / name) for name in files},
+        }
+        text = json.dumps(manifest, indent=2, sort_keys=True, default=str)
+        (directory / BUNDLE_FILE).write_text(text, encoding="utf-8")
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> ModelBundle:
+        """Read a bundle, refusing it if any file's checksum does not match."""
+        directory = Path(directory)
+        manifest = _read_manifest(directory)
+        for name, expected in manifest["checksums"].items():
+            path = directory / name
+            if not path.is_file():
+                raise BundleError(f"bundle {directory} is missing {name}")
+            if _sha256(path) != expected:
+                raise BundleError(
+                    f"bundle file {path} does not match its checksum in {BUNDLE_FILE}; "
+                    "it was changed after saving"
+                )
+        features = json.loads((directory / FEATURES_FILE).read_text(encoding="utf-8"))
+        return cls(
+            model_text=(directory / MODEL_FILE).read_text(encoding="utf-8"),
+            calibrator=Calibrator.from_json(
+                (directory / CALIBRATOR_FILE).read_text(encoding="utf-8")
+            ),
+            features=tuple(feature_from_dict(f) for f in features),
+            outcome=manifest["outcome"],
+            bands=RiskBands.from_dict(manifest["bands"]),
+            metadata=dict(manifest.get("metadata", {})),
+        )
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / BUNDLE_FILE
+    if not path.is_file():
+        raise BundleError(f"no {BUNDLE_FILE} in {directory}: not a model bundle")
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    wanted = {MODEL_FILE, CALIBRATOR_FILE, FEATURES_FILE}
+    if manifest.get("format") != BUNDLE_FORMAT or set(manifest.get("checksums", {})) != wanted:
+        raise BundleError(f"{path} is not a format-{BUNDLE_FORMAT} bundle manifest")
+    return dict(manifest)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly scalar; None for missing."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def feature_list_hash(features: Sequence[Feature]) -> str:
+    """sha256 of the ordered feature definitions."""
+    text = json.dumps([feature_to_dict(f) for f in features], sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,118 @@
+"""Turning registry features into the model matrix, identically in training and serving."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.registry import Feature
+
+
+class EncodingError(ValueError):
+    """A frame cannot be encoded for the model."""
+
+
+def feature_to_dict(feature: Feature) -> dict[str, Any]:
+    """A feature as plain JSON-ready values."""
+    return {
+        "name": feature.name,
+        "label": feature.label,
+        "sources": list(feature.sources),
+        "kind": feature.kind,
+        "window_days": feature.window_days,
+        "unit": feature.unit,
+        "modifiable": feature.modifiable,
+        "clinical": feature.clinical,
+        "direction": dict(sorted(feature.direction.items())),
+        "constrain": feature.constrain,
+        "categories": list(feature.categories),
+        "minimum": feature.minimum,
+        "maximum": feature.maximum,
+    }
+
+
+def feature_from_dict(data: dict[str, Any]) -> Feature:
+    return Feature(
+        name=data["name"],
+        label=data["label"],
+        sources=tuple(data["sources"]),
+        kind=data["kind"],
+        window_days=data["window_days"],
+        unit=data["unit"],
+        modifiable=data["modifiable"],
+        clinical=data["clinical"],
+        direction=dict(data["direction"]),
+        constrain=data["constrain"],
+        categories=tuple(data["categories"]),
+        minimum=data["minimum"],
+        maximum=data["maximum"],
+    )
+
+
+def categorical_indices(features: Sequence[Feature]) -> list[int]:
+    """Positions of the categorical columns in the model matrix."""
+    return [i for i, f in enumerate(features) if f.kind == "categorical"]
+
+
+def encode(frame: pd.DataFrame, features: Sequence[Feature]) -> pd.DataFrame:
+    """The model matrix: one float column per feature, in the feature order.
+
+    Categoricals become their position in `Feature.categories` (unknown or missing -> NaN),
+    booleans become 0/1, numerics float. Missing values stay NaN.
+    """
+    missing = [f.name for f in features if f.name not in frame.columns]
+    if missing:
+        raise EncodingError(f"features frame lacks column(s) {', '.join(missing)}")
+    columns = {f.name: _encode_column(frame[f.name], f) for f in features}
+    return pd.DataFrame(columns, index=frame.index, columns=[f.name for f in features])
+
+
+def _encode_column(values: pd.Series, feature: Feature) -> np.ndarray:
+    if feature.kind == "categorical":
+        if not feature.categories:
+            raise EncodingError(f"categorical feature {feature.name} has no categories")
+        lookup = {level: float(i) for i, level in enumerate(feature.categories)}
+        return np.array([lookup.get(v, np.nan) for v in values.astype(object)], dtype=float)
+    if feature.kind == "binary":
+        encoded = _as_float(values.map(_binary_value), feature)
+        bad = ~np.isnan(encoded) & (encoded != 0.0) & (encoded != 1.0)
+        if bad.any():
+            row = values.index[bad][0]
+            raise EncodingError(
+                f"binary feature {feature.name} has a value other than 0/1 at row {row}: "
+                f"{values.loc[row]!r}"
+            )
+        return encoded
+    return _as_float(values, feature)
+
+
+def _binary_value(value: object) -> object:
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return np.nan
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in {"true", "1", "yes"}:
+            return 1.0
+        if lowered in {"false", "0", "no"}:
+            return 0.0
+        return value
+    if value in (True, 1):
+        return 1.0
+    if value in (False, 0):
+        return 0.0
+    return value
+
+
+def _as_float(values: pd.Series, feature: Feature) -> np.ndarray:
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() & values.notna()
+    if bad.any():
+        row = values.index[bad.to_numpy()][0]
+        raise EncodingError(
+            f"feature {feature.name} ({feature.kind}) has a value that is not a number "
+            f"at row {row}: {values.loc[row]!r}"
+        )
+    return numbers.astype(float).to_numpy()

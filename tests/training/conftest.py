@@ -1,0 +1,3 @@
+from tests.models.conftest import config, trained
+
+__all__ = ["config", "trained"]

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skops.io as sio
+
+from tests.models.frames import make_frame, small_features, split_latest
+from training.config import ConfigError, TrainingConfig
+from training.fit import TrainedModels, TrainingError, fit, inner_split, monotone_constraints
+
+
+def test_shipped_config_loads() -> None:
+    config = TrainingConfig.load()
+    assert config.lightgbm.deterministic is True
+    assert config.lightgbm.max_depth > 0
+    assert config.bands_for("falls").labels[-1] == "very high"
+    assert config.bands_for("complex_dependency").cuts == (0.05, 0.15, 0.30)
+
+
+def test_bad_config_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "training.toml"
+    path.write_text('config_version = "x"\n[bands.falls]\ncuts = [0.3, 0.1]\n')
+    with pytest.raises(ConfigError, match="training.toml is invalid"):
+        TrainingConfig.load(path)
+    path.write_text('config_version = "x"\nbands = {}\n[lightgbm]\ndeterministic = false\n')
+    with pytest.raises(ConfigError, match="deterministic"):
+        TrainingConfig.load(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        TrainingConfig.load(tmp_path / "nope.toml")
+
+
+def test_same_data_and_seed_give_identical_model_text(config: TrainingConfig) -> None:
+    train, validation = split_latest(make_frame(people=1500, seed=5))
+    first = fit(train, validation, small_features(), "falls", config)
+    second = fit(train, validation, small_features(), "falls", config)
+    assert first.bundle.model_text == second.bundle.model_text
+    assert first.bundle.calibrator == second.bundle.calibrator
+    other = config.model_copy(update={"seed": config.seed + 1})
+    third = fit(train, validation, small_features(), "falls", other)
+    assert third.bundle.model_text != first.bundle.model_text
+
+
+def test_inner_split_is_by_person(config: TrainingConfig) -> None:
+    frame = make_frame(people=1000, seed=1)
+    split = inner_split(frame["person_id"], config)
+    assert not (split.fit & split.stop).any() and not (split.fit & split.calibrate).any()
+    assert (split.fit | split.stop | split.calibrate).all()
+    for mask in (split.fit, split.stop, split.calibrate):
+        people = set(frame.loc[mask, "person_id"])
+        assert not people & set(frame.loc[~mask, "person_id"])
+    assert split.calibrate.mean() == pytest.approx(config.calibration.holdout_fraction, abs=0.04)
+
+
+def test_monotone_constraints_follow_registry(trained: TrainedModels) -> None:
+    assert monotone_constraints(small_features(), "falls") == [1, 1, 0, 0, 0, 0]
+    assert monotone_constraints(small_features(), "complex_dependency") == [1, 0, 0, 0, 0, 0]
+    assert "monotone_constraints: 1,1,0,0,0,0" in trained.bundle.model_text.replace("[", "")
+
+
+def test_validation_metrics_model_and_baseline(trained: TrainedModels) -> None:
+    for name in ("model", "baseline"):
+        metrics = trained.metrics[name]
+        assert 0.65 < metrics["auroc"] < 0.9
+        assert 0 < metrics["brier"] < metrics["prevalence"]
+        assert 0.6 < metrics["calibration_slope"] < 1.6
+    predictions = trained.validation_predictions
+    assert list(predictions.columns) == ["person_id", "index_date", "y", "p", "p_baseline"]
+    assert predictions["index_date"].nunique() == 1
+    assert trained.split_sizes["validation"] == len(predictions)
+
+
+def test_baseline_reloads_from_skops(trained: TrainedModels, tmp_path: Path) -> None:
+    path = tmp_path / "baseline.skops"
+    sio.dump(trained.baseline, path)
+    untrusted = sio.get_untrusted_types(file=path)
+    loaded = sio.load(path, trusted=untrusted)
+    frame = make_frame(people=100, seed=8)
+    matrix = trained.bundle.matrix(frame)
+    np.testing.assert_allclose(
+        loaded.predict_proba(matrix)[:, 1], trained.baseline.predict_proba(matrix)[:, 1]
+    )
+
+
+def test_bad_labels_are_named(config: TrainingConfig) -> None:
+    train, validation = split_latest(make_frame(people=300, seed=2))
+    train.loc[7, "label"] = 2
+    with pytest.raises(TrainingError, match="training frame column label must be 0/1; row 7"):
+        fit(train, validation, small_features(), "falls", config)
+    with pytest.raises(TrainingError, match="lacks column"):
+        fit(validation, validation.drop(columns=["age"]), small_features(), "falls", config)

@@ -1,0 +1,182 @@
+"""Tracking, registry and the promotion gate on a real MLflow sqlite store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.models.frames import make_frame, small_features, split_latest
+from training.config import TrainingConfig
+from training.fit import TrainedModels, fit
+from training.pipeline import log_and_register
+from training.registry import GateContext, log_checks, promote
+from training.tracking import (
+    data_fingerprint,
+    frame_fingerprint,
+    log_training_run,
+    model_name,
+    register_run,
+)
+
+pytestmark = pytest.mark.slow
+NAME = model_name("falls")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    home = tmp_path_factory.mktemp("mlflow")
+    return f"sqlite:///{home / 'mlflow.db'}", home / "mlflow-artifacts"
+
+
+@pytest.fixture(scope="module")
+def config(config: TrainingConfig) -> TrainingConfig:
+    """A wider calibration range: 2,000 training rows give a noisy slope."""
+    gate = config.gate.model_copy(update={"calibration_slope_range": (0.5, 1.6)})
+    return config.model_copy(update={"gate": gate})
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return split_latest(make_frame(people=4000, seed=3))
+
+
+def _train(
+    data: tuple[pd.DataFrame, pd.DataFrame],
+    config: TrainingConfig,
+    store: tuple[str, Path],
+    shuffle: bool = False,
+) -> str:
+    train, validation = data
+    if shuffle:
+        train = train.assign(label=train["label"].sample(frac=1, random_state=1).to_numpy())
+    trained = fit(train, validation, small_features(), "falls", config)
+    result = log_and_register(
+        trained,
+        validation,
+        outcome="falls",
+        config=config,
+        tracking_uri=store[0],
+        artifact_root=store[1],
+        fingerprint=data_fingerprint(frame_fingerprint(train), small_features()),
+    )
+    return result.version
+
+
+def _alias(client: MlflowClient, alias: str) -> str:
+    return str(client.get_model_version_by_alias(NAME, alias).version)
+
+
+def test_gate_promotes_first_refuses_degraded_then_promotes_good(
+    data: tuple[pd.DataFrame, pd.DataFrame], config: TrainingConfig, store: tuple[str, Path]
+) -> None:
+    client = MlflowClient(tracking_uri=store[0], registry_uri=store[0])
+    first = _train(data, config, store)
+    verdict = promote("falls", store[0], gate=config.gate)
+    assert verdict.passed and verdict.promoted and verdict.champion_version is None
+    assert _alias(client, "champion") == first == _alias(client, "challenger")
+
+    degraded = _train(data, config, store, shuffle=True)
+    assert _alias(client, "challenger") == degraded != first
+    verdict = promote("falls", store[0], gate=config.gate)
+    assert not verdict.passed and not verdict.promoted
+    assert any(r.startswith("AUROC vs champion") for r in verdict.reasons)
+    assert _alias(client, "champion") == first
+    tags = client.get_model_version(NAME, str(degraded)).tags
+    assert tags["gate_verdict"] == "refuse" and "AUROC" in tags["gate_reasons"]
+    assert "refused" in client.get_model_version(NAME, str(degraded)).description
+
+    good = _train(data, config.model_copy(update={"seed": 7}), store)
+    verdict = promote("falls", store[0], gate=config.gate)
+    assert verdict.passed, verdict.reasons
+    assert verdict.champion_version == first
+    assert _alias(client, "champion") == good == _alias(client, "challenger")
+    version = client.get_model_version(NAME, good)
+    assert version.tags["gate_verdict"] == "pass"
+    assert len(version.tags["data_fingerprint"]) == 64
+    assert len(version.tags["feature_list_hash"]) == 64
+
+
+def test_run_logs_artifacts_params_and_metrics(
+    data: tuple[pd.DataFrame, pd.DataFrame], config: TrainingConfig, store: tuple[str, Path]
+) -> None:
+    client = MlflowClient(tracking_uri=store[0], registry_uri=store[0])
+    version = client.get_model_version_by_alias(NAME, "challenger")
+    run = client.get_run(version.run_id)
+    assert run.data.params["lightgbm.deterministic"] == "True"
+    assert 0.6 < run.data.metrics["model.auroc"] < 0.95
+    assert "baseline.calibration_slope" in run.data.metrics
+    assert run.data.tags["git_commit"]
+    top = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"bundle", "baseline", "validation", "features.json", "shap_summary.png"} <= top
+    bundle_files = {a.path for a in client.list_artifacts(run.info.run_id, "bundle")}
+    assert "bundle/model.txt" in bundle_files and "bundle/bundle.json" in bundle_files
+    assert str(store[1]) in run.info.artifact_uri
+
+
+def test_run_that_raises_before_registration_leaves_no_version(
+    data: tuple[pd.DataFrame, pd.DataFrame], config: TrainingConfig, store: tuple[str, Path]
+) -> None:
+    client = MlflowClient(tracking_uri=store[0], registry_uri=store[0])
+    before = len(client.search_model_versions(f"name='{NAME}'"))
+    train, validation = data
+    trained = fit(train, validation, small_features(), "falls", config)
+
+    def killed(run_id: str) -> None:
+        raise KeyboardInterrupt("killed half way")
+
+    with pytest.raises(KeyboardInterrupt):
+        log_training_run(
+            trained,
+            validation,
+            outcome="falls",
+            config=config,
+            tracking_uri=store[0],
+            artifact_root=store[1],
+            fingerprint="x",
+            inside_run=killed,
+        )
+    assert len(client.search_model_versions(f"name='{NAME}'")) == before
+    runs = client.search_runs([client.get_experiment_by_name(NAME).experiment_id])
+    assert runs[0].info.status in {"FAILED", "KILLED"}
+
+
+def test_logged_and_extra_checks_can_refuse(
+    data: tuple[pd.DataFrame, pd.DataFrame], config: TrainingConfig, store: tuple[str, Path]
+) -> None:
+    client = MlflowClient(tracking_uri=store[0], registry_uri=store[0])
+    champion = _alias(client, "champion")
+    train, validation = data
+    trained: TrainedModels = fit(
+        train, validation, small_features(), "falls", config.model_copy(update={"seed": 7})
+    )
+
+    def subgroup_checks(run_id: str) -> None:
+        log_checks(client, run_id, [("subgroup AUROC 85+", False, "0.55 below 0.6")], "sub.json")
+
+    logged = log_training_run(
+        trained,
+        validation,
+        outcome="falls",
+        config=config,
+        tracking_uri=store[0],
+        artifact_root=store[1],
+        fingerprint="y",
+        inside_run=subgroup_checks,
+    )
+    register_run(logged, "falls", store[0])
+    seen: list[int] = []
+
+    def extra(context: GateContext) -> tuple[str, bool, str]:
+        seen.append(len(context.challenger))
+        return "extra", True, "fine"
+
+    checks: list[Callable[[GateContext], tuple[str, bool, str]]] = [extra]
+    verdict = promote("falls", store[0], gate=config.gate, extra_checks=checks)
+    assert not verdict.passed
+    assert verdict.reasons == ["subgroup AUROC 85+: 0.55 below 0.6"]
+    assert seen == [len(validation)]
+    assert _alias(client, "champion") == champion

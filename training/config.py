@@ -1,0 +1,105 @@
+"""The versioned training configuration (config/training.toml), validated by pydantic."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from models.bands import DEFAULT_LABELS, RiskBands
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "training.toml"
+
+
+class ConfigError(ValueError):
+    """The training configuration file is missing or invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LightGBMConfig(_Strict):
+    num_leaves: int = Field(default=31, ge=2, le=1024)
+    max_depth: int = Field(default=6, ge=1, le=16)  # always depth-limited
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    n_estimators: int = Field(default=600, ge=1)
+    min_child_samples: int = Field(default=50, ge=1)
+    feature_fraction: float = Field(default=0.8, gt=0, le=1)
+    lambda_l2: float = Field(default=1.0, ge=0)
+    early_stopping_rounds: int = Field(default=50, ge=1)
+    inner_validation_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    deterministic: Literal[True] = True
+    force_col_wise: Literal[True] = True
+    num_threads: int = Field(default=2, ge=1)
+    monotone_constraints: bool = True
+
+
+class CalibrationConfig(_Strict):
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    min_positives_isotonic: int = Field(default=200, ge=0)
+    metric: Literal["brier", "log_loss"] = "brier"
+
+
+class BandConfig(_Strict):
+    cuts: tuple[float, ...]
+    labels: tuple[str, ...] = DEFAULT_LABELS
+
+    def bands(self) -> RiskBands:
+        return RiskBands(self.cuts, self.labels)
+
+    @model_validator(mode="after")
+    def _valid(self) -> BandConfig:
+        self.bands()  # raises on bad cut points
+        return self
+
+
+class GateConfig(_Strict):
+    auroc_tolerance: float = Field(default=0.01, ge=0, lt=0.5)
+    bootstrap_replicates: int = Field(default=500, ge=10)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    calibration_slope_range: tuple[float, float] = (0.8, 1.2)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GateConfig:
+        low, high = self.calibration_slope_range
+        if not 0 < low < high:
+            raise ValueError(f"calibration_slope_range must be 0 < low < high: {low}, {high}")
+        return self
+
+
+class TrainingConfig(_Strict):
+    config_version: str
+    seed: int = 0
+    lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    bands: dict[str, BandConfig]
+    gate: GateConfig = Field(default_factory=GateConfig)
+
+    def bands_for(self, outcome: str) -> RiskBands:
+        if outcome not in self.bands:
+            raise ConfigError(f"training config has no [bands.{outcome}] section")
+        return self.bands[outcome].bands()
+
+    def flat_params(self) -> dict[str, Any]:
+        """Every setting as one flat mapping, for MLflow params."""
+        out: dict[str, Any] = {"config_version": self.config_version, "seed": self.seed}
+        for section in ("lightgbm", "calibration", "gate"):
+            for key, value in getattr(self, section).model_dump().items():
+                out[f"{section}.{key}"] = value
+        for outcome, band in self.bands.items():
+            out[f"bands.{outcome}.cuts"] = list(band.cuts)
+        return out
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> TrainingConfig:
+        path = Path(path) if path else DEFAULT_CONFIG_PATH
+        if not path.is_file():
+            raise ConfigError(f"training config {path} does not exist")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            return cls.model_validate(data)
+        except (tomllib.TOMLDecodeError, ValidationError) as error:
+            raise ConfigError(f"training config {path} is invalid: {error}") from error

@@ -1,0 +1,88 @@
+"""Validation metrics for a model and its baseline, and the paired bootstrap of AUROC."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=float), 1e-9, 1 - 1e-9)
+    return np.log(q / (1 - q))
+
+
+def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """Logistic refit of y on logit(p): slope 1 and intercept 0 are perfect."""
+    model = LogisticRegression(C=1e6, max_iter=1000)
+    model.fit(logit(p).reshape(-1, 1), np.asarray(y, dtype=int))
+    return float(model.coef_[0, 0]), float(model.intercept_[0])
+
+
+def validation_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    t = np.asarray(y, dtype=int)
+    q = np.asarray(p, dtype=float)
+    if t.min() == t.max():
+        raise ValueError("validation rows hold only one outcome class; metrics are undefined")
+    slope, intercept = calibration_slope_intercept(t, q)
+    return {
+        "auroc": float(roc_auc_score(t, q)),
+        "auprc": float(average_precision_score(t, q)),
+        "brier": float(np.mean((q - t) ** 2)),
+        "calibration_slope": slope,
+        "calibration_intercept": intercept,
+        "prevalence": float(t.mean()),
+        "mean_predicted": float(q.mean()),
+        "n": float(len(t)),
+    }
+
+
+def fast_auroc(y: np.ndarray, p: np.ndarray) -> float:
+    """AUROC by the rank-sum (Mann-Whitney) statistic, ties averaged."""
+    t = np.asarray(y, dtype=bool)
+    ranks = _average_ranks(np.asarray(p, dtype=float))
+    n_pos = int(t.sum())
+    n_neg = len(t) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    return float((ranks[t].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    starts = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
+    group = np.cumsum(starts) - 1
+    first = np.flatnonzero(starts)
+    last = np.r_[first[1:], len(values)] - 1
+    mean_rank = (first + last) / 2 + 1
+    ranks = np.empty(len(values), dtype=float)
+    ranks[order] = mean_rank[group]
+    return ranks
+
+
+def paired_bootstrap_auroc_difference(
+    y: np.ndarray,
+    p_new: np.ndarray,
+    p_old: np.ndarray,
+    *,
+    replicates: int,
+    confidence: float,
+    seed: int,
+) -> tuple[float, float, float]:
+    """AUROC(new) - AUROC(old) on the same people: point estimate and percentile interval."""
+    t = np.asarray(y, dtype=int)
+    a = np.asarray(p_new, dtype=float)
+    b = np.asarray(p_old, dtype=float)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(replicates):
+        rows = rng.integers(0, len(t), len(t))
+        diff = fast_auroc(t[rows], a[rows]) - fast_auroc(t[rows], b[rows])
+        if not np.isnan(diff):
+            diffs.append(diff)
+    if not diffs:
+        raise ValueError("bootstrap resamples never held both outcome classes")
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(diffs, [tail, 1 - tail])
+    return fast_auroc(t, a) - fast_auroc(t, b), float(low), float(high)
