@@ -8,9 +8,13 @@ service), and the direction of its expected effect on each outcome.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Literal
+
+from features.codes import CONDITIONS, EFI_BANDS, FRID_BNF_PREFIXES
 
 Outcome = Literal["falls", "complex_dependency"]
 OUTCOMES: tuple[Outcome, ...] = ("falls", "complex_dependency")
@@ -41,3 +45,261 @@ class Feature:
     def describe(self, value: object) -> str:
         """The label with the person's value filled in."""
         return self.label.format(value=value)
+
+
+# --- building blocks ------------------------------------------------------------------------
+
+F, CD = "falls", "complex_dependency"
+WINDOWS: tuple[int, ...] = (90, 365, 730)
+HOSPITAL = ("hospital_episode",)
+FALL_SOURCES = ("ae_attendance", "hospital_episode", "ambulance_incident", "gp_event")
+FRACTURE_SOURCES = ("ae_attendance", "hospital_episode", "gp_event")
+
+
+def _dir(falls: int = 0, complex_dependency: int = 0) -> dict[str, int]:
+    return {F: falls, CD: complex_dependency}
+
+
+def _windowed(
+    stem: str, label: str, sources: tuple[str, ...], unit: str, falls: int, cd: int, **kw: object
+) -> tuple[Feature, ...]:
+    """One count feature per lookback window."""
+    return tuple(
+        Feature(
+            name=f"{stem}_{days}d",
+            label=label.format(value="{value}", window=_window_words(days)),
+            sources=sources,
+            window_days=days,
+            unit=unit,
+            direction=_dir(falls, cd),
+            minimum=0,
+            **kw,  # type: ignore[arg-type]
+        )
+        for days in WINDOWS
+    )
+
+
+def _window_words(days: int) -> str:
+    return {90: "3 months", 365: "12 months", 730: "2 years"}[days]
+
+
+# Direction of each recorded condition: (falls, complex dependency).
+_CONDITION_DIRECTIONS: dict[str, tuple[int, int]] = {
+    "dementia": (1, 1),
+    "parkinsons": (1, 0),
+    "stroke": (1, 0),
+    "multiple_sclerosis": (1, 0),
+    "urinary_incontinence": (1, 1),
+    "visual_impairment": (1, 0),
+    "depression": (1, 0),
+    "heart_failure": (0, 1),
+    "copd": (0, 1),
+    "ckd": (0, 1),
+    "diabetes": (0, 0),
+    "complicated_diabetes": (0, 1),
+    "liver_disease": (0, 1),
+    "cancer": (0, 1),
+    "hemiplegia": (0, 1),
+    "osteoporosis": (1, 0),
+}
+_CONDITION_WORDS: dict[str, str] = {
+    "dementia": "dementia",
+    "parkinsons": "Parkinson's disease",
+    "stroke": "stroke",
+    "multiple_sclerosis": "multiple sclerosis",
+    "urinary_incontinence": "urinary incontinence",
+    "visual_impairment": "visual impairment",
+    "depression": "depression",
+    "heart_failure": "heart failure",
+    "copd": "COPD",
+    "ckd": "chronic kidney disease",
+    "diabetes": "diabetes",
+    "complicated_diabetes": "diabetes with complications",
+    "liver_disease": "liver disease",
+    "cancer": "cancer",
+    "hemiplegia": "hemiplegia",
+    "osteoporosis": "osteoporosis",
+}
+# Conditions a practitioner can act on (continence and vision care).
+_MODIFIABLE_CONDITIONS = frozenset({"urinary_incontinence", "visual_impairment"})
+_FRID_WORDS: dict[str, str] = {
+    "antidepressants": "antidepressants",
+    "hypnotics_anxiolytics": "hypnotics or anxiolytics",
+    "antipsychotics": "antipsychotics",
+    "antihypertensives": "antihypertensives",
+    "antiepileptics": "antiepileptics",
+    "antiparkinson": "anti-Parkinson drugs",
+    "sedating_antihistamines": "sedating antihistamines",
+    "opioids": "opioids",
+    "urinary_antimuscarinics": "urinary antimuscarinics",
+}
+ETHNIC_GROUP_LEVELS = ("white", "mixed", "asian", "black", "other")
+EFI_BAND_LEVELS = tuple(band for band, _ in EFI_BANDS)
+SMOKING_LEVELS = ("never", "ex", "current")
+
+
+def _demographics() -> tuple[Feature, ...]:
+    p = ("person",)
+    return (
+        Feature("age_years", "aged {value}", p, unit="years", clinical=False,
+                direction=_dir(1, 1), constrain=True, minimum=0, maximum=120),
+        Feature("female", "female: {value}", p, kind="binary", clinical=False,
+                direction=_dir(1, 0)),
+        Feature("ethnic_group", "ethnic group {value}", p, kind="categorical", clinical=False,
+                categories=ETHNIC_GROUP_LEVELS),
+        Feature("imd_decile", "deprivation decile {value} (1 = most deprived)", p, unit="decile",
+                clinical=False, direction=_dir(-1, -1), minimum=1, maximum=10),
+        Feature("district_of_residence", "lives in {value}", p, kind="categorical",
+                clinical=False),
+        Feature("lives_alone", "lives alone: {value}", p, kind="binary", clinical=False,
+                modifiable=True, direction=_dir(1, 1)),
+        Feature("informal_carer", "has an informal carer: {value}", p, kind="binary",
+                clinical=False, modifiable=True, direction=_dir(0, -1)),
+    )  # fmt: skip
+
+
+def _activity() -> tuple[Feature, ...]:
+    ae, amb = ("ae_attendance",), ("ambulance_incident",)
+    return (
+        *_windowed("ae_attendances", "{value} A&E attendances in the last {window}", ae,
+                   "attendances", 1, 1),
+        *_windowed("emergency_admissions", "{value} emergency admissions in the last {window}",
+                   HOSPITAL, "admissions", 0, 1),
+        *_windowed("emergency_bed_days", "{value} days in hospital after emergency admission "
+                   "in the last {window}", HOSPITAL, "days", 0, 1),
+        *_windowed("ambulance_callouts", "{value} ambulance call-outs in the last {window}", amb,
+                   "call-outs", 1, 1),
+        *_windowed("falls", "{value} recorded falls in the last {window}", FALL_SOURCES, "falls",
+                   1, 1, clinical=False, constrain=True),
+        *_windowed("fractures", "{value} fragility fractures recorded in the last {window}",
+                   FRACTURE_SOURCES, "fractures", 1, 1),
+        Feature("mental_health_admissions_730d",
+                "{value} mental health inpatient stays in the last 2 years", HOSPITAL,
+                window_days=730, unit="admissions", direction=_dir(0, 1), minimum=0),
+    )  # fmt: skip
+
+
+def _conditions() -> tuple[Feature, ...]:
+    gp_and_hospital = ("gp_event", "hospital_episode")
+    found = tuple(
+        Feature(f"has_{name}", f"{_CONDITION_WORDS[name]} recorded: {{value}}",
+                gp_and_hospital, kind="binary", modifiable=name in _MODIFIABLE_CONDITIONS,
+                direction=_dir(*_CONDITION_DIRECTIONS[name]))
+        for name in CONDITIONS
+    )  # fmt: skip
+    return (
+        *found,
+        Feature("tendency_to_fall", "tendency to fall (R29.6) recorded: {value}",
+                ("hospital_episode", "ae_attendance"), kind="binary", direction=_dir(1, 1)),
+    )  # fmt: skip
+
+
+def _frailty_and_medicines() -> tuple[Feature, ...]:
+    rx = ("prescription",)
+    frid = tuple(
+        Feature(f"frid_{name}_90d", f"{{value}} {_FRID_WORDS[name]} issued in the last 3 months",
+                rx, window_days=90, unit="medicines", modifiable=True, direction=_dir(1, 0),
+                minimum=0)
+        for name in FRID_BNF_PREFIXES
+    )  # fmt: skip
+    return (
+        Feature("efi", "electronic frailty index {value}", ("gp_event", "prescription"),
+                unit="deficits/36", direction=_dir(1, 1), minimum=0, maximum=1),
+        Feature("efi_band", "frailty band {value}", ("gp_event", "prescription"),
+                kind="categorical", categories=EFI_BAND_LEVELS),
+        Feature("medicines_90d", "{value} different medicines in the last 3 months", rx,
+                window_days=90, unit="medicines", modifiable=True, direction=_dir(1, 1),
+                minimum=0),
+        *frid,
+        Feature("frid_classes_90d",
+                "{value} classes of falls-risk-increasing drugs in the last 3 months", rx,
+                window_days=90, unit="classes", modifiable=True, direction=_dir(1, 0),
+                minimum=0),
+        Feature("bmi", "body mass index {value}", ("gp_event",), unit="kg/m2",
+                direction=_dir(-1, 0)),
+        Feature("smoking_status", "smoking status {value}", ("gp_event",), kind="categorical",
+                modifiable=True, categories=SMOKING_LEVELS),
+        Feature("heavy_drinking", "heavy drinking recorded: {value}", ("gp_event",),
+                kind="binary", modifiable=True, direction=_dir(1, 1)),
+    )  # fmt: skip
+
+
+def _care_and_home() -> tuple[Feature, ...]:
+    sc, fire = ("social_care",), ("fire_home_visit",)
+    return (
+        Feature("home_care_now", "receives home care: {value}", sc, kind="binary",
+                clinical=False, direction=_dir(1, 0)),
+        Feature("home_care_hours_now", "{value} hours of home care a week", sc,
+                unit="hours/week", clinical=False, modifiable=True, minimum=0),
+        Feature("telecare_now", "has a telecare alarm: {value}", sc, kind="binary",
+                clinical=False, modifiable=True, direction=_dir(1, 0)),
+        Feature("reablement_365d", "reablement in the last 12 months: {value}", sc,
+                kind="binary", window_days=365, clinical=False, modifiable=True),
+        Feature("care_assessment_365d", "social care assessment in the last 12 months: {value}",
+                sc, kind="binary", window_days=365, clinical=False),
+        Feature("fire_visited", "safe and well visit ever: {value}", fire, kind="binary",
+                clinical=False),
+        Feature("fire_trip_hazards", "trip hazards at the last home visit: {value}", fire,
+                kind="binary", clinical=False, modifiable=True, direction=_dir(1, 0)),
+        Feature("fire_smoke_alarm_working", "smoke alarm working at the last home visit: {value}",
+                fire, kind="binary", clinical=False, modifiable=True),
+        Feature("fire_smoker", "smoker at the last home visit: {value}", fire, kind="binary",
+                clinical=False, modifiable=True, direction=_dir(0, 1)),
+        Feature("fire_mobility_concern", "mobility concern at the last home visit: {value}", fire,
+                kind="binary", clinical=False, direction=_dir(1, 1)),
+    )  # fmt: skip
+
+
+def _recency_and_completeness() -> tuple[Feature, ...]:
+    return (
+        Feature("days_since_last_fall", "{value} days since the last recorded fall",
+                FALL_SOURCES, unit="days", clinical=False, direction=_dir(-1, -1), minimum=1),
+        Feature("days_since_last_emergency_admission",
+                "{value} days since the last emergency admission", HOSPITAL, unit="days",
+                direction=_dir(0, -1), minimum=1),
+        Feature("has_gp_event_730d", "any GP record in the last 2 years: {value}", ("gp_event",),
+                kind="binary", window_days=730, clinical=False),
+        Feature("ethnicity_recorded", "ethnicity recorded: {value}", ("person",), kind="binary",
+                clinical=False),
+        Feature("bmi_recorded", "BMI ever recorded: {value}", ("gp_event",), kind="binary",
+                clinical=False),
+        Feature("lookback_days", "{value} days of history available", (), unit="days",
+                clinical=False, minimum=0, maximum=730),
+    )  # fmt: skip
+
+
+FEATURES: tuple[Feature, ...] = (
+    *_demographics(),
+    *_activity(),
+    *_conditions(),
+    *_frailty_and_medicines(),
+    *_care_and_home(),
+    *_recency_and_completeness(),
+)
+
+
+def feature(name: str) -> Feature:
+    """The registry entry called `name`."""
+    for item in FEATURES:
+        if item.name == name:
+            return item
+    raise KeyError(f"no feature named {name} in the registry")
+
+
+def feature_names() -> list[str]:
+    return [item.name for item in FEATURES]
+
+
+def registry_json() -> str:
+    """The registry as canonical JSON (sorted keys, no spaces)."""
+    rows = []
+    for item in FEATURES:
+        row = asdict(item)
+        row["direction"] = dict(sorted(item.direction.items()))
+        rows.append(row)
+    return json.dumps(rows, sort_keys=True, separators=(",", ":"))
+
+
+def registry_fingerprint() -> str:
+    """sha256 of the registry's canonical JSON: changes whenever any feature changes."""
+    return hashlib.sha256(registry_json().encode()).hexdigest()

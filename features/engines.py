@@ -1,0 +1,189 @@
+"""Run the Ibis feature definitions on DuckDB or on a local Spark session.
+
+DuckDB reads the store directly (read-only). Spark reads Parquet copies of the store's
+tables, written by DuckDB into a temporary folder, and runs the same Ibis expressions.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+
+from features.contract import TABLES
+from features.registry import FEATURES
+
+if TYPE_CHECKING:
+    from ibis.backends import BaseBackend
+
+    from features.definitions import Sources
+
+Engine = Literal["duckdb", "spark"]
+ENGINES: tuple[Engine, ...] = ("duckdb", "spark")
+
+
+def spark_session(app_name: str = "carerisk-features") -> Any:
+    """A local two-core Spark session with no UI and small shuffles; nothing leaves the host."""
+    from pyspark.sql import SparkSession
+
+    return (
+        SparkSession.builder.master("local[2]")
+        .appName(app_name)
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.ansi.enabled", "false")
+        .getOrCreate()
+    )
+
+
+def _check_store(store_path: Path) -> None:
+    if not Path(store_path).exists():
+        raise FileNotFoundError(f"no store at {store_path}")
+
+
+def _duckdb_sources(con: BaseBackend) -> Sources:
+    out = {}
+    for spec in TABLES:
+        try:
+            out[spec.name] = con.table(spec.name)
+        except Exception as err:  # the backend's "table not found" differs by version
+            raise ValueError(f"the store has no table {spec.name}") from err
+    return out
+
+
+@contextmanager
+def open_sources(
+    store_path: Path, engine: Engine = "duckdb", spark: Any | None = None
+) -> Iterator[Sources]:
+    """The store's contract tables as Ibis tables on the chosen engine."""
+    import ibis
+
+    _check_store(store_path)
+    if engine == "duckdb":
+        con = ibis.duckdb.connect(str(store_path), read_only=True)
+        try:
+            yield _duckdb_sources(con)
+        finally:
+            con.disconnect()
+    elif engine == "spark":
+        session = spark if spark is not None else spark_session()
+        with tempfile.TemporaryDirectory(prefix="carerisk-spark-") as folder:
+            yield _spark_sources(store_path, Path(folder), session)
+    else:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+
+
+def _spark_sources(store_path: Path, folder: Path, session: Any) -> Sources:
+    import duckdb
+    import ibis
+
+    con = duckdb.connect(str(store_path), read_only=True)
+    try:
+        for spec in TABLES:
+            target = folder / f"{spec.name}.parquet"
+            con.execute(f"COPY (SELECT * FROM \"{spec.name}\") TO '{target}' (FORMAT parquet)")
+    finally:
+        con.close()
+    backend = ibis.pyspark.connect(session)
+    tag = folder.name.replace("-", "_")
+    return {
+        spec.name: backend.read_parquet(
+            str(folder / f"{spec.name}.parquet"), table_name=f"{spec.name}_{tag}"
+        )
+        for spec in TABLES
+    }
+
+
+def default_data_start(store_path: Path) -> date | None:
+    """The earliest event date in the store (the start of the extract)."""
+    import duckdb
+
+    parts = [
+        f'SELECT min("{spec.event_date}") AS d FROM "{spec.name}"'
+        for spec in TABLES
+        if spec.event_date and spec.name != "death"
+    ]
+    con = duckdb.connect(str(store_path), read_only=True)
+    try:
+        row = con.execute(f"SELECT min(d) FROM ({' UNION ALL '.join(parts)})").fetchall()
+    finally:
+        con.close()
+    return row[0][0] if row and row[0][0] is not None else None
+
+
+def latest_event_date(store_path: Path) -> date | None:
+    """The latest event date in the store."""
+    import duckdb
+
+    parts = [
+        f'SELECT max("{spec.event_date}") AS d FROM "{spec.name}"'
+        for spec in TABLES
+        if spec.event_date
+    ]
+    con = duckdb.connect(str(store_path), read_only=True)
+    try:
+        row = con.execute(f"SELECT max(d) FROM ({' UNION ALL '.join(parts)})").fetchall()
+    finally:
+        con.close()
+    return row[0][0] if row and row[0][0] is not None else None
+
+
+def normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Registry order, sorted by person_id; numbers as float64, categories as strings."""
+    out = pd.DataFrame({"person_id": frame["person_id"].astype("str")})
+    for item in FEATURES:
+        col = frame[item.name]
+        if item.kind == "categorical":
+            out[item.name] = col.astype("object").where(col.notna(), None).astype("str")
+        else:
+            out[item.name] = pd.to_numeric(col).astype("float64")
+    return out.sort_values("person_id", kind="stable").reset_index(drop=True)
+
+
+def features_from_sources(src: Sources, index_date: date, data_start: date | None) -> pd.DataFrame:
+    from features.definitions import feature_table
+
+    start = data_start or (index_date - timedelta(days=730))
+    return normalise(feature_table(src, index_date, start).to_pandas())
+
+
+def compute_features(
+    store_path: Path,
+    index_date: date,
+    engine: Engine = "duckdb",
+    *,
+    data_start: date | None = None,
+    spark: Any | None = None,
+) -> pd.DataFrame:
+    """Every registry feature at `index_date` for everyone alive and registered at it.
+
+    `data_start` (the first day of the extract) sets `lookback_days`; by default it is the
+    earliest event date in the store. `spark` reuses an existing SparkSession.
+    """
+    store_path = Path(store_path)
+    _check_store(store_path)
+    start = data_start or default_data_start(store_path)
+    with open_sources(store_path, engine, spark) as src:
+        return features_from_sources(src, index_date, start)
+
+
+__all__ = [
+    "ENGINES",
+    "Engine",
+    "compute_features",
+    "default_data_start",
+    "latest_event_date",
+    "normalise",
+    "open_sources",
+    "spark_session",
+]

@@ -1,0 +1,169 @@
+"""Training sets: features at each index date, the cohort, labels and fairness descriptors.
+
+Each row uses only records dated before its own index date; its label looks forward over
+the horizon from that date. People who object to the use of their records are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.cohorts import cohort
+from features.definitions import Sources, feature_table
+from features.engines import Engine, default_data_start, normalise, open_sources
+from features.labels import LabelSettings, add_months, labels
+from features.registry import OUTCOMES
+
+LABEL_COLUMNS: tuple[str, ...] = ("label", "died_before_event", "follow_up_days")
+DESCRIPTOR_COLUMNS: tuple[str, ...] = (
+    "age_band",
+    "sex",
+    "ethnicity",
+    "imd_quintile",
+    "district",
+    "gp_system",
+    "completeness_band",
+)
+AGE_BANDS: tuple[tuple[str, int, int], ...] = (
+    ("0-17", 0, 17),
+    ("18-44", 18, 44),
+    ("45-64", 45, 64),
+    ("65-74", 65, 74),
+    ("75-84", 75, 84),
+    ("85+", 85, 200),
+)
+
+
+def index_dates(start: date, end: date, step_months: int = 3) -> list[date]:
+    """First days of quarters from start + 12 months, while D + 12 months <= end + 1 day.
+
+    `start` and `end` are the first and last days of the data; the first index date leaves
+    a year of lookback, the last leaves a full year of follow-up.
+    """
+    if step_months < 1:
+        raise ValueError("step_months must be at least 1")
+    first = add_months(start, 12)
+    quarter_month = ((first.month - 1) // 3) * 3 + 1
+    day = date(first.year, quarter_month, 1)
+    if day < first:
+        day = add_months(day, 3)
+    out = []
+    while add_months(day, 12) <= end + timedelta(days=1):
+        out.append(day)
+        day = add_months(day, step_months)
+    return out
+
+
+def age_band(age: pd.Series) -> pd.Series:
+    out = pd.Series(None, index=age.index, dtype="object")
+    for name, low, high in AGE_BANDS:
+        out[(age >= low) & (age <= high)] = name
+    return out.astype("str")
+
+
+def completeness_band(frame: pd.DataFrame) -> pd.Series:
+    """high / medium / low from GP contact, ethnicity and BMI recorded and two years of data."""
+    score = (
+        frame["has_gp_event_730d"].fillna(0)
+        + frame["ethnicity_recorded"].fillna(0)
+        + frame["bmi_recorded"].fillna(0)
+        + (frame["lookback_days"] >= 730).astype("float64")
+    )
+    bands = np.select([score >= 4, score >= 2], ["high", "medium"], default="low")
+    return pd.Series(bands, index=frame.index, dtype="str")
+
+
+def descriptors(frame: pd.DataFrame) -> pd.DataFrame:
+    """Fairness descriptors from the feature columns and gp_system."""
+    return pd.DataFrame(
+        {
+            "age_band": age_band(frame["age_years"]),
+            "sex": np.where(frame["female"] == 1, "F", "M"),
+            "ethnicity": frame["ethnic_group"].fillna("not recorded").astype("str"),
+            "imd_quintile": ((frame["imd_decile"] + 1) // 2).astype("int64"),
+            "district": frame["district_of_residence"].astype("str"),
+            "gp_system": frame["gp_system"].astype("str"),
+            "completeness_band": completeness_band(frame),
+        },
+        index=frame.index,
+    )
+
+
+def _one_date(
+    src: Sources, outcome: str, day: date, data_start: date, settings: LabelSettings
+) -> pd.DataFrame:
+    feats = feature_table(src, day, data_start)
+    members = cohort(src, outcome, day)
+    outcomes = labels(src, outcome, day, settings)
+    systems = src["person"].select("person_id", "gp_system")
+    rows = feats.semi_join(members, "person_id")
+    rows = rows.join(outcomes, "person_id").join(systems, "person_id")
+    raw = rows.to_pandas().sort_values("person_id", kind="stable").reset_index(drop=True)
+    frame = normalise(raw)
+    for col in LABEL_COLUMNS:
+        frame[col] = raw[col].astype("int64")
+    frame["gp_system"] = raw["gp_system"].astype("str")
+    frame.insert(1, "index_date", pd.Timestamp(day))
+    desc = descriptors(frame)
+    return pd.concat([frame.drop(columns="gp_system"), desc], axis=1)
+
+
+def build_training_set(
+    con: Any,
+    outcome: str,
+    index_dates: Iterable[date],
+    engine: Engine = "duckdb",
+    *,
+    objections: Iterable[str] = (),
+    settings: LabelSettings | None = None,
+    data_start: date | None = None,
+    spark: Any | None = None,
+) -> pd.DataFrame:
+    """One row per cohort member per index date: person_id, index_date, every registry
+    feature, label, died_before_event, follow_up_days and the fairness descriptors.
+
+    `con` is the store path (or a mapping of contract table name -> Ibis table, already open).
+    People in `objections` are left out.
+    """
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r}; choose one of {', '.join(OUTCOMES)}")
+    dates = sorted(set(index_dates))
+    if not dates:
+        raise ValueError("build_training_set needs at least one index date")
+    settings = settings or LabelSettings()
+    if isinstance(con, str | Path):
+        start = data_start or default_data_start(Path(con)) or dates[0]
+        with open_sources(Path(con), engine, spark) as src:
+            frames = [_one_date(src, outcome, d, start, settings) for d in dates]
+    else:
+        start = data_start or dates[0] - timedelta(days=730)
+        frames = [_one_date(con, outcome, d, start, settings) for d in dates]
+    out = pd.concat(frames, ignore_index=True)
+    blocked = set(objections)
+    if blocked:
+        out = out[~out["person_id"].isin(blocked)].reset_index(drop=True)
+    return out
+
+
+def split_temporal(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, validation): validation is the latest index date, train the earlier ones."""
+    if frame.empty:
+        raise ValueError("split_temporal needs a non-empty training set")
+    latest = frame["index_date"].max()
+    if (frame["index_date"] == latest).all():
+        raise ValueError("split_temporal needs at least two index dates")
+    train = frame[frame["index_date"] < latest].reset_index(drop=True)
+    validation = frame[frame["index_date"] == latest].reset_index(drop=True)
+    return train, validation
+
+
+def feature_columns(frame: pd.DataFrame) -> Sequence[str]:
+    """The registry feature columns of a training set, in registry order."""
+    skip = {"person_id", "index_date", *LABEL_COLUMNS, *DESCRIPTOR_COLUMNS}
+    return [c for c in frame.columns if c not in skip]

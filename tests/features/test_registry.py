@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from features import codes, registry
+from features.registry import FEATURES, OUTCOMES, feature, feature_names, registry_fingerprint
+
+
+def test_names_are_unique_and_labels_take_a_value() -> None:
+    names = feature_names()
+    assert len(names) == len(set(names)) == len(FEATURES)
+    for item in FEATURES:
+        assert "{value}" in item.label, item.name
+        assert item.describe(3)  # formats without error
+
+
+def test_directions_use_known_outcomes_and_signs() -> None:
+    for item in FEATURES:
+        assert set(item.direction) <= set(OUTCOMES), item.name
+        assert set(item.direction.values()) <= {-1, 0, 1}, item.name
+        if item.constrain:
+            assert item.kind != "categorical"
+            assert any(item.direction_for(o) != 0 for o in OUTCOMES), item.name
+
+
+def test_clinical_and_modifiable_flags_follow_the_brief() -> None:
+    non_clinical = {"falls_365d", "lives_alone", "informal_carer", "home_care_now", "age_years",
+                    "fire_trip_hazards", "fire_visited"}  # fmt: skip
+    for name in non_clinical:
+        assert feature(name).clinical is False, name
+    for name in ("has_dementia", "medicines_90d", "emergency_admissions_365d", "efi"):
+        assert feature(name).clinical is True, name
+    for name in (
+        "medicines_90d",
+        "frid_opioids_90d",
+        "fire_trip_hazards",
+        "telecare_now",
+        "lives_alone",
+        "has_urinary_incontinence",
+        "has_visual_impairment",
+    ):
+        assert feature(name).modifiable is True, name  # fmt: skip
+    assert feature("age_years").modifiable is False
+    assert feature("falls_365d").constrain and feature("falls_365d").direction_for("falls") == 1
+    assert feature("age_years").constrain and feature("age_years").direction_for("falls") == 1
+    assert feature("bmi").direction_for("falls") == -1
+
+
+def test_every_condition_and_frid_class_has_a_feature() -> None:
+    names = set(feature_names())
+    assert {f"has_{c}" for c in codes.CONDITIONS} <= names
+    assert {f"frid_{c}_90d" for c in codes.FRID_BNF_PREFIXES} <= names
+    assert feature("efi_band").categories == ("fit", "mild", "moderate", "severe")
+
+
+def test_windows_and_sources_name_contract_tables() -> None:
+    from features.contract import TABLE_NAMES
+
+    for item in FEATURES:
+        assert set(item.sources) <= set(TABLE_NAMES), item.name
+    assert feature("ae_attendances_90d").window_days == 90
+    assert feature("falls_730d").window_days == 730
+    assert feature("has_dementia").window_days is None
+
+
+def test_fingerprint_is_stable_and_changes_with_the_registry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = registry_fingerprint()
+    assert first == registry_fingerprint() and len(first) == 64
+    assert json.loads(registry.registry_json())[0]["name"] == FEATURES[0].name
+    changed = (replace(FEATURES[0], label="age {value}"), *FEATURES[1:])
+    monkeypatch.setattr(registry, "FEATURES", changed)
+    assert registry_fingerprint() != first
+
+
+def test_unknown_feature_is_a_clear_error() -> None:
+    with pytest.raises(KeyError, match="no feature named nope"):
+        feature("nope")
