@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import duckdb
+import mlflow
+import pandas as pd
+
+from evaluation import FairnessLimits
 from features.registry import Feature
 from training.config import TrainingConfig
+from training.evaluation_run import TRAIN_DATES_PARAM
 from training.fit import TrainedModels, fit
 from training.tracking import (
     canonical_outcome,
+    client_for,
     data_fingerprint,
     log_training_run,
+    model_name,
     register_run,
     store_fingerprint,
 )
@@ -49,9 +58,12 @@ def train_outcome(
     artifact_root: Path,
     index_dates: Sequence[date] | None = None,
     features: Sequence[Feature] | None = None,
-    engine: str = "duckdb",
+    engine: Literal["duckdb", "spark"] = "duckdb",
+    objections: Iterable[str] = (),
+    reports_dir: Path | None = None,
 ) -> TrainingResult:
-    """Build the training set from the store, fit, log to MLflow and register a challenger."""
+    """Build the training set from the store (objectors left out), fit, log to MLflow with the
+    evaluation report and its subgroup checks, and register a challenger."""
     from features import registry, training_sets  # lazily: written by the features stage
 
     outcome = canonical_outcome(outcome)
@@ -59,9 +71,23 @@ def train_outcome(
     if not chosen:
         raise ValueError("the feature registry is empty; nothing to train on")
     dates = list(index_dates) if index_dates is not None else default_index_dates(store_path)
-    frame = training_sets.build_training_set(store_path, outcome, dates, engine)  # type: ignore[arg-type]
+    frame = training_sets.build_training_set(
+        store_path,
+        outcome,
+        dates,
+        engine,
+        objections=objections,  # type: ignore[arg-type]
+    )
     train, validation = training_sets.split_temporal(frame)
     trained = fit(train, validation, chosen, outcome, config)
+    train_dates = sorted({pd.Timestamp(d).date() for d in train["index_date"]})
+
+    def inside_run(run_id: str) -> None:
+        mlflow.log_param(TRAIN_DATES_PARAM, json.dumps([d.isoformat() for d in train_dates]))
+        if reports_dir is not None:
+            evaluate_trained(trained, validation, run_id, train_dates, store_path, tracking_uri,
+                             reports_dir)  # fmt: skip
+
     return log_and_register(
         trained,
         validation,
@@ -70,7 +96,54 @@ def train_outcome(
         tracking_uri=tracking_uri,
         artifact_root=artifact_root,
         fingerprint=data_fingerprint(store_fingerprint(store_path), chosen),
+        inside_run=inside_run,
     )
+
+
+def evaluate_trained(
+    trained: TrainedModels,
+    validation: pd.DataFrame,
+    run_id: str,
+    train_dates: Sequence[date],
+    store_path: Path,
+    tracking_uri: str,
+    reports_dir: Path,
+) -> None:
+    """The evaluation report of a model just trained, logged inside its run."""
+    from training.evaluation_run import (
+        aligned,
+        champion_probabilities,
+        evaluation_input,
+        report_and_log,
+        true_probabilities,
+    )
+
+    client = client_for(tracking_uri)
+    name = model_name(trained.bundle.outcome)
+    frame, predictions = aligned(validation, trained.validation_predictions)
+    p_champion, _ = champion_probabilities(client, name, "new", frame)
+    inp = evaluation_input(
+        trained.bundle, frame, predictions,
+        model_name=name, version=f"run {run_id[:8]}", train_dates=train_dates,
+        p_champion=p_champion,
+        p_true=true_probabilities(truth_path(store_path), trained.bundle.outcome, frame),
+    )  # fmt: skip
+    report_and_log(client, run_id, inp, reports_dir, FairnessLimits())
+
+
+def truth_path(store_path: Path) -> Path | None:
+    """The synthetic truth of the last extract loaded into the store, if it has one."""
+    with duckdb.connect(str(store_path), read_only=True) as con:
+        try:
+            row = con.execute(
+                "SELECT extract_dir FROM load_log ORDER BY finished_at DESC LIMIT 1"
+            ).fetchone()
+        except duckdb.Error:
+            return None
+    if not row or not row[0]:
+        return None
+    path = Path(row[0]) / "truth" / "true_risk.parquet"
+    return path if path.is_file() else None
 
 
 def default_index_dates(store_path: Path) -> list[date]:
@@ -104,6 +177,7 @@ def log_and_register(
     tracking_uri: str,
     artifact_root: Path,
     fingerprint: str,
+    inside_run: Callable[[str], None] | None = None,
 ) -> TrainingResult:
     """Log the run; register (alias challenger) only after the run finished cleanly."""
     logged = log_training_run(
@@ -114,6 +188,7 @@ def log_and_register(
         tracking_uri=tracking_uri,
         artifact_root=artifact_root,
         fingerprint=fingerprint,
+        inside_run=inside_run,
     )
     version = register_run(logged, outcome, tracking_uri)
     return TrainingResult(

@@ -1,9 +1,137 @@
-"""Commands for the store stage (load, validate) (filled by its issue)."""
+"""Commands for the store stage: `carerisk load DIR` and `carerisk validate DIR`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from carerisk.commands._common import console, fail, print_json, settings_of
+
+if TYPE_CHECKING:
+    from features.store import LoadReport
+
+DATE_HELP = "Extract date (YYYY-MM-DD); default: manifest.json, else today."
+
+
+def _parse_date(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        fail(f"--extract-date {value!r} is not a date (YYYY-MM-DD)")
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A rich progress bar per table, on stderr; nothing when printing JSON."""
+    if not enabled:
+        yield None
+        return
+    bars = Progress(
+        TextColumn("{task.description:<20}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def update(table: str, done: int, total: int) -> None:
+        if table not in tasks:
+            tasks[table] = bars.add_task(table, total=max(total, 1))
+        bars.update(tasks[table], completed=done if total else 1, total=max(total, 1))
+
+    with bars:
+        yield update
+
+
+def report_table(report: LoadReport) -> Table:
+    """The load report as a rich table: one row per contract table, then the reasons."""
+    from features.schemas import REASONS
+
+    reasons = [r for r in REASONS if report.reasons().get(r)]
+    title = f"{'Loaded' if report.store_path else 'Validated'} {report.extract_dir}"
+    out = Table(title=f"{title} (extract date {report.extract_date})")
+    for name in ("table", "read", "loaded", "unchanged", "quarantined", *reasons):
+        out.add_column(name, justify="left" if name == "table" else "right")
+    for t in report.tables:
+        counts = [t.rows_read, t.rows_loaded, t.rows_unchanged, t.rows_quarantined]
+        out.add_row(
+            t.table, *(f"{n:,}" for n in counts), *(f"{t.reasons.get(r, 0):,}" for r in reasons)
+        )
+    tot = report.totals()
+    sums = [tot["rows_read"], tot["rows_loaded"], tot["rows_unchanged"], tot["rows_quarantined"]]
+    out.add_row(
+        "total",
+        *(f"{n:,}" for n in sums),
+        *(f"{report.reasons()[r]:,}" for r in reasons),
+        style="bold",
+    )
+    return out
+
+
+def _run(
+    ctx: typer.Context, folder: Path, extract_date: str | None, as_json: bool, write: bool
+) -> None:
+    from features.store import ContractError, load_extract, validate_extract
+
+    when = _parse_date(extract_date)
+    try:
+        with _progress(not as_json) as progress:
+            if write:
+                settings = settings_of(ctx)
+                settings.home.mkdir(parents=True, exist_ok=True)
+                report = load_extract(
+                    folder, settings.store_path, extract_date=when, progress=progress
+                )
+            else:
+                report = validate_extract(folder, extract_date=when, progress=progress)
+    except (ContractError, FileNotFoundError) as err:
+        fail(str(err))
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        Console().print(report_table(report))
+    if not report.ok:
+        fail("rows read do not equal rows loaded + unchanged + quarantined")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
+
+    @app.command("load")
+    def load(
+        ctx: typer.Context,
+        folder: Path = typer.Argument(..., help="Extract folder: one CSV or Parquet per table."),
+        extract_date: str | None = typer.Option(None, "--extract-date", help=DATE_HELP),
+        as_json: bool = typer.Option(False, "--json", help="Print the load report as JSON."),
+    ) -> None:
+        """Check every row of an extract against the data contract and load it into the store."""
+        _run(ctx, folder, extract_date, as_json, write=True)
+
+    @app.command("validate")
+    def validate(
+        ctx: typer.Context,
+        folder: Path = typer.Argument(..., help="Extract folder: one CSV or Parquet per table."),
+        extract_date: str | None = typer.Option(None, "--extract-date", help=DATE_HELP),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Run the same checks as `load` without writing anything."""
+        _run(ctx, folder, extract_date, as_json, write=False)

@@ -1,0 +1,519 @@
+"""The DuckDB store: load an extract folder, validate every row, quarantine the bad ones.
+
+How a load runs:
+1. Find one file per contract table (`<table>.parquet` or `<table>.csv`), read each header
+   and check its columns against the contract (missing or extra columns stop the load).
+2. Stage every file into an in-memory DuckDB database (CSV as text, Parquet as typed);
+   an unreadable file stops the load. Nothing has been written yet.
+3. Attach the store file and, in one transaction, for person, death, then the others:
+   run the contract checks (compiled from the same contract as the pandera schemas, see
+   `features.store_sql`), write each failed check to `quarantine`, and merge the valid rows
+   into the table: new keys are inserted, keys with changed content replaced, identical
+   rows counted as unchanged. `load_log` gets one row per table.
+
+Quarantine on reload: each quarantine row carries the SHA-256 of its source file; loading a
+file with the same content again first deletes that file's earlier quarantine rows, so a
+reload never duplicates them (the `load_id` shows the latest load that saw them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from features import contract, store_sql
+from features.schemas import REASONS, code_valid
+from features.store_sql import literal, quote
+
+Progress = Callable[[str, int, int], None]
+LOAD_ORDER: tuple[str, ...] = (
+    "person",
+    "death",
+    *(n for n in contract.TABLE_NAMES if n not in ("person", "death")),
+)
+
+QUARANTINE_SQL = """CREATE TABLE IF NOT EXISTS quarantine (
+  load_id BIGINT, table_name VARCHAR, source_file VARCHAR, source_sha256 VARCHAR,
+  row_number BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR, detail VARCHAR,
+  raw_row VARCHAR)"""
+LOAD_LOG_SQL = """CREATE TABLE IF NOT EXISTS load_log (
+  load_id BIGINT, started_at TIMESTAMP, finished_at TIMESTAMP, extract_dir VARCHAR,
+  extract_date DATE, table_name VARCHAR, source_file VARCHAR, source_sha256 VARCHAR,
+  rows_read BIGINT, rows_loaded BIGINT, rows_unchanged BIGINT, rows_quarantined BIGINT)"""
+
+
+class ContractError(Exception):
+    """The extract cannot be loaded at all: a missing or unreadable file, or wrong columns."""
+
+
+@dataclass
+class TableReport:
+    table: str
+    source_file: str
+    rows_read: int = 0
+    rows_loaded: int = 0  # new keys plus keys whose content changed
+    rows_updated: int = 0  # of rows_loaded, keys that were already stored with other content
+    rows_unchanged: int = 0
+    rows_quarantined: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # quarantine entries per reason
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_read == self.rows_loaded + self.rows_unchanged + self.rows_quarantined
+
+
+@dataclass
+class LoadReport:
+    extract_dir: str
+    extract_date: date
+    store_path: str | None  # None for a validation that writes nothing
+    load_id: int | None = None
+    tables: list[TableReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Every row read is accounted for (loaded, unchanged or quarantined)."""
+        return all(t.balanced for t in self.tables)
+
+    @property
+    def clean(self) -> bool:
+        """Nothing was quarantined."""
+        return all(t.rows_quarantined == 0 for t in self.tables)
+
+    def table(self, name: str) -> TableReport:
+        for t in self.tables:
+            if t.table == name:
+                return t
+        raise KeyError(name)
+
+    def totals(self) -> dict[str, int]:
+        keys = ("rows_read", "rows_loaded", "rows_updated", "rows_unchanged", "rows_quarantined")
+        return {k: sum(getattr(t, k) for t in self.tables) for k in keys}
+
+    def reasons(self) -> dict[str, int]:
+        out = dict.fromkeys(REASONS, 0)
+        for t in self.tables:
+            for reason, n in t.reasons.items():
+                out[reason] += n
+        return {k: v for k, v in out.items() if v}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "extract_dir": self.extract_dir,
+            "extract_date": self.extract_date.isoformat(),
+            "store_path": self.store_path,
+            "load_id": self.load_id,
+            "ok": self.ok,
+            "clean": self.clean,
+            "seconds": round(self.seconds, 3),
+            "totals": self.totals(),
+            "reasons": self.reasons(),
+            "tables": [asdict(t) for t in self.tables],
+        }
+
+
+# --- public API -------------------------------------------------------------------------
+
+
+def load_extract(
+    extract_dir: Path,
+    store_path: Path,
+    *,
+    extract_date: date | None = None,
+    progress: Progress | None = None,
+    memory_limit: str = "4GB",
+) -> LoadReport:
+    """Validate every row of an extract and load the valid ones into the DuckDB store."""
+    return _run(Path(extract_dir), Path(store_path), extract_date, progress, memory_limit)
+
+
+def validate_extract(
+    extract_dir: Path,
+    *,
+    extract_date: date | None = None,
+    progress: Progress | None = None,
+    memory_limit: str = "4GB",
+) -> LoadReport:
+    """The same checks as `load_extract` against an empty store; writes nothing."""
+    return _run(Path(extract_dir), None, extract_date, progress, memory_limit)
+
+
+def connect(store_path: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open the store. Read-only needs an existing store; read-write creates the tables."""
+    path = Path(store_path)
+    if read_only and not path.exists():
+        raise FileNotFoundError(f"no store at {path}; run `carerisk load` first")
+    con = duckdb.connect(str(path), read_only=read_only)
+    if not read_only:
+        create_store_tables(con)
+    return con
+
+
+def create_store_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the contract tables, quarantine and load_log in the current database."""
+    for spec in contract.TABLES:
+        con.execute(contract.create_table_sql(spec))
+    con.execute(QUARANTINE_SQL)
+    con.execute(LOAD_LOG_SQL)
+
+
+def resolve_extract_date(extract_dir: Path, extract_date: date | None) -> date:
+    """The argument, else manifest.json's "extract_date", else today."""
+    if extract_date is not None:
+        return extract_date
+    manifest = Path(extract_dir) / "manifest.json"
+    if manifest.exists():
+        try:
+            value = json.loads(manifest.read_text()).get("extract_date")
+        except (json.JSONDecodeError, AttributeError) as err:
+            raise ContractError(f"{manifest}: not a JSON object ({err})") from err
+        if value:
+            try:
+                return date.fromisoformat(str(value))
+            except ValueError as err:
+                raise ContractError(f"{manifest}: extract_date {value!r} is not a date") from err
+    return date.today()
+
+
+# --- finding and staging files ----------------------------------------------------------
+
+
+def find_files(extract_dir: Path) -> dict[str, Path]:
+    """The one file per contract table; ContractError when one is missing or doubled."""
+    if not extract_dir.is_dir():
+        raise ContractError(f"extract folder {extract_dir} does not exist")
+    found: dict[str, Path] = {}
+    for name in contract.TABLE_NAMES:
+        paths = [extract_dir / f"{name}.{ext}" for ext in ("parquet", "csv")]
+        present = [p for p in paths if p.exists()]
+        if not present:
+            raise ContractError(
+                f"table {name}: no file {name}.parquet or {name}.csv in {extract_dir}"
+            )
+        if len(present) > 1:
+            raise ContractError(f"table {name}: both {name}.parquet and {name}.csv; keep one")
+        found[name] = present[0]
+    return found
+
+
+def _reader(path: Path) -> str:
+    if path.suffix == ".parquet":
+        return f"read_parquet({literal(path)})"
+    return (
+        f"read_csv({literal(path)}, header = true, all_varchar = true, delim = ',', "
+        f"quote = '\"', escape = '\"', auto_detect = false, "
+        f"columns = {{}}, strict_mode = true)"
+    )
+
+
+def _csv_header(path: Path) -> list[str]:
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f), None)
+    if not header:
+        raise ContractError(f"{path.name}: empty file, no header row")
+    return [h.strip() for h in header]
+
+
+def _source_types(con: duckdb.DuckDBPyConnection, spec: contract.Table, path: Path) -> dict:
+    """Column name -> DuckDB type of the file, after checking names against the contract."""
+    try:
+        if path.suffix == ".parquet":
+            rows = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()
+            types = {r[0]: str(r[1]) for r in rows}
+        else:
+            types = dict.fromkeys(_csv_header(path), "VARCHAR")
+    except (duckdb.Error, OSError, UnicodeDecodeError) as err:
+        raise ContractError(f"table {spec.name}: cannot read {path}: {_first_line(err)}") from err
+    missing = [c for c in spec.column_names if c not in types]
+    extra = [c for c in types if c not in spec.column_names]
+    if missing:
+        raise ContractError(f"table {spec.name} ({path.name}): missing column(s) {missing}")
+    if extra:
+        raise ContractError(f"table {spec.name} ({path.name}): unknown column(s) {extra}")
+    return types
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _stage(con: duckdb.DuckDBPyConnection, spec: contract.Table, path: Path) -> int:
+    if path.suffix == ".parquet":
+        source = _reader(path)
+    else:
+        header = _csv_header(path)
+        cols = ", ".join(f"{literal(h)}: 'VARCHAR'" for h in header)
+        source = _reader(path).replace("columns = {}", f"columns = {{{cols}}}")
+    names = ", ".join(quote(c) for c in spec.column_names)
+    try:
+        con.execute(f"CREATE TABLE {_stage_name(spec)} AS SELECT {names} FROM {source}")
+    except duckdb.Error as err:
+        raise ContractError(f"table {spec.name}: cannot read {path}: {_first_line(err)}") from err
+    row = con.execute(f"SELECT count(*) FROM {_stage_name(spec)}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _stage_name(spec: contract.Table) -> str:
+    return f"memory.main.{quote('stage_' + spec.name)}"
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+# --- the load ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Source:
+    spec: contract.Table
+    path: Path
+    types: dict[str, str]
+    sha256: str = ""
+    rows: int = 0
+
+
+def _run(
+    extract_dir: Path,
+    store_path: Path | None,
+    extract_date: date | None,
+    progress: Progress | None,
+    memory_limit: str,
+) -> LoadReport:
+    started = datetime.now()
+    clock = time.perf_counter()
+    when = resolve_extract_date(extract_dir, extract_date)
+    files = find_files(extract_dir)
+    spill = Path(tempfile.mkdtemp(prefix="carerisk-load-"))
+    con = duckdb.connect(
+        ":memory:",
+        config={"memory_limit": memory_limit, "temp_directory": str(spill)},
+    )
+    try:
+        sources = [
+            _Source(contract.table(n), files[n], _source_types(con, contract.table(n), files[n]))
+            for n in LOAD_ORDER
+        ]
+        for src in sources:
+            src.rows = _stage(con, src.spec, src.path)
+            src.sha256 = _sha256(src.path)
+            if progress:
+                progress(src.spec.name, 0, src.rows)
+        report = LoadReport(str(extract_dir), when, str(store_path) if store_path else None)
+        _attach(con, store_path)
+        _write(con, sources, report, started, progress)
+        report.seconds = time.perf_counter() - clock
+        return report
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _attach(con: duckdb.DuckDBPyConnection, store_path: Path | None) -> None:
+    if store_path is None:
+        con.execute("ATTACH ':memory:' AS store")
+    else:
+        store_path.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"ATTACH {literal(store_path)} AS store")
+    con.execute("USE store")
+    create_store_tables(con)
+    con.execute("USE memory")
+
+
+def _write(
+    con: duckdb.DuckDBPyConnection,
+    sources: list[_Source],
+    report: LoadReport,
+    started: datetime,
+    progress: Progress | None,
+) -> None:
+    """Check every table (writing scratch tables in memory only), then write the store.
+
+    DuckDB lets a transaction write to one database, so all checking happens first and the
+    store is then written in one transaction that reads the scratch tables.
+    """
+    checked = [_check_table(con, src, report.extract_date) for src in sources]
+    row = con.execute("SELECT coalesce(max(load_id), 0) + 1 FROM store.main.load_log").fetchone()
+    report.load_id = int(row[0]) if row else 1
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for src, result in zip(sources, checked, strict=True):
+            _merge(con, src, result)
+            _quarantine(con, src, report.load_id)
+            if not result.balanced:
+                raise RuntimeError(f"table {src.spec.name}: rows do not add up: {result}")
+            report.tables.append(result)
+            if progress:
+                progress(src.spec.name, src.rows, src.rows)
+        _log(con, report, sources, started)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _scratch(kind: str, spec: contract.Table) -> str:
+    return f"memory.main.{quote(kind + '_' + spec.name)}"
+
+
+def _check_table(con: duckdb.DuckDBPyConnection, src: _Source, when: date) -> TableReport:
+    """Find every problem of one staged table and count what the merge will do."""
+    spec, stage = src.spec, _stage_name(src.spec)
+    out = TableReport(spec.name, str(src.path), rows_read=src.rows)
+    bad_codes = _bad_codes(con, src, stage)
+    persons = None if spec.name == "person" else "memory.main.known_persons"
+    deaths = "memory.main.known_deaths" if spec.name not in ("person", "death") else None
+    problems = store_sql.problems_query(
+        spec, src.types, stage, when, persons=persons, deaths=deaths, bad_codes=bad_codes
+    )
+    dups = store_sql.duplicates_query(spec, src.types, stage)
+    con.execute(
+        f"CREATE OR REPLACE TABLE {_scratch('problems', spec)} AS "
+        f"SELECT * FROM ({problems}) UNION ALL SELECT * FROM ({dups})"
+    )
+    bad = _scratch("bad", spec)
+    con.execute(
+        f"CREATE OR REPLACE TABLE {bad} AS "
+        f"SELECT DISTINCT row_number FROM {_scratch('problems', spec)}"
+    )
+    out.rows_quarantined = _count(con, f"SELECT count(*) FROM {bad}")
+    counts = con.execute(
+        f"SELECT reason, count(*) FROM {_scratch('problems', spec)} GROUP BY reason ORDER BY 1"
+    ).fetchall()
+    out.reasons = {str(r): int(n) for r, n in counts}
+    typed = store_sql.typed_select(spec, src.types, stage, bad)
+    if spec.name == "person":
+        con.execute(
+            "CREATE OR REPLACE TABLE memory.main.known_persons AS "
+            f"SELECT person_id FROM store.main.person UNION SELECT person_id FROM ({typed})"
+        )
+    if spec.name == "death":
+        con.execute(
+            "CREATE OR REPLACE TABLE memory.main.known_deaths AS "
+            f"WITH new AS ({typed}) SELECT person_id, date_of_death FROM new UNION ALL "
+            "SELECT person_id, date_of_death FROM store.main.death "
+            "WHERE person_id NOT IN (SELECT person_id FROM new)"
+        )
+    _compare_with_store(con, src, typed, out)
+    return out
+
+
+def _compare_with_store(
+    con: duckdb.DuckDBPyConnection, src: _Source, typed: str, out: TableReport
+) -> None:
+    """Count valid rows already stored unchanged; keep the keys stored with other content."""
+    spec, target = src.spec, f"store.main.{quote(src.spec.name)}"
+    keys = ", ".join(quote(k) for k in spec.key)
+    on = " AND ".join(f"v.{quote(k)} = t.{quote(k)}" for k in spec.key)
+    same = " AND ".join(
+        f"v.{quote(c)} IS NOT DISTINCT FROM t.{quote(c)}" for c in spec.column_names
+    )
+    vkeys = ", ".join(f"v.{quote(k)}" for k in spec.key)
+    con.execute(
+        f"CREATE OR REPLACE TABLE {_scratch('changed', spec)} AS "
+        f"SELECT {vkeys} FROM ({typed}) v JOIN {target} t ON {on} WHERE NOT ({same})"
+    )
+    out.rows_unchanged = _count(
+        con, f"SELECT count(*) FROM ({typed}) v JOIN {target} t ON {on} WHERE {same}"
+    )
+    out.rows_updated = _count(con, f"SELECT count(*) FROM {_scratch('changed', spec)}")
+    del keys
+
+
+def _bad_codes(con: duckdb.DuckDBPyConnection, src: _Source, stage: str) -> dict[str, list]:
+    """Invalid values of each code column, found once per distinct value."""
+    cols = store_sql.column_sql(src.spec, src.types, "s")
+    found: dict[str, list[str]] = {}
+    for name in store_sql.checked_by_value(src.spec):
+        col = cols[name]
+        distinct = con.execute(f"SELECT DISTINCT {col.parsed} FROM {stage} s").fetchall()
+        found[name] = [r[0] for r in distinct if r[0] is not None and not code_valid(col.col, r[0])]
+    con.execute(
+        f"CREATE OR REPLACE TABLE {store_sql.BAD_CODES} (column_name VARCHAR, value VARCHAR)"
+    )
+    bad: list[Any] = [[name, v] for name, values in found.items() for v in values]
+    if bad:
+        con.executemany(f"INSERT INTO {store_sql.BAD_CODES} VALUES (?, ?)", bad)
+    return found
+
+
+def _quarantine(con: duckdb.DuckDBPyConnection, src: _Source, load_id: int) -> None:
+    spec, stage = src.spec, _stage_name(src.spec)
+    con.execute(
+        "DELETE FROM store.main.quarantine WHERE table_name = ? AND source_sha256 = ?",
+        [spec.name, src.sha256],
+    )
+    con.execute(
+        f"""INSERT INTO store.main.quarantine
+        SELECT {load_id}, {literal(spec.name)}, {literal(src.path)}, {literal(src.sha256)},
+          p.row_number, p.column_name, {store_sql.value_case(spec, "s")}, p.reason, p.detail,
+          CAST(to_json(s) AS VARCHAR)
+        FROM {_scratch("problems", spec)} p JOIN {_stage_name(spec)} s ON s.rowid = p.row_number
+        ORDER BY p.row_number, p.column_name, p.reason"""
+    )
+    del stage
+
+
+def _merge(con: duckdb.DuckDBPyConnection, src: _Source, out: TableReport) -> None:
+    """Replace stored rows whose content changed, insert new ones; counts rows_loaded."""
+    spec, target = src.spec, f"store.main.{quote(src.spec.name)}"
+    keys = ", ".join(quote(k) for k in spec.key)
+    if out.rows_updated:
+        con.execute(
+            f"DELETE FROM {target} WHERE ({keys}) IN "
+            f"(SELECT ({keys}) FROM {_scratch('changed', spec)})"
+        )
+    typed = store_sql.typed_select(spec, src.types, _stage_name(spec), _scratch("bad", spec))
+    on = " AND ".join(f"v.{quote(k)} = t.{quote(k)}" for k in spec.key)
+    fresh = f"SELECT * FROM ({typed}) v WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {on})"
+    out.rows_loaded = _count_rows(con.execute(f"INSERT INTO {target} {fresh}"))
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _count_rows(cursor: duckdb.DuckDBPyConnection) -> int:
+    row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _log(
+    con: duckdb.DuckDBPyConnection, report: LoadReport, sources: list[_Source], started: datetime
+) -> None:
+    by_name = {s.spec.name: s for s in sources}
+    rows = [
+        [
+            report.load_id,
+            started,
+            datetime.now(),
+            report.extract_dir,
+            report.extract_date,
+            t.table,
+            t.source_file,
+            by_name[t.table].sha256,
+            t.rows_read,
+            t.rows_loaded,
+            t.rows_unchanged,
+            t.rows_quarantined,
+        ]
+        for t in report.tables
+    ]
+    con.executemany(
+        "INSERT INTO store.main.load_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+    )
