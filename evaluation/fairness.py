@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from fairlearn.metrics import MetricFrame
+from scipy import stats
 
 from evaluation import groupboot
 from evaluation import metrics as m
@@ -44,7 +45,7 @@ GROUP_METRICS: tuple[str, ...] = (
     "selection_rate",
     "ppv",
 )
-TABLE_COLUMNS = ["descriptor", "group", "n"] + [
+TABLE_COLUMNS = ["descriptor", "group", "n", "events"] + [
     f"{k}{suffix}" for k in GROUP_METRICS for suffix in ("", "_lo", "_hi")
 ]
 Sensitive = pd.DataFrame | pd.Series
@@ -200,7 +201,28 @@ def _descriptor_table(
         out[metric] = by_group[metric].to_numpy(dtype=float)
         out[f"{metric}_lo"] = lo[metric].to_numpy(dtype=float)
         out[f"{metric}_hi"] = hi[metric].to_numpy(dtype=float)
+    events = np.bincount(codes, weights=y, minlength=len(by_group))
+    expected = np.bincount(codes, weights=p, minlength=len(by_group))
+    out["events"] = events.astype(int)
+    out["oe_ratio_lo"], out["oe_ratio_hi"] = poisson_ratio_interval(
+        events, expected, limits.ci_level
+    )
     return out
+
+
+def poisson_ratio_interval(
+    observed: np.ndarray, expected: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (Garwood) interval of observed/expected, treating the observed count as Poisson.
+
+    Unlike a bootstrap, it stays honest for groups with few or no events: 0 observed against
+    2 expected gives 0 to 1.84, not 0 to 0.
+    """
+    alpha = 1 - level
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo = np.where(observed > 0, stats.chi2.ppf(alpha / 2, 2 * observed) / 2, 0.0)
+        hi = stats.chi2.ppf(1 - alpha / 2, 2 * observed + 2) / 2
+        return lo / expected, hi / expected
 
 
 def _overall(
@@ -258,6 +280,8 @@ def _oe_flag(row: pd.Series, limits: FairnessLimits) -> str | None:
 
 
 def _auroc_flag(row: pd.Series, overall: float, limits: FairnessLimits) -> str | None:
+    if min(row["events"], row["n"] - row["events"]) < limits.min_group_events:
+        return None  # too few events (or non-events) for a group AUROC to mean anything
     interval = f"{_fmt(row['auroc'])} ({_fmt(row['auroc_lo'])}–{_fmt(row['auroc_hi'])})"
     if row["auroc_hi"] < limits.min_auroc:
         return f"AUROC {interval} is below the minimum {limits.min_auroc:.2f}"

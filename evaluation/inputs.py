@@ -69,6 +69,7 @@ class FairnessLimits:
     max_auroc_difference: float = 0.10
     min_auroc: float = 0.60
     min_group_size: int = 100
+    min_group_events: int = 10  # a group AUROC is judged only with this many events and non-events
     # Error-rate gaps are always shown and flagged; they fail the gate only when this is set,
     # because calibration within groups is the prioritised property (see evaluation.fairness).
     error_rates_block: bool = False

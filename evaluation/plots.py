@@ -83,6 +83,7 @@ def calibration_plot(curve: pd.DataFrame, baseline: pd.DataFrame | None = None) 
     top = float(max(curve["hi"].max(), curve["mean_p"].max())) * 1.05
     ax.plot([0, top], [0, top], color=GREY, linewidth=0.8, linestyle=":", label="perfect")
     err = np.vstack([curve["observed"] - curve["lo"], curve["hi"] - curve["observed"]])
+    err = np.clip(np.nan_to_num(err.astype(float)), 0, None)  # rounding can dip below zero
     ax.errorbar(
         curve["mean_p"],
         curve["observed"],
@@ -147,7 +148,8 @@ def forest_plot(
     ypos = np.arange(len(rows))[::-1]
     value = rows[metric].to_numpy(float)
     err = np.vstack([value - rows[f"{metric}_lo"], rows[f"{metric}_hi"] - value])
-    ax.errorbar(value, ypos, xerr=np.abs(err), fmt="o", color=OKABE_ITO[0], capsize=2)
+    err = np.clip(np.nan_to_num(err.astype(float)), 0, None)  # an interval may miss its point
+    ax.errorbar(value, ypos, xerr=err, fmt="o", color=OKABE_ITO[0], capsize=2)
     ax.axvline(overall, color=OKABE_ITO[1], linestyle="--", label=f"overall {overall:.2f}")
     for i, lim in enumerate(limits):
         ax.axvline(lim, color=GREY, linestyle=":", label="limit" if i == 0 else None)

@@ -134,7 +134,6 @@ def demographics(src: Sources, day: date) -> ir.Table:
         female=(p.sex == "F").cast("int64"),
         ethnic_group=p.ethnicity,
         imd_decile=p.imd_decile,
-        district_of_residence=p.district,
         lives_alone=p.lives_alone.cast("int64"),
         informal_carer=p.informal_carer.cast("int64"),
         ethnicity_recorded=p.ethnicity.notnull().cast("int64"),

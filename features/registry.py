@@ -30,7 +30,9 @@ class Feature:
     window_days: int | None = None  # lookback; None for "ever" or status at the index date
     unit: str = ""
     modifiable: bool = False  # something a practitioner can act on
-    clinical: bool = True  # diagnoses, medicines, hospital detail: never shown to the fire role
+    # diagnoses, medicines, hospital detail and personal characteristics (sex, ethnicity,
+    # deprivation, record completeness): never shown to the fire role
+    clinical: bool = True
     # +1 raises risk, -1 lowers it, 0 no stated direction; by outcome
     direction: Mapping[str, int] = field(default_factory=dict)
     # use the direction as a monotone constraint in training (clinically justified only)
@@ -43,8 +45,18 @@ class Feature:
         return int(self.direction.get(outcome, 0))
 
     def describe(self, value: object) -> str:
-        """The label with the person's value filled in."""
-        return self.label.format(value=value)
+        """The label with the person's value filled in, in plain words."""
+        return self.label.format(value=self.plain_value(value))
+
+    def plain_value(self, value: object) -> str:
+        """yes/no for binary features, whole numbers without decimals, 'unknown' for missing."""
+        if value is None or value == "unknown" or (isinstance(value, float) and value != value):
+            return "unknown"
+        if self.kind == "binary" and isinstance(value, int | float | bool):
+            return "yes" if value else "no"
+        if isinstance(value, float):
+            return str(int(value)) if value.is_integer() else f"{value:.2f}"
+        return str(value)
 
 
 # --- building blocks ------------------------------------------------------------------------
@@ -143,14 +155,11 @@ def _demographics() -> tuple[Feature, ...]:
     return (
         Feature("age_years", "aged {value}", p, unit="years", clinical=False,
                 direction=_dir(1, 1), constrain=True, minimum=0, maximum=120),
-        Feature("female", "female: {value}", p, kind="binary", clinical=False,
-                direction=_dir(1, 0)),
-        Feature("ethnic_group", "ethnic group {value}", p, kind="categorical", clinical=False,
+        Feature("female", "female: {value}", p, kind="binary", direction=_dir(1, 0)),
+        Feature("ethnic_group", "ethnic group {value}", p, kind="categorical",
                 categories=ETHNIC_GROUP_LEVELS),
         Feature("imd_decile", "deprivation decile {value} (1 = most deprived)", p, unit="decile",
-                clinical=False, direction=_dir(-1, -1), minimum=1, maximum=10),
-        Feature("district_of_residence", "lives in {value}", p, kind="categorical",
-                clinical=False),
+                direction=_dir(-1, -1), minimum=1, maximum=10),
         Feature("lives_alone", "lives alone: {value}", p, kind="binary", clinical=False,
                 modifiable=True, direction=_dir(1, 1)),
         Feature("informal_carer", "has an informal carer: {value}", p, kind="binary",
@@ -258,13 +267,11 @@ def _recency_and_completeness() -> tuple[Feature, ...]:
                 "{value} days since the last emergency admission", HOSPITAL, unit="days",
                 direction=_dir(0, -1), minimum=1),
         Feature("has_gp_event_730d", "any GP record in the last 2 years: {value}", ("gp_event",),
-                kind="binary", window_days=730, clinical=False),
-        Feature("ethnicity_recorded", "ethnicity recorded: {value}", ("person",), kind="binary",
-                clinical=False),
-        Feature("bmi_recorded", "BMI ever recorded: {value}", ("gp_event",), kind="binary",
-                clinical=False),
+                kind="binary", window_days=730),
+        Feature("ethnicity_recorded", "ethnicity recorded: {value}", ("person",), kind="binary"),
+        Feature("bmi_recorded", "BMI ever recorded: {value}", ("gp_event",), kind="binary"),
         Feature("lookback_days", "{value} days of history available", (), unit="days",
-                clinical=False, minimum=0, maximum=730),
+                minimum=0, maximum=730),
     )  # fmt: skip
 
 

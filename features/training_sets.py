@@ -87,7 +87,7 @@ def descriptors(frame: pd.DataFrame) -> pd.DataFrame:
             "sex": np.where(frame["female"] == 1, "F", "M"),
             "ethnicity": frame["ethnic_group"].fillna("not recorded").astype("str"),
             "imd_quintile": ((frame["imd_decile"] + 1) // 2).astype("int64"),
-            "district": frame["district_of_residence"].astype("str"),
+            "district": frame["district"].astype("str"),
             "gp_system": frame["gp_system"].astype("str"),
             "completeness_band": completeness_band(frame),
         },
@@ -101,7 +101,7 @@ def _one_date(
     feats = feature_table(src, day, data_start)
     members = cohort(src, outcome, day)
     outcomes = labels(src, outcome, day, settings)
-    systems = src["person"].select("person_id", "gp_system")
+    systems = src["person"].select("person_id", "gp_system", "district")
     rows = feats.semi_join(members, "person_id")
     rows = rows.join(outcomes, "person_id").join(systems, "person_id")
     raw = rows.to_pandas().sort_values("person_id", kind="stable").reset_index(drop=True)
@@ -109,9 +109,10 @@ def _one_date(
     for col in LABEL_COLUMNS:
         frame[col] = raw[col].astype("int64")
     frame["gp_system"] = raw["gp_system"].astype("str")
+    frame["district"] = raw["district"].astype("str")
     frame.insert(1, "index_date", pd.Timestamp(day))
     desc = descriptors(frame)
-    return pd.concat([frame.drop(columns="gp_system"), desc], axis=1)
+    return pd.concat([frame.drop(columns=["gp_system", "district"]), desc], axis=1)
 
 
 def build_training_set(

@@ -15,9 +15,13 @@ def train(
     ctx: typer.Context,
     outcome: str = typer.Option(..., "--outcome", help=OUTCOME_HELP),
     config: Path | None = typer.Option(None, "--config", help="Training config TOML."),
+    engine: str = typer.Option("duckdb", "--engine", help="Feature engine: duckdb or spark."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write the evaluation."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Train one outcome from the store, log it to MLflow and register a challenger."""
+    """Train one outcome from the store, evaluate it, log both to MLflow and register a
+    challenger. People on the objections list are left out."""
+    from features.objections import ObjectionListError, read_objections
     from training.config import ConfigError, TrainingConfig
     from training.pipeline import train_outcome
     from training.tracking import canonical_outcome
@@ -26,8 +30,11 @@ def train(
     try:
         name = canonical_outcome(outcome)
         settings_config = TrainingConfig.load(config)
-    except (ValueError, ConfigError) as error:
+        objections = read_objections(settings.objections_path)
+    except (ValueError, ConfigError, ObjectionListError) as error:
         fail(str(error))
+    if engine not in ("duckdb", "spark"):
+        fail(f"unknown engine {engine!r}; choose duckdb or spark")
     if not settings.store_path.is_file():
         fail(f"no store at {settings.store_path}; run `carerisk load` first")
     with console.status(f"training {name} ..."):
@@ -38,6 +45,9 @@ def train(
                 config=settings_config,
                 tracking_uri=settings.tracking_uri,
                 artifact_root=settings.artifacts_dir,
+                engine=engine,  # type: ignore[arg-type]
+                objections=objections,
+                reports_dir=settings.reports_dir if report else None,
             )
         except Exception as error:  # one line, non-zero exit
             fail(f"training {name} failed: {error}")
@@ -50,6 +60,42 @@ def train(
         f"AUROC {model['auroc']:.3f}, Brier {model['brier']:.4f}, "
         f"calibration slope {model['calibration_slope']:.2f}"
     )
+    if report:
+        console.print(f"evaluation report logged to the run; copies in {settings.reports_dir}")
+
+
+def evaluate(
+    ctx: typer.Context,
+    model: str = typer.Option(
+        ..., "--model", help="NAME@ALIAS or NAME@VERSION, e.g. carerisk-falls@challenger."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report's numbers as JSON."),
+) -> None:
+    """Write the evaluation and fairness report of a registered model and log it to its run."""
+    import json
+
+    from training.evaluation_run import evaluate_version
+    from training.pipeline import truth_path
+
+    settings = settings_of(ctx)
+    if not settings.store_path.is_file():
+        fail(f"no store at {settings.store_path}; run `carerisk load` first")
+    with console.status(f"evaluating {model} ..."):
+        try:
+            files = evaluate_version(
+                model,
+                store_path=settings.store_path,
+                tracking_uri=settings.tracking_uri,
+                reports_dir=settings.reports_dir,
+                truth_path=truth_path(settings.store_path),
+            )
+        except Exception as error:  # one line, non-zero exit
+            fail(f"evaluating {model} failed: {error}")
+    if as_json:
+        print_json(json.loads(files.json.read_text(encoding="utf-8")))
+        return
+    verdict = "all checks pass" if files.passed else "some checks FAIL (see the summary)"
+    console.print(f"report: {files.html}\nnumbers: {files.json}\n{verdict}")
 
 
 def promote(
@@ -82,4 +128,5 @@ def promote(
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
     app.command("train")(train)
+    app.command("evaluate")(evaluate)
     app.command("promote")(promote)
