@@ -14,6 +14,7 @@ TELEMETRY_OFF = {
     "BENTOML_DO_NOT_TRACK": "true",
     "DO_NOT_TRACK": "1",
     "HF_HUB_OFFLINE": "1",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 

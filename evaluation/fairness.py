@@ -279,16 +279,22 @@ def _oe_flag(row: pd.Series, limits: FairnessLimits) -> str | None:
     return None
 
 
-def _auroc_flag(row: pd.Series, overall: float, limits: FairnessLimits) -> str | None:
+def _auroc_flag(row: pd.Series, reference: float, limits: FairnessLimits) -> str | None:
+    """A group is flagged when it is ranked clearly worse than the descriptor's typical group.
+
+    The comparison is with the median AUROC of the descriptor's groups, not with the overall
+    AUROC: when the descriptor itself predicts the outcome (age does), every group's AUROC is
+    below the overall one, and that is not a disparity between groups.
+    """
     if min(row["events"], row["n"] - row["events"]) < limits.min_group_events:
         return None  # too few events (or non-events) for a group AUROC to mean anything
     interval = f"{_fmt(row['auroc'])} ({_fmt(row['auroc_lo'])}–{_fmt(row['auroc_hi'])})"
     if row["auroc_hi"] < limits.min_auroc:
         return f"AUROC {interval} is below the minimum {limits.min_auroc:.2f}"
-    if row["auroc_hi"] < overall - limits.max_auroc_difference:
+    if row["auroc_hi"] < reference - limits.max_auroc_difference:
         return (
             f"AUROC {interval} is more than {limits.max_auroc_difference:.2f} "
-            f"below the overall {overall:.2f}"
+            f"below the typical group's {reference:.2f}"
         )
     return None
 
@@ -304,10 +310,12 @@ def _gap_flag(row: pd.Series, metric: str, overall: float, limit: float) -> str 
     return None
 
 
-def _row_flags(row: pd.Series, result: FairnessResult, limits: FairnessLimits) -> list[Flag]:
+def _row_flags(
+    row: pd.Series, result: FairnessResult, limits: FairnessLimits, reference: float
+) -> list[Flag]:
     found: list[tuple[str, str | None, bool]] = [
         ("oe_ratio", _oe_flag(row, limits), True),
-        ("auroc", _auroc_flag(row, result.overall["auroc"].value, limits), True),
+        ("auroc", _auroc_flag(row, reference, limits), True),
     ]
     gaps = {
         "fnr": limits.max_fnr_difference,
@@ -336,7 +344,13 @@ def _row_flags(row: pd.Series, result: FairnessResult, limits: FairnessLimits) -
 def fairness_flags(result: FairnessResult, limits: FairnessLimits) -> list[Flag]:
     """Groups of at least `min_group_size` whose interval lies wholly beyond a limit."""
     big = result.table[result.table["n"] >= limits.min_group_size]
-    return [flag for _, row in big.iterrows() for flag in _row_flags(row, result, limits)]
+    judged = big[np.minimum(big["events"], big["n"] - big["events"]) >= limits.min_group_events]
+    reference = judged.groupby("descriptor")["auroc"].median()
+    return [
+        flag
+        for _, row in big.iterrows()
+        for flag in _row_flags(row, result, limits, float(reference.get(row["descriptor"], np.nan)))
+    ]
 
 
 def _fairness_of(result: Any) -> FairnessResult:

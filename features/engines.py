@@ -9,7 +9,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -150,11 +150,10 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("person_id", kind="stable").reset_index(drop=True)
 
 
-def features_from_sources(src: Sources, index_date: date, data_start: date | None) -> pd.DataFrame:
+def features_from_sources(src: Sources, index_date: date) -> pd.DataFrame:
     from features.definitions import feature_table
 
-    start = data_start or (index_date - timedelta(days=730))
-    return normalise(feature_table(src, index_date, start).to_pandas())
+    return normalise(feature_table(src, index_date).to_pandas())
 
 
 def compute_features(
@@ -162,19 +161,16 @@ def compute_features(
     index_date: date,
     engine: Engine = "duckdb",
     *,
-    data_start: date | None = None,
     spark: Any | None = None,
 ) -> pd.DataFrame:
     """Every registry feature at `index_date` for everyone alive and registered at it.
 
-    `data_start` (the first day of the extract) sets `lookback_days`; by default it is the
-    earliest event date in the store. `spark` reuses an existing SparkSession.
+    `spark` reuses an existing SparkSession.
     """
     store_path = Path(store_path)
     _check_store(store_path)
-    start = data_start or default_data_start(store_path)
     with open_sources(store_path, engine, spark) as src:
-        return features_from_sources(src, index_date, start)
+        return features_from_sources(src, index_date)
 
 
 __all__ = [

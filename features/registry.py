@@ -270,8 +270,6 @@ def _recency_and_completeness() -> tuple[Feature, ...]:
                 kind="binary", window_days=730),
         Feature("ethnicity_recorded", "ethnicity recorded: {value}", ("person",), kind="binary"),
         Feature("bmi_recorded", "BMI ever recorded: {value}", ("gp_event",), kind="binary"),
-        Feature("lookback_days", "{value} days of history available", (), unit="days",
-                minimum=0, maximum=730),
     )  # fmt: skip
 
 

@@ -74,10 +74,10 @@ def _encode_column(values: pd.Series, feature: Feature) -> np.ndarray:
     if feature.kind == "categorical":
         if not feature.categories:
             raise EncodingError(f"categorical feature {feature.name} has no categories")
-        lookup = {level: float(i) for i, level in enumerate(feature.categories)}
-        return np.array([lookup.get(v, np.nan) for v in values.astype(object)], dtype=float)
+        codes = pd.Categorical(values.astype(object), categories=list(feature.categories)).codes
+        return np.where(codes < 0, np.nan, codes).astype(float)
     if feature.kind == "binary":
-        encoded = _as_float(values.map(_binary_value), feature)
+        encoded = _as_float(_binary_values(values), feature)
         bad = ~np.isnan(encoded) & (encoded != 0.0) & (encoded != 1.0)
         if bad.any():
             row = values.index[bad][0]
@@ -87,6 +87,13 @@ def _encode_column(values: pd.Series, feature: Feature) -> np.ndarray:
             )
         return encoded
     return _as_float(values, feature)
+
+
+def _binary_values(values: pd.Series) -> pd.Series:
+    """Numbers and booleans pass through (vectorised); only text is looked at one by one."""
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return pd.Series(values.to_numpy(dtype=float, na_value=np.nan), index=values.index)
+    return values.map(_binary_value)
 
 
 def _binary_value(value: object) -> object:

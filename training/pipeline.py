@@ -29,6 +29,9 @@ from training.tracking import (
 )
 
 
+INDEX_DATES = 5  # quarterly index dates: four to train, the latest to validate
+
+
 @dataclass(frozen=True)
 class TrainingResult:
     outcome: str
@@ -146,8 +149,9 @@ def truth_path(store_path: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def default_index_dates(store_path: Path) -> list[date]:
-    """Quarterly index dates spanning the store: a year of lookback, a year of follow-up."""
+def default_index_dates(store_path: Path, count: int = INDEX_DATES) -> list[date]:
+    """The latest `count` quarterly index dates with a year of lookback and a full year of
+    follow-up in the store: the last validates, the earlier ones train."""
     import duckdb
 
     from features.contract import TABLES
@@ -165,7 +169,7 @@ def default_index_dates(store_path: Path) -> list[date]:
     end = row[0] if row else None
     if start is None or end is None:
         raise ValueError(f"store {store_path} holds no dated events; cannot choose index dates")
-    return index_dates(start, end)
+    return index_dates(start, end)[-count:]
 
 
 def log_and_register(

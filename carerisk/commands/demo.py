@@ -1,9 +1,103 @@
-"""Commands for the demo stage (filled by its issue)."""
+"""`carerisk demo`: the whole job end to end on the embedded defaults.
+
+synthetic county -> load -> validate -> features -> train both outcomes (with their evaluation
+reports) -> promote -> risk registers -> demo keys -> the scoring service on loopback.
+Each step is the real subcommand, invoked in this process with the same settings.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from carerisk.commands._common import console, settings_of
+
+OUTCOMES = ("falls", "complex-dependency")
+
+
+def _step(ctx: typer.Context, title: str, name: str, *args: object) -> None:
+    """Run a sibling subcommand, parsed from its command-line arguments, in this process."""
+    console.rule(f"[bold]{title}")
+    commands: dict[str, Any] = getattr(ctx.find_root().command, "commands", {})
+    command = commands[name]
+    with command.make_context(name, [str(a) for a in args], parent=ctx) as sub:
+        command.invoke(sub)
+
+
+def demo(
+    ctx: typer.Context,
+    people: int = typer.Option(20_000, "--people", help="People in the synthetic county."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic county."),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the service at the end."),
+    port: int = typer.Option(3000, "--port", help="Loopback port of the service."),
+    config: Path | None = typer.Option(None, "--config", help="Training config TOML."),
+) -> None:
+    """Run everything on a synthetic county, then serve the champions on 127.0.0.1."""
+    settings = settings_of(ctx)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    extract = settings.home / "extract"
+    cfg = ["--config", config] if config else []
+    _step(ctx, "1. Synthetic county", "synth", "--people", people, "--seed", seed, "--out", extract)
+    _step(ctx, "2. Load into the store (every row checked)", "load", extract)
+    _step(ctx, "3. Validate the extract again, writing nothing", "validate", extract)
+    _step(ctx, "4. Features at the latest index date (snapshot)", "features")
+    for outcome in OUTCOMES:
+        _step(ctx, f"5. Train and evaluate: {outcome}", "train", "--outcome", outcome, *cfg)
+    for outcome in OUTCOMES:
+        _step(ctx, f"6. Promotion gate: {outcome}", "promote", "--outcome", outcome, *cfg)
+    registers(ctx, settings.reports_dir)
+    keys = demo_keys(ctx)
+    console.rule("[bold]Done")
+    console.print(f"Evaluation reports: {settings.reports_dir}")
+    console.print(f"MLflow: .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}")
+    if serve:
+        print_examples(keys, port, first_person(settings.reports_dir / "register-falls-gp.csv"))
+        _step(ctx, "9. Scoring service (Ctrl-C stops it)", "serve", "--port", port)
+
+
+def registers(ctx: typer.Context, reports: Path) -> None:
+    for outcome, role in (("falls", "gp"), ("falls", "fire"), ("complex-dependency", "gp")):
+        out = reports / f"register-{outcome}-{role}.csv"
+        _step(ctx, f"7. Risk register: {outcome}, {role} view", "register",
+              "--outcome", outcome, "--top", 200, "--role", role, "--out", out)  # fmt: skip
+
+
+def demo_keys(ctx: typer.Context) -> dict[str, str]:
+    """A GP key and a fire-service key for trying the API (shown once, like any key)."""
+    from serving.keys import KeyStore
+
+    console.rule("[bold]8. Demo API keys")
+    store = KeyStore(settings_of(ctx).keys_path)
+    keys = {}
+    for org, role in (("Demo Surgery", "gp"), ("Demo Fire and Rescue", "fire")):
+        _, keys[role] = store.add(org, role)
+        console.print(f"{role:5} key for {org}: {keys[role]}")
+    return keys
+
+
+def first_person(register_csv: Path) -> str:
+    import pandas as pd
+
+    return str(pd.read_csv(register_csv, nrows=1)["person_id"].iloc[0])
+
+
+def print_examples(keys: dict[str, str], port: int, person_id: str) -> None:
+    base = f"http://127.0.0.1:{port}/v1"
+    console.print("\nOnce the service says it is listening, try:")
+    console.print(
+        f"curl -s -X POST {base}/score -H 'Authorization: Bearer {keys['gp']}' "
+        "-H 'Content-Type: application/json' "
+        f'-d \'{{"outcome": "falls", "person_ids": ["{person_id}"]}}\'',
+        soft_wrap=True,
+    )
+    console.print(
+        f"curl -s '{base}/register?outcome=falls&top=10' -H 'Authorization: Bearer {keys['fire']}'",
+        soft_wrap=True,
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
+    app.command("demo")(demo)

@@ -1,0 +1,38 @@
+"""Session fixtures shared across packages: a trained home and a live served instance."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.live import LiveService, build_home
+
+# Telemetry off for everything the tests start, in this process and its children.
+for _name, _value in {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "BENTOML_DO_NOT_TRACK": "true",
+    "DO_NOT_TRACK": "1",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home where `carerisk demo --no-serve` ran on a 4,000-person county: store, snapshot,
+    both outcomes trained, evaluated and promoted, registers written."""
+    return build_home(tmp_path_factory.mktemp("trained-home"))
+
+
+@pytest.fixture(scope="session")
+def live_service(trained_home: Path) -> Iterator[LiveService]:
+    """`carerisk serve` (a real BentoML server) on a free loopback port, with a key per role."""
+    service = LiveService(trained_home)
+    service.add_keys()
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()

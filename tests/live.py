@@ -1,0 +1,130 @@
+"""A real carerisk home and a real served instance, for end-to-end tests.
+
+`build_home` runs `carerisk demo --no-serve` on a small synthetic county (synth, load, features,
+train and evaluate both outcomes, promote, registers). `LiveService` starts `carerisk serve`
+(the real BentoML server) on a free loopback port against that home.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_CONFIG = ROOT / "tests" / "training-small.toml"
+ROLES = ("gp", "fire", "analyst", "admin")
+
+
+def carerisk(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run the real `carerisk` command against `home`."""
+    command = [sys.executable, "-m", "carerisk", "--home", str(home), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=test_env())
+
+
+def test_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        MLFLOW_DISABLE_TELEMETRY="true", BENTOML_DO_NOT_TRACK="true", DO_NOT_TRACK="1",
+        PYTHONWARNINGS="ignore",
+    )  # fmt: skip
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def build_home(home: Path, people: int = 4000, seed: int = 11) -> Path:
+    result = carerisk(
+        home, "demo", "--no-serve", "--people", str(people), "--seed", str(seed),
+        "--config", str(TEST_CONFIG),
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"demo failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return home
+
+
+def snapshot_people(home: Path) -> dict[str, list[str]]:
+    """Person ids in each outcome's cohort (by age), oldest first."""
+    with duckdb.connect(str(home / "store.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "SELECT person_id, age_years FROM feature_snapshot ORDER BY age_years DESC, person_id"
+        ).fetchall()
+    return {
+        "falls": [p for p, age in rows if age is not None and age >= 65],
+        "complex_dependency": [p for p, age in rows if age is not None and age >= 18],
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveService:
+    home: Path
+    port: int = field(default_factory=free_port)
+    keys: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[str] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def add_keys(self) -> None:
+        from serving.keys import KeyStore
+
+        store = KeyStore(self.home / "keys.json")
+        for role in ROLES:
+            _, self.keys[role] = store.add(f"Test {role} org", role)
+
+    def start(self, *extra: str, timeout: float = 180) -> LiveService:
+        self.log_path = self.home / f"server-{self.port}.log"
+        log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        command = [sys.executable, "-m", "carerisk", "--home", str(self.home), "serve",
+                   "--port", str(self.port), *extra]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, text=True, env=test_env(),
+            start_new_session=True,
+        )  # fmt: skip
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"server exited {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def client(self, role: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.keys[role]}"} if role else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
