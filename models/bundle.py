@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -93,12 +93,16 @@ class ModelBundle:
         out = self.booster.predict(self.matrix(frame), pred_contrib=True)
         return np.asarray(out, dtype=float)
 
-    def explain(self, frame: pd.DataFrame, top_k: int = 5) -> list[list[Reason]]:
-        """The top_k features by |SHAP| for each person, largest first."""
+    def explain(
+        self, frame: pd.DataFrame, top_k: int = 5, allowed: Collection[str] | None = None
+    ) -> list[list[Reason]]:
+        """The top_k features by |SHAP| for each person, largest first; only features named in
+        `allowed` when it is given (a restricted audience gets its own top reasons)."""
         contrib = self.contributions(frame)[:, : len(self.features)]
+        usable = [j for j, f in enumerate(self.features) if allowed is None or f.name in allowed]
         reasons = []
         for row, values in enumerate(contrib):
-            order = sorted(range(len(values)), key=lambda j: (-abs(values[j]), j))[:top_k]
+            order = sorted(usable, key=lambda j: (-abs(values[j]), j))[:top_k]
             person = frame.iloc[row]
             reasons.append([self._reason(self.features[j], person, values[j]) for j in order])
         return reasons

@@ -40,7 +40,9 @@ def register_rows(
         if sees_clinical(role):
             row["probability"] = round(result.probability, 4)
         row["reasons"] = "; ".join(r.label for r in scoped.reasons)
-        row["could_be_acted_on"] = "; ".join(r.label for r in scoped.reasons if r.modifiable)
+        row["could_be_acted_on"] = "; ".join(
+            r.label for r in scoped.reasons if r.modifiable and r.direction == "raises"
+        )
         rows.append(row)
     columns = BASE_COLUMNS + (["probability"] if sees_clinical(role) else [])
     return pd.DataFrame(rows, columns=[*columns, "reasons", "could_be_acted_on"])

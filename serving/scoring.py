@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.registry import OUTCOMES
+from features.registry import FEATURES, OUTCOMES
 from models import ModelBundle
 from serving.objections import ObjectionList
 from serving.schemas import Reason, ScoreResult
@@ -134,9 +134,11 @@ class Scorer:
 
     # --- scoring -------------------------------------------------------------------------
 
-    def score_people(self, outcome: str, person_ids: Sequence[str]) -> list[ScoreResult]:
+    def score_people(
+        self, outcome: str, person_ids: Sequence[str], *, clinical: bool = True
+    ) -> list[ScoreResult]:
         rows = self.lookup(outcome, person_ids)
-        return self.score_frame(outcome, rows, rows["person_id"].tolist())
+        return self.score_frame(outcome, rows, rows["person_id"].tolist(), clinical=clinical)
 
     def score_frame(
         self,
@@ -146,13 +148,16 @@ class Scorer:
         *,
         ranks: Sequence[int | None] | None = None,
         index_date: dt.date | None = None,
+        clinical: bool = True,
     ) -> list[ScoreResult]:
-        """Score feature rows (registry columns) and explain each with its top reasons."""
+        """Score feature rows (registry columns) and explain each with its top reasons; with
+        `clinical=False` the reasons are the top non-clinical ones (the fire service's view)."""
         served = self.model(outcome)
         bundle = served.bundle
         probabilities = bundle.predict(rows)
         bands = bundle.band(rows)
-        reasons = bundle.explain(rows, top_k=self.top_k)
+        allowed = None if clinical else {f.name for f in FEATURES if not f.clinical}
+        reasons = bundle.explain(rows, top_k=self.top_k, allowed=allowed)
         notes = self.notes()
         day = index_date or self.snapshot.index_date
         ranks = ranks or [None] * len(rows)
@@ -181,6 +186,7 @@ class Scorer:
         district: str | None = None,
         practice: str | None = None,
         top: int | None = None,
+        clinical: bool = True,
     ) -> tuple[pd.DataFrame, list[ScoreResult]]:
         """Everyone in the cohort (less objectors), ranked by risk, optionally within a district
         or practice; returns the people's places and their scored results, rank 1 first."""
@@ -197,7 +203,9 @@ class Scorer:
         people = people.iloc[order].reset_index(drop=True)
         places = places.iloc[order].reset_index(drop=True)
         ranks = list(range(1, len(people) + 1))
-        results = self.score_frame(outcome, people, people["person_id"].tolist(), ranks=ranks)
+        results = self.score_frame(
+            outcome, people, people["person_id"].tolist(), ranks=ranks, clinical=clinical
+        )
         return places, results
 
 

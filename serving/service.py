@@ -37,7 +37,7 @@ from serving.fhir import risk_assessment
 from serving.keys import Principal
 from serving.limits_http import BodyLimit
 from serving.register import register_rows, to_csv
-from serving.roles import scope_result
+from serving.roles import scope_result, sees_clinical
 from serving.scoring import ScoringError, check_outcome
 from serving.state import build_state
 
@@ -145,7 +145,9 @@ class CareRisk:
         answers: dict[str, Any] = {}
         for outcome in state.scorer.models:
             try:
-                result = state.scorer.score_people(outcome, [body.person_id])[0]
+                result = state.scorer.score_people(
+                    outcome, [body.person_id], clinical=sees_clinical(principal.role)
+                )[0]
             except ScoringError as error:
                 if error.status != 422:  # unknown or objecting: refuse the whole request
                     raise refuse(state, principal, "person", outcome, error) from None
@@ -193,7 +195,10 @@ class CareRisk:
                     "message": f"top must be 1 to {state.config.register_max}",
                 },  # fmt: skip
             )
-        places, results = state.scorer.ranked(name, district=district, practice=practice, top=top)
+        places, results = state.scorer.ranked(
+            name, district=district, practice=practice, top=top,
+            clinical=sees_clinical(principal.role),
+        )  # fmt: skip
         audit(state, principal, "register", "ok", 200, person_ids=[r.person_ref for r in results],
               outcome=name, results=results)  # fmt: skip
         frame = register_rows(places, results, principal.role)

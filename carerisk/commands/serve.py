@@ -222,7 +222,9 @@ def register_cmd(
     state = preflight(serving_config(settings))
     try:
         name = check_outcome(outcome)
-        places, results = state.scorer.ranked(name, district=district, practice=practice, top=top)
+        places, results = state.scorer.ranked(
+            name, district=district, practice=practice, top=top, clinical=role != "fire"
+        )
     except ScoringError as exc:
         fail(exc.message)
     principal = Principal(key_id="local-cli", org="local", role=role)
