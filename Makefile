@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export PYSPARK_PYTHON := $(abspath $(BIN))/python
 
-.PHONY: demo test lint typecheck pytest lock bench clean system-deps
+.PHONY: demo test lint typecheck pytest lock bench bento sbom clean system-deps
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH"; exit 1; }
@@ -57,6 +57,16 @@ lock: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+# A deployable Bento of the scoring service (bentofile.yaml), in this home's BentoML store.
+bento: $(STAMP)
+	BENTOML_HOME=$(abspath .carerisk/bentoml) $(BIN)/bentoml build .
+
+# CycloneDX bill of materials of the locked environment (audit it where a vulnerability
+# database can be reached: see docs/security.md).
+sbom: $(STAMP)
+	$(BIN)/cyclonedx-py environment $(BIN)/python --of JSON -o sbom.cdx.json
+	@echo "wrote sbom.cdx.json"
 
 clean:
 	rm -rf $(VENV) .carerisk .pytest_cache .mypy_cache .ruff_cache

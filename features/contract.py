@@ -299,3 +299,34 @@ def create_table_sql(spec: Table, name: str | None = None) -> str:
     cols = ", ".join(f'"{c.name}" {DUCKDB_TYPES[c.kind]}' for c in spec.columns)
     key = ", ".join(f'"{k}"' for k in spec.key)
     return f'CREATE TABLE IF NOT EXISTS "{name or spec.name}" ({cols}, PRIMARY KEY ({key}))'
+
+
+def contract_markdown() -> str:
+    """The contract as Markdown tables: the README's data contract section is this text."""
+    lines: list[str] = []
+    for spec in TABLES:
+        lines += [
+            f"**`{spec.name}`** — {spec.description} Key: `{', '.join(spec.key)}`.",
+            "",
+            "| column | type | required | rule |",
+            "| --- | --- | --- | --- |",
+        ]
+        lines += [_column_row(col) for col in spec.columns]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _column_row(col: Column) -> str:
+    rule = []
+    if col.allowed:
+        rule.append("one of " + ", ".join(sorted(col.allowed)))
+    if col.minimum is not None and col.maximum is not None:
+        rule.append(f"{col.minimum:g} to {col.maximum:g}")
+    if col.pattern:
+        rule.append(f"`{col.pattern}`")
+    if col.snomed:
+        rule.append("valid SNOMED CT check digit")
+    if col.description:
+        rule.append(col.description)
+    required = "no" if col.nullable else "yes"
+    return f"| `{col.name}` | {col.kind} | {required} | {'; '.join(rule)} |"

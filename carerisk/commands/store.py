@@ -115,6 +115,7 @@ def _run(
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
+    app.command("contract")(contract)
 
     @app.command("load")
     def load(
@@ -135,3 +136,19 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the same checks as `load` without writing anything."""
         _run(ctx, folder, extract_date, as_json, write=False)
+
+
+def contract(
+    as_json: bool = typer.Option(False, "--json", help="Print the contract as JSON."),
+) -> None:
+    """Print the data contract a real extract must meet (Markdown, or JSON)."""
+    import dataclasses
+    import json
+
+    from features.contract import TABLES, contract_markdown
+
+    if as_json:
+        tables = [dataclasses.asdict(t) for t in TABLES]
+        typer.echo(json.dumps(tables, indent=2, default=sorted))
+    else:
+        typer.echo(contract_markdown())
