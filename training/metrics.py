@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, roc_auc_score
 
-
-def logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(np.asarray(p, dtype=float), 1e-9, 1 - 1e-9)
-    return np.log(q / (1 - q))
+from evaluation.metrics import auprc, auroc, brier, calibration_slope
 
 
 def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     """Logistic refit of y on logit(p): slope 1 and intercept 0 are perfect."""
-    model = LogisticRegression(C=1e6, max_iter=1000)
-    model.fit(logit(p).reshape(-1, 1), np.asarray(y, dtype=int))
-    return float(model.coef_[0, 0]), float(model.intercept_[0])
+    intercept, slope = calibration_slope(y, p)
+    return slope, intercept
 
 
 def validation_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -26,9 +20,9 @@ def validation_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         raise ValueError("validation rows hold only one outcome class; metrics are undefined")
     slope, intercept = calibration_slope_intercept(t, q)
     return {
-        "auroc": float(roc_auc_score(t, q)),
-        "auprc": float(average_precision_score(t, q)),
-        "brier": float(np.mean((q - t) ** 2)),
+        "auroc": auroc(t, q),
+        "auprc": auprc(t, q),
+        "brier": brier(t, q),
         "calibration_slope": slope,
         "calibration_intercept": intercept,
         "prevalence": float(t.mean()),

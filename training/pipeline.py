@@ -28,7 +28,6 @@ from training.tracking import (
     store_fingerprint,
 )
 
-
 INDEX_DATES = 5  # quarterly index dates: four to train, the latest to validate
 
 
