@@ -40,6 +40,7 @@ from serving.register import register_rows, to_csv
 from serving.roles import scope_result, sees_clinical
 from serving.scoring import ScoringError, check_outcome
 from serving.state import build_state
+from serving.ui import build_ui_app
 
 log = logging.getLogger("carerisk.serving")
 
@@ -92,6 +93,7 @@ api.add_middleware(BodyLimit, max_bytes=ServingConfig.model_fields["max_body_byt
 
 @bentoml.service(name="carerisk", traffic={"timeout": 30})
 @bentoml.asgi_app(api, path="/v1")
+@bentoml.asgi_app(build_ui_app(), path="/ui")  # practitioner pages (serving/ui.py)
 class CareRisk:
     """Loads the verified champions and the latest snapshot once, then answers."""
 

@@ -3,7 +3,7 @@
 from training.config import ConfigError, TrainingConfig
 from training.fit import TrainedModels, TrainingError, fit
 from training.pipeline import TrainingResult, log_and_register, train_outcome
-from training.registry import CheckResult, GateContext, GateVerdict, PromotionError, promote
+from training.registry import GateContext, GateVerdict, PromotionError, promote
 from training.tracking import (
     LoggedRun,
     canonical_outcome,
@@ -13,7 +13,6 @@ from training.tracking import (
 )
 
 __all__ = [
-    "CheckResult",
     "ConfigError",
     "GateContext",
     "GateVerdict",

@@ -195,9 +195,7 @@ def evaluate_version(
     run_id = str(mv.run_id)
     with tempfile.TemporaryDirectory() as tmp:
         bundle = ModelBundle.load(Path(client.download_artifacts(run_id, "bundle", tmp)))
-        predictions = pd.read_parquet(
-            client.download_artifacts(run_id, PREDICTIONS_ARTIFACT, tmp)
-        )
+        predictions = pd.read_parquet(client.download_artifacts(run_id, PREDICTIONS_ARTIFACT, tmp))
     day = pd.Timestamp(predictions["index_date"].max()).date()
     frame = build_training_set(store_path, bundle.outcome, [day])
     frame, predictions = aligned(frame, predictions)

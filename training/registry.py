@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from evaluation import Check
 from training.config import GateConfig
 from training.metrics import calibration_slope_intercept, paired_bootstrap_auroc_difference
 from training.tracking import (
@@ -28,16 +29,6 @@ from training.tracking import (
 
 class PromotionError(RuntimeError):
     """There is nothing to promote, or the gate could not be run."""
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    passed: bool
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -63,7 +54,7 @@ class GateVerdict:
     champion_version: str | None  # the champion the challenger was compared with
     passed: bool
     promoted: bool
-    checks: tuple[CheckResult, ...] = field(default_factory=tuple)
+    checks: tuple[Check, ...] = field(default_factory=tuple)
 
     @property
     def reasons(self) -> list[str]:
@@ -107,7 +98,7 @@ def promote(
         raise PromotionError(f"{name} has no version with alias {CHALLENGER}; train first")
     champion = version_by_alias(client, name, CHAMPION)
     if champion is not None and champion.version == challenger.version:
-        check = CheckResult("already champion", True, f"version {champion.version} is champion")
+        check = Check("already champion", True, f"version {champion.version} is champion")
         return GateVerdict(
             outcome, name, challenger.version, champion.version, True, False, (check,)
         )
@@ -156,7 +147,7 @@ def load_predictions(client: MlflowClient, run_id: str) -> pd.DataFrame:
 
 def _run_checks(
     context: GateContext, gate: GateConfig, extra_checks: Sequence[ExtraCheck], seed: int
-) -> list[CheckResult]:
+) -> list[Check]:
     checks = [calibration_check(context.challenger, gate)]
     if context.champion is not None:
         checks.append(auroc_check(context.challenger, context.champion, gate, seed))
@@ -166,33 +157,33 @@ def _run_checks(
             name, passed, reason = extra(context)
         except Exception as error:  # a broken check refuses, it never passes silently
             name, passed, reason = getattr(extra, "__name__", "extra check"), False, repr(error)
-        checks.append(CheckResult(str(name), bool(passed), str(reason)))
+        checks.append(Check(str(name), bool(passed), str(reason)))
     return checks
 
 
-def calibration_check(predictions: pd.DataFrame, gate: GateConfig) -> CheckResult:
+def calibration_check(predictions: pd.DataFrame, gate: GateConfig) -> Check:
     low, high = gate.calibration_slope_range
     slope, intercept = calibration_slope_intercept(
         predictions["y"].to_numpy(), predictions["p"].to_numpy()
     )
     passed = low <= slope <= high
     reason = f"slope {slope:.3f} (intercept {intercept:.3f}); allowed [{low}, {high}]"
-    return CheckResult("calibration slope", passed, reason)
+    return Check("calibration slope", passed, reason)
 
 
 def auroc_check(
     challenger: pd.DataFrame, champion: pd.DataFrame, gate: GateConfig, seed: int
-) -> CheckResult:
+) -> Check:
     """Paired bootstrap on the people both models were validated on."""
     keys = ["person_id", "index_date"]
     shared = challenger.merge(champion, on=keys, suffixes=("_new", "_old"), validate="one_to_one")
     if shared.empty:
-        return CheckResult("AUROC vs champion", False, "no validation people in common")
+        return Check("AUROC vs champion", False, "no validation people in common")
     disagree = shared["y_new"] != shared["y_old"]
     if disagree.any():
         row = shared.loc[disagree].iloc[0]
         reason = f"labels differ for person {row['person_id']} at {row['index_date']}"
-        return CheckResult("AUROC vs champion", False, reason)
+        return Check("AUROC vs champion", False, reason)
     diff, low, high = paired_bootstrap_auroc_difference(
         shared["y_new"].to_numpy(),
         shared["p_new"].to_numpy(),
@@ -206,10 +197,10 @@ def auroc_check(
         f"AUROC difference {diff:+.4f} ({gate.confidence:.0%} interval {low:+.4f} to {high:+.4f}) "
         f"on {len(shared)} shared people; lower bound must exceed {-gate.auroc_tolerance:+.4f}"
     )
-    return CheckResult("AUROC vs champion", passed, reason)
+    return Check("AUROC vs champion", passed, reason)
 
 
-def logged_checks(client: MlflowClient, run_id: str) -> list[CheckResult]:
+def logged_checks(client: MlflowClient, run_id: str) -> list[Check]:
     """Checks a run logged as JSON under checks/: a list of {name, passed, reason}."""
     found = [a for a in client.list_artifacts(run_id, CHECKS_DIR) if a.path.endswith(".json")]
     results = []
@@ -220,16 +211,16 @@ def logged_checks(client: MlflowClient, run_id: str) -> list[CheckResult]:
     return results
 
 
-def _parse_checks(payload: Any, source: str) -> list[CheckResult]:
+def _parse_checks(payload: Any, source: str) -> list[Check]:
     items = payload.get("checks", []) if isinstance(payload, dict) else payload
     if not isinstance(items, list):
-        return [CheckResult(source, False, "checks file is not a list of checks")]
+        return [Check(source, False, "checks file is not a list of checks")]
     out = []
     for item in items:
         try:
-            out.append(CheckResult(str(item["name"]), bool(item["passed"]), str(item["reason"])))
+            out.append(Check(str(item["name"]), bool(item["passed"]), str(item["reason"])))
         except (KeyError, TypeError):
-            out.append(CheckResult(source, False, f"malformed check entry {item!r}"))
+            out.append(Check(source, False, f"malformed check entry {item!r}"))
     return out
 
 

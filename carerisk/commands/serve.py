@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -189,7 +188,10 @@ def serve(
     )
     command = server_command(host, port)
     env = {**os.environ, **config.to_env(), "BENTOML_HOME": str(config.bentoml_home)}
-    raise typer.Exit(subprocess.call(command, env=env))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The server takes over this process, so signals (SIGTERM, Ctrl-C) reach it directly.
+    os.execve(sys.executable, command, env)
 
 
 def server_command(host: str, port: int) -> list[str]:
