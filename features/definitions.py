@@ -19,6 +19,7 @@ from features.registry import FEATURES, WINDOWS
 Sources = Mapping[str, ir.Table]
 DIAG_COLUMNS: tuple[str, ...] = tuple(f"diag_{n:02d}" for n in range(1, 7))
 HEAVY_DRINKING_UNITS = 14.0  # units a week above which drinking counts as heavy
+LOOKBACK_CAP_DAYS = 730
 
 
 def lit(day: date) -> ir.DateScalar:
@@ -346,7 +347,7 @@ def _outer(left: ir.Table, right: ir.Table) -> ir.Table:
 COUNT_LIKE = frozenset(
     f.name for f in FEATURES if f.kind != "categorical" and f.name not in {
         "age_years", "imd_decile", "lives_alone", "informal_carer", "bmi", "efi",
-        "days_since_last_fall", "days_since_last_emergency_admission",
+        "days_since_last_fall", "days_since_last_emergency_admission", "lookback_days",
         "fire_trip_hazards", "fire_smoke_alarm_working", "fire_smoker", "fire_mobility_concern",
         "frid_classes_90d", "ethnicity_recorded",
     }
@@ -385,7 +386,7 @@ def _efi_band(deficits: ir.IntegerValue) -> ir.StringValue:
     return ibis.cases(*branches)
 
 
-def feature_table(src: Sources, day: date) -> ir.Table:
+def feature_table(src: Sources, day: date, data_start: date) -> ir.Table:
     """Every registry feature at D for everyone in the population, in registry order."""
     t = _joined(src, day)
     zero: dict[str, ir.Value] = {}
@@ -402,6 +403,7 @@ def feature_table(src: Sources, day: date) -> ir.Table:
     polypharmacy = (t.medicines_90d >= codes.POLYPHARMACY_MEDICINES).cast("int64")
     deficits = [t[c] for c in t.columns if c.startswith("deficit_")]
     deficit_count = sum(deficits[1:], deficits[0]) + polypharmacy
+    lookback = max(0, min((day - data_start).days, LOOKBACK_CAP_DAYS))
     derived: dict[str, ir.Value] = {
         **conditions,
         "tendency_to_fall": (t.tendency_to_fall > 0).cast("int64"),
@@ -409,6 +411,7 @@ def feature_table(src: Sources, day: date) -> ir.Table:
         "efi_band": _efi_band(deficit_count),
         "frid_classes_90d": sum(((t[c] > 0).cast("int64") for c in frid_names), ibis.literal(0)),
         "fire_visited": (t.fire_visited > 0).cast("int64"),
+        "lookback_days": ibis.literal(lookback, type="int64"),
     }
     t = t.mutate(**derived)
     return t.select("person_id", *[f.name for f in FEATURES])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -105,20 +105,44 @@ def _spark_sources(store_path: Path, folder: Path, session: Any) -> Sources:
 
 
 def default_data_start(store_path: Path) -> date | None:
-    """The earliest event date in the store (the start of the extract)."""
+    """The first day the extract covers: the `start` in the manifest of the extract last loaded
+    into the store, else the earliest activity date (GP codes are left out: a GP record carries
+    diagnoses made years before the extract begins)."""
     import duckdb
 
-    parts = [
-        f'SELECT min("{spec.event_date}") AS d FROM "{spec.name}"'
-        for spec in TABLES
-        if spec.event_date and spec.name != "death"
-    ]
     con = duckdb.connect(str(store_path), read_only=True)
     try:
+        start = _manifest_start(con)
+        if start is not None:
+            return start
+        parts = [
+            f'SELECT min("{spec.event_date}") AS d FROM "{spec.name}"'
+            for spec in TABLES
+            if spec.event_date and spec.name not in ("death", "gp_event")
+        ]
         row = con.execute(f"SELECT min(d) FROM ({' UNION ALL '.join(parts)})").fetchall()
     finally:
         con.close()
     return row[0][0] if row and row[0][0] is not None else None
+
+
+def _manifest_start(con: Any) -> date | None:
+    """`start` from the manifest.json of the extract last loaded, when it says."""
+    import json
+
+    try:
+        row = con.execute(
+            "SELECT extract_dir FROM load_log ORDER BY finished_at DESC LIMIT 1"
+        ).fetchall()
+    except Exception:  # noqa: BLE001 - a store without a load log (e.g. built in a test)
+        return None
+    if not row or not row[0][0]:
+        return None
+    manifest = Path(row[0][0]) / "manifest.json"
+    if not manifest.is_file():
+        return None
+    start = json.loads(manifest.read_text(encoding="utf-8")).get("start")
+    return date.fromisoformat(start) if start else None
 
 
 def latest_event_date(store_path: Path) -> date | None:
@@ -150,10 +174,11 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("person_id", kind="stable").reset_index(drop=True)
 
 
-def features_from_sources(src: Sources, index_date: date) -> pd.DataFrame:
+def features_from_sources(src: Sources, index_date: date, data_start: date | None) -> pd.DataFrame:
     from features.definitions import feature_table
 
-    return normalise(feature_table(src, index_date).to_pandas())
+    start = data_start or (index_date - timedelta(days=730))
+    return normalise(feature_table(src, index_date, start).to_pandas())
 
 
 def compute_features(
@@ -161,16 +186,19 @@ def compute_features(
     index_date: date,
     engine: Engine = "duckdb",
     *,
+    data_start: date | None = None,
     spark: Any | None = None,
 ) -> pd.DataFrame:
     """Every registry feature at `index_date` for everyone alive and registered at it.
 
-    `spark` reuses an existing SparkSession.
+    `data_start` (the first day of the extract) sets `lookback_days`; by default it is the
+    earliest event date in the store. `spark` reuses an existing SparkSession.
     """
     store_path = Path(store_path)
     _check_store(store_path)
+    start = data_start or default_data_start(store_path)
     with open_sources(store_path, engine, spark) as src:
-        return features_from_sources(src, index_date)
+        return features_from_sources(src, index_date, start)
 
 
 __all__ = [

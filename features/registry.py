@@ -38,6 +38,9 @@ class Feature:
     # use the direction as a monotone constraint in training (clinically justified only)
     constrain: bool = False
     categories: tuple[str, ...] = ()  # for categorical features, the known levels in order
+    # shown as a reason to practitioners; False for model inputs that only describe the data
+    # (e.g. how much history the extract holds), which mean nothing to act on
+    explain: bool = True
     minimum: float | None = None
     maximum: float | None = None
 
@@ -270,6 +273,8 @@ def _recency_and_completeness() -> tuple[Feature, ...]:
                 kind="binary", window_days=730),
         Feature("ethnicity_recorded", "ethnicity recorded: {value}", ("person",), kind="binary"),
         Feature("bmi_recorded", "BMI ever recorded: {value}", ("gp_event",), kind="binary"),
+        Feature("lookback_days", "{value} days of history available", (), unit="days",
+                minimum=0, maximum=730, explain=False),
     )  # fmt: skip
 
 

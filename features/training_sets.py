@@ -16,7 +16,7 @@ import pandas as pd
 
 from features.cohorts import cohort
 from features.definitions import Sources, feature_table
-from features.engines import Engine, normalise, open_sources
+from features.engines import Engine, default_data_start, normalise, open_sources
 from features.labels import LabelSettings, add_months, labels
 from features.registry import OUTCOMES
 
@@ -68,13 +68,14 @@ def age_band(age: pd.Series) -> pd.Series:
 
 
 def completeness_band(frame: pd.DataFrame) -> pd.Series:
-    """high / medium / low from GP contact in two years, ethnicity and BMI recorded."""
+    """high / medium / low from GP contact, ethnicity and BMI recorded and two years of data."""
     score = (
         frame["has_gp_event_730d"].fillna(0)
         + frame["ethnicity_recorded"].fillna(0)
         + frame["bmi_recorded"].fillna(0)
+        + (frame["lookback_days"] >= 730).astype("float64")
     )
-    bands = np.select([score >= 3, score >= 2], ["high", "medium"], default="low")
+    bands = np.select([score >= 4, score >= 2], ["high", "medium"], default="low")
     return pd.Series(bands, index=frame.index, dtype="str")
 
 
@@ -94,8 +95,10 @@ def descriptors(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _one_date(src: Sources, outcome: str, day: date, settings: LabelSettings) -> pd.DataFrame:
-    feats = feature_table(src, day)
+def _one_date(
+    src: Sources, outcome: str, day: date, data_start: date, settings: LabelSettings
+) -> pd.DataFrame:
+    feats = feature_table(src, day, data_start)
     members = cohort(src, outcome, day)
     outcomes = labels(src, outcome, day, settings)
     systems = src["person"].select("person_id", "gp_system", "district")
@@ -120,6 +123,7 @@ def build_training_set(
     *,
     objections: Iterable[str] = (),
     settings: LabelSettings | None = None,
+    data_start: date | None = None,
     spark: Any | None = None,
 ) -> pd.DataFrame:
     """One row per cohort member per index date: person_id, index_date, every registry
@@ -135,10 +139,12 @@ def build_training_set(
         raise ValueError("build_training_set needs at least one index date")
     settings = settings or LabelSettings()
     if isinstance(con, str | Path):
+        start = data_start or default_data_start(Path(con)) or dates[0]
         with open_sources(Path(con), engine, spark) as src:
-            frames = [_one_date(src, outcome, d, settings) for d in dates]
+            frames = [_one_date(src, outcome, d, start, settings) for d in dates]
     else:
-        frames = [_one_date(con, outcome, d, settings) for d in dates]
+        start = data_start or dates[0] - timedelta(days=730)
+        frames = [_one_date(con, outcome, d, start, settings) for d in dates]
     out = pd.concat(frames, ignore_index=True)
     blocked = set(objections)
     if blocked:

@@ -99,7 +99,11 @@ class ModelBundle:
         """The top_k features by |SHAP| for each person, largest first; only features named in
         `allowed` when it is given (a restricted audience gets its own top reasons)."""
         contrib = self.contributions(frame)[:, : len(self.features)]
-        usable = [j for j, f in enumerate(self.features) if allowed is None or f.name in allowed]
+        usable = [
+            j
+            for j, f in enumerate(self.features)
+            if f.explain and (allowed is None or f.name in allowed)
+        ]
         reasons = []
         for row, values in enumerate(contrib):
             order = sorted(usable, key=lambda j: (-abs(values[j]), j))[:top_k]

@@ -31,6 +31,7 @@ def feature_to_dict(feature: Feature) -> dict[str, Any]:
         "categories": list(feature.categories),
         "minimum": feature.minimum,
         "maximum": feature.maximum,
+        "explain": feature.explain,
     }
 
 
@@ -49,6 +50,7 @@ def feature_from_dict(data: dict[str, Any]) -> Feature:
         categories=tuple(data["categories"]),
         minimum=data["minimum"],
         maximum=data["maximum"],
+        explain=bool(data.get("explain", True)),
     )
 
 

@@ -24,11 +24,12 @@ from tests.features._records import (
 )
 
 D = date(2024, 4, 1)
+START = date(2021, 4, 1)
 
 
-def _features(tmp_path: Path, records: list) -> pd.DataFrame:
+def _features(tmp_path: Path, records: list, data_start: date = START) -> pd.DataFrame:
     store = make_store(tmp_path / "store.duckdb", records)
-    return compute_features(store, D).set_index("person_id")
+    return compute_features(store, D, data_start=data_start).set_index("person_id")
 
 
 def test_population_and_a_person_with_no_records(tmp_path: Path) -> None:
@@ -69,6 +70,7 @@ def test_population_and_a_person_with_no_records(tmp_path: Path) -> None:
     ):
         assert pd.isna(row[name]), name  # fmt: skip
     assert row["efi_band"] == "fit"
+    assert row["lookback_days"] == 730
 
 
 def test_age_turns_on_the_birthday_month(tmp_path: Path) -> None:
@@ -224,6 +226,14 @@ def test_observations_care_and_fire(tmp_path: Path) -> None:
     assert row["has_gp_event_730d"] == 1
 
 
+def test_lookback_is_capped_and_never_negative(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s.duckdb", [person("LOOKBK")])
+    short = compute_features(store, D, data_start=date(2024, 1, 1))
+    assert short.loc[0, "lookback_days"] == 91
+    long = compute_features(store, D, data_start=date(2010, 1, 1))
+    assert long["lookback_days"].tolist() == [730.0]
+
+
 def test_missing_store_and_table_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no store"):
         compute_features(tmp_path / "absent.duckdb", D)
@@ -232,4 +242,4 @@ def test_missing_store_and_table_are_clear_errors(tmp_path: Path) -> None:
     path = tmp_path / "partial.duckdb"
     duckdb.connect(str(path)).close()
     with pytest.raises(ValueError, match="no table person"):
-        compute_features(path, D)
+        compute_features(path, D, data_start=START)

@@ -29,7 +29,7 @@ def _base() -> tuple[list[tuple[str, Row]], pd.DataFrame]:
     records = random_county(random.Random(11), PEOPLE, START, date(2024, 6, 30))
     with tempfile.TemporaryDirectory() as folder:
         store = make_store(Path(folder) / "base.duckdb", records)
-        return records, compute_features(store, D).set_index("person_id")
+        return records, compute_features(store, D, data_start=START).set_index("person_id")
 
 
 def _with(record: tuple[str, Row]) -> pd.DataFrame:
@@ -42,7 +42,7 @@ def _with(record: tuple[str, Row]) -> pd.DataFrame:
     rows.setdefault(record[0], []).append(record[1])
     with tempfile.TemporaryDirectory() as folder:
         store = make_store(Path(folder) / "s.duckdb", rows)
-        return compute_features(store, D).set_index("person_id")
+        return compute_features(store, D, data_start=START).set_index("person_id")
 
 
 def _may_change(table: str, days_before: int) -> set[str]:

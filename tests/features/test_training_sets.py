@@ -46,7 +46,7 @@ def test_index_dates_are_quarter_starts_with_a_full_year_each_side() -> None:
 
 
 def test_falls_training_set(tmp_path: Path) -> None:
-    frame = build_training_set(_store(tmp_path), "falls", DATES)
+    frame = build_training_set(_store(tmp_path), "falls", DATES, data_start=date(2021, 1, 1))
     expected = ["person_id", "index_date", *feature_names(), "label", "died_before_event",
                 "follow_up_days", *DESCRIPTOR_COLUMNS]  # fmt: skip
     assert list(frame.columns) == expected
@@ -83,10 +83,10 @@ def test_complex_dependency_objections_and_split(tmp_path: Path) -> None:
 def test_rows_never_see_their_own_future(tmp_path: Path) -> None:
     """Features of the earlier rows equal features computed with later records removed."""
     store = _store(tmp_path)
-    full = build_training_set(store, "falls", DATES)
+    full = build_training_set(store, "falls", DATES, data_start=date(2021, 1, 1))
     from features.engines import compute_features
 
-    early = compute_features(store, DATES[0]).set_index("person_id")
+    early = compute_features(store, DATES[0], data_start=date(2021, 1, 1)).set_index("person_id")
     rows = full[full["index_date"].dt.date == DATES[0]].set_index("person_id")
     names = feature_names()
     pd.testing.assert_frame_equal(rows[names], early.loc[rows.index, names])

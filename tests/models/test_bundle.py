@@ -140,3 +140,23 @@ def test_bands_follow_cut_points(trained: TrainedModels) -> None:
         "very high",
     ]
     assert len(trained.bundle.band(pd.DataFrame(make_frame(people=5)))) == 10
+
+
+def test_reasons_leave_out_unexplained_features_and_keep_to_the_audience(
+    trained: TrainedModels,
+) -> None:
+    """explain=False features still score but are never a reason; `allowed` narrows the set."""
+    from dataclasses import replace
+
+    frame = make_frame(people=30, seed=13)
+    hidden = "age"
+    features = tuple(
+        replace(f, explain=False) if f.name == hidden else f for f in trained.bundle.features
+    )
+    bundle = replace(trained.bundle, features=features)
+    np.testing.assert_allclose(bundle.predict(frame), trained.bundle.predict(frame))
+    for person in bundle.explain(frame, top_k=10):
+        assert hidden not in {r.feature for r in person}
+    only = {"medicines"}
+    for person in trained.bundle.explain(frame, top_k=10, allowed=only):
+        assert {r.feature for r in person} == only
