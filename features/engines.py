@@ -71,6 +71,7 @@ def open_sources(
     _check_store(store_path)
     if engine == "duckdb":
         con = ibis.duckdb.connect(str(store_path), read_only=True)
+        con.raw_sql("SET enable_progress_bar = false")  # the CLI draws its own progress
         try:
             yield _duckdb_sources(con)
         finally:

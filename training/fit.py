@@ -50,6 +50,9 @@ class TrainedModels:
     split_sizes: dict[str, int]
 
 
+MIN_CALIBRATION_EVENTS = 40  # below this, calibrate on held-out people at every date
+
+
 def fit(
     train_frame: pd.DataFrame,
     validation_frame: pd.DataFrame,
@@ -66,12 +69,11 @@ def fit(
     y = train_frame[LABEL].astype(int).to_numpy()
     booster = fit_booster(x, y, split, features, outcome, config)
     model_text = booster.model_to_string(num_iteration=booster.best_iteration)
-    held_out = booster.predict(
-        x[split.calibrate], raw_score=True, num_iteration=booster.best_iteration
-    )
+    rows = calibration_rows(train_frame, split)
+    held_out = booster.predict(x[rows], raw_score=True, num_iteration=booster.best_iteration)
     calibrator = choose_calibrator(
         np.asarray(held_out, dtype=float),
-        y[split.calibrate],
+        y[rows],
         min_positives_isotonic=config.calibration.min_positives_isotonic,
         metric=config.calibration.metric,
         seed=config.seed,
@@ -100,6 +102,16 @@ def fit(
         best_iteration=int(booster.best_iteration),
         split_sizes=_sizes(split, len(validation_frame)),
     )
+
+
+def calibration_rows(train_frame: pd.DataFrame, split: InnerSplit) -> np.ndarray:
+    """Held-out people at the latest training index date: the rows whose history is most like
+    the validation date's and the service's (older index dates see truncated lookbacks, so
+    their risk level differs); all held-out rows when that date has too few events."""
+    dates = pd.to_datetime(train_frame["index_date"]).to_numpy()
+    latest = split.calibrate & (dates == dates.max())
+    events = int(train_frame[LABEL].to_numpy()[latest].sum())
+    return latest if events >= MIN_CALIBRATION_EVENTS else split.calibrate
 
 
 def _check_frame(frame: pd.DataFrame, features: Sequence[Feature], name: str) -> None:
