@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export PYSPARK_PYTHON := $(abspath $(BIN))/python
 
-.PHONY: demo test lint typecheck pytest lock bench bento sbom clean system-deps
+.PHONY: demo test lint typecheck pytest lock bench bento sbom load fuzz clean system-deps
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH"; exit 1; }
@@ -67,6 +67,16 @@ bento: $(STAMP)
 sbom: $(STAMP)
 	$(BIN)/cyclonedx-py environment $(BIN)/python --of JSON -o sbom.cdx.json
 	@echo "wrote sbom.cdx.json"
+
+# The 5-minute load test against a real server on loopback (a short version runs in make test).
+LOAD_HOME ?= .carerisk/load-home
+load: $(STAMP)
+	test -f $(LOAD_HOME)/store.duckdb || $(BIN)/carerisk --home $(LOAD_HOME) demo --no-serve --people 4000 --config tests/training-small.toml
+	$(BIN)/python -m bench.load_test --home $(LOAD_HOME) --seconds 300 --rate 20
+
+# The long schemathesis run (make test runs 15 examples per operation).
+fuzz: $(STAMP)
+	CARERISK_FUZZ_EXAMPLES=500 $(BIN)/pytest tests/ops/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) .carerisk .pytest_cache .mypy_cache .ruff_cache

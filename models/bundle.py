@@ -20,7 +20,7 @@ import pandas as pd
 from features.registry import Feature
 from models.bands import RiskBands
 from models.calibration import Calibrator
-from models.encoding import encode, feature_from_dict, feature_to_dict
+from models.encoding import encode, encode_array, feature_from_dict, feature_to_dict
 
 MODEL_FILE = "model.txt"
 CALIBRATOR_FILE = "calibrator.json"
@@ -58,6 +58,15 @@ class Reason:
 
 
 @dataclass(frozen=True)
+class Assessment:
+    """What scoring returns for a frame of people, row-aligned."""
+
+    probabilities: np.ndarray
+    bands: list[str]
+    reasons: list[list[Reason]]
+
+
+@dataclass(frozen=True)
 class ModelBundle:
     model_text: str
     calibrator: Calibrator
@@ -79,7 +88,10 @@ class ModelBundle:
 
     def raw_score(self, frame: pd.DataFrame) -> np.ndarray:
         """LightGBM log-odds for each row."""
-        return np.asarray(self.booster.predict(self.matrix(frame), raw_score=True), dtype=float)
+        return self._raw(encode_array(frame, self.features))
+
+    def _raw(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.predict(x, raw_score=True), dtype=float)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities for each row."""
@@ -90,29 +102,59 @@ class ModelBundle:
 
     def contributions(self, frame: pd.DataFrame) -> np.ndarray:
         """Exact TreeSHAP values (log-odds): one column per feature, then the base value."""
-        out = self.booster.predict(self.matrix(frame), pred_contrib=True)
-        return np.asarray(out, dtype=float)
+        return self._contributions(encode_array(frame, self.features))
+
+    def _contributions(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.booster.predict(x, pred_contrib=True), dtype=float)
 
     def explain(
         self, frame: pd.DataFrame, top_k: int = 5, allowed: Collection[str] | None = None
     ) -> list[list[Reason]]:
         """The top_k features by |SHAP| for each person, largest first; only features named in
         `allowed` when it is given (a restricted audience gets its own top reasons)."""
-        contrib = self.contributions(frame)[:, : len(self.features)]
-        usable = [
-            j
-            for j, f in enumerate(self.features)
-            if f.explain and (allowed is None or f.name in allowed)
-        ]
-        reasons = []
-        for row, values in enumerate(contrib):
-            order = sorted(usable, key=lambda j: (-abs(values[j]), j))[:top_k]
-            person = frame.iloc[row]
-            reasons.append([self._reason(self.features[j], person, values[j]) for j in order])
-        return reasons
+        return self.assess(frame, top_k, allowed).reasons
 
-    def _reason(self, feature: Feature, person: pd.Series, contribution: float) -> Reason:
-        value = _plain(person[feature.name])
+    def assess(
+        self, frame: pd.DataFrame, top_k: int = 5, allowed: Collection[str] | None = None
+    ) -> Assessment:
+        """Probabilities, bands and reasons from one encoding and one TreeSHAP pass."""
+        x = encode_array(frame, self.features)
+        probabilities = self.calibrator.apply(self._raw(x))
+        contrib = self._contributions(x)[:, : len(self.features)]
+        return Assessment(
+            probabilities=probabilities,
+            bands=self.bands.band(probabilities),
+            reasons=self._reasons(frame, contrib, top_k, allowed),
+        )
+
+    def _reasons(
+        self,
+        frame: pd.DataFrame,
+        contrib: np.ndarray,
+        top_k: int,
+        allowed: Collection[str] | None,
+    ) -> list[list[Reason]]:
+        usable = np.array(
+            [
+                j
+                for j, f in enumerate(self.features)
+                if f.explain and (allowed is None or f.name in allowed)
+            ],
+            dtype=int,
+        )
+        if usable.size == 0:
+            return [[] for _ in range(len(frame))]
+        # stable sort on -|SHAP|: ties keep registry order
+        picks = usable[np.argsort(-np.abs(contrib[:, usable]), axis=1, kind="stable")[:, :top_k]]
+        names = [f.name for f in self.features]
+        values = frame[names].to_numpy(dtype=object)
+        return [
+            [self._reason(self.features[j], values[row, j], contrib[row, j]) for j in picks[row]]
+            for row in range(len(frame))
+        ]
+
+    def _reason(self, feature: Feature, raw_value: Any, contribution: float) -> Reason:
+        value = _plain(raw_value)
         return Reason(
             feature=feature.name,
             label=feature.describe("unknown" if value is None else value),

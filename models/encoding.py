@@ -65,11 +65,46 @@ def encode(frame: pd.DataFrame, features: Sequence[Feature]) -> pd.DataFrame:
     Categoricals become their position in `Feature.categories` (unknown or missing -> NaN),
     booleans become 0/1, numerics float. Missing values stay NaN.
     """
+    names = [f.name for f in features]
+    return pd.DataFrame(encode_array(frame, features), index=frame.index, columns=names)
+
+
+def encode_array(frame: pd.DataFrame, features: Sequence[Feature]) -> np.ndarray:
+    """`encode` as a float array; float columns (the feature pipeline's output) are taken in
+    one block, and only other columns are converted one by one."""
     missing = [f.name for f in features if f.name not in frame.columns]
     if missing:
         raise EncodingError(f"features frame lacks column(s) {', '.join(missing)}")
-    columns = {f.name: _encode_column(frame[f.name], f) for f in features}
-    return pd.DataFrame(columns, index=frame.index, columns=[f.name for f in features])
+    out = np.empty((len(frame), len(features)), dtype=float)
+    fast = [
+        j
+        for j, f in enumerate(features)
+        if f.kind != "categorical" and pd.api.types.is_float_dtype(frame[f.name].dtype)
+    ]
+    if fast:
+        out[:, fast] = frame[[features[j].name for j in fast]].to_numpy(dtype=float)
+        _check_binary(out, frame, features, fast)
+    done = set(fast)
+    for j, f in enumerate(features):
+        if j not in done:
+            out[:, j] = _encode_column(frame[f.name], f)
+    return out
+
+
+def _check_binary(
+    out: np.ndarray, frame: pd.DataFrame, features: Sequence[Feature], columns: list[int]
+) -> None:
+    for j in columns:
+        if features[j].kind != "binary":
+            continue
+        col = out[:, j]
+        bad = ~np.isnan(col) & (col != 0.0) & (col != 1.0)
+        if bad.any():
+            row = frame.index[int(np.flatnonzero(bad)[0])]
+            raise EncodingError(
+                f"binary feature {features[j].name} has a value other than 0/1 at row {row}: "
+                f"{col[bad][0]!r}"
+            )
 
 
 def _encode_column(values: pd.Series, feature: Feature) -> np.ndarray:

@@ -154,10 +154,9 @@ class Scorer:
         `clinical=False` the reasons are the top non-clinical ones (the fire service's view)."""
         served = self.model(outcome)
         bundle = served.bundle
-        probabilities = bundle.predict(rows)
-        bands = bundle.band(rows)
         allowed = None if clinical else {f.name for f in FEATURES if not f.clinical}
-        reasons = bundle.explain(rows, top_k=self.top_k, allowed=allowed)
+        scored = bundle.assess(rows, top_k=self.top_k, allowed=allowed)
+        probabilities, bands, reasons = scored.probabilities, scored.bands, scored.reasons
         notes = self.notes()
         day = index_date or self.snapshot.index_date
         ranks = ranks or [None] * len(rows)

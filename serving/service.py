@@ -29,6 +29,7 @@ from serving.api import (
     check_batch,
     needs,
     now_utc,
+    presented_key,
     refuse,
     state_of,
 )
@@ -43,6 +44,18 @@ from serving.state import build_state
 from serving.ui import build_ui_app
 
 log = logging.getLogger("carerisk.serving")
+
+# request path -> route name in serving.roles.ROUTE_ROLES (for auditing refusals)
+ROUTE_NAMES = {
+    "/v1/score": "score",
+    "/v1/score/records": "score_records",
+    "/v1/person": "person",
+    "/v1/fhir/risk-assessment": "fhir",
+    "/v1/register": "register",
+    "/v1/whoami": "whoami",
+    "/v1/admin/objections/reload": "reload_objections",
+    "/v1/admin/audit/verify": "audit_verify",
+}
 
 api = FastAPI(
     title="carerisk scoring API",
@@ -64,7 +77,9 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     """422 naming each field's path; audited (without the values) when the key is valid."""
     state = state_of(request)
     principal = getattr(request.state, "principal", None)
-    route = request.url.path.rsplit("/", 1)[-1] or "unknown"
+    if principal is None:  # the body failed to parse before the key was checked
+        principal = state.keys.check(presented_key(request) or "").principal
+    route = ROUTE_NAMES.get(request.url.path, "unknown")
     audit(state, principal, route, "invalid", 422)
     errors = [
         {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
@@ -125,6 +140,8 @@ class CareRisk:
     ) -> dict[str, Any]:
         state = self.state
         outcome = check_outcome(body.outcome)
+        if len(body.records) > state.config.max_batch:
+            audit(state, principal, "score_records", "refused", 413, outcome=outcome)
         check_batch(state, len(body.records))
         frame = pd.DataFrame([r.model_dump() for r in body.records])  # type: ignore[attr-defined]
         refs = frame.pop("person_ref").tolist()
@@ -187,7 +204,10 @@ class CareRisk:
         principal: Principal = Depends(needs("register")),
     ) -> Any:
         state = self.state
-        name = check_outcome(outcome)
+        try:
+            name = check_outcome(outcome)
+        except ScoringError as error:
+            raise refuse(state, principal, "register", outcome, error) from None
         if not 1 <= top <= state.config.register_max:
             audit(state, principal, "register", "refused", 422, outcome=name)
             raise HTTPException(
@@ -215,6 +235,7 @@ class CareRisk:
 
     @api.get("/whoami", summary="The organisation and role of the key presented")
     def whoami(self, principal: Principal = Depends(needs("whoami"))) -> dict[str, Any]:
+        audit(self.state, principal, "whoami", "ok", 200)
         return {"org": principal.org, "role": principal.role, "key_id": principal.key_id}
 
     @api.post("/admin/objections/reload", summary="Re-read the objections list")
@@ -227,4 +248,5 @@ class CareRisk:
 
     @api.get("/admin/audit/verify", summary="Verify the audit hash chain")
     def audit_verify(self, principal: Principal = Depends(needs("audit_verify"))) -> Any:
+        audit(self.state, principal, "audit_verify", "ok", 200)
         return self.state.audit.verify().to_dict()

@@ -27,10 +27,10 @@ ROLES = ("gp", "fire", "analyst", "admin")
 def carerisk(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """Run the real `carerisk` command against `home`."""
     command = [sys.executable, "-m", "carerisk", "--home", str(home), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=test_env())
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=child_env())
 
 
-def test_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         MLFLOW_DISABLE_TELEMETRY="true", BENTOML_DO_NOT_TRACK="true", DO_NOT_TRACK="1",
@@ -93,7 +93,7 @@ class LiveService:
         command = [sys.executable, "-m", "carerisk", "--home", str(self.home), "serve",
                    "--port", str(self.port), *extra]  # fmt: skip
         self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, text=True, env=test_env(),
+            command, stdout=log, stderr=subprocess.STDOUT, text=True, env=child_env(),
             start_new_session=True,
         )  # fmt: skip
         self.wait_ready(timeout)

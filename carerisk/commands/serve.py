@@ -174,13 +174,24 @@ def serve(
     port: int = typer.Option(3000, "--port", min=1, max=65535, help="Loopback port."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback)."),
     max_batch: int = typer.Option(1000, "--max-batch", min=1, help="People per request."),
+    rate: float = typer.Option(
+        50.0, "--rate-per-second", min=0.1, help="Requests a second per key."
+    ),
+    burst: int = typer.Option(100, "--burst", min=1, help="Requests a key may burst to."),
     stale_after_days: int = typer.Option(
         120, "--stale-after-days", min=1, help="Warn when the snapshot is older than this."
     ),
 ) -> None:
     """Check the champions, then run the scoring API until interrupted."""
     settings = settings_of(ctx)
-    config = serving_config(settings, max_batch=max_batch, stale_after_days=stale_after_days)
+    config = serving_config(
+        settings, max_batch=max_batch, stale_after_days=stale_after_days,
+        rate_per_second=rate, burst=burst,
+    )  # fmt: skip
+    # Start-up asks the tracking server for the champions once; when it is down, fail fast and
+    # serve the copies already imported instead of retrying for minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     state = preflight(config)
     models = ", ".join(f"{m.name} v{m.version}" for m in state.scorer.models.values())
     console.print(

@@ -1,0 +1,327 @@
+"""Serving benchmark: the carerisk service against `mlflow models serve` on the same champion.
+
+.venv/bin/python -m bench.bench_serving --home H [--seconds 20]
+
+Works on a copy of a trained home (it adds keys and audit records). In one run, on one machine:
+(a) p50/p99 latency of single-person falls scoring with reasons at 1, 8 and 32 concurrent
+clients; (b) people scored with reasons per second in 1,000-person batches; (c) the same
+champion served by `mlflow models serve` (no reasons) with the same people and batch sizes.
+Prints a markdown table and writes JSON to bench/out/serving.json.
+
+The service allows each key 50 requests a second (burst 100), so the clients share a pool of
+analyst keys, one per request in turn, as many organisations would. Every scoring request is
+audited (an fsynced SQLite commit), as in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+from itertools import cycle
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+OUTCOME = "falls"
+CONCURRENCY = (1, 8, 32)
+BATCH = 1000
+OUT = Path(__file__).resolve().parent / "out" / "serving.json"
+TARGETS = {"p99_ms_at_8": 20.0, "batch_people_per_s": 5000.0}
+
+
+@dataclass
+class Result:
+    server: str  # carerisk or mlflow
+    test: str  # single or batch
+    clients: int
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    requests_per_s: float
+    people_per_s: float
+
+
+# --- load generation ------------------------------------------------------------------------
+
+
+def run_load(
+    send: Callable[[httpx.Client, int], int], clients: int, seconds: float, people: int
+) -> tuple[list[float], int, float]:
+    """`clients` threads, each with its own keep-alive client, call `send` until time is up.
+    Returns latencies (s), the number of non-200 answers and the wall time."""
+    stop = time.perf_counter() + seconds
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+
+    def worker(seed: int) -> None:
+        mine, bad, i = [], 0, seed
+        with httpx.Client(timeout=60) as client:
+            while time.perf_counter() < stop:
+                start = time.perf_counter()
+                status = send(client, i)
+                mine.append(time.perf_counter() - start)
+                bad += status != 200
+                i += clients
+        with lock:
+            latencies.extend(mine)
+            errors[0] += bad
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(worker, range(clients)))
+    return latencies, errors[0], time.perf_counter() - began
+
+
+def summarise(
+    server: str, test: str, clients: int, run: tuple[list[float], int, float], people: int
+) -> Result:
+    latencies, errors, wall = run
+    ms = np.asarray(latencies) * 1000
+    ok = len(latencies) - errors
+    return Result(
+        server=server, test=test, clients=clients, requests=len(latencies), errors=errors,
+        seconds=round(wall, 2), p50_ms=round(float(np.percentile(ms, 50)), 2),
+        p99_ms=round(float(np.percentile(ms, 99)), 2),
+        requests_per_s=round(len(latencies) / wall, 1),
+        people_per_s=round(ok * people / wall, 1),
+    )  # fmt: skip
+
+
+# --- the carerisk service -------------------------------------------------------------------
+
+
+def carerisk_sender(
+    url: str, keys: list[str], ids: list[str], batch: int
+) -> Callable[[httpx.Client, int], int]:
+    key_of = cycle(keys)
+    key_lock = threading.Lock()
+
+    def send(client: httpx.Client, i: int) -> int:
+        with key_lock:
+            key = next(key_of)
+        chosen = [ids[(i * batch + j) % len(ids)] for j in range(batch)]
+        response = client.post(
+            f"{url}/v1/score",
+            json={"outcome": OUTCOME, "person_ids": chosen},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        if response.status_code == 200 and not response.json()["results"][0]["reasons"]:
+            return 599  # an answer without reasons does not count
+        return response.status_code
+
+    return send
+
+
+def add_keys(home: Path, count: int) -> list[str]:
+    from serving.keys import KeyStore
+
+    store = KeyStore.in_home(home)
+    return [store.add(f"Bench client {i}", "analyst")[1] for i in range(count)]
+
+
+@contextmanager
+def carerisk_service(home: Path) -> Iterator[str]:
+    from tests.live import LiveService
+
+    service = LiveService(home).start()
+    try:
+        yield service.url
+    finally:
+        service.stop()
+
+
+# --- the peer: mlflow models serve ----------------------------------------------------------
+
+
+def model_matrix(home: Path, ids: list[str]) -> tuple[list[str], np.ndarray]:
+    """The champion's encoded model matrix for these people (as the peer is fed)."""
+    os.environ["BENTOML_HOME"] = str(home / "bentoml")
+    from features.snapshot import read_snapshot
+    from serving.champions import load_champions
+
+    bundle = load_champions(home / "bentoml", [OUTCOME])[OUTCOME].bundle
+    rows = read_snapshot(home / "store.duckdb", ids).set_index("person_id", drop=False)
+    matrix = bundle.matrix(rows.loc[ids].reset_index(drop=True))
+    return list(matrix.columns), matrix.to_numpy(dtype=float)
+
+
+def mlflow_sender(
+    url: str, columns: list[str], matrix: np.ndarray, batch: int
+) -> Callable[[httpx.Client, int], int]:
+    data = [[None if np.isnan(v) else float(v) for v in row] for row in matrix]
+
+    def send(client: httpx.Client, i: int) -> int:
+        chosen = [data[(i * batch + j) % len(data)] for j in range(batch)]
+        body = {"dataframe_split": {"columns": columns, "data": chosen}}
+        response = client.post(f"{url}/invocations", json=body)
+        return response.status_code
+
+    return send
+
+
+@contextmanager
+def mlflow_service(home: Path, port: int) -> Iterator[str]:
+    from tests.live import child_env
+
+    env = {**child_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"}
+    # mlflow execs `uvicorn` by name: the venv's bin folder must be on PATH
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    command = [
+        sys.executable, "-m", "mlflow", "models", "serve", "-m",
+        f"models:/carerisk-{OUTCOME.replace('_', '-')}@champion", "--env-manager", "local",
+        "-p", str(port), "-h", "127.0.0.1",
+    ]  # fmt: skip
+    log = open(home / f"mlflow-serve-{port}.log", "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{url}/ping", process, 180)
+        yield url
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        log.close()
+
+
+def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def measure(
+    server: str, make: Callable[[int], Callable[[httpx.Client, int], int]], seconds: float
+) -> list[Result]:
+    results = []
+    single, batched = make(1), make(BATCH)
+    run_load(single, 2, 2.0, 1)  # warm up
+    for clients in CONCURRENCY:
+        run = run_load(single, clients, seconds, 1)
+        results.append(summarise(server, "single", clients, run, 1))
+        print(table_row(results[-1]), flush=True)
+    for clients in (1, 2):
+        run = run_load(batched, clients, seconds, BATCH)
+        results.append(summarise(server, f"batch {BATCH}", clients, run, BATCH))
+        print(table_row(results[-1]), flush=True)
+    return results
+
+
+def falls_people(home: Path) -> list[str]:
+    from tests.live import snapshot_people
+
+    return snapshot_people(home)[OUTCOME]
+
+
+def verdict(results: list[Result]) -> dict[str, Any]:
+    def pick(server: str, test: str, clients: int) -> Result:
+        return next(r for r in results if (r.server, r.test, r.clients) == (server, test, clients))
+
+    def best_batch(server: str) -> float:
+        return max(r.people_per_s for r in results if r.server == server and r.test != "single")
+
+    p99 = pick("carerisk", "single", 8).p99_ms
+    ours, peer = (
+        best_batch("carerisk"),
+        best_batch("mlflow") if any(r.server == "mlflow" for r in results) else None,
+    )
+    return {
+        "p99_ms_at_8_clients": p99,
+        "p99_under_20ms": p99 < TARGETS["p99_ms_at_8"],
+        "batch_people_per_s": ours,
+        "batch_at_least_5000": ours >= TARGETS["batch_people_per_s"],
+        "peer_batch_people_per_s": peer,
+        "at_least_peer": None if peer is None else ours >= peer,
+    }
+
+
+HEADER = (
+    "| server | test | clients | requests | errors | p50 ms | p99 ms | requests/s | people/s |\n"
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+)
+
+
+def table_row(r: Result) -> str:
+    return (
+        f"| {r.server} | {r.test} | {r.clients} | {r.requests} | {r.errors} | {r.p50_ms} | "
+        f"{r.p99_ms} | {r.requests_per_s} | {r.people_per_s} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--home", type=Path, required=True, help="a trained home (a copy)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="per measurement")
+    parser.add_argument("--keys", type=int, default=64, help="analyst keys shared by clients")
+    parser.add_argument("--peer-port", type=int, default=0, help="0: a free port")
+    parser.add_argument("--no-peer", action="store_true", help="skip mlflow models serve")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    for name, value in {"MLFLOW_DISABLE_TELEMETRY": "true", "BENTOML_DO_NOT_TRACK": "true",
+                        "DO_NOT_TRACK": "1"}.items():  # fmt: skip
+        os.environ.setdefault(name, value)
+
+    home = args.home.resolve()
+    ids = falls_people(home)
+    keys = add_keys(home, args.keys)
+    print(f"{len(ids)} people in the {OUTCOME} cohort; {os.cpu_count()} cores\n\n{HEADER}")
+    with carerisk_service(home) as url:
+        results = measure("carerisk", lambda b: carerisk_sender(url, keys, ids, b), args.seconds)
+    if not args.no_peer:
+        from tests.live import free_port
+
+        columns, matrix = model_matrix(home, ids)
+        with mlflow_service(home, args.peer_port or free_port()) as url:
+            results += measure(
+                "mlflow", lambda b: mlflow_sender(url, columns, matrix, b), args.seconds
+            )
+    summary = verdict(results)
+    print("\n" + json.dumps(summary, indent=2))
+    report = {
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },  # fmt: skip
+        "home": str(home),
+        "people_in_cohort": len(ids),
+        "seconds_each": args.seconds,
+        "results": [asdict(r) for r in results],
+        "verdict": summary,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

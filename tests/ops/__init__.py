@@ -1,0 +1,1 @@
+"""Production readiness checks: faults, fuzzing, security, load and malformed extracts."""

@@ -1,0 +1,204 @@
+"""Security: keys stored only as hashes, no personal data or values in logs, per-key rate limit,
+request body limit, and role checks on every route for every role."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from serving.keys import KeyStore
+from serving.roles import ROLES, ROUTE_ROLES, is_allowed
+from tests.live import LiveService, snapshot_people
+
+pytestmark = pytest.mark.server
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str
+    body: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+
+
+def route_calls(people: dict[str, list[str]]) -> dict[str, Call]:
+    """One valid-looking request per route name in serving.roles.ROUTE_ROLES."""
+    pid = people["falls"][0]
+    return {
+        "score": Call("POST", "/v1/score", {"outcome": "falls", "person_ids": [pid]}),
+        # a full feature record is long; an empty list is refused (422) only after the role check
+        "score_records": Call("POST", "/v1/score/records", {"outcome": "falls", "records": []}),
+        "fhir": Call("POST", "/v1/fhir/risk-assessment", {"outcome": "falls", "person_id": pid}),
+        "person": Call("POST", "/v1/person", {"person_id": pid}),
+        "register": Call("GET", "/v1/register", params={"outcome": "falls", "top": 3}),
+        "whoami": Call("GET", "/v1/whoami"),
+        "reload_objections": Call("POST", "/v1/admin/objections/reload"),
+        "audit_verify": Call("GET", "/v1/admin/audit/verify"),
+    }
+
+
+def send(client: httpx.Client, call: Call) -> httpx.Response:
+    return client.request(call.method, call.path, json=call.body, params=call.params)
+
+
+def test_the_walk_covers_every_route(live_service: LiveService) -> None:
+    calls = route_calls(snapshot_people(live_service.home))
+    assert set(calls) == set(ROUTE_ROLES)
+    with live_service.client() as client:
+        served = set(client.get("/v1/openapi.json").json()["paths"])
+    assert {c.path for c in calls.values()} == {"/v1" + p for p in served}
+
+
+def test_every_route_with_every_role(live_service: LiveService) -> None:
+    calls = route_calls(snapshot_people(live_service.home))
+    wrong: list[str] = []
+    for route, call in calls.items():
+        with live_service.client() as anonymous:
+            if send(anonymous, call).status_code != 401:
+                wrong.append(f"{route} without a key")
+        for role in ROLES:
+            with live_service.client(role) as client:
+                status = send(client, call).status_code
+            expected = {200, 422} if route == "score_records" else {200}
+            if not is_allowed(route, role):
+                expected = {403}
+            if status not in expected:
+                wrong.append(f"{route} as {role}: {status}, expected {sorted(expected)}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_keys_are_stored_only_as_hashes(live_service: LiveService) -> None:
+    stored = (live_service.home / "keys.json").read_text()
+    records = json.loads(stored)["keys"]
+    hashes = {r["key_hash"] for r in records}
+    for role, key in live_service.keys.items():
+        secret = key.rsplit("_", 1)[-1]
+        assert secret not in stored, f"the {role} key's secret is in keys.json"
+        assert hashlib.sha256(key.encode()).hexdigest() in hashes
+    for path in files_of(live_service.home):
+        data = path.read_bytes()
+        leaked = [r for r, k in live_service.keys.items() if k.rsplit("_", 1)[-1].encode() in data]
+        assert not leaked, f"{path} holds the secret of {leaked}"
+
+
+def files_of(home: Path) -> list[Path]:
+    return [p for p in home.rglob("*") if p.is_file()]
+
+
+def test_logs_hold_no_person_ids_or_values(live_service: LiveService) -> None:
+    """A served session over every scoring route, then grep every log for what it returned."""
+    people = snapshot_people(live_service.home)["falls"][:20]
+    returned = served_session(live_service, people)
+    values = {f"{p:.6f}" for p in returned["probabilities"]} | {
+        repr(p) for p in returned["probabilities"]
+    }
+    logs = [live_service.log()] + [p.read_text(errors="replace") for p in log_files(live_service)]
+    text = "\n".join(logs)
+    assert "/v1/score" in text  # the log is the server's, with its access lines
+    found = [s for s in [*returned["ids"], *values, *returned["labels"]] if s in text]
+    assert not found, f"logs hold returned data: {found[:10]}"
+
+
+def log_files(service: LiveService) -> list[Path]:
+    home = service.home
+    return [
+        p
+        for p in files_of(home)
+        if p.suffix in {".log", ".txt", ".out"} and "bundle" not in p.parts
+    ]
+
+
+def served_session(service: LiveService, people: list[str]) -> dict[str, set[Any]]:
+    probabilities: set[float] = set()
+    labels: set[str] = set()
+    ids: set[str] = set(people)
+    with service.client("gp") as gp, service.client("fire") as fire:
+        batch = gp.post("/v1/score", json={"outcome": "falls", "person_ids": people}).json()
+        for result in batch["results"]:
+            probabilities.add(result["probability"])
+            labels.update(r["label"] for r in result["reasons"] if r["value"] is not None)
+        for pid in people[:5]:
+            assert gp.post("/v1/person", json={"person_id": pid}).status_code == 200
+            assert fire.post("/v1/person", json={"person_id": pid}).status_code == 200
+            fhir = {"outcome": "falls", "person_id": pid}
+            assert gp.post("/v1/fhir/risk-assessment", json=fhir).status_code == 200
+        register = gp.get("/v1/register", params={"outcome": "falls", "top": 10}).json()
+        ids.update(p["person_ref"] for p in register["people"])
+        probabilities.update(p["probability"] for p in register["people"])
+        unknown = "Zz" + people[0]  # a well-formed id nobody has: refused 404, audited
+        assert gp.post("/v1/score", json=score_body([unknown])).status_code == 404
+        malformed = "!" + people[0]  # breaks the id pattern: 422 from validation
+        assert gp.post("/v1/score", json=score_body([malformed])).status_code == 422
+        ids.update({unknown, malformed})
+    return {"ids": ids, "probabilities": probabilities, "labels": labels}
+
+
+def score_body(ids: list[str]) -> dict[str, Any]:
+    return {"outcome": "falls", "person_ids": ids}
+
+
+def test_rate_limit_answers_429_with_retry_after(live_service: LiveService) -> None:
+    """A fresh key hammered from 8 threads: past its burst it gets 429 with Retry-After.
+    (The default limit is 50 a second with a burst of 100; `carerisk serve` has no option for
+    it, so the test sends until it is refused, at most 2,000 requests.)"""
+    _, key = KeyStore(live_service.home / "keys.json").add("Rate test org", "gp")
+    refused: list[httpx.Response] = []
+
+    def burst(_: int) -> None:
+        with httpx.Client(base_url=live_service.url, timeout=30) as client:
+            for _ in range(250):
+                if refused:
+                    return
+                response = client.get("/v1/whoami", headers={"Authorization": f"Bearer {key}"})
+                if response.status_code == 429:
+                    refused.append(response)
+                else:
+                    assert response.status_code == 200
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(burst, range(8)))
+    assert refused, "2,000 quick requests with one key were never rate limited"
+    response = refused[0]
+    assert response.json()["error"] == "rate_limited"
+    assert int(response.headers["Retry-After"]) >= 1
+    with live_service.client("gp") as other:  # the limit is per key
+        assert other.get("/v1/whoami").status_code == 200
+
+
+def big_body(service: LiveService) -> bytes:
+    people = snapshot_people(service.home)["falls"]
+    ids = (people * (3_000_000 // (len(people) * 16) + 1))[:200_000]
+    body = json.dumps(score_body(ids)).encode()
+    assert len(body) > 2_000_000  # the default limit
+    return body
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+def test_body_limit_413(live_service: LiveService) -> None:
+    with live_service.client("gp") as client:
+        response = client.post("/v1/score", content=big_body(live_service), headers=JSON)
+    assert response.status_code == 413, response.text[:200]
+    assert response.json()["error"] == "body_too_large"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="serving/limits_http.py raises BodyTooLarge inside receive(); FastAPI's body parser "
+    "catches it and answers 400 'There was an error parsing the body' (see the ops report)",
+)
+def test_body_limit_413_when_chunked(live_service: LiveService) -> None:
+    """No Content-Length: the limit must still hold while the body streams in."""
+    body = big_body(live_service)
+    with live_service.client("gp") as client:
+        response = client.post("/v1/score", content=iter([body[:1_000_000], body[1_000_000:]]),
+                               headers=JSON)  # fmt: skip
+    assert response.status_code == 413, response.text[:200]
