@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import psycopg2
 
-from tests.live import free_port, test_env
+from tests.live import free_port, child_env
 
 SUPERUSER = "carerisk"  # the cluster's superuser role (trust auth: no password)
 RUN_AS = ("postgres", "nobody")  # unprivileged system users to run the cluster as, in order
@@ -163,7 +163,7 @@ class MlflowServer:
                    "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]  # fmt: skip
         with open(log_path, "w") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, text=True, env=test_env(),
+                command, stdout=log, stderr=subprocess.STDOUT, text=True, env=child_env(),
                 start_new_session=True, cwd=self.artifacts.parent,
             )  # fmt: skip
         self.wait_healthy(timeout)
