@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import psycopg2
 
-from tests.live import free_port, child_env
+from tests.live import child_env, free_port
 
 SUPERUSER = "carerisk"  # the cluster's superuser role (trust auth: no password)
 RUN_AS = ("postgres", "nobody")  # unprivileged system users to run the cluster as, in order
