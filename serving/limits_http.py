@@ -5,11 +5,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fastapi import HTTPException
+
 Scope = dict[str, Any]
 
 
-class BodyTooLarge(Exception):
-    pass
+def body_too_large(limit: int) -> HTTPException:
+    """Raised while a streamed body arrives; FastAPI passes HTTP errors through its body parser
+    (anything else it turns into a 400)."""
+    return HTTPException(
+        413,
+        detail={
+            "error": "body_too_large",
+            "message": f"request bodies are limited to {limit} bytes",
+        },
+    )
 
 
 class BodyLimit:
@@ -41,13 +51,10 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLarge
+                    raise body_too_large(limit)
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except BodyTooLarge:
-            await _too_large(send, limit)
+        await self.app(scope, counted, send)
 
 
 async def _too_large(send: Any, limit: int) -> None:

@@ -190,11 +190,6 @@ def test_body_limit_413(live_service: LiveService) -> None:
     assert response.json()["error"] == "body_too_large"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serving/limits_http.py raises BodyTooLarge inside receive(); FastAPI's body parser "
-    "catches it and answers 400 'There was an error parsing the body' (see the ops report)",
-)
 def test_body_limit_413_when_chunked(live_service: LiveService) -> None:
     """No Content-Length: the limit must still hold while the body streams in."""
     body = big_body(live_service)
