@@ -7,19 +7,10 @@ import pytest
 
 from evaluation.inputs import FairnessLimits
 from evaluation.report import SECTIONS, evaluate, write_report
+from tests.browser import ARGS, CHROMIUM
 
 from .conftest import make_input
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "_artifacts"
 
 

@@ -26,18 +26,9 @@ from features.registry import FEATURES
 from serving.audit import AuditLog
 from serving.keys import KeyStore
 from serving.ui import ASSETS, PAGES, STATIC, build_ui_app
+from tests.browser import ARGS, CHROMIUM
 from tests.live import LiveService, free_port, snapshot_people
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 LOOPBACK = {"127.0.0.1", "localhost"}
 WIDE = {"width": 1280, "height": 900}
