@@ -230,20 +230,28 @@ def gp_record(src: Sources, day: date) -> ir.Table:
     gp = src["gp_event"]
     ev = gp.filter(gp.event_date < lit(day))
     code = ev.snomed_code
-    aggs: dict[str, ir.Value] = {
-        f"gp_{name}": code.isin(sorted(snomed)).any()
-        for name, (snomed, _) in codes.CONDITIONS.items()
-    }
-    for name, snomed in codes.EFI_DEFICITS.items():
-        if snomed:
-            aggs[f"deficit_{name}"] = code.isin(sorted(snomed)).any()
     heavy = (code == codes.HEAVY_DRINKER_SNOMED) | (
         (code == codes.ALCOHOL_UNITS_SNOMED) & (ev.value > HEAVY_DRINKING_UNITS)
     )
-    aggs["heavy_drinking"] = heavy.fill_null(False).any()
-    aggs["bmi_recorded"] = ((code == codes.BMI_SNOMED) & ev.value.notnull()).any()
-    aggs["has_gp_event_730d"] = (ev.event_date >= lit(day - timedelta(days=730))).any()
-    return ev.group_by("person_id").aggregate(**aggs)
+    contact = ev.group_by("person_id").aggregate(
+        heavy_drinking=heavy.fill_null(False).any(),
+        bmi_recorded=((code == codes.BMI_SNOMED) & ev.value.notnull()).any(),
+        has_gp_event_730d=(ev.event_date >= lit(day - timedelta(days=730))).any(),
+    )
+    return _left(contact, _gp_codes(ev))
+
+
+def _gp_codes(ev: ir.Table) -> ir.Table:
+    """Condition and deficit flags, from the third of GP events that carry one of their codes
+    (a person with none gets nulls, which feature_table turns into 0)."""
+    sets = {f"gp_{name}": snomed for name, (snomed, _) in codes.CONDITIONS.items()}
+    deficits = codes.EFI_DEFICITS.items()
+    sets.update({f"deficit_{name}": snomed for name, snomed in deficits if snomed})
+    relevant = sorted(set().union(*sets.values()))
+    coded = ev.filter(ev.snomed_code.isin(relevant))
+    return coded.group_by("person_id").aggregate(
+        **{name: coded.snomed_code.isin(sorted(snomed)).any() for name, snomed in sets.items()}
+    )
 
 
 def hospital_conditions(src: Sources, day: date) -> ir.Table:
@@ -266,13 +274,28 @@ def tendency_to_fall(src: Sources, day: date) -> ir.Table:
 
 
 def medicines(src: Sources, day: date) -> ir.Table:
-    """Distinct medicines and falls-risk-increasing drugs issued in the last 90 days."""
+    """Distinct medicines and falls-risk-increasing drugs issued in the last 90 days.
+
+    Two steps (person and medicine, then person) instead of ten COUNT(DISTINCT)s: the same
+    counts at a third of the cost.
+    """
     rx = src["prescription"]
-    ev = rx.filter((rx.issue_date < lit(day)) & (rx.issue_date >= lit(day - timedelta(days=90))))
-    aggs: dict[str, ir.Value] = {"medicines_90d": ev.medicine.nunique()}
-    for name, prefixes in codes.FRID_BNF_PREFIXES.items():
-        aggs[f"frid_{name}_90d"] = ev.medicine.nunique(where=code_in(ev.bnf_code, prefixes))
-    return ev.group_by("person_id").aggregate(**aggs)
+    ev = rx.filter(
+        (rx.issue_date < lit(day))
+        & (rx.issue_date >= lit(day - timedelta(days=90)))
+        & rx.medicine.notnull()
+    )
+    classes = {
+        f"frid_{name}_90d": code_in(ev.bnf_code, prefixes)
+        for name, prefixes in codes.FRID_BNF_PREFIXES.items()
+    }
+    per_medicine = ev.group_by(["person_id", "medicine"]).aggregate(
+        **{name: flag.any() for name, flag in classes.items()}
+    )
+    return per_medicine.group_by("person_id").aggregate(
+        medicines_90d=per_medicine.count(),
+        **{name: per_medicine[name].cast("int64").sum() for name in classes},
+    )
 
 
 def _latest(events: ir.Table, values: Mapping[str, ir.Value]) -> ir.Table:
@@ -334,6 +357,11 @@ def fire_visits(src: Sources, day: date) -> ir.Table:
     return latest.mutate(fire_visited=1)
 
 
+def _left(left: ir.Table, right: ir.Table) -> ir.Table:
+    joined = left.left_join(right, "person_id")
+    return joined.select(*[c for c in joined.columns if c != "person_id_right"])
+
+
 def _outer(left: ir.Table, right: ir.Table) -> ir.Table:
     joined = left.outer_join(right.view(), "person_id")
     return joined.select(
@@ -372,8 +400,7 @@ def _joined(src: Sources, day: date) -> ir.Table:
     )
     table = population(src, day)
     for family in families:
-        table = table.left_join(family, "person_id")
-        table = table.select(*[c for c in table.columns if c != "person_id_right"])
+        table = _left(table, family)
     return table
 
 
@@ -414,4 +441,12 @@ def feature_table(src: Sources, day: date, data_start: date) -> ir.Table:
         "lookback_days": ibis.literal(lookback, type="int64"),
     }
     t = t.mutate(**derived)
-    return t.select("person_id", *[f.name for f in FEATURES])
+    # Numbers leave the engine as float64, the type every consumer uses (a cast after the
+    # query would allocate the whole table a second time).
+    return t.select(
+        "person_id",
+        *[
+            t[f.name] if f.kind == "categorical" else t[f.name].cast("float64").name(f.name)
+            for f in FEATURES
+        ],
+    )

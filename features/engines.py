@@ -19,6 +19,7 @@ from features.contract import TABLES
 from features.registry import FEATURES
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from ibis.backends import BaseBackend
 
     from features.definitions import Sources
@@ -72,6 +73,9 @@ def open_sources(
     if engine == "duckdb":
         con = ibis.duckdb.connect(str(store_path), read_only=True)
         con.raw_sql("SET enable_progress_bar = false")  # the CLI draws its own progress
+        # Every join here is person LEFT JOIN one-row-per-person family: hash the family. The
+        # optimizer otherwise hashes the growing person side (measured: 0.6 s of 3.7 at 600k).
+        con.raw_sql("SET disabled_optimizers = 'build_side_probe_side'")
         try:
             yield _duckdb_sources(con)
         finally:
@@ -163,15 +167,21 @@ def latest_event_date(store_path: Path) -> date | None:
     return row[0][0] if row and row[0][0] is not None else None
 
 
-def normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Registry order, sorted by person_id; numbers as float64, categories as strings."""
-    out = pd.DataFrame({"person_id": frame["person_id"].astype("str")})
+def normalise(table: pa.Table) -> pd.DataFrame:
+    """Registry order, sorted by person_id; numbers as float64, categories as strings.
+
+    Cast in Arrow and converted without consolidating blocks: on 600k people this takes a
+    fifth of a second where the same casts in pandas took two.
+    """
+    import pyarrow as pa
+
+    columns = {"person_id": table.column("person_id").cast(pa.string())}
     for item in FEATURES:
-        col = frame[item.name]
-        if item.kind == "categorical":
-            out[item.name] = col.astype("object").where(col.notna(), None).astype("str")
-        else:
-            out[item.name] = pd.to_numeric(col).astype("float64")
+        kind = pa.string() if item.kind == "categorical" else pa.float64()
+        columns[item.name] = table.column(item.name).cast(kind)
+    out = pa.table(columns).to_pandas(split_blocks=True)
+    if out["person_id"].is_monotonic_increasing:  # the engines sort already
+        return out
     return out.sort_values("person_id", kind="stable").reset_index(drop=True)
 
 
@@ -179,7 +189,9 @@ def features_from_sources(src: Sources, index_date: date, data_start: date | Non
     from features.definitions import feature_table
 
     start = data_start or (index_date - timedelta(days=730))
-    return normalise(feature_table(src, index_date, start).to_pandas())
+    table = feature_table(src, index_date, start).order_by("person_id")
+    # Through Arrow: Ibis's to_pandas() cost a third of the whole job on 600k people.
+    return normalise(table.to_pyarrow())
 
 
 def compute_features(

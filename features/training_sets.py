@@ -104,8 +104,9 @@ def _one_date(
     systems = src["person"].select("person_id", "gp_system", "district")
     rows = feats.semi_join(members, "person_id")
     rows = rows.join(outcomes, "person_id").join(systems, "person_id")
-    raw = rows.to_pandas().sort_values("person_id", kind="stable").reset_index(drop=True)
-    frame = normalise(raw)
+    table = rows.order_by("person_id").to_pyarrow()
+    frame = normalise(table)
+    raw = table.select([*LABEL_COLUMNS, "gp_system", "district"]).to_pandas()
     for col in LABEL_COLUMNS:
         frame[col] = raw[col].astype("int64")
     frame["gp_system"] = raw["gp_system"].astype("str")
