@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -67,6 +67,37 @@ class Assessment:
 
 
 @dataclass(frozen=True)
+class TopReasons:
+    """The top reasons of many people as arrays, row-aligned."""
+
+    picks: np.ndarray  # (n, k) positions in the bundle's features, largest |SHAP| first
+    contributions: np.ndarray  # (n, k) their SHAP values (log-odds)
+
+    @classmethod
+    def empty(cls, k: int) -> TopReasons:
+        return cls(np.empty((0, k), dtype=int), np.empty((0, k), dtype=float))
+
+    @classmethod
+    def concat(cls, parts: Sequence[TopReasons]) -> TopReasons:
+        return cls(
+            np.concatenate([p.picks for p in parts]),
+            np.concatenate([p.contributions for p in parts]),
+        )
+
+
+def _top(contrib: np.ndarray, usable: np.ndarray, top_k: int) -> TopReasons:
+    """The top_k usable columns of each row by |SHAP|; a stable sort keeps registry order on
+    ties."""
+    if usable.size == 0:
+        return TopReasons(
+            np.empty((len(contrib), 0), dtype=int), np.empty((len(contrib), 0), dtype=float)
+        )
+    order = np.argsort(-np.abs(contrib[:, usable]), axis=1, kind="stable")[:, :top_k]
+    picks = usable[order]
+    return TopReasons(picks, np.take_along_axis(contrib, picks, axis=1))
+
+
+@dataclass(frozen=True)
 class ModelBundle:
     model_text: str
     calibrator: Calibrator
@@ -118,23 +149,48 @@ class ModelBundle:
         self, frame: pd.DataFrame, top_k: int = 5, allowed: Collection[str] | None = None
     ) -> Assessment:
         """Probabilities, bands and reasons from one encoding and one TreeSHAP pass."""
-        x = encode_array(frame, self.features)
-        probabilities = self.calibrator.apply(self._raw(x))
-        contrib = self._contributions(x)[:, : len(self.features)]
+        probabilities, tops = self.score_arrays(
+            encode_array(frame, self.features), top_k, {"asked": allowed}
+        )
+        top = tops["asked"]
+        values = frame[self.feature_names].to_numpy(dtype=object)
         return Assessment(
             probabilities=probabilities,
             bands=self.bands.band(probabilities),
-            reasons=self._reasons(frame, contrib, top_k, allowed),
+            reasons=[
+                self.reasons_for(values[i], top.picks[i], top.contributions[i])
+                for i in range(len(frame))
+            ],
         )
 
-    def _reasons(
+    def score_arrays(
         self,
-        frame: pd.DataFrame,
-        contrib: np.ndarray,
-        top_k: int,
-        allowed: Collection[str] | None,
-    ) -> list[list[Reason]]:
-        usable = np.array(
+        x: np.ndarray,
+        top_k: int = 5,
+        audiences: Mapping[str, Collection[str] | None] | None = None,
+        chunk_rows: int = 50_000,
+    ) -> tuple[np.ndarray, dict[str, TopReasons]]:
+        """Probabilities and, for each audience (a set of features it may be shown, None for
+        all), the top_k reasons as arrays: cheap to hold for a whole snapshot. TreeSHAP runs
+        once per chunk of rows, so memory stays bounded."""
+        audiences = audiences if audiences is not None else {"all": None}
+        usable = {name: self._usable(allowed) for name, allowed in audiences.items()}
+        probabilities: list[np.ndarray] = []
+        parts: dict[str, list[TopReasons]] = {name: [] for name in audiences}
+        for start in range(0, len(x), chunk_rows):
+            chunk = x[start : start + chunk_rows]
+            probabilities.append(self.calibrator.apply(self._raw(chunk)))
+            contrib = self._contributions(chunk)[:, : len(self.features)]
+            for name, columns in usable.items():
+                parts[name].append(_top(contrib, columns, top_k))
+        tops = {
+            name: TopReasons.concat(p) if p else TopReasons.empty(top_k)
+            for name, p in parts.items()
+        }
+        return (np.concatenate(probabilities) if probabilities else np.empty(0)), tops
+
+    def _usable(self, allowed: Collection[str] | None) -> np.ndarray:
+        return np.array(
             [
                 j
                 for j, f in enumerate(self.features)
@@ -142,15 +198,18 @@ class ModelBundle:
             ],
             dtype=int,
         )
-        if usable.size == 0:
-            return [[] for _ in range(len(frame))]
-        # stable sort on -|SHAP|: ties keep registry order
-        picks = usable[np.argsort(-np.abs(contrib[:, usable]), axis=1, kind="stable")[:, :top_k]]
-        names = [f.name for f in self.features]
-        values = frame[names].to_numpy(dtype=object)
+
+    def reasons_for(
+        self,
+        values: Sequence[Any] | Mapping[int, Any],
+        picks: np.ndarray,
+        contributions: np.ndarray,
+    ) -> list[Reason]:
+        """One person's reasons from `score_arrays` output; `values[j]` is the person's raw
+        value of feature j (all of them in feature order, or just the picked ones)."""
         return [
-            [self._reason(self.features[j], values[row, j], contrib[row, j]) for j in picks[row]]
-            for row in range(len(frame))
+            self._reason(self.features[j], values[j], c)
+            for j, c in zip(picks.tolist(), contributions.tolist(), strict=True)
         ]
 
     def _reason(self, feature: Feature, raw_value: Any, contribution: float) -> Reason:

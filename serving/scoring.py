@@ -8,14 +8,19 @@ LightGBM's TreeSHAP and ranks. Nothing here knows about keys, roles or the audit
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from features.registry import FEATURES, OUTCOMES
 from models import ModelBundle
+from models.bundle import Reason as BundleReason
+from models.bundle import TopReasons
+from models.encoding import encode_array
 from serving.objections import ObjectionList
 from serving.schemas import Reason, ScoreResult
 
@@ -75,6 +80,53 @@ class Snapshot:
         frame = features.set_index("person_id", drop=False)
         return cls(frame=frame, index_date=day, places=places.set_index("person_id"))
 
+    @cached_property
+    def person_ids(self) -> np.ndarray:
+        return self.frame["person_id"].to_numpy(dtype=object)
+
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """person_id -> row (a dict: a lookup costs nanoseconds, a pandas .loc microseconds)."""
+        return {pid: row for row, pid in enumerate(self.person_ids)}
+
+    @cached_property
+    def columns(self) -> dict[str, np.ndarray]:
+        """Each feature's values as an array, for reading single values without pandas."""
+        return {name: self.frame[name].to_numpy() for name in self.frame.columns}
+
+
+@dataclass(frozen=True)
+class Precomputed:
+    """One outcome's scores for everyone in its cohort, computed once for the snapshot (the
+    snapshot and the model are fixed while the service runs)."""
+
+    slot: np.ndarray  # snapshot row -> position in the arrays below; -1 outside the cohort
+    rows: np.ndarray  # snapshot rows of the cohort members, in snapshot order
+    probabilities: np.ndarray
+    bands: list[str]
+    tops: Mapping[bool, TopReasons]  # shown clinical reasons? -> top reasons
+
+    @classmethod
+    def compute(
+        cls, bundle: ModelBundle, snapshot: Snapshot, members: np.ndarray, top_k: int
+    ) -> Precomputed:
+        rows = np.flatnonzero(members)
+        slot = np.full(len(members), -1, dtype=np.int64)
+        slot[rows] = np.arange(len(rows))
+        x = encode_array(snapshot.frame.iloc[rows], bundle.features)
+        audiences = {"clinical": None, "non_clinical": NON_CLINICAL}
+        probabilities, tops = bundle.score_arrays(x, top_k, audiences)
+        return cls(
+            slot=slot,
+            rows=rows,
+            probabilities=probabilities,
+            bands=bundle.bands.band(probabilities),
+            tops={True: tops["clinical"], False: tops["non_clinical"]},
+        )
+
+
+NON_CLINICAL = frozenset(f.name for f in FEATURES if not f.clinical)
+
 
 @dataclass
 class Scorer:
@@ -83,12 +135,30 @@ class Scorer:
     objections: ObjectionList
     stale_after_days: int = 120
     top_k: int = 5
+    _precomputed: dict[str, Precomputed] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def model(self, outcome: str) -> ServedModel:
         if outcome not in self.models:
             known = ", ".join(sorted(self.models)) or "none"
             raise ScoringError(f"no model is served for outcome {outcome!r} (served: {known})")
         return self.models[outcome]
+
+    def precompute(self) -> None:
+        """Score everyone in each cohort now (the service does this before it is ready)."""
+        for outcome in self.models:
+            self.precomputed(outcome)
+
+    def precomputed(self, outcome: str) -> Precomputed:
+        with self._lock:
+            if outcome not in self._precomputed:
+                frame = self.snapshot.frame
+                members = self.in_cohort(outcome, frame).to_numpy(dtype=bool)
+                bundle = self.model(outcome).bundle
+                self._precomputed[outcome] = Precomputed.compute(
+                    bundle, self.snapshot, members, self.top_k
+                )
+            return self._precomputed[outcome]
 
     # --- notes ---------------------------------------------------------------------------
 
@@ -106,7 +176,7 @@ class Scorer:
 
     # --- looking people up -----------------------------------------------------------------
 
-    def lookup(self, outcome: str, person_ids: Sequence[str]) -> pd.DataFrame:
+    def lookup(self, outcome: str, person_ids: Sequence[str]) -> list[int]:
         """The snapshot rows of these people, in the order asked; refuses unknown, objecting
         and out-of-cohort people with the ids named."""
         self.model(outcome)
@@ -115,16 +185,18 @@ class Scorer:
             raise ObjectedPeople(
                 "these people have objected to risk stratification and are never scored", objected
             )
-        unknown = [p for p in person_ids if p not in self.snapshot.frame.index]
+        positions = self.snapshot.positions
+        unknown = [p for p in person_ids if p not in positions]
         if unknown:
             raise UnknownPeople("no person with these ids is in the latest snapshot", unknown)
-        rows = self.snapshot.frame.loc[list(person_ids)]
-        outside = rows.loc[~self.in_cohort(outcome, rows), "person_id"].tolist()
+        rows = [positions[p] for p in person_ids]
+        slot = self.precomputed(outcome).slot
+        outside = [p for p, row in zip(person_ids, rows, strict=True) if slot[row] < 0]
         if outside:
             raise OutsideCohort(
                 f"the {outcome} model applies only to people {COHORT_TEXT[outcome]}", outside
             )
-        return rows.reset_index(drop=True)
+        return rows
 
     def in_cohort(self, outcome: str, rows: pd.DataFrame) -> pd.Series:
         flag = f"cohort_{outcome}"
@@ -137,8 +209,37 @@ class Scorer:
     def score_people(
         self, outcome: str, person_ids: Sequence[str], *, clinical: bool = True
     ) -> list[ScoreResult]:
+        """Snapshot people's scores, from the scores computed when the service started."""
         rows = self.lookup(outcome, person_ids)
-        return self.score_frame(outcome, rows, rows["person_id"].tolist(), clinical=clinical)
+        return self._from_snapshot(outcome, rows, [None] * len(rows), clinical)
+
+    def _from_snapshot(
+        self, outcome: str, rows: Sequence[int], ranks: Sequence[int | None], clinical: bool
+    ) -> list[ScoreResult]:
+        served = self.model(outcome)
+        pre = self.precomputed(outcome)
+        top = pre.tops[clinical]
+        columns = [self.snapshot.columns[f.name] for f in served.bundle.features]
+        ids, notes = self.snapshot.person_ids, self.notes()
+        results = []
+        for row, rank in zip(rows, ranks, strict=True):
+            i = int(pre.slot[row])
+            picks = top.picks[i]
+            values = {j: columns[j][row] for j in picks.tolist()}
+            reasons = served.bundle.reasons_for(values, picks, top.contributions[i])
+            results.append(
+                _result(
+                    served,
+                    ids[row],
+                    pre.probabilities[i],
+                    pre.bands[i],
+                    reasons,
+                    self.snapshot.index_date,
+                    rank,
+                    notes,
+                )  # fmt: skip
+            )
+        return results
 
     def score_frame(
         self,
@@ -146,33 +247,27 @@ class Scorer:
         rows: pd.DataFrame,
         refs: Sequence[str],
         *,
-        ranks: Sequence[int | None] | None = None,
         index_date: dt.date | None = None,
         clinical: bool = True,
     ) -> list[ScoreResult]:
         """Score feature rows (registry columns) and explain each with its top reasons; with
         `clinical=False` the reasons are the top non-clinical ones (the fire service's view)."""
         served = self.model(outcome)
-        bundle = served.bundle
-        allowed = None if clinical else {f.name for f in FEATURES if not f.clinical}
-        scored = bundle.assess(rows, top_k=self.top_k, allowed=allowed)
-        probabilities, bands, reasons = scored.probabilities, scored.bands, scored.reasons
+        allowed = None if clinical else NON_CLINICAL
+        scored = served.bundle.assess(rows, top_k=self.top_k, allowed=allowed)
         notes = self.notes()
         day = index_date or self.snapshot.index_date
-        ranks = ranks or [None] * len(rows)
         return [
-            ScoreResult(
-                person_ref=refs[i],
-                outcome=outcome,  # type: ignore[arg-type]
-                model_name=served.name,
-                model_version=served.version,
-                index_date=day,
-                probability=float(probabilities[i]),
-                band=bands[i],  # type: ignore[arg-type]
-                rank=ranks[i],
-                reasons=[Reason.model_validate(r.to_dict()) for r in reasons[i]],
-                notes=notes,
-            )
+            _result(
+                served,
+                refs[i],
+                scored.probabilities[i],
+                scored.bands[i],
+                scored.reasons[i],
+                day,
+                None,
+                notes,
+            )  # fmt: skip
             for i in range(len(rows))
         ]
 
@@ -189,23 +284,40 @@ class Scorer:
     ) -> tuple[pd.DataFrame, list[ScoreResult]]:
         """Everyone in the cohort (less objectors), ranked by risk, optionally within a district
         or practice; returns the people's places and their scored results, rank 1 first."""
-        frame = self.snapshot.frame
-        people, _ = self.objections.filter_frame(frame.loc[self.in_cohort(outcome, frame)])
-        people = people.reset_index(drop=True)
-        places = self.snapshot.places.reindex(people["person_id"]).reset_index()
+        pre = self.precomputed(outcome)
+        ids = self.snapshot.person_ids[pre.rows]
+        places = self.snapshot.places.reindex(ids).reset_index()
         chosen = _in_place(places, district, practice)
-        people, places = people.loc[chosen].reset_index(drop=True), places.loc[chosen]
-        if people.empty:
-            return places.reset_index(drop=True), []
-        probabilities = self.model(outcome).bundle.predict(people)
-        order = np.argsort(-probabilities, kind="stable")[: top or len(people)]
-        people = people.iloc[order].reset_index(drop=True)
+        chosen &= np.array([p not in self.objections for p in ids], dtype=bool)
+        kept = np.flatnonzero(chosen)
+        order = kept[np.argsort(-pre.probabilities[kept], kind="stable")][: top or len(kept)]
         places = places.iloc[order].reset_index(drop=True)
-        ranks = list(range(1, len(people) + 1))
-        results = self.score_frame(
-            outcome, people, people["person_id"].tolist(), ranks=ranks, clinical=clinical
-        )
-        return places, results
+        ranks = list(range(1, len(order) + 1))
+        return places, self._from_snapshot(outcome, pre.rows[order].tolist(), ranks, clinical)
+
+
+def _result(
+    served: ServedModel,
+    ref: str,
+    probability: float,
+    band: str,
+    reasons: Sequence[BundleReason],
+    day: dt.date,
+    rank: int | None,
+    notes: list[str],
+) -> ScoreResult:
+    return ScoreResult(
+        person_ref=ref,
+        outcome=served.outcome,  # type: ignore[arg-type]
+        model_name=served.name,
+        model_version=served.version,
+        index_date=day,
+        probability=float(probability),
+        band=band,  # type: ignore[arg-type]
+        rank=rank,
+        reasons=[Reason.model_validate(r.to_dict()) for r in reasons],
+        notes=notes,
+    )
 
 
 def _in_place(places: pd.DataFrame, district: str | None, practice: str | None) -> np.ndarray:

@@ -53,6 +53,7 @@ def build_state(config: ServingConfig, *, import_from_registry: bool = True) -> 
         stale_after_days=config.stale_after_days,
         top_k=config.top_k,
     )
+    scorer.precompute()  # every cohort member's score and reasons, before the first request
     return ServiceState(
         config=config,
         scorer=scorer,

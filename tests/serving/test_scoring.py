@@ -1,0 +1,108 @@
+"""The Scorer's precomputed snapshot scores: the same answers as scoring the rows afresh."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.objections import ObjectionList
+from serving.scoring import (
+    ObjectedPeople,
+    OutsideCohort,
+    Scorer,
+    ServedModel,
+    Snapshot,
+    UnknownPeople,
+)
+from tests.models.frames import make_frame, small_features, split_latest
+from training.config import TrainingConfig
+from training.fit import fit
+
+
+@pytest.fixture(scope="module")
+def served() -> ServedModel:
+    train, validation = split_latest(make_frame(people=3000, seed=3))
+    trained = fit(train, validation, small_features(), "falls", TrainingConfig.load())
+    return ServedModel("falls", "carerisk-falls", "7", trained.bundle)
+
+
+def snapshot(people: int = 400) -> Snapshot:
+    frame = make_frame(people=people, seed=11)
+    frame = frame[frame["index_date"] == frame["index_date"].max()].reset_index(drop=True)
+    frame["cohort_falls"] = np.arange(len(frame)) % 5 != 0  # every fifth person is outside
+    places = pd.DataFrame(
+        {
+            "person_id": frame["person_id"],
+            "district": np.where(np.arange(len(frame)) % 2 == 0, "North", "South"),
+            "practice_code": "A00001",
+        }
+    )
+    return Snapshot.from_frames(frame, places)
+
+
+def make_scorer(served: ServedModel, tmp_path: Path, objectors: frozenset[str] = frozenset()
+                ) -> Scorer:  # fmt: skip
+    objections = ObjectionList(tmp_path / "objections.csv", objectors)
+    return Scorer(models={"falls": served}, snapshot=snapshot(), objections=objections, top_k=3)
+
+
+def members(scorer: Scorer) -> list[str]:
+    frame = scorer.snapshot.frame
+    return frame.loc[frame["cohort_falls"], "person_id"].tolist()
+
+
+@pytest.mark.parametrize("clinical", [True, False])
+def test_snapshot_scores_equal_scoring_the_rows_afresh(
+    served: ServedModel, tmp_path: Path, clinical: bool
+) -> None:
+    scorer = make_scorer(served, tmp_path)
+    ids = members(scorer)[::7][:40]
+    cached = scorer.score_people("falls", ids, clinical=clinical)
+    rows = scorer.snapshot.frame.set_index("person_id", drop=False).loc[ids]
+    fresh = scorer.score_frame("falls", rows.reset_index(drop=True), ids, clinical=clinical)
+    assert [r.person_ref for r in cached] == ids
+    assert [r.model_dump() for r in cached] == [r.model_dump() for r in fresh]
+    assert any(r.reasons for r in cached) or not clinical
+
+
+def test_precomputing_covers_the_cohort_only(served: ServedModel, tmp_path: Path) -> None:
+    scorer = make_scorer(served, tmp_path)
+    scorer.precompute()
+    pre = scorer.precomputed("falls")
+    assert len(pre.probabilities) == len(members(scorer)) == int((pre.slot >= 0).sum())
+    outsider = scorer.snapshot.frame.loc[~scorer.snapshot.frame["cohort_falls"], "person_id"]
+    with pytest.raises(OutsideCohort) as refused:
+        scorer.score_people("falls", [members(scorer)[0], outsider.iloc[0]])
+    assert refused.value.person_ids == [outsider.iloc[0]]
+
+
+def test_unknown_and_objecting_people_are_refused_by_name(
+    served: ServedModel, tmp_path: Path
+) -> None:
+    first, second = members(make_scorer(served, tmp_path))[:2]
+    scorer = make_scorer(served, tmp_path, frozenset({second}))
+    with pytest.raises(UnknownPeople) as unknown:
+        scorer.score_people("falls", [first, "Pnobody0000"])
+    assert unknown.value.person_ids == ["Pnobody0000"]
+    with pytest.raises(ObjectedPeople) as objected:
+        scorer.score_people("falls", [first, second])
+    assert objected.value.person_ids == [second]
+
+
+def test_register_ranks_by_risk_without_objectors(served: ServedModel, tmp_path: Path) -> None:
+    everyone = make_scorer(served, tmp_path)
+    _, full = everyone.ranked("falls")
+    objector = full[0].person_ref
+    scorer = make_scorer(served, tmp_path, frozenset({objector}))
+    places, results = scorer.ranked("falls", district="North", top=25)
+    probabilities = [r.probability for r in results]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert [r.rank for r in results] == list(range(1, 26))
+    assert objector not in {r.person_ref for r in results}
+    assert set(places["district"]) == {"North"}
+    assert places["person_id"].tolist() == [r.person_ref for r in results]
+    by_id = {r.person_ref: r.probability for r in full}
+    assert all(by_id[r.person_ref] == r.probability for r in results)
