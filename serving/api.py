@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from features.contract import PERSON_ID_PATTERN
@@ -24,6 +24,18 @@ from serving.scoring import ScoringError
 from serving.state import ServiceState
 
 log = logging.getLogger("carerisk.serving")
+
+# request path -> route name in serving.roles.ROUTE_ROLES (for auditing refusals)
+ROUTE_NAMES = {
+    "/v1/score": "score",
+    "/v1/score/records": "score_records",
+    "/v1/person": "person",
+    "/v1/fhir/risk-assessment": "fhir",
+    "/v1/register": "register",
+    "/v1/whoami": "whoami",
+    "/v1/admin/objections/reload": "reload_objections",
+    "/v1/admin/audit/verify": "audit_verify",
+}
 
 PersonId = Annotated[str, StringConstraints(pattern=PERSON_ID_PATTERN)]
 OutcomeName = Literal["falls", "complex_dependency"]
@@ -237,6 +249,12 @@ def check_batch(state: ServiceState, size: int) -> None:
                 "message": f"{size} people asked for; at most {state.config.max_batch} a request",
             },
         )
+
+
+def json_answer(model: BaseModel) -> Response:
+    """A model serialised by pydantic in one pass (FastAPI's generic path, dict then JSON,
+    took five times as long for 1,000 results)."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 def now_utc() -> dt.datetime:

@@ -1,11 +1,13 @@
-"""An ASGI middleware that refuses request bodies over a size limit with 413."""
+"""An ASGI middleware that refuses request bodies over a size limit with 413, audited."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
+
+from serving.api import ROUTE_NAMES, audit, presented_key
 
 Scope = dict[str, Any]
 
@@ -41,7 +43,12 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _too_large(send, limit)
+            try:
+                _audit_refusal(scope)
+            except HTTPException as error:  # the audit cannot be written: 503
+                await _answer(send, error.status_code, error.detail)
+                return
+            await _answer(send, 413, body_too_large(limit).detail)
             return
         seen = 0
 
@@ -51,20 +58,29 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    _audit_refusal(scope)
                     raise body_too_large(limit)
             return message
 
         await self.app(scope, counted, send)
 
 
-async def _too_large(send: Any, limit: int) -> None:
-    body = json.dumps(
-        {"error": "body_too_large", "message": f"request bodies are limited to {limit} bytes"}
-    ).encode()
+def _audit_refusal(scope: Scope) -> None:
+    """One audit record of the refusal, naming the caller when the key is valid."""
+    state = getattr(getattr(scope.get("app"), "state", None), "carerisk", None)
+    if state is None:  # the service has not started; nothing is answered but 503 anyway
+        return
+    request = Request(scope)
+    principal = state.keys.check(presented_key(request) or "").principal
+    audit(state, principal, ROUTE_NAMES.get(request.url.path, "unknown"), "refused", 413)
+
+
+async def _answer(send: Any, status: int, detail: Any) -> None:
+    body = json.dumps(detail).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),

@@ -74,3 +74,41 @@ class RestrictedScore(BaseModel):
     rank: int | None = None
     reasons: list[Reason] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+
+
+class ScoreResponse(BaseModel):
+    """The answer of the scoring routes: one result per person, in the order asked."""
+
+    results: list[ScoreResult]
+
+
+class FieldError(BaseModel):
+    path: str = Field(description="where in the request, e.g. body.person_ids.0")
+    message: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer: a short machine-readable error and a sentence for people."""
+
+    error: str = Field(description="e.g. unauthenticated, forbidden, UnknownPeople")
+    message: str
+    person_ids: list[str] | None = Field(default=None, description="the people refused, if any")
+    fields: list[FieldError] | None = Field(default=None, description="invalid request fields")
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI `responses` for a route's refusals, all with the `ErrorBody` shape."""
+    return {status: {"model": ErrorBody, "description": ERRORS[status]} for status in statuses}
+
+
+ERRORS: dict[int, str] = {
+    401: "no valid API key",
+    403: "the key's role may not use this route",
+    404: "a person is not in the latest snapshot",
+    413: "the body or batch is over the limit",
+    422: "the request does not fit the schema, or a person is outside the model's cohort",
+    429: "the key's rate limit is used up (see Retry-After)",
+    451: "a person objected to risk stratification",
+    503: "the audit trail cannot be written, so nothing is returned",
+}

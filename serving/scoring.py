@@ -306,16 +306,18 @@ def _result(
     rank: int | None,
     notes: list[str],
 ) -> ScoreResult:
-    return ScoreResult(
+    # Built without re-validation: every field comes from the model and the snapshot (a test
+    # validates results); at 1,000 people a request validation cost a third of the time.
+    return ScoreResult.model_construct(
         person_ref=ref,
-        outcome=served.outcome,  # type: ignore[arg-type]
+        outcome=served.outcome,
         model_name=served.name,
         model_version=served.version,
         index_date=day,
         probability=float(probability),
-        band=band,  # type: ignore[arg-type]
+        band=band,
         rank=rank,
-        reasons=[Reason.model_validate(r.to_dict()) for r in reasons],
+        reasons=[Reason.model_construct(**r.to_dict()) for r in reasons],
         notes=notes,
     )
 

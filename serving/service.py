@@ -17,16 +17,18 @@ import bentoml
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from features.registry import FEATURES
 from serving.api import (
+    ROUTE_NAMES,
     FhirRequest,
     PersonRequest,
     RecordsRequest,
     ScoreRequest,
     audit,
     check_batch,
+    json_answer,
     needs,
     now_utc,
     presented_key,
@@ -39,23 +41,12 @@ from serving.keys import Principal
 from serving.limits_http import BodyLimit
 from serving.register import register_rows, to_csv
 from serving.roles import scope_result, sees_clinical
+from serving.schemas import ScoreResponse, error_responses
 from serving.scoring import ScoringError, check_outcome
 from serving.state import build_state
 from serving.ui import build_ui_app
 
 log = logging.getLogger("carerisk.serving")
-
-# request path -> route name in serving.roles.ROUTE_ROLES (for auditing refusals)
-ROUTE_NAMES = {
-    "/v1/score": "score",
-    "/v1/score/records": "score_records",
-    "/v1/person": "person",
-    "/v1/fhir/risk-assessment": "fhir",
-    "/v1/register": "register",
-    "/v1/whoami": "whoami",
-    "/v1/admin/objections/reload": "reload_objections",
-    "/v1/admin/audit/verify": "audit_verify",
-}
 
 api = FastAPI(
     title="carerisk scoring API",
@@ -93,7 +84,9 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
 
 @api.exception_handler(HTTPException)
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    detail = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
+    detail: Any = exc.detail
+    if not isinstance(detail, dict):
+        detail = {"error": f"http_{exc.status_code}", "message": str(detail)}
     return JSONResponse(detail, status_code=exc.status_code, headers=exc.headers)
 
 
@@ -117,10 +110,13 @@ class CareRisk:
         self.state = build_state(config)
         api.state.carerisk = self.state
 
-    @api.post("/score", summary="Score people by id, with reasons")
-    def score(
-        self, body: ScoreRequest, principal: Principal = Depends(needs("score"))
-    ) -> dict[str, Any]:
+    @api.post(
+        "/score",
+        summary="Score people by id, with reasons",
+        response_model=ScoreResponse,
+        responses=error_responses(401, 403, 404, 413, 422, 429, 451, 503),
+    )
+    def score(self, body: ScoreRequest, principal: Principal = Depends(needs("score"))) -> Response:
         state = self.state
         outcome = check_outcome(body.outcome)
         if len(body.person_ids) > state.config.max_batch:
@@ -132,12 +128,17 @@ class CareRisk:
             raise refuse(state, principal, "score", outcome, error) from None
         audit(state, principal, "score", "ok", 200, person_ids=body.person_ids,
               outcome=outcome, results=results)  # fmt: skip
-        return {"results": [r.model_dump(mode="json") for r in results]}
+        return json_answer(ScoreResponse.model_construct(results=results))
 
-    @api.post("/score/records", summary="Score full feature records, with reasons")
+    @api.post(
+        "/score/records",
+        summary="Score full feature records, with reasons",
+        response_model=ScoreResponse,
+        responses=error_responses(401, 403, 413, 422, 429, 451, 503),
+    )
     def score_records(
         self, body: RecordsRequest, principal: Principal = Depends(needs("score_records"))
-    ) -> dict[str, Any]:
+    ) -> Response:
         state = self.state
         outcome = check_outcome(body.outcome)
         if len(body.records) > state.config.max_batch:
@@ -154,9 +155,13 @@ class CareRisk:
         results = state.scorer.score_frame(outcome, frame, refs, index_date=now_utc().date())
         audit(state, principal, "score_records", "ok", 200, person_ids=refs,
               outcome=outcome, results=results)  # fmt: skip
-        return {"results": [r.model_dump(mode="json") for r in results]}
+        return json_answer(ScoreResponse.model_construct(results=results))
 
-    @api.post("/person", summary="Both outcomes for one person, as the caller's role may see")
+    @api.post(
+        "/person",
+        summary="Both outcomes for one person, as the caller's role may see",
+        responses=error_responses(401, 403, 404, 422, 429, 451, 503),
+    )
     def person(
         self, body: PersonRequest, principal: Principal = Depends(needs("person"))
     ) -> dict[str, Any]:
@@ -179,7 +184,11 @@ class CareRisk:
             )
         return {"person_id": body.person_id, "role": principal.role, "outcomes": answers}
 
-    @api.post("/fhir/risk-assessment", summary="One person's score as a FHIR R4 RiskAssessment")
+    @api.post(
+        "/fhir/risk-assessment",
+        summary="One person's score as a FHIR R4 RiskAssessment",
+        responses=error_responses(401, 403, 404, 422, 429, 451, 503),
+    )
     def fhir(
         self, body: FhirRequest, principal: Principal = Depends(needs("fhir"))
     ) -> dict[str, Any]:
@@ -193,7 +202,11 @@ class CareRisk:
               outcome=outcome, results=[result])  # fmt: skip
         return risk_assessment(result, computed_at=now_utc())
 
-    @api.get("/register", summary="A ranked risk register for a district or practice")
+    @api.get(
+        "/register",
+        summary="A ranked risk register for a district or practice",
+        responses=error_responses(401, 403, 422, 429, 503),
+    )
     def register(
         self,
         outcome: str,

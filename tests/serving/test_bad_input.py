@@ -158,11 +158,6 @@ def test_body_over_the_byte_limit_is_413(live_service: LiveService, person: str)
     assert fingerprint(live_service.home) == state
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serving/limits_http.py BodyLimit answers 413 before the app runs and writes no "
-    "audit record of the refusal",
-)
 def test_body_over_the_byte_limit_is_audited(live_service: LiveService, person: str) -> None:
     check_refusal(live_service, BODY_TOO_LARGE, person)
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from serving.objections import ObjectionList
+from serving.schemas import ScoreResult
 from serving.scoring import (
     ObjectedPeople,
     OutsideCohort,
@@ -66,6 +67,9 @@ def test_snapshot_scores_equal_scoring_the_rows_afresh(
     assert [r.person_ref for r in cached] == ids
     assert [r.model_dump() for r in cached] == [r.model_dump() for r in fresh]
     assert any(r.reasons for r in cached) or not clinical
+    for result in cached:  # built without validation: it must still validate, and as JSON
+        assert ScoreResult.model_validate(result.model_dump()) == result
+        assert ScoreResult.model_validate_json(result.model_dump_json()) == result
 
 
 def test_precomputing_covers_the_cohort_only(served: ServedModel, tmp_path: Path) -> None:
