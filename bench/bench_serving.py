@@ -121,8 +121,9 @@ def carerisk_sender(
             json={"outcome": OUTCOME, "person_ids": chosen},
             headers={"Authorization": f"Bearer {key}"},
         )
-        if response.status_code == 200 and not response.json()["results"][0]["reasons"]:
-            return 599  # an answer without reasons does not count
+        # an answer without reasons does not count; like the peer's, the body is not parsed
+        if response.status_code == 200 and b'"reasons":[{' not in response.content:
+            return 599
         return response.status_code
 
     return send
