@@ -111,7 +111,8 @@ def features_section(r: dict[str, Any]) -> str:
     ours, peer = r["ours"], r["pandas"]
     ratio = r["ratio_pandas_over_ours"]
     rows = [
-        ["compute_features (DuckDB) time", _wc(ours["seconds"], ours["cpu_seconds"]), "< 60 s",
+        ["compute_features (DuckDB) time, libraries imported before the clock for both",
+         _wc(ours["seconds"], ours["cpu_seconds"]), "< 60 s",
          "yes" if ours["seconds"] < 60 else "NO",
          f"pandas {_wc(peer['seconds'], peer['cpu_seconds'])}",
          f"{ratio}x wall, {r['cpu_ratio_pandas_over_ours']}x CPU (target >= 5x: "
@@ -120,10 +121,10 @@ def features_section(r: dict[str, Any]) -> str:
          "< 4 GiB", "yes" if ours["process_peak_rss_mib"] < 4096 else "NO",
          f"pandas {_mib(peer['process_peak_rss_mib'])}",
          f"{peer['process_peak_rss_mib'] / ours['process_peak_rss_mib']:.2f}x", ""],
-        ["process wall time incl. imports and pickling",
+        ["whole process: interpreter, imports, computing, writing Parquet",
          _wc(ours["process_seconds"], ours["process_cpu_seconds"]), "", "",
-         f"pandas {_wc(peer['process_seconds'], peer['process_cpu_seconds'])}", "",
-         peer["command"]],
+         f"pandas {_wc(peer['process_seconds'], peer['process_cpu_seconds'])}",
+         f"{r.get('process_ratio_pandas_over_ours', '?')}x wall", peer["command"]],
         ["values identical (assert_frame_equal, NaN == NaN)", str(r["identical"]), "True",
          "yes" if r["identical"] else "NO", "", "", ""],
     ]  # fmt: skip
