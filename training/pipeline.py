@@ -81,6 +81,7 @@ def train_outcome(
         objections=objections,  # type: ignore[arg-type]
     )
     train, validation = training_sets.split_temporal(frame)
+    del frame  # the split holds copies (about 2 GiB for complex dependency at 600k people)
     trained = fit(train, validation, chosen, outcome, config)
     train_dates = sorted({pd.Timestamp(d).date() for d in train["index_date"]})
 
