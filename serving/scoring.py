@@ -8,7 +8,9 @@ LightGBM's TreeSHAP and ranks. Nothing here knows about keys, roles or the audit
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,6 +25,8 @@ from models.bundle import TopReasons
 from models.encoding import encode_array
 from serving.objections import ObjectionList
 from serving.schemas import Reason, ScoreResult
+
+log = logging.getLogger("carerisk.serving")
 
 MIN_AGE: Mapping[str, int] = {"falls": 65, "complex_dependency": 18}
 COHORT_TEXT: Mapping[str, str] = {
@@ -95,37 +99,82 @@ class Snapshot:
         return {name: self.frame[name].to_numpy() for name in self.frame.columns}
 
 
+AUDIENCES: Mapping[str, frozenset[str] | None] = {
+    "clinical": None,
+    "non_clinical": frozenset(f.name for f in FEATURES if not f.clinical),
+}
+NON_CLINICAL = AUDIENCES["non_clinical"]
+FILL_ROWS = 5_000  # people a background pass explains at a time
+
+
 @dataclass(frozen=True)
 class Precomputed:
-    """One outcome's scores for everyone in its cohort, computed once for the snapshot (the
-    snapshot and the model are fixed while the service runs)."""
+    """One outcome's scores for its cohort in the snapshot (snapshot and model are fixed while
+    the service runs). Probabilities are computed at start, in one cheap pass; the reasons
+    (TreeSHAP, the costly part: minutes at 600,000 people) are filled by a background pass
+    and, for anyone it has not reached, when they are asked for. Filling is idempotent: any
+    thread may fill a slot, always with the same values, and marks it done last."""
 
+    bundle: ModelBundle
+    frame: pd.DataFrame
+    top_k: int
     slot: np.ndarray  # snapshot row -> position in the arrays below; -1 outside the cohort
     rows: np.ndarray  # snapshot rows of the cohort members, in snapshot order
     probabilities: np.ndarray
     bands: list[str]
-    tops: Mapping[bool, TopReasons]  # shown clinical reasons? -> top reasons
+    tops: Mapping[bool, TopReasons]  # shown clinical reasons? -> top reasons (filled lazily)
+    done: np.ndarray  # reasons filled, by slot
 
     @classmethod
-    def compute(
-        cls, bundle: ModelBundle, snapshot: Snapshot, members: np.ndarray, top_k: int
+    def start(
+        cls, bundle: ModelBundle, frame: pd.DataFrame, members: np.ndarray, top_k: int
     ) -> Precomputed:
         rows = np.flatnonzero(members)
         slot = np.full(len(members), -1, dtype=np.int64)
         slot[rows] = np.arange(len(rows))
-        x = encode_array(snapshot.frame.iloc[rows], bundle.features)
-        audiences = {"clinical": None, "non_clinical": NON_CLINICAL}
-        probabilities, tops = bundle.score_arrays(x, top_k, audiences)
+        chunks = [
+            bundle.predict(frame.iloc[rows[i : i + 50_000]]) for i in range(0, len(rows), 50_000)
+        ]
+        probabilities = np.concatenate(chunks) if chunks else np.empty(0)
         return cls(
+            bundle=bundle,
+            frame=frame,
+            top_k=top_k,
             slot=slot,
             rows=rows,
             probabilities=probabilities,
             bands=bundle.bands.band(probabilities),
-            tops={True: tops["clinical"], False: tops["non_clinical"]},
+            tops={
+                clinical: _blank(len(rows), _width(bundle, allowed, top_k))
+                for clinical, allowed in ((True, None), (False, NON_CLINICAL))
+            },
+            done=np.zeros(len(rows), dtype=bool),
         )
 
+    def ensure(self, slots: np.ndarray) -> None:
+        """Fill the reasons of these slots unless they are filled already."""
+        missing = np.unique(slots[~self.done[slots]])
+        if missing.size == 0:
+            return
+        x = encode_array(self.frame.iloc[self.rows[missing]], self.bundle.features)
+        _, tops = self.bundle.score_arrays(x, self.top_k, AUDIENCES)
+        for clinical, name in ((True, "clinical"), (False, "non_clinical")):
+            self.tops[clinical].picks[missing] = tops[name].picks
+            self.tops[clinical].contributions[missing] = tops[name].contributions
+        self.done[missing] = True  # last: a reader that sees done sees the values
 
-NON_CLINICAL = frozenset(f.name for f in FEATURES if not f.clinical)
+    def fill_all(self, chunk: int = FILL_ROWS) -> None:
+        for first in range(0, len(self.rows), chunk):
+            self.ensure(np.arange(first, min(first + chunk, len(self.rows))))
+
+
+def _width(bundle: ModelBundle, allowed: frozenset[str] | None, top_k: int) -> int:
+    usable = [f for f in bundle.features if f.explain and (allowed is None or f.name in allowed)]
+    return min(top_k, len(usable))
+
+
+def _blank(n: int, k: int) -> TopReasons:
+    return TopReasons(np.zeros((n, k), dtype=np.int64), np.zeros((n, k), dtype=float))
 
 
 @dataclass
@@ -144,10 +193,25 @@ class Scorer:
             raise ScoringError(f"no model is served for outcome {outcome!r} (served: {known})")
         return self.models[outcome]
 
-    def precompute(self) -> None:
-        """Score everyone in each cohort now (the service does this before it is ready)."""
+    def precompute(self, *, background: bool = True) -> threading.Thread | None:
+        """Probabilities of each cohort now; everyone's reasons in a background thread (or
+        now, with `background=False`). Returns the thread."""
         for outcome in self.models:
             self.precomputed(outcome)
+        if not background:
+            self._fill_all()
+            return None
+        thread = threading.Thread(target=self._fill_all, name="carerisk-reasons", daemon=True)
+        thread.start()
+        return thread
+
+    def _fill_all(self) -> None:
+        began = time.perf_counter()
+        for outcome in self.models:
+            self.precomputed(outcome).fill_all()
+        people = sum(len(p.rows) for p in self._precomputed.values())
+        log.info("reasons ready for all %d cohort members in %.1f s", people,
+                 time.perf_counter() - began)  # fmt: skip
 
     def precomputed(self, outcome: str) -> Precomputed:
         with self._lock:
@@ -155,9 +219,7 @@ class Scorer:
                 frame = self.snapshot.frame
                 members = self.in_cohort(outcome, frame).to_numpy(dtype=bool)
                 bundle = self.model(outcome).bundle
-                self._precomputed[outcome] = Precomputed.compute(
-                    bundle, self.snapshot, members, self.top_k
-                )
+                self._precomputed[outcome] = Precomputed.start(bundle, frame, members, self.top_k)
             return self._precomputed[outcome]
 
     # --- notes ---------------------------------------------------------------------------
@@ -218,6 +280,7 @@ class Scorer:
     ) -> list[ScoreResult]:
         served = self.model(outcome)
         pre = self.precomputed(outcome)
+        pre.ensure(pre.slot[np.asarray(rows, dtype=np.int64)])
         top = pre.tops[clinical]
         columns = [self.snapshot.columns[f.name] for f in served.bundle.features]
         ids, notes = self.snapshot.person_ids, self.notes()

@@ -106,6 +106,7 @@ class CareRisk:
     """Loads the verified champions and the latest snapshot once, then answers."""
 
     def __init__(self) -> None:
+        logging.getLogger("carerisk").setLevel(logging.INFO)  # counts and names, no people
         config = ServingConfig.from_env()
         self.state = build_state(config)
         api.state.carerisk = self.state

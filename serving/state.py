@@ -39,8 +39,12 @@ def refresh_champions(config: ServingConfig) -> str:
     return "imported champions " + ", ".join(sorted(tags.values()))
 
 
-def build_state(config: ServingConfig, *, import_from_registry: bool = True) -> ServiceState:
-    """Load champions (verified), the snapshot, keys, audit and objections; raise on any gap."""
+def build_state(
+    config: ServingConfig, *, import_from_registry: bool = True, warm: bool = True
+) -> ServiceState:
+    """Load champions (verified), the snapshot, keys, audit and objections; raise on any gap.
+    With `warm`, every cohort member's probability now and their reasons in the background
+    (a one-off command such as `carerisk register` computes only what it asks for)."""
     if import_from_registry:
         log.info(refresh_champions(config))
     models = load_champions(config.bentoml_home, config.outcomes)
@@ -53,7 +57,8 @@ def build_state(config: ServingConfig, *, import_from_registry: bool = True) -> 
         stale_after_days=config.stale_after_days,
         top_k=config.top_k,
     )
-    scorer.precompute()  # every cohort member's score and reasons, before the first request
+    if warm:
+        scorer.precompute()
     return ServiceState(
         config=config,
         scorer=scorer,

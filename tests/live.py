@@ -7,6 +7,7 @@ train and evaluate both outcomes, promote, registers). `LiveService` starts `car
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -118,13 +119,39 @@ class LiveService:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None or self.process.poll() is not None:
             return
+        # BentoML's workers run in process groups of their own: a SIGKILL of the group alone
+        # leaves them running, orphaned, so they are found first and sent the signal too.
+        family = descendants(self.process.pid)
         os.killpg(self.process.pid, sig)
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL if sig == signal.SIGKILL else sig)
 
     def client(self, role: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.keys[role]}"} if role else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, their children, ...), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found

@@ -162,7 +162,7 @@ def preflight(config: Any, *, import_from_registry: bool = True) -> Any:
     from serving.state import build_state
 
     try:
-        return build_state(config, import_from_registry=import_from_registry)
+        return build_state(config, import_from_registry=import_from_registry, warm=False)
     except (ChampionError, LookupError) as exc:
         fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - any other start failure, said in one line

@@ -22,7 +22,7 @@ import pytest
 
 import tests.live
 from serving.audit import AuditLog
-from tests.live import TEST_CONFIG, LiveService, snapshot_people
+from tests.live import TEST_CONFIG, LiveService, descendants, snapshot_people
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -172,10 +172,25 @@ def hammer_then_kill(service: LiveService, people: list[str]) -> list[str]:
         futures = [pool.submit(worker, k) for k in range(4)]
         while time.monotonic() < stop_at:
             time.sleep(0.1)
+        assert service.process is not None
+        family = [service.process.pid, *descendants(service.process.pid)]
         service.stop(signal.SIGKILL)
         for future in futures:
             future.result()
+    deadline = time.monotonic() + 10
+    while [pid for pid in family if alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in family if alive(pid)], "a server process outlived the SIGKILL"
     return answered
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def audited_people(home: Path, endpoint: str) -> set[str]:

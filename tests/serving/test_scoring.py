@@ -74,13 +74,31 @@ def test_snapshot_scores_equal_scoring_the_rows_afresh(
 
 def test_precomputing_covers_the_cohort_only(served: ServedModel, tmp_path: Path) -> None:
     scorer = make_scorer(served, tmp_path)
-    scorer.precompute()
+    thread = scorer.precompute()
+    assert thread is not None
+    thread.join(timeout=60)
     pre = scorer.precomputed("falls")
     assert len(pre.probabilities) == len(members(scorer)) == int((pre.slot >= 0).sum())
+    assert pre.done.all()  # the background pass filled every member's reasons
     outsider = scorer.snapshot.frame.loc[~scorer.snapshot.frame["cohort_falls"], "person_id"]
     with pytest.raises(OutsideCohort) as refused:
         scorer.score_people("falls", [members(scorer)[0], outsider.iloc[0]])
     assert refused.value.person_ids == [outsider.iloc[0]]
+
+
+def test_reasons_are_filled_when_asked_for_and_equal_the_background_pass(
+    served: ServedModel, tmp_path: Path
+) -> None:
+    lazy = make_scorer(served, tmp_path)
+    ids = members(lazy)[5:40:3]
+    asked = lazy.score_people("falls", ids)  # nothing filled before: filled for these only
+    assert int(lazy.precomputed("falls").done.sum()) == len(ids)
+    eager = make_scorer(served, tmp_path)
+    eager.precompute(background=False)
+    assert eager.precomputed("falls").done.all()
+    assert [r.model_dump() for r in asked] == [
+        r.model_dump() for r in eager.score_people("falls", ids)
+    ]
 
 
 def test_unknown_and_objecting_people_are_refused_by_name(
