@@ -284,6 +284,7 @@ def write_results(
         f"- Load average (1, 5, 15 min) at the start: {start['load_average']}; at the end: "
         f"{end_load}. The cores are shared with other work, so wall times are upper bounds.",
         "- Peak RSS is ru_maxrss of each benchmarked process (os.wait4), not of the runner.",
+        *(f"- {note}" for note in start.get("notes", [])),
         "",
     ]
     loads = [[name, v.get("load_average_after", "")] for name, v in results.items()]
