@@ -205,10 +205,16 @@ def serve(
     os.execve(sys.executable, command, env)
 
 
+# Idle keep-alive connections are closed after this long. Uvicorn's 5 s equals httpx's pool
+# expiry, so a client could reuse a connection as the server closed it (a reset request in the
+# 5-minute load test); proxies and client pools expire theirs well before 75 s.
+KEEP_ALIVE_SECONDS = 75
+
+
 def server_command(host: str, port: int) -> list[str]:
     return [
         sys.executable, "-m", "bentoml", "serve", "serving.service:CareRisk",
-        "--host", host, "--port", str(port),
+        "--host", host, "--port", str(port), "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS),
     ]  # fmt: skip
 
 
