@@ -106,7 +106,9 @@ def _one_date(
     rows = rows.join(outcomes, "person_id").join(systems, "person_id")
     table = rows.order_by("person_id").to_pyarrow()
     frame = normalise(table)
-    raw = table.select([*LABEL_COLUMNS, "gp_system", "district"]).to_pandas()
+    raw = table.select(["person_id", *LABEL_COLUMNS, "gp_system", "district"]).to_pandas()
+    if not np.array_equal(raw["person_id"].astype(str).to_numpy(), frame["person_id"].to_numpy()):
+        raise RuntimeError(f"the {day} training rows came back out of person order")
     for col in LABEL_COLUMNS:
         frame[col] = raw[col].astype("int64")
     frame["gp_system"] = raw["gp_system"].astype("str")
