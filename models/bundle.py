@@ -171,23 +171,30 @@ class ModelBundle:
         chunk_rows: int = 50_000,
     ) -> tuple[np.ndarray, dict[str, TopReasons]]:
         """Probabilities and, for each audience (a set of features it may be shown, None for
-        all), the top_k reasons as arrays: cheap to hold for a whole snapshot. TreeSHAP runs
-        once per chunk of rows, so memory stays bounded."""
+        all), the top_k reasons as arrays: cheap to hold for a whole snapshot."""
+        probabilities = self.calibrator.apply(self._raw(x)) if len(x) else np.empty(0)
+        return probabilities, self.top_reasons(x, top_k, audiences, chunk_rows)
+
+    def top_reasons(
+        self,
+        x: np.ndarray,
+        top_k: int = 5,
+        audiences: Mapping[str, Collection[str] | None] | None = None,
+        chunk_rows: int = 50_000,
+    ) -> dict[str, TopReasons]:
+        """Each audience's top_k reasons; TreeSHAP runs once per chunk of rows, so memory
+        stays bounded."""
         audiences = audiences if audiences is not None else {"all": None}
         usable = {name: self._usable(allowed) for name, allowed in audiences.items()}
-        probabilities: list[np.ndarray] = []
         parts: dict[str, list[TopReasons]] = {name: [] for name in audiences}
         for start in range(0, len(x), chunk_rows):
-            chunk = x[start : start + chunk_rows]
-            probabilities.append(self.calibrator.apply(self._raw(chunk)))
-            contrib = self._contributions(chunk)[:, : len(self.features)]
+            contrib = self._contributions(x[start : start + chunk_rows])[:, : len(self.features)]
             for name, columns in usable.items():
                 parts[name].append(_top(contrib, columns, top_k))
-        tops = {
+        return {
             name: TopReasons.concat(p) if p else TopReasons.empty(top_k)
             for name, p in parts.items()
         }
-        return (np.concatenate(probabilities) if probabilities else np.empty(0)), tops
 
     def _usable(self, allowed: Collection[str] | None) -> np.ndarray:
         return np.array(

@@ -157,7 +157,7 @@ class Precomputed:
         if missing.size == 0:
             return
         x = encode_array(self.frame.iloc[self.rows[missing]], self.bundle.features)
-        _, tops = self.bundle.score_arrays(x, self.top_k, AUDIENCES)
+        tops = self.bundle.top_reasons(x, self.top_k, AUDIENCES)
         for clinical, name in ((True, "clinical"), (False, "non_clinical")):
             self.tops[clinical].picks[missing] = tops[name].picks
             self.tops[clinical].contributions[missing] = tops[name].contributions

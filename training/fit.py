@@ -51,7 +51,7 @@ class TrainedModels:
 
 
 BASELINE_MAX_ROWS = 400_000  # training rows the logistic baseline is fitted on, at most
-MIN_CALIBRATION_EVENTS = 40  # fewer held-out events than this at a date: look further back
+MIN_CALIBRATION_EVENTS = 40  # below this, calibrate on held-out people at every date
 
 
 def fit(
@@ -70,8 +70,9 @@ def fit(
     y = train_frame[LABEL].astype(int).to_numpy()
     booster = fit_booster(x, y, split, features, outcome, config)
     model_text = booster.model_to_string(num_iteration=booster.best_iteration)
-    held_x, held_y = calibration_data(train_frame, split, features)
-    held_out = booster.predict(held_x, raw_score=True, num_iteration=booster.best_iteration)
+    rows = calibration_rows(train_frame, split)
+    held_out = booster.predict(x[rows], raw_score=True, num_iteration=booster.best_iteration)
+    held_y = y[rows]
     calibrator = choose_calibrator(
         np.asarray(held_out, dtype=float),
         held_y,
@@ -87,8 +88,8 @@ def fit(
         bands=config.bands_for(outcome),
         metadata=_metadata(train_frame, booster, config, split, len(held_y)),
     )
-    rows = baseline_rows(len(x), config.seed)
-    baseline = fit_baseline(x.iloc[rows], y[rows], features)
+    sample = baseline_rows(len(x), config.seed)
+    baseline = fit_baseline(x.iloc[sample], y[sample], features)
     predictions = _validation_predictions(validation_frame, bundle, baseline)
     metrics = {
         "model": validation_metrics(predictions["y"].to_numpy(), predictions["p"].to_numpy()),
@@ -106,25 +107,16 @@ def fit(
     )
 
 
-def calibration_data(
-    train_frame: pd.DataFrame, split: InnerSplit, features: Sequence[Feature]
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """(model matrix, labels) the calibrator is fitted on: the held-out people at the latest
-    training date (see `calibration_rows`). Calibrating at the validation date
-    instead was tried: it removed the calibration-in-the-large shift (demo falls 11.7%
-    predicted, 8.8% observed) but its isotonic and Platt fits on a fifth of one date's people
-    put the slope at 1.18 (falls) and 1.11 (complex dependency) at 100k people; an intercept
-    shift fitted there, keeping this calibrator's shape, is the next step.
-    """
-    rows = calibration_rows(train_frame, split)
-    chosen = train_frame.loc[rows]
-    return encode(chosen, features), chosen[LABEL].astype(int).to_numpy()
-
-
 def calibration_rows(train_frame: pd.DataFrame, split: InnerSplit) -> np.ndarray:
     """Held-out people at the latest training index date: the rows whose history is most like
     the validation date's and the service's (older index dates see truncated lookbacks, so
-    their risk level differs); all held-out rows when that date has too few events."""
+    their risk level differs); all held-out rows when that date has too few events.
+
+    Calibrating at the validation date instead was tried: it removed the calibration-in-the-
+    large shift (demo falls 11.7% predicted, 8.8% observed) but its isotonic and Platt fits on
+    a fifth of one date's people put the slope at 1.18 (falls) and 1.11 (complex dependency)
+    at 100k people; an intercept shift fitted there, keeping this calibrator's shape, is the
+    next step."""
     dates = pd.to_datetime(train_frame["index_date"]).to_numpy()
     latest = split.calibrate & (dates == dates.max())
     events = int(train_frame[LABEL].to_numpy()[latest].sum())

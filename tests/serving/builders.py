@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
+from features.registry import FEATURES as REGISTRY
 from features.registry import Feature
 from serving.schemas import Reason, ScoreResult
 
@@ -85,3 +87,13 @@ def make_result(**changes: object) -> ScoreResult:
     }
     base.update(changes)
     return ScoreResult.model_validate(base)
+
+
+def label_features(label: str) -> list[Feature]:
+    """The registry features whose label template could have produced this text."""
+    found = []
+    for feature in REGISTRY:
+        head, _, tail = feature.label.partition("{value}")
+        if re.fullmatch(re.escape(head) + ".+?" + re.escape(tail), label):
+            found.append(feature)
+    return found

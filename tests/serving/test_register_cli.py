@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import shutil
 from pathlib import Path
 
 import pytest
 
-from features.registry import FEATURES, Feature
 from serving.audit import AuditLog
 from tests.live import LiveService, carerisk
+from tests.serving.builders import label_features
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -42,15 +41,6 @@ def api_register(live_service: LiveService, role: str, top: int) -> str:
         )
     assert response.status_code == 200, response.text[:300]
     return response.text
-
-
-def label_features(label: str) -> list[Feature]:
-    found = []
-    for feature in FEATURES:
-        head, _, tail = feature.label.partition("{value}")
-        if re.fullmatch(re.escape(head) + ".+?" + re.escape(tail), label):
-            found.append(feature)
-    return found
 
 
 def test_fire_register_from_the_cli_equals_the_api(

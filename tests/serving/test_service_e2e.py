@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
-from features.registry import FEATURES, Feature
+from features.registry import FEATURES
 from serving.audit import AuditLog
 from serving.roles import ROLES, ROUTE_ROLES
 from tests import live
 from tests.live import ROOT, LiveService, snapshot_people
+from tests.serving.builders import label_features
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -105,16 +106,6 @@ def record_of(person_ref: str = "Pexternal0001") -> dict[str, Any]:
     record.update(age_years=82.0, female=True, falls_365d=2.0, lives_alone=True)
     record["person_ref"] = person_ref
     return record
-
-
-def label_features(label: str) -> list[Feature]:
-    """The registry features whose label template could have produced this text."""
-    found = []
-    for feature in FEATURES:
-        head, _, tail = feature.label.partition("{value}")
-        if re.fullmatch(re.escape(head) + ".+?" + re.escape(tail), label):
-            found.append(feature)
-    return found
 
 
 def assert_no_clinical_text(text: str) -> None:
