@@ -185,7 +185,7 @@ def mlflow_sender(
 
 @contextmanager
 def mlflow_service(home: Path, port: int) -> Iterator[str]:
-    from tests.live import child_env
+    from tests.live import child_env, wait_for_200
 
     env = {**child_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"}
     # mlflow execs `uvicorn` by name: the venv's bin folder must be on PATH
@@ -201,27 +201,13 @@ def mlflow_service(home: Path, port: int) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(f"{url}/ping", process, 180)
+        wait_for_200(f"{url}/ping", process, 180)
         yield url
     finally:
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
         log.close()
-
-
-def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
 # --- the run --------------------------------------------------------------------------------

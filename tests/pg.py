@@ -16,14 +16,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psycopg2
 
-from tests.live import child_env, free_port
+from tests.live import child_env, free_port, wait_for_200
 
 SUPERUSER = "carerisk"  # the cluster's superuser role (trust auth: no password)
 RUN_AS = ("postgres", "nobody")  # unprivileged system users to run the cluster as, in order
@@ -170,17 +168,8 @@ class MlflowServer:
         return self
 
     def wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"mlflow server not healthy after {timeout}s:\n{self.log()}")
+        assert self.process is not None
+        wait_for_200(f"{self.url}/health", self.process, timeout, self.log)
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
