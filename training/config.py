@@ -41,6 +41,17 @@ class CalibrationConfig(_Strict):
     holdout_fraction: float = Field(default=0.2, gt=0, lt=0.5)
     min_positives_isotonic: int = Field(default=200, ge=0)
     metric: Literal["brier", "log_loss"] = "brier"
+    # recalibration at the validation date on its held-out people (see models/calibration.py):
+    # intercept alone from this many events, slope and intercept from the second number
+    recalibration_min_events: int = Field(default=50, ge=1)
+    recalibration_slope_min_events: int = Field(default=200, ge=1)
+
+
+class ValidationConfig(_Strict):
+    """The share of people held out of training altogether and measured at the validation
+    date (the split is by person and by date: see training/fit.py inner_split)."""
+
+    people_fraction: float = Field(default=0.25, gt=0, lt=0.5)
 
 
 class BandConfig(_Strict):
@@ -75,8 +86,20 @@ class TrainingConfig(_Strict):
     seed: int = 0
     lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
     bands: dict[str, BandConfig]
     gate: GateConfig = Field(default_factory=GateConfig)
+
+    @model_validator(mode="after")
+    def _shares(self) -> TrainingConfig:
+        held = (
+            self.validation.people_fraction
+            + self.calibration.holdout_fraction
+            + self.lightgbm.inner_validation_fraction
+        )
+        if held >= 0.8:
+            raise ValueError(f"validation, calibration and early-stopping shares sum to {held}")
+        return self
 
     def bands_for(self, outcome: str) -> RiskBands:
         if outcome not in self.bands:
@@ -86,7 +109,7 @@ class TrainingConfig(_Strict):
     def flat_params(self) -> dict[str, Any]:
         """Every setting as one flat mapping, for MLflow params."""
         out: dict[str, Any] = {"config_version": self.config_version, "seed": self.seed}
-        for section in ("lightgbm", "calibration", "gate"):
+        for section in ("lightgbm", "calibration", "validation", "gate"):
             for key, value in getattr(self, section).model_dump().items():
                 out[f"{section}.{key}"] = value
         for outcome, band in self.bands.items():

@@ -201,6 +201,12 @@ def _params(trained: TrainedModels, outcome: str, config: TrainingConfig) -> dic
     params["n_features"] = len(trained.bundle.features)
     params["best_iteration"] = trained.best_iteration
     params["calibrator"] = trained.bundle.calibrator.kind
+    recalibration = trained.bundle.calibrator.recalibration
+    params["recalibration"] = (
+        f"slope {recalibration.slope:.4f}, intercept {recalibration.intercept:+.4f}"
+        if recalibration
+        else "none (too few events at the validation date)"
+    )
     return params
 
 

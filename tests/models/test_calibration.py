@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from models import Calibrator, RiskBands, choose_calibrator, fit_isotonic, fit_sigmoid
+from models.calibration import fit_recalibration
 
 
 def _scores(n: int, seed: int, shape: str) -> tuple[np.ndarray, np.ndarray]:
@@ -63,3 +64,51 @@ def test_bad_inputs_are_refused() -> None:
         RiskBands((0.1, 0.2), ("low", "high"))
     with pytest.raises(ValueError, match="rise strictly"):
         RiskBands((0.2, 0.1, 0.3))
+
+
+def _shifted(n: int, seed: int, slope: float, intercept: float) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities p from a calibrator and outcomes whose true log-odds are
+    slope * logit(p) + intercept (a later date at which risks moved)."""
+    rng = np.random.default_rng(seed)
+    p = 1 / (1 + np.exp(-(rng.normal(-2.0, 1.0, size=n))))
+    z = np.log(p / (1 - p))
+    return p, (rng.random(n) < 1 / (1 + np.exp(-(slope * z + intercept)))).astype(int)
+
+
+def test_recalibration_recovers_slope_and_intercept() -> None:
+    p, y = _shifted(40_000, 5, slope=1.2, intercept=0.3)
+    fitted = fit_recalibration(p, y, index_date="2024-04-01", min_events=50, min_events_slope=300)
+    assert fitted is not None
+    assert fitted.slope == pytest.approx(1.2, abs=0.06)
+    assert fitted.intercept == pytest.approx(0.3, abs=0.1)
+    assert (fitted.rows, fitted.events) == (len(y), int(y.sum()))
+
+
+def test_few_events_fit_the_intercept_alone_or_nothing() -> None:
+    p, y = _shifted(2_000, 6, slope=1.0, intercept=-0.5)
+    events = int(y.sum())
+    alone = fit_recalibration(p, y, index_date="d", min_events=50, min_events_slope=events + 1)
+    assert alone is not None and alone.slope == 1.0
+    # the maximum-likelihood intercept makes the mean probability equal the observed rate
+    assert alone.apply(p).sum() == pytest.approx(events, rel=1e-6)
+    too_few = fit_recalibration(p, y, index_date="d", min_events=events + 1, min_events_slope=9)
+    assert too_few is None
+
+
+def test_recalibrated_calibrator_round_trips_and_old_json_still_loads() -> None:
+    s, y = _scores(4000, 7, "logistic")
+    base = fit_sigmoid(s, y)
+    p, later = _shifted(4000, 8, slope=1.1, intercept=0.2)
+    recalibration = fit_recalibration(
+        base.apply(s), later, index_date="2024-04-01", min_events=1, min_events_slope=1
+    )
+    calibrator = base.with_recalibration(recalibration)
+    again = Calibrator.from_json(calibrator.to_json())
+    assert again == calibrator
+    np.testing.assert_array_equal(again.apply(s), calibrator.apply(s))
+    assert not np.array_equal(calibrator.apply(s), base.apply(s))
+    assert Calibrator.from_json(base.to_json()).recalibration is None
+    bad = calibrator.to_dict()
+    bad["recalibration"]["slope"] = -1.0
+    with pytest.raises(ValueError, match="slope must be positive"):
+        Calibrator.from_dict(bad)

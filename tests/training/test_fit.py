@@ -44,13 +44,50 @@ def test_same_data_and_seed_give_identical_model_text(config: TrainingConfig) ->
 
 def test_inner_split_is_by_person(config: TrainingConfig) -> None:
     frame = make_frame(people=1000, seed=1)
-    split = inner_split(frame["person_id"], config)
-    assert not (split.fit & split.stop).any() and not (split.fit & split.calibrate).any()
-    assert (split.fit | split.stop | split.calibrate).all()
-    for mask in (split.fit, split.stop, split.calibrate):
-        people = set(frame.loc[mask, "person_id"])
-        assert not people & set(frame.loc[~mask, "person_id"])
-    assert split.calibrate.mean() == pytest.approx(config.calibration.holdout_fraction, abs=0.04)
+    train, validation = split_latest(frame)
+    split = inner_split(train["person_id"], config, validation["person_id"])
+    groups = (split.fit, split.stop, split.calibrate)
+    assert (np.sum(groups, axis=0) <= 1).all(), "a training row is in two groups"
+    validation_people = set(validation.loc[split.evaluate, "person_id"])
+    for mask in groups:
+        people = set(train.loc[mask, "person_id"])
+        assert not people & set(train.loc[~mask, "person_id"])
+        assert not people & validation_people, "a validated person was fitted on"
+    assert not (split.recalibrate & split.evaluate).any()
+    recalibrating = set(validation.loc[split.recalibrate, "person_id"])
+    assert recalibrating <= set(train.loc[split.calibrate, "person_id"])
+    assert split.evaluate.mean() == pytest.approx(config.validation.people_fraction, abs=0.04)
+    share = config.calibration.holdout_fraction * (1 - config.validation.people_fraction)
+    assert split.calibrate.mean() == pytest.approx(share, abs=0.04)
+    unused = train.loc[~split.model_rows, "person_id"]
+    assert not set(unused) & set(validation.loc[~split.evaluate, "person_id"])
+
+
+def test_validation_people_do_not_depend_on_the_seed(config: TrainingConfig) -> None:
+    train, validation = split_latest(make_frame(people=1000, seed=1))
+    other = config.model_copy(update={"seed": config.seed + 1})
+    first, second = (
+        inner_split(train["person_id"], c, validation["person_id"]) for c in (config, other)
+    )
+    np.testing.assert_array_equal(first.evaluate, second.evaluate)
+    assert not np.array_equal(first.calibrate, second.calibrate)
+
+
+def test_validation_people_do_not_move_the_model(config: TrainingConfig) -> None:
+    """Changing the labels of the people measured at the validation date, at every date,
+    leaves the model untouched: they are held out of training altogether."""
+    train, validation = split_latest(make_frame(people=1500, seed=5))
+    first = fit(train, validation, small_features(), "falls", config)
+    evaluated = set(first.validation_predictions["person_id"])
+    flipped = train.copy()
+    rows = flipped["person_id"].isin(evaluated).to_numpy()
+    flipped.loc[rows, "label"] = 1 - flipped.loc[rows, "label"]
+    second = fit(flipped, validation, small_features(), "falls", config)
+    assert rows.any()
+    assert second.bundle.model_text == first.bundle.model_text
+    assert second.bundle.calibrator == first.bundle.calibrator
+    coefficients = [m.baseline.named_steps["logistic"].coef_ for m in (first, second)]
+    np.testing.assert_array_equal(*coefficients)
 
 
 def test_monotone_constraints_follow_registry(trained: TrainedModels) -> None:

@@ -41,7 +41,7 @@ def config(config: TrainingConfig) -> TrainingConfig:
 
 @pytest.fixture(scope="module")
 def data() -> tuple[pd.DataFrame, pd.DataFrame]:
-    return split_latest(make_frame(people=4000, seed=3))
+    return split_latest(make_frame(people=20_000, seed=3))
 
 
 def _train(
@@ -178,5 +178,5 @@ def test_logged_and_extra_checks_can_refuse(
     verdict = promote("falls", store[0], gate=config.gate, extra_checks=checks)
     assert not verdict.passed
     assert verdict.reasons == ["subgroup AUROC 85+: 0.55 below 0.6"]
-    assert seen == [len(validation)]
+    assert seen == [len(trained.validation_predictions)]
     assert _alias(client, "champion") == champion
