@@ -6,6 +6,7 @@ Works on a copy of a trained home (it adds keys and audit records). In one run, 
 (a) p50/p99 latency of single-person falls scoring with reasons at 1, 8 and 32 concurrent
 clients; (b) people scored with reasons per second in 1,000-person batches; (c) the same
 champion served by `mlflow models serve` (no reasons) with the same people and batch sizes.
+Both servers run the same number of worker processes (--workers, default 2: one per core).
 Prints a markdown table and writes JSON to bench/out/serving.json.
 
 The service allows each key 50 requests a second (burst 100), so the clients share a pool of
@@ -138,14 +139,18 @@ def add_keys(home: Path, count: int) -> list[str]:
 
 
 @contextmanager
-def carerisk_service(home: Path, start_timeout: float) -> Iterator[tuple[str, dict[str, float]]]:
+def carerisk_service(
+    home: Path, start_timeout: float, workers: int
+) -> Iterator[tuple[str, dict[str, float]]]:
     from tests.live import LiveService
 
     began = time.perf_counter()
-    service = LiveService(home).start(timeout=start_timeout)
+    service = LiveService(home).start("--workers", str(workers), timeout=start_timeout)
     ready = round(time.perf_counter() - began, 1)
-    while REASONS_READY not in service.log() and time.perf_counter() - began < start_timeout:
-        time.sleep(1)  # measure the steady state: every cohort member's reasons filled
+    while (
+        service.log().count(REASONS_READY) < workers and time.perf_counter() - began < start_timeout
+    ):
+        time.sleep(1)  # measure the steady state: every worker has every member's reasons
     warm = round(time.perf_counter() - began, 1)
     print(f"carerisk service ready in {ready} s, all reasons filled at {warm} s", flush=True)
     try:
@@ -184,7 +189,7 @@ def mlflow_sender(
 
 
 @contextmanager
-def mlflow_service(home: Path, port: int) -> Iterator[str]:
+def mlflow_service(home: Path, port: int, workers: int) -> Iterator[str]:
     from tests.live import child_env, wait_for_200
 
     env = {**child_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"}
@@ -193,7 +198,7 @@ def mlflow_service(home: Path, port: int) -> Iterator[str]:
     command = [
         sys.executable, "-m", "mlflow", "models", "serve", "-m",
         f"models:/carerisk-{OUTCOME.replace('_', '-')}@champion", "--env-manager", "local",
-        "-p", str(port), "-h", "127.0.0.1",
+        "-p", str(port), "-h", "127.0.0.1", "--workers", str(workers),
     ]  # fmt: skip
     log = open(home / f"mlflow-serve-{port}.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
@@ -281,6 +286,9 @@ def main() -> None:
         "--start-timeout", type=float, default=900.0, help="seconds to wait for the service"
     )
     parser.add_argument("--no-peer", action="store_true", help="skip mlflow models serve")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="server processes, the same for both servers"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     for name, value in {"MLFLOW_DISABLE_TELEMETRY": "true", "BENTOML_DO_NOT_TRACK": "true",
@@ -291,13 +299,13 @@ def main() -> None:
     ids = falls_people(home)
     keys = add_keys(home, args.keys)
     print(f"{len(ids)} people in the {OUTCOME} cohort; {os.cpu_count()} cores\n\n{HEADER}")
-    with carerisk_service(home, args.start_timeout) as (url, ready_s):
+    with carerisk_service(home, args.start_timeout, args.workers) as (url, ready_s):
         results = measure("carerisk", lambda b: carerisk_sender(url, keys, ids, b), args.seconds)
     if not args.no_peer:
         from tests.live import free_port
 
         columns, matrix = model_matrix(home, ids)
-        with mlflow_service(home, args.peer_port or free_port()) as url:
+        with mlflow_service(home, args.peer_port or free_port(), args.workers) as url:
             results += measure(
                 "mlflow", lambda b: mlflow_sender(url, columns, matrix, b), args.seconds
             )
@@ -312,6 +320,7 @@ def main() -> None:
         "home": str(home),
         "people_in_cohort": len(ids),
         "seconds_each": args.seconds,
+        "workers_each": args.workers,
         **ready_s,
         "results": [asdict(r) for r in results],
         "verdict": summary,

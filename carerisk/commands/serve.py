@@ -181,6 +181,14 @@ def serve(
     stale_after_days: int = typer.Option(
         120, "--stale-after-days", min=1, help="Warn when the snapshot is older than this."
     ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        max=16,
+        help="Server processes. Each holds the snapshot in memory and its own per-key rate "
+        "limits (so a key may make rate x workers requests a second).",
+    ),
 ) -> None:
     """Check the champions, then run the scoring API until interrupted."""
     settings = settings_of(ctx)
@@ -199,6 +207,7 @@ def serve(
     )
     command = server_command(host, port)
     env = {**os.environ, **config.to_env(), "BENTOML_HOME": str(config.bentoml_home)}
+    env[CONFIG_OPTIONS] = worker_options(env.get(CONFIG_OPTIONS, ""), workers)
     sys.stdout.flush()
     sys.stderr.flush()
     # The server takes over this process, so signals (SIGTERM, Ctrl-C) reach it directly.
@@ -209,6 +218,15 @@ def serve(
 # expiry, so a client could reuse a connection as the server closed it (a reset request in the
 # 5-minute load test); proxies and client pools expire theirs well before 75 s.
 KEEP_ALIVE_SECONDS = 75
+
+
+CONFIG_OPTIONS = "BENTOML_CONFIG_OPTIONS"  # BentoML's runtime overrides of service config
+
+
+def worker_options(existing: str, workers: int) -> str:
+    """BentoML config overrides with the service's worker count set (others kept)."""
+    kept = [o for o in existing.split() if not o.startswith("services.carerisk.workers=")]
+    return " ".join([*kept, f"services.carerisk.workers={workers}"])
 
 
 def server_command(host: str, port: int) -> list[str]:
