@@ -42,7 +42,8 @@ def test_two_workers_answer_and_audit_into_one_chain(trained_home: Path, tmp_pat
     service = LiveService(home)
     service.add_keys()
     service.start("--workers", "2")
-    people = snapshot_people(home)["falls"][:200]
+    # under one key's burst (100): the limits are per worker, and this is not a rate-limit test
+    people = snapshot_people(home)["falls"][:80]
     try:
         assert worker_ids(service) == {"1", "2"}
 
