@@ -39,6 +39,7 @@ def worker_ids(service: LiveService) -> set[str]:
 def test_two_workers_answer_and_audit_into_one_chain(trained_home: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     shutil.copytree(trained_home, home, ignore=shutil.ignore_patterns("server-*.log"))
+    before = AuditLog.in_home(home).count("score")  # the shared home's earlier calls
     service = LiveService(home)
     service.add_keys()
     service.start("--workers", "2")
@@ -65,5 +66,7 @@ def test_two_workers_answer_and_audit_into_one_chain(trained_home: Path, tmp_pat
         service.stop()
     assert statuses == [200] * len(people)
     assert verdict["ok"], verdict
-    audited = [r for r in AuditLog.in_home(home).tail(10_000) if r.endpoint == "score"]
+    log = AuditLog.in_home(home)
+    assert log.count("score") - before == len(people)
+    audited = [r for r in log.tail(len(people) + 10) if r.endpoint == "score"][-len(people) :]
     assert sorted(p for r in audited for p in r.person_ids) == sorted(people)
