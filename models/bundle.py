@@ -220,7 +220,7 @@ class ModelBundle:
         ]
 
     def _reason(self, feature: Feature, raw_value: Any, contribution: float) -> Reason:
-        value = _plain(raw_value)
+        value = plain_value(raw_value)
         return Reason(
             feature=feature.name,
             label=feature.describe("unknown" if value is None else value),
@@ -297,7 +297,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """A JSON-friendly scalar; None for missing."""
     if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return None

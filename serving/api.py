@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from starlette.concurrency import run_in_threadpool
 
 from features.contract import PERSON_ID_PATTERN
 from features.registry import FEATURES, Feature
 from serving.audit import AuditEntry, AuditUnavailable
 from serving.keys import Principal
 from serving.roles import is_allowed
-from serving.schemas import ScoreResult
+from serving.schemas import Band, ScoreResult
 from serving.scoring import ScoringError
 from serving.state import ServiceState
 
@@ -117,15 +118,15 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def needs(route: str) -> Callable[[Request], Principal]:
+def needs(route: str) -> Callable[[Request], Awaitable[Principal]]:
     """A FastAPI dependency: a valid key (401) whose role may call `route` (403), within its
-    rate limit (429). Refusals are audited."""
+    rate limit (429). Refusals are audited. It runs on the event loop (no thread hop)."""
 
-    def dependency(request: Request) -> Principal:
+    async def dependency(request: Request) -> Principal:
         state = state_of(request)
         check = state.keys.check(presented_key(request) or "")
         if check.principal is None:
-            audit(state, None, route, "unauthenticated", 401)
+            await audit_async(state, None, route, "unauthenticated", 401)
             raise HTTPException(
                 401,
                 detail={"error": "unauthenticated", "message": _key_message(check.reason)},
@@ -133,7 +134,7 @@ def needs(route: str) -> Callable[[Request], Principal]:
             )
         principal = check.principal
         if not is_allowed(route, principal.role):
-            audit(state, principal, route, "forbidden", 403)
+            await audit_async(state, principal, route, "forbidden", 403)
             raise HTTPException(
                 403,
                 detail={
@@ -143,7 +144,7 @@ def needs(route: str) -> Callable[[Request], Principal]:
             )
         if not state.limiter.allow(principal.key_id):
             wait = max(1, round(state.limiter.retry_after(principal.key_id)))
-            audit(state, principal, route, "rate_limited", 429)
+            await audit_async(state, principal, route, "rate_limited", 429)
             raise HTTPException(
                 429,
                 detail={"error": "rate_limited", "message": f"too many requests; retry in {wait}s"},
@@ -175,6 +176,7 @@ def audit_entry(
     person_ids: Sequence[str] = (),
     outcome: str | None = None,
     results: Sequence[ScoreResult] = (),
+    bands: Sequence[Band] = (),
 ) -> AuditEntry:
     """The audit record of one request: who, what, which people and bands; never values."""
     served = state.scorer.models.get(outcome) if outcome else None
@@ -188,7 +190,7 @@ def audit_entry(
         risk_outcome=outcome,
         model_name=served.name if served else None,
         model_version=served.version if served else None,
-        bands=tuple(r.band for r in results),
+        bands=tuple(bands) or tuple(r.band for r in results),
         status=status,
     )
 
@@ -204,22 +206,49 @@ def audit(
     outcome: str | None = None,
     results: Sequence[ScoreResult] = (),
 ) -> None:
-    """Append one record; raise 503 when the audit store cannot be written."""
+    """Append one record (from a worker thread); raise 503 when it cannot be written."""
     entry = audit_entry(
         state, principal, endpoint, result, status,
         person_ids=person_ids, outcome=outcome, results=results,
     )  # fmt: skip
     try:
-        state.audit.append(entry)
+        state.writer.append(entry)
     except AuditUnavailable:
-        log.error("audit store unavailable; refusing to answer %s", endpoint)
-        raise HTTPException(
-            503,
-            detail={
-                "error": "audit_unavailable",
-                "message": "the audit trail cannot be written, so no score is returned",
-            },
-        ) from None
+        raise _unaudited(endpoint) from None
+
+
+async def audit_async(
+    state: ServiceState,
+    principal: Principal | None,
+    endpoint: str,
+    result: str,
+    status: int,
+    *,
+    person_ids: Sequence[str] = (),
+    outcome: str | None = None,
+    results: Sequence[ScoreResult] = (),
+    bands: Sequence[Band] = (),
+) -> None:
+    """`audit` for the event loop: waits for the writer without holding up other requests."""
+    entry = audit_entry(
+        state, principal, endpoint, result, status,
+        person_ids=person_ids, outcome=outcome, results=results, bands=bands,
+    )  # fmt: skip
+    try:
+        await state.writer.append_async(entry)
+    except AuditUnavailable:
+        raise _unaudited(endpoint) from None
+
+
+def _unaudited(endpoint: str) -> HTTPException:
+    log.error("audit store unavailable; refusing to answer %s", endpoint)
+    return HTTPException(
+        503,
+        detail={
+            "error": "audit_unavailable",
+            "message": "the audit trail cannot be written, so no score is returned",
+        },
+    )
 
 
 def refuse(
@@ -230,6 +259,21 @@ def refuse(
     audit(
         state, principal, endpoint, "refused", error.status, person_ids=valid_ids, outcome=outcome
     )
+    return _refusal(error, valid_ids)
+
+
+async def refuse_async(
+    state: ServiceState, principal: Principal, endpoint: str, outcome: str, error: ScoringError
+) -> HTTPException:
+    """`refuse` for the event loop."""
+    valid_ids = [p for p in error.person_ids if _is_person_id(p)]
+    await audit_async(
+        state, principal, endpoint, "refused", error.status, person_ids=valid_ids, outcome=outcome
+    )
+    return _refusal(error, valid_ids)
+
+
+def _refusal(error: ScoringError, valid_ids: list[str]) -> HTTPException:
     detail = {"error": type(error).__name__, "message": error.message, "person_ids": valid_ids}
     return HTTPException(error.status, detail=detail)
 
@@ -249,6 +293,23 @@ def check_batch(state: ServiceState, size: int) -> None:
                 "message": f"{size} people asked for; at most {state.config.max_batch} a request",
             },
         )
+
+
+INLINE_PEOPLE = 20  # scored on the event loop; a larger batch is scored in a worker thread
+
+
+async def scored_answer(
+    state: ServiceState, outcome: str, person_ids: Sequence[str]
+) -> tuple[list[Band], Response]:
+    """Snapshot people's bands and their JSON answer (not yet audited, so not yet sent)."""
+
+    def work() -> tuple[list[Band], Response]:
+        body, bands = state.scorer.score_people_json(outcome, person_ids)
+        return bands, Response(body, media_type="application/json")
+
+    if len(person_ids) <= INLINE_PEOPLE:
+        return work()
+    return await run_in_threadpool(work)
 
 
 def json_answer(model: BaseModel) -> Response:

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from serving.api import ROUTE_NAMES, audit, presented_key
+from serving.api import ROUTE_NAMES, audit_async, presented_key
 
 Scope = dict[str, Any]
 
@@ -44,7 +44,7 @@ class BodyLimit:
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             try:
-                _audit_refusal(scope)
+                await _audit_refusal(scope)
             except HTTPException as error:  # the audit cannot be written: 503
                 await _answer(send, error.status_code, error.detail)
                 return
@@ -58,21 +58,22 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    _audit_refusal(scope)
+                    await _audit_refusal(scope)
                     raise body_too_large(limit)
             return message
 
         await self.app(scope, counted, send)
 
 
-def _audit_refusal(scope: Scope) -> None:
+async def _audit_refusal(scope: Scope) -> None:
     """One audit record of the refusal, naming the caller when the key is valid."""
     state = getattr(getattr(scope.get("app"), "state", None), "carerisk", None)
     if state is None:  # the service has not started; nothing is answered but 503 anyway
         return
     request = Request(scope)
     principal = state.keys.check(presented_key(request) or "").principal
-    audit(state, principal, ROUTE_NAMES.get(request.url.path, "unknown"), "refused", 413)
+    route = ROUTE_NAMES.get(request.url.path, "unknown")
+    await audit_async(state, principal, route, "refused", 413)
 
 
 async def _answer(send: Any, status: int, detail: Any) -> None:

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from features.snapshot import descriptors, read_snapshot
-from serving.audit import AuditLog
+from serving.audit import AuditLog, AuditWriter
 from serving.champions import ChampionError, import_champions, load_champions
 from serving.config import ServingConfig
 from serving.keys import KeyStore
@@ -24,6 +24,7 @@ class ServiceState:
     keys: KeyStore
     audit: AuditLog
     limiter: RateLimiter
+    writer: AuditWriter  # the service's appends go through it, in groups
 
 
 def refresh_champions(config: ServingConfig) -> str:
@@ -59,10 +60,12 @@ def build_state(
     )
     if warm:
         scorer.precompute()
+    audit = AuditLog.in_home(config.home)
     return ServiceState(
         config=config,
         scorer=scorer,
         keys=KeyStore.in_home(config.home),
-        audit=AuditLog.in_home(config.home),
+        audit=audit,
         limiter=RateLimiter(config.rate_per_second, config.burst),
+        writer=AuditWriter(audit),
     )

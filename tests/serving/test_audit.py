@@ -1,18 +1,28 @@
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import fcntl
 import json
 import multiprocessing
 import os
 import sqlite3
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from serving.audit import GENESIS_HASH, AuditEntry, AuditLog, AuditUnavailable, record_hash
+from serving.audit import (
+    GENESIS_HASH,
+    AuditEntry,
+    AuditLog,
+    AuditUnavailable,
+    AuditWriter,
+    record_hash,
+)
 
 
 def entry(i: int = 0, **changes: object) -> AuditEntry:
@@ -260,3 +270,97 @@ def test_concurrent_appends_from_threads_share_one_log(tmp_path):
         t.join()
     result = log.verify()
     assert result.ok and result.records == 100
+
+
+class CountingLog(AuditLog):
+    """Counts the groups committed; can be told to fail the next group of more than one."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.groups: list[int] = []
+        self.fail_next_group = False
+
+    def append_group(self, entries):  # type: ignore[no-untyped-def]
+        if self.fail_next_group and len(entries) > 1:
+            self.fail_next_group = False
+            raise AuditUnavailable("audit store cannot be written: disk I/O error")
+        records = super().append_group(entries)
+        self.groups.append(len(records))
+        return records
+
+
+def submit_while_locked(writer: AuditWriter, n: int) -> list[object]:
+    """Submit n records while another process holds the audit lock; each one's outcome."""
+    lock_fd = os.open(writer.log.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    futures = [writer.submit(entry(i, key_id=f"caller{i}")) for i in range(n)]
+    time.sleep(0.2)  # the writer takes what has queued, then waits on the lock
+    fcntl.flock(lock_fd, fcntl.LOCK_UN)
+    os.close(lock_fd)
+    return [f.exception(timeout=10) or f.result() for f in futures]
+
+
+def test_appends_that_queue_up_are_committed_as_one_group(tmp_path):
+    log = CountingLog(tmp_path / "audit.sqlite")
+    writer = AuditWriter(log)
+    writer.append(entry(0))
+    outcomes = submit_while_locked(writer, 12)
+    assert not [o for o in outcomes if isinstance(o, Exception)]
+    assert log.groups[0] == 1 and sum(log.groups[1:]) == 12 and len(log.groups) <= 3
+    assert [o.seq for o in outcomes] == list(range(2, 14))  # type: ignore[union-attr]
+    assert [o.key_id for o in outcomes] == [f"caller{i}" for i in range(12)]  # type: ignore[union-attr]
+    result = log.verify()
+    assert result.ok and result.records == 13 and result.head_seq == 13
+    writer.close()
+
+
+def test_a_failed_group_fails_every_caller_in_it_and_writes_none_of_it(tmp_path):
+    log = CountingLog(tmp_path / "audit.sqlite")
+    writer = AuditWriter(log)
+    writer.append(entry(0))
+    log.fail_next_group = True
+    outcomes = submit_while_locked(writer, 8)
+    failed = [o for o in outcomes if isinstance(o, AuditUnavailable)]
+    assert failed and all("disk I/O error" in str(f) for f in failed)
+    assert log.count() == 1 + len(outcomes) - len(failed)
+    assert writer.append(entry(99)).seq == log.count()  # and the log goes on
+    assert log.verify().ok
+    writer.close()
+
+
+def test_coroutines_and_threads_append_through_one_writer(tmp_path):
+    writer = AuditWriter(AuditLog.in_home(tmp_path))
+
+    async def many() -> list[int]:
+        records = await asyncio.gather(*(writer.append_async(entry(i)) for i in range(30)))
+        return [r.seq for r in records]
+
+    threads = [threading.Thread(target=writer.append, args=(entry(i),)) for i in range(10)]
+    for t in threads:
+        t.start()
+    seqs = asyncio.run(many())
+    for t in threads:
+        t.join()
+    assert len(set(seqs)) == 30
+    writer.close()
+    result = writer.log.verify()
+    assert result.ok and result.records == 40
+
+
+def test_close_commits_what_is_queued(tmp_path):
+    log = AuditLog.in_home(tmp_path)
+    writer = AuditWriter(log)
+    futures = [writer.submit(entry(i)) for i in range(5)]
+    writer.close()
+    assert all(f.done() for f in futures) and log.count() == 5
+
+
+def test_the_anchor_is_rewritten_whole_in_place(tmp_path):
+    log = filled(tmp_path, 3)
+    inode = log.head_path.stat().st_ino
+    old_style = json.dumps({"seq": 3, "hash": log.tail(1)[0].hash}) + "\n" + "x" * 300
+    log.head_path.write_text(old_style)  # longer, as no anchor is: all of it must go
+    log.append(entry(3))
+    assert log.head_path.stat().st_ino == inode and log.head_path.stat().st_size == 128
+    assert json.loads(log.head_path.read_text()) == {"seq": 4, "hash": log.tail(1)[0].hash}
+    assert log.verify().ok

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 
 from serving.objections import ObjectionList
-from serving.schemas import ScoreResult
+from serving.schemas import ScoreResponse, ScoreResult
 from serving.scoring import (
     ObjectedPeople,
     OutsideCohort,
@@ -70,6 +71,21 @@ def test_snapshot_scores_equal_scoring_the_rows_afresh(
     for result in cached:  # built without validation: it must still validate, and as JSON
         assert ScoreResult.model_validate(result.model_dump()) == result
         assert ScoreResult.model_validate_json(result.model_dump_json()) == result
+
+
+def test_the_json_answer_is_the_typed_answer_serialised(
+    served: ServedModel, tmp_path: Path
+) -> None:
+    scorer = make_scorer(served, tmp_path)
+    ids = members(scorer)[:60]
+    for _ in range(2):  # the second time every label comes from the cache
+        body, bands = scorer.score_people_json("falls", ids)
+        typed = ScoreResponse(results=scorer.score_people("falls", ids))
+        assert json.loads(body) == json.loads(typed.model_dump_json())
+        assert ScoreResponse.model_validate_json(body) == typed
+        assert bands == [r.band for r in typed.results]
+    values = [reason.value for r in typed.results for reason in r.reasons]
+    assert len(set(map(type, values))) > 1  # numbers and words both went through the cache
 
 
 def test_precomputing_covers_the_cohort_only(served: ServedModel, tmp_path: Path) -> None:
