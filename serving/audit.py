@@ -311,8 +311,8 @@ class AuditWriter:
 
     def __init__(self, log: AuditLog) -> None:
         self.log = log
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
 
@@ -320,8 +320,8 @@ class AuditWriter:
         """Queue one record, timed now; the future holds its sealed record or AuditUnavailable."""
         future: Future[AuditRecord] = Future()
         with self._lock:  # the time and the queue order agree
-            self._queue.put(_Pending(entry, dt.datetime.now(dt.UTC), future))
             self._start()
+            self._queue.put(_Pending(entry, dt.datetime.now(dt.UTC), future))
         return future
 
     def append(self, entry: AuditEntry) -> AuditRecord:
@@ -331,27 +331,32 @@ class AuditWriter:
         return await asyncio.wrap_future(self.submit(entry))
 
     def close(self) -> None:
-        """Commit what is queued, then stop the thread."""
+        """Commit what is queued, then stop the thread (a later append starts a new one)."""
         with self._lock:
-            thread = self._thread if self._pid == os.getpid() else None
+            mine = self._thread is not None and self._pid == os.getpid()
+            thread, pending = self._thread, self._queue
             self._thread = None
-        if thread is not None:
-            self._queue.put(None)
+        if mine and thread is not None:
+            pending.put(None)
             thread.join()
 
     def _start(self) -> None:
+        """A thread with a queue of its own, in this process, alive."""
         if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(
+                target=self._run, args=(self._queue,), name="audit-writer", daemon=True
+            )
             self._pid = os.getpid()
             self._thread.start()
 
-    def _run(self) -> None:
+    def _run(self, pending: queue.SimpleQueue[_Pending | None]) -> None:
         while True:
-            first = self._queue.get()
+            first = pending.get()
             group, stop = ([first] if first else []), first is None
             while not stop:
                 try:
-                    item = self._queue.get_nowait()
+                    item = pending.get_nowait()
                 except queue.Empty:
                     break
                 stop = item is None

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pydantic_core
 
-from features.registry import FEATURES, OUTCOMES, Feature
+from features.registry import FEATURES, OUTCOMES
 from models import ModelBundle
 from models.bundle import TopReasons, plain_value
 from models.encoding import encode_array
@@ -125,7 +125,7 @@ class Precomputed:
     bands: list[str]
     tops: Mapping[bool, TopReasons]  # shown clinical reasons? -> top reasons (filled lazily)
     done: np.ndarray  # reasons filled, by slot
-    worded: dict[tuple[int, Any], tuple[Any, str]] = field(default_factory=dict)
+    worded: dict[tuple[int, Any], str] = field(default_factory=dict)  # (feature, value) -> label
 
     @classmethod
     def start(
@@ -173,14 +173,12 @@ class Precomputed:
         worded = self.worded
 
         def reason(j: int, row: int, contribution: float) -> dict[str, Any]:
-            raw = values[j][row]
-            key = (j, raw)
-            try:
-                value, label = worded[key]
-            except (KeyError, TypeError):  # TypeError: a value that cannot be a key
-                value, label = _worded(features[j], raw)
+            value = plain_value(values[j][row])  # None for every kind of missing, NaN included
+            label = worded.get((j, value))
+            if label is None:
+                label = features[j].describe("unknown" if value is None else value)
                 if len(worded) < WORDED_MAX:
-                    worded[key] = (value, label)
+                    worded[(j, value)] = label
             feature = features[j]
             return {
                 "feature": feature.name,
@@ -201,13 +199,6 @@ class Precomputed:
 
 ReasonMaker = Callable[[int, int, float], dict[str, Any]]
 WORDED_MAX = 200_000  # (feature, value) labels kept; continuous features could add many
-
-
-def _worded(feature: Feature, raw: Any) -> tuple[Any, str]:
-    """A feature value as JSON-friendly data and the feature's label with it in plain words
-    (as models.bundle.ModelBundle.reasons_for words it)."""
-    value = plain_value(raw)
-    return value, feature.describe("unknown" if value is None else value)
 
 
 def _width(bundle: ModelBundle, allowed: frozenset[str] | None, top_k: int) -> int:

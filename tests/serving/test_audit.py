@@ -353,6 +353,9 @@ def test_close_commits_what_is_queued(tmp_path):
     futures = [writer.submit(entry(i)) for i in range(5)]
     writer.close()
     assert all(f.done() for f in futures) and log.count() == 5
+    assert writer.append(entry(5)).seq == 6  # a later append starts a new writer
+    writer.close()
+    assert log.verify().ok
 
 
 def test_the_anchor_is_rewritten_whole_in_place(tmp_path):

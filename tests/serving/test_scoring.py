@@ -144,3 +144,15 @@ def test_register_ranks_by_risk_without_objectors(served: ServedModel, tmp_path:
     assert places["person_id"].tolist() == [r.person_ref for r in results]
     by_id = {r.person_ref: r.probability for r in full}
     assert all(by_id[r.person_ref] == r.probability for r in results)
+
+
+def test_missing_values_are_worded_once_as_unknown(served: ServedModel, tmp_path: Path) -> None:
+    pre = make_scorer(served, tmp_path).precomputed("falls")
+    features = served.bundle.features
+    missing = {f.name: np.array([np.nan, np.float64("nan"), pd.NA], dtype=object) for f in features}
+    reason = pre.reason_maker(missing)
+    first = [reason(0, row, c) for row, c in ((0, 0.5), (1, -0.2), (2, 0.1))]
+    assert [r["value"] for r in first] == [None, None, None]
+    assert {r["label"] for r in first} == {features[0].describe("unknown")}
+    assert [r["direction"] for r in first] == ["raises", "lowers", "raises"]
+    assert list(pre.worded) == [(0, None)]  # one entry, not one per NaN object
