@@ -43,13 +43,17 @@ class Feature:
     explain: bool = True
     minimum: float | None = None
     maximum: float | None = None
+    # the label when the value is 1, for counts: "{value} recorded fall in the last 3 months"
+    label_one: str = ""
 
     def direction_for(self, outcome: str) -> int:
         return int(self.direction.get(outcome, 0))
 
     def describe(self, value: object) -> str:
         """The label with the person's value filled in, in plain words."""
-        return self.label.format(value=self.plain_value(value))
+        plain = self.plain_value(value)
+        label = self.label_one if self.label_one and plain == "1" else self.label
+        return label.format(value=plain)
 
     def plain_value(self, value: object) -> str:
         """yes/no for binary features, whole numbers without decimals, 'unknown' for missing."""
@@ -76,13 +80,21 @@ def _dir(falls: int = 0, complex_dependency: int = 0) -> dict[str, int]:
 
 
 def _windowed(
-    stem: str, label: str, sources: tuple[str, ...], unit: str, falls: int, cd: int, **kw: object
+    stem: str,
+    labels: tuple[str, str],
+    sources: tuple[str, ...],
+    unit: str,
+    falls: int,
+    cd: int,
+    **kw: object,
 ) -> tuple[Feature, ...]:
-    """One count feature per lookback window."""
+    """One count feature per lookback window; labels: (many, one) with a {window} placeholder."""
+    many, one = labels
     return tuple(
         Feature(
             name=f"{stem}_{days}d",
-            label=label.format(value="{value}", window=_window_words(days)),
+            label=many.format(value="{value}", window=_window_words(days)),
+            label_one=one.format(value="{value}", window=_window_words(days)),
             sources=sources,
             window_days=days,
             unit=unit,
@@ -92,6 +104,11 @@ def _windowed(
         )
         for days in WINDOWS
     )
+
+
+def _counted(words: str) -> tuple[str, str]:
+    """("{value} <words, plural>", "{value} <words, singular>") from words with an {s} mark."""
+    return "{value} " + words.replace("{s}", "s"), "{value} " + words.replace("{s}", "")
 
 
 def _window_words(days: int) -> str:
@@ -137,16 +154,16 @@ _CONDITION_WORDS: dict[str, str] = {
 }
 # Conditions a practitioner can act on (continence and vision care).
 _MODIFIABLE_CONDITIONS = frozenset({"urinary_incontinence", "visual_impairment"})
-_FRID_WORDS: dict[str, str] = {
-    "antidepressants": "antidepressants",
-    "hypnotics_anxiolytics": "hypnotics or anxiolytics",
-    "antipsychotics": "antipsychotics",
-    "antihypertensives": "antihypertensives",
-    "antiepileptics": "antiepileptics",
-    "antiparkinson": "anti-Parkinson drugs",
-    "sedating_antihistamines": "sedating antihistamines",
-    "opioids": "opioids",
-    "urinary_antimuscarinics": "urinary antimuscarinics",
+_FRID_WORDS: dict[str, tuple[str, str]] = {  # (many, one)
+    "antidepressants": ("antidepressants", "antidepressant"),
+    "hypnotics_anxiolytics": ("hypnotics or anxiolytics", "hypnotic or anxiolytic"),
+    "antipsychotics": ("antipsychotics", "antipsychotic"),
+    "antihypertensives": ("antihypertensives", "antihypertensive"),
+    "antiepileptics": ("antiepileptics", "antiepileptic"),
+    "antiparkinson": ("anti-Parkinson drugs", "anti-Parkinson drug"),
+    "sedating_antihistamines": ("sedating antihistamines", "sedating antihistamine"),
+    "opioids": ("opioids", "opioid"),
+    "urinary_antimuscarinics": ("urinary antimuscarinics", "urinary antimuscarinic"),
 }
 ETHNIC_GROUP_LEVELS = ("white", "mixed", "asian", "black", "other")
 EFI_BAND_LEVELS = tuple(band for band, _ in EFI_BANDS)
@@ -173,21 +190,22 @@ def _demographics() -> tuple[Feature, ...]:
 def _activity() -> tuple[Feature, ...]:
     ae, amb = ("ae_attendance",), ("ambulance_incident",)
     return (
-        *_windowed("ae_attendances", "{value} A&E attendances in the last {window}", ae,
+        *_windowed("ae_attendances", _counted("A&E attendance{s} in the last {window}"), ae,
                    "attendances", 1, 1),
-        *_windowed("emergency_admissions", "{value} emergency admissions in the last {window}",
+        *_windowed("emergency_admissions", _counted("emergency admission{s} in the last {window}"),
                    HOSPITAL, "admissions", 0, 1),
-        *_windowed("emergency_bed_days", "{value} days in hospital after emergency admission "
-                   "in the last {window}", HOSPITAL, "days", 0, 1),
-        *_windowed("ambulance_callouts", "{value} ambulance call-outs in the last {window}", amb,
-                   "call-outs", 1, 1),
-        *_windowed("falls", "{value} recorded falls in the last {window}", FALL_SOURCES, "falls",
-                   1, 1, clinical=False, constrain=True),
-        *_windowed("fractures", "{value} fragility fractures recorded in the last {window}",
+        *_windowed("emergency_bed_days", _counted("day{s} in hospital after emergency admission "
+                   "in the last {window}"), HOSPITAL, "days", 0, 1),
+        *_windowed("ambulance_callouts", _counted("ambulance call-out{s} in the last {window}"),
+                   amb, "call-outs", 1, 1),
+        *_windowed("falls", _counted("recorded fall{s} in the last {window}"), FALL_SOURCES,
+                   "falls", 1, 1, clinical=False, constrain=True),
+        *_windowed("fractures", _counted("fragility fracture{s} recorded in the last {window}"),
                    FRACTURE_SOURCES, "fractures", 1, 1),
         Feature("mental_health_admissions_730d",
                 "{value} mental health inpatient stays in the last 2 years", HOSPITAL,
-                window_days=730, unit="admissions", direction=_dir(0, 1), minimum=0),
+                window_days=730, unit="admissions", direction=_dir(0, 1), minimum=0,
+                label_one="{value} mental health inpatient stay in the last 2 years"),
     )  # fmt: skip
 
 
@@ -209,10 +227,11 @@ def _conditions() -> tuple[Feature, ...]:
 def _frailty_and_medicines() -> tuple[Feature, ...]:
     rx = ("prescription",)
     frid = tuple(
-        Feature(f"frid_{name}_90d", f"{{value}} {_FRID_WORDS[name]} issued in the last 3 months",
+        Feature(f"frid_{name}_90d", f"{{value}} {many} issued in the last 3 months",
                 rx, window_days=90, unit="medicines", modifiable=True, direction=_dir(1, 0),
-                minimum=0)
+                minimum=0, label_one=f"{{value}} {one} issued in the last 3 months")
         for name in FRID_BNF_PREFIXES
+        for many, one in [_FRID_WORDS[name]]
     )  # fmt: skip
     return (
         Feature("efi", "electronic frailty index {value}", ("gp_event", "prescription"),
@@ -221,12 +240,13 @@ def _frailty_and_medicines() -> tuple[Feature, ...]:
                 kind="categorical", categories=EFI_BAND_LEVELS),
         Feature("medicines_90d", "{value} different medicines in the last 3 months", rx,
                 window_days=90, unit="medicines", modifiable=True, direction=_dir(1, 1),
-                minimum=0),
+                minimum=0, label_one="{value} medicine in the last 3 months"),
         *frid,
         Feature("frid_classes_90d",
                 "{value} classes of falls-risk-increasing drugs in the last 3 months", rx,
                 window_days=90, unit="classes", modifiable=True, direction=_dir(1, 0),
-                minimum=0),
+                minimum=0,
+                label_one="{value} class of falls-risk-increasing drugs in the last 3 months"),
         Feature("bmi", "body mass index {value}", ("gp_event",), unit="kg/m2",
                 direction=_dir(-1, 0)),
         Feature("smoking_status", "smoking status {value}", ("gp_event",), kind="categorical",
@@ -242,7 +262,8 @@ def _care_and_home() -> tuple[Feature, ...]:
         Feature("home_care_now", "receives home care: {value}", sc, kind="binary",
                 clinical=False, direction=_dir(1, 0)),
         Feature("home_care_hours_now", "{value} hours of home care a week", sc,
-                unit="hours/week", clinical=False, modifiable=True, minimum=0),
+                unit="hours/week", clinical=False, modifiable=True, minimum=0,
+                label_one="{value} hour of home care a week"),
         Feature("telecare_now", "has a telecare alarm: {value}", sc, kind="binary",
                 clinical=False, modifiable=True, direction=_dir(1, 0)),
         Feature("reablement_365d", "reablement in the last 12 months: {value}", sc,
@@ -265,16 +286,19 @@ def _care_and_home() -> tuple[Feature, ...]:
 def _recency_and_completeness() -> tuple[Feature, ...]:
     return (
         Feature("days_since_last_fall", "{value} days since the last recorded fall",
-                FALL_SOURCES, unit="days", clinical=False, direction=_dir(-1, -1), minimum=1),
+                FALL_SOURCES, unit="days", clinical=False, direction=_dir(-1, -1), minimum=1,
+                label_one="{value} day since the last recorded fall"),
         Feature("days_since_last_emergency_admission",
                 "{value} days since the last emergency admission", HOSPITAL, unit="days",
-                direction=_dir(0, -1), minimum=1),
+                direction=_dir(0, -1), minimum=1,
+                label_one="{value} day since the last emergency admission"),
         Feature("has_gp_event_730d", "any GP record in the last 2 years: {value}", ("gp_event",),
                 kind="binary", window_days=730),
         Feature("ethnicity_recorded", "ethnicity recorded: {value}", ("person",), kind="binary"),
         Feature("bmi_recorded", "BMI ever recorded: {value}", ("gp_event",), kind="binary"),
         Feature("lookback_days", "{value} days of history available", (), unit="days",
-                minimum=0, maximum=730, explain=False),
+                minimum=0, maximum=730, explain=False,
+                label_one="{value} day of history available"),
     )  # fmt: skip
 
 

@@ -32,6 +32,7 @@ def feature_to_dict(feature: Feature) -> dict[str, Any]:
         "minimum": feature.minimum,
         "maximum": feature.maximum,
         "explain": feature.explain,
+        "label_one": feature.label_one,
     }
 
 
@@ -51,6 +52,7 @@ def feature_from_dict(data: dict[str, Any]) -> Feature:
         minimum=data["minimum"],
         maximum=data["maximum"],
         explain=bool(data.get("explain", True)),
+        label_one=str(data.get("label_one", "")),  # bundles before 2026-11-26 have none
     )
 
 

@@ -17,6 +17,20 @@ def test_names_are_unique_and_labels_take_a_value() -> None:
         assert item.describe(3)  # formats without error
 
 
+def test_counts_of_one_are_worded_in_the_singular() -> None:
+    counts = [f for f in FEATURES if f.label.startswith("{value} ") and f.kind == "numeric"]
+    assert len(counts) >= 30
+    for item in counts:
+        assert item.label_one, f"{item.name} has no singular label"
+        one, two = item.describe(1.0), item.describe(2)
+        assert one.startswith("1 ") and two.startswith("2 "), item.name
+        assert one[2:] != two[2:], f"{item.name}: the same words for 1 and 2"
+        assert item.describe(None).startswith("unknown "), item.name
+    assert feature("falls_90d").describe(1) == "1 recorded fall in the last 3 months"
+    assert feature("falls_90d").describe(3.0) == "3 recorded falls in the last 3 months"
+    assert feature("home_care_hours_now").describe(1.5) == "1.50 hours of home care a week"
+
+
 def test_directions_use_known_outcomes_and_signs() -> None:
     for item in FEATURES:
         assert set(item.direction) <= set(OUTCOMES), item.name
