@@ -1,9 +1,10 @@
 """Issue 4: which LightGBM settings discriminate best on people held out of training?
 
-python -m bench.tune_lightgbm --home H --outcome falls [--variants default,shallow]
+python -m bench.tune_lightgbm --home H --outcome falls [--variants default,depth3]
 
 H holds a loaded store (H/store.duckdb). The training set is built once with the default
-index dates and cached beside the store as Parquet; every variant is then fitted on the same
+index dates and cached beside the store as Parquet (named by the store's size and time, so a
+store loaded again is built again); every variant is then fitted on the same
 rows with the same inner split as `carerisk train` (training/fit.py), and measured by AUROC of
 the raw score on the validation people at the validation date (the calibrators are monotone, so
 this is the model's AUROC up to ties). The logistic baseline is fitted once, as training does.
@@ -71,7 +72,8 @@ def training_frames(home: Path, outcome: str) -> tuple[pd.DataFrame, pd.DataFram
     from training.pipeline import default_index_dates
 
     store = home / "store.duckdb"
-    cache = home / f"tune-{outcome}.parquet"
+    stat = store.stat()
+    cache = home / f"tune-{outcome}-{stat.st_size}-{stat.st_mtime_ns}.parquet"
     if not cache.is_file():
         frame = training_sets.build_training_set(store, outcome, default_index_dates(store))
         frame.to_parquet(cache)
