@@ -221,15 +221,8 @@ class ModelBundle:
 
     def _reason(self, feature: Feature, raw_value: Any, contribution: float) -> Reason:
         value = plain_value(raw_value)
-        return Reason(
-            feature=feature.name,
-            label=feature.describe("unknown" if value is None else value),
-            value=value,
-            contribution=float(contribution),
-            direction="raises" if contribution > 0 else "lowers",
-            modifiable=feature.modifiable,
-            clinical=feature.clinical,
-        )
+        label = feature.describe("unknown" if value is None else value)
+        return Reason(**reason_fields(feature, label, value, float(contribution)))
 
     # --- files -------------------------------------------------------------------------
 
@@ -295,6 +288,19 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def reason_fields(feature: Feature, label: str, value: Any, contribution: float) -> dict[str, Any]:
+    """One reason as plain data, in Reason's field order: the one place a reason is made."""
+    return {
+        "feature": feature.name,
+        "label": label,
+        "value": value,
+        "contribution": contribution,
+        "direction": "raises" if contribution > 0 else "lowers",
+        "modifiable": feature.modifiable,
+        "clinical": feature.clinical,
+    }
 
 
 def plain_value(value: Any) -> Any:

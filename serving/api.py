@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict, Unpack
 
 from fastapi import HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
@@ -195,22 +196,25 @@ def audit_entry(
     )
 
 
+class AuditDetails(TypedDict, total=False):
+    """The optional parts of an audit record: `audit_entry`'s keyword arguments."""
+
+    person_ids: Sequence[str]
+    outcome: str | None
+    results: Sequence[ScoreResult]
+    bands: Sequence[Band]
+
+
 def audit(
     state: ServiceState,
     principal: Principal | None,
     endpoint: str,
     result: str,
     status: int,
-    *,
-    person_ids: Sequence[str] = (),
-    outcome: str | None = None,
-    results: Sequence[ScoreResult] = (),
+    **details: Unpack[AuditDetails],
 ) -> None:
     """Append one record (from a worker thread); raise 503 when it cannot be written."""
-    entry = audit_entry(
-        state, principal, endpoint, result, status,
-        person_ids=person_ids, outcome=outcome, results=results,
-    )  # fmt: skip
+    entry = audit_entry(state, principal, endpoint, result, status, **details)
     try:
         state.writer.append(entry)
     except AuditUnavailable:
@@ -223,17 +227,10 @@ async def audit_async(
     endpoint: str,
     result: str,
     status: int,
-    *,
-    person_ids: Sequence[str] = (),
-    outcome: str | None = None,
-    results: Sequence[ScoreResult] = (),
-    bands: Sequence[Band] = (),
+    **details: Unpack[AuditDetails],
 ) -> None:
     """`audit` for the event loop: waits for the writer without holding up other requests."""
-    entry = audit_entry(
-        state, principal, endpoint, result, status,
-        person_ids=person_ids, outcome=outcome, results=results, bands=bands,
-    )  # fmt: skip
+    entry = audit_entry(state, principal, endpoint, result, status, **details)
     try:
         await state.writer.append_async(entry)
     except AuditUnavailable:
@@ -279,8 +276,6 @@ def _refusal(error: ScoringError, valid_ids: list[str]) -> HTTPException:
 
 
 def _is_person_id(value: str) -> bool:
-    import re
-
     return re.fullmatch(PERSON_ID_PATTERN, value) is not None
 
 

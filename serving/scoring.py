@@ -22,7 +22,7 @@ import pydantic_core
 
 from features.registry import FEATURES, OUTCOMES
 from models import ModelBundle
-from models.bundle import TopReasons, plain_value
+from models.bundle import TopReasons, plain_value, reason_fields
 from models.encoding import encode_array
 from serving.objections import ObjectionList
 from serving.schemas import Band, Reason, ScoreResult
@@ -179,16 +179,7 @@ class Precomputed:
                 label = features[j].describe("unknown" if value is None else value)
                 if len(worded) < WORDED_MAX:
                     worded[(j, value)] = label
-            feature = features[j]
-            return {
-                "feature": feature.name,
-                "label": label,
-                "value": value,
-                "contribution": contribution,
-                "direction": "raises" if contribution > 0 else "lowers",
-                "modifiable": feature.modifiable,
-                "clinical": feature.clinical,
-            }
+            return reason_fields(features[j], label, value, contribution)
 
         return reason
 
