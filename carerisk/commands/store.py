@@ -64,9 +64,9 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
 
 def report_table(report: LoadReport) -> Table:
     """The load report as a rich table: one row per contract table, then the reasons."""
-    from features.schemas import REASONS
+    from features.schemas import ALL_REASONS
 
-    reasons = [r for r in REASONS if report.reasons().get(r)]
+    reasons = [r for r in ALL_REASONS if report.reasons().get(r)]
     title = f"{'Loaded' if report.store_path else 'Validated'} {report.extract_dir}"
     out = Table(title=f"{title} (extract date {report.extract_date})")
     for name in ("table", "read", "loaded", "unchanged", "quarantined", *reasons):
