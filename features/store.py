@@ -251,11 +251,12 @@ def _first_line(err: BaseException) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
-def _stage(con: duckdb.DuckDBPyConnection, spec: contract.Table, path: Path) -> tuple[int, int]:
-    """Stage one file; returns (rows read, of which malformed)."""
+def _stage(con: duckdb.DuckDBPyConnection, src: _Source) -> tuple[int, int]:
+    """Stage one file, text trimmed; returns (rows read, of which malformed)."""
+    spec, path = src.spec, src.path
     csv = path.suffix != ".parquet"
     source = csv_source(path, csv_header(path), spec) if csv else _parquet(path)
-    names = ", ".join(quote(c) for c in spec.column_names)
+    names = store_sql.staged_select(spec, src.types)
     try:
         con.execute(f"CREATE TABLE {_stage_name(spec)} AS SELECT {names} FROM {source}")
     except duckdb.Error as err:
@@ -310,7 +311,7 @@ def _run(
             for n in LOAD_ORDER
         ]
         for src in sources:
-            src.rows, src.malformed = _stage(con, src.spec, src.path)
+            src.rows, src.malformed = _stage(con, src)
             src.sha256 = _sha256(src.path)
             if progress:
                 progress(src.spec.name, 0, src.rows)

@@ -47,8 +47,30 @@ def literal(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def trimmed(text: str) -> str:
+    """SQL: `text` without WHITESPACE around it, NULL when nothing is left.
+
+    trim() with a character set is slow in DuckDB, so it runs only where the first or last
+    character could be whitespace; the staging step applies this once to every text column.
+    """
+    edge = f"ascii({text}) <= 32 OR ascii({text}[-1]) <= 32"
+    return f"nullif(CASE WHEN {edge} THEN trim({text}, {literal(WHITESPACE)}) ELSE {text} END, '')"
+
+
+def staged_select(spec: contract.Table, types: dict[str, str]) -> str:
+    """The select list that stages a source: text columns trimmed, others as they are."""
+    return ", ".join(
+        f"{trimmed(quote(c))} AS {quote(c)}" if types[c].upper() == "VARCHAR" else quote(c)
+        for c in spec.column_names
+    )
+
+
 class ColumnSql:
-    """How one contract column is read from a staged source column of a given DuckDB type."""
+    """How one contract column is read from a staged source column of a given DuckDB type.
+
+    A staged VARCHAR column is already trimmed (`staged_select`); other types read as text
+    are trimmed here.
+    """
 
     def __init__(self, col: contract.Column, source_type: str, ref: str) -> None:
         self.col = col
@@ -58,9 +80,10 @@ class ColumnSql:
 
     def _compile(self) -> tuple[str, str, str | None]:
         kind, src, ref = self.col.kind, self.source_type, self.ref
-        if src == "VARCHAR" or src.startswith("DECIMAL"):
-            text = ref if src == "VARCHAR" else f"CAST({ref} AS VARCHAR)"
-            return self._from_text(text)
+        if src == "VARCHAR":
+            return self._from_text(ref)
+        if src.startswith("DECIMAL"):
+            return self._from_text(trimmed(f"CAST({ref} AS VARCHAR)"))
         if kind == "int" and src in INTEGER_TYPES:
             return f"CAST({ref} AS BIGINT)", f"({ref} IS NULL)", None
         if kind in ("int", "float") and src in FLOAT_TYPES:
@@ -71,7 +94,7 @@ class ColumnSql:
             return ref, f"({ref} IS NULL)", None
         if kind == "date" and src in DATE_TYPES:
             return f"CAST({ref} AS DATE)", f"({ref} IS NULL)", None
-        return self._from_text(f"CAST({ref} AS VARCHAR)")
+        return self._from_text(trimmed(f"CAST({ref} AS VARCHAR)"))
 
     def _from_float(self, value: str) -> tuple[str, str, str | None]:
         missing = f"({value} IS NULL OR isnan({value}))"
@@ -80,8 +103,8 @@ class ColumnSql:
         parsed = f"CASE WHEN {value} = round({value}) THEN TRY_CAST({value} AS BIGINT) END"
         return parsed, missing, f"(NOT {missing} AND {parsed} IS NULL)"
 
-    def _from_text(self, text: str) -> tuple[str, str, str | None]:
-        t = f"nullif(trim({text}, {literal(WHITESPACE)}), '')"
+    def _from_text(self, t: str) -> tuple[str, str, str | None]:
+        """Parse trimmed text `t` (NULL when empty) by kind."""
         missing = f"({t} IS NULL)"
         kind = self.col.kind
         if kind == "str":
@@ -111,7 +134,7 @@ class ColumnSql:
     @property
     def text(self) -> str:
         """The value as text for the quarantine's row identity: parsed where it parses."""
-        raw = f"nullif(trim(CAST({self.ref} AS VARCHAR), {literal(WHITESPACE)}), '')"
+        raw = self.ref if self.source_type == "VARCHAR" else f"CAST({self.ref} AS VARCHAR)"
         return f"coalesce(CAST({self.parsed} AS VARCHAR), {raw})"
 
 
