@@ -497,30 +497,20 @@ def _bad_codes(con: duckdb.DuckDBPyConnection, src: _Source, stage: str) -> dict
     return found
 
 
+QUARANTINE_COLUMNS = (
+    "load_id, table_name, source_file, source_sha256, row_number, column_name, value, reason, "
+    "detail, raw_row, row_key, row_sha256"
+)
+
+
 def _quarantine(con: duckdb.DuckDBPyConnection, src: _Source, load_id: int) -> None:
-    """Forget earlier entries of the rows read, then write this load's entries."""
-    spec, stage = src.spec, _stage_name(src.spec)
-    name, malformed = literal(spec.name), _scratch("malformed", spec)
+    """Forget the earlier entries of the rows read, then write this load's entries."""
+    spec, stage, malformed = src.spec, _stage_name(src.spec), _scratch("malformed", src.spec)
     key, sha = store_sql.row_identity(spec, src.types, "s")
-    columns = (
-        "load_id, table_name, source_file, source_sha256, row_number, column_name, value, "
-        "reason, detail, raw_row, row_key, row_sha256"
-    )
-    source = f"{load_id}, {name}, {literal(src.path)}, {literal(src.sha256)}"
-    if _count(con, f"SELECT count(*) FROM store.main.quarantine WHERE table_name = {name}"):
-        placeholder = f" AND s.rowid NOT IN (SELECT row_number FROM {malformed})"
-        seen = (
-            f"SELECT {sha} FROM {stage} s WHERE ({key} IS NULL OR {key} IN "
-            f"(SELECT row_key FROM store.main.quarantine WHERE table_name = {name}))"
-        )
-        if src.malformed:
-            seen += f"{placeholder} UNION ALL SELECT sha256(csv_line) FROM {malformed}"
-        con.execute(
-            f"DELETE FROM store.main.quarantine WHERE table_name = {name} "
-            f"AND row_sha256 IN ({seen})"
-        )
+    _forget_earlier(con, src, key, sha)
+    source = f"{load_id}, {literal(spec.name)}, {literal(src.path)}, {literal(src.sha256)}"
     con.execute(
-        f"""INSERT INTO store.main.quarantine ({columns})
+        f"""INSERT INTO store.main.quarantine ({QUARANTINE_COLUMNS})
         SELECT {source}, p.row_number, p.column_name, {store_sql.value_case(spec, src.types, "s")},
           p.reason, p.detail, {store_sql.raw_row(spec, src.types, "s")}, {key}, {sha}
         FROM {_scratch("problems", spec)} p JOIN {stage} s ON s.rowid = p.row_number
@@ -529,11 +519,40 @@ def _quarantine(con: duckdb.DuckDBPyConnection, src: _Source, load_id: int) -> N
     )
     if src.malformed:
         con.execute(
-            f"""INSERT INTO store.main.quarantine ({columns})
+            f"""INSERT INTO store.main.quarantine ({QUARANTINE_COLUMNS})
             SELECT {source}, row_number, NULL, NULL, {literal(MALFORMED_ROW)}, detail,
               to_json(csv_line), NULL, sha256(csv_line)
             FROM {malformed} ORDER BY row_number"""
         )
+
+
+def _forget_earlier(con: duckdb.DuckDBPyConnection, src: _Source, key: str, sha: str) -> None:
+    """Delete the table's entries whose row (key and content) is read again in this load.
+
+    Only rows whose key is quarantined already (or missing) are hashed. Entries written
+    before rows had an identity are matched by their file, as they were then.
+    """
+    spec, stage, malformed = src.spec, _stage_name(src.spec), _scratch("malformed", src.spec)
+    name = literal(spec.name)
+    con.execute(
+        "DELETE FROM store.main.quarantine "
+        "WHERE table_name = ? AND row_sha256 IS NULL AND source_sha256 = ?",
+        [spec.name, src.sha256],
+    )
+    if not _count(con, f"SELECT count(*) FROM store.main.quarantine WHERE table_name = {name}"):
+        return
+    seen = (
+        f"SELECT {sha} FROM {stage} s WHERE ({key} IS NULL OR {key} IN "
+        f"(SELECT row_key FROM store.main.quarantine WHERE table_name = {name}))"
+    )
+    if src.malformed:
+        seen += (
+            f" AND s.rowid NOT IN (SELECT row_number FROM {malformed}) "
+            f"UNION ALL SELECT sha256(csv_line) FROM {malformed}"
+        )
+    con.execute(
+        f"DELETE FROM store.main.quarantine WHERE table_name = {name} AND row_sha256 IN ({seen})"
+    )
 
 
 def _merge(con: duckdb.DuckDBPyConnection, src: _Source, out: TableReport) -> None:

@@ -398,6 +398,24 @@ def test_reload_is_idempotent(tmp_path: Path) -> None:
     assert row_counts(store) == {n: len(f) for n, f in small_extract().items()}
 
 
+def test_a_store_from_before_row_identities_is_upgraded(tmp_path: Path) -> None:
+    """Quarantine entries written before rows were known by content have no identity: the
+    columns are added, and such entries are still replaced when their file is loaded again."""
+    tables = small_extract()
+    plant(tables, "gp_event", {"event_id": "G91", "value": "n/a"}, 1)
+    folder = write_extract(tmp_path / "x", tables)
+    store = tmp_path / "s.duckdb"
+    load_extract(folder, store)
+    with duckdb.connect(str(store)) as con:
+        con.execute("ALTER TABLE quarantine DROP COLUMN row_key")
+        con.execute("ALTER TABLE quarantine DROP COLUMN row_sha256")
+    second = load_extract(folder, store)
+    assert_balanced(second)
+    with connect(store) as con:
+        rows = con.execute("SELECT load_id, row_key, length(row_sha256) FROM quarantine").fetchall()
+    assert rows == [(2, "G91", 64)]
+
+
 def test_changed_rows_are_updated_and_new_rows_added(tmp_path: Path) -> None:
     store = tmp_path / "s.duckdb"
     load_extract(write_extract(tmp_path / "a", small_extract()), store)
