@@ -39,9 +39,9 @@ NHS_NUMBER_WITHHELD = "(NHS number withheld)"  # written in the quarantine inste
 
 READING_RULES: tuple[str, ...] = (
     "A CSV file is UTF-8 text (a byte-order mark at its start is allowed), comma-separated, "
-    'with `"` quotes and a header row. A line with more or fewer fields than the header, or '
-    "bytes that are not UTF-8, is quarantined as `malformed_row` and the rest loads; a quote "
-    "left open stops the load, naming the line.",
+    'with `"` quotes and a header row. A line with more or fewer fields than the header, a '
+    "stray quote or bytes that are not UTF-8 is quarantined as `malformed_row` and the rest "
+    "loads; a quote left open to the end of the file stops the load, naming the line.",
     "Spaces, tabs and line breaks around a value are removed before it is checked and stored, "
     "in every column and both formats; a value that is then empty is missing.",
     "`int`: an optional sign and digits, optionally followed by `.0` (`7`, `-3`, `5.0`); in "

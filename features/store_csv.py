@@ -87,6 +87,8 @@ def _what(kind: str, message: str, text: str, spec: contract.Table) -> str:
         return f"{fields} fields where the header has {len(spec.columns)}"
     if kind == "INVALID ENCODING":
         return "not UTF-8 text"
+    if kind == "UNQUOTED VALUE":
+        return "a quote that does not enclose a whole value"
     return str(message)
 
 

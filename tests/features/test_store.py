@@ -507,6 +507,27 @@ def test_ragged_csv_row_is_quarantined_and_the_rest_loads(
     assert loaded == [("A1",), ("A10",), ("A2",)]
 
 
+def test_a_stray_quote_or_bytes_not_utf8_quarantine_one_row(
+    tmp_path: Path, make_extract: Any
+) -> None:
+    folder = make_extract(fmt="csv")
+    with (folder / "ae_attendance.csv").open("ab") as f:
+        f.write(b'A9,"P00001"x,2023-01-01,,,admitted\n')
+        f.write(b"A10,P\xff\xfe0001,2023-01-02,,,admitted\n")
+        f.write(b"A11,P00001,2023-01-03,,,admitted\n")
+    store = tmp_path / "s.duckdb"
+    report = load_extract(folder, store)
+    assert quarantine(store) == {
+        ("ae_attendance", 2, None, "malformed_row"),
+        ("ae_attendance", 3, None, "malformed_row"),
+    }
+    assert report.table("ae_attendance").rows_loaded == 3
+    with connect(store) as con:
+        details = con.execute("SELECT detail FROM quarantine ORDER BY row_number").fetchall()
+    assert details[0] == ("line 4: a quote that does not enclose a whole value",)
+    assert details[1] == ("line 5: not UTF-8 text",)
+
+
 def test_unclosed_quote_stops_the_load_naming_the_line(tmp_path: Path, make_extract: Any) -> None:
     folder = make_extract(fmt="csv")
     with (folder / "ae_attendance.csv").open("a") as f:
