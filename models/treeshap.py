@@ -126,131 +126,61 @@ def _parse_model(text: str) -> tuple[int, list[_Tree]]:
     return int(header["max_feature_idx"]) + 1, [_parse_tree(b, i) for i, b in enumerate(blocks)]
 
 
-# --- flattening: nodes, leaf paths and leaf tables ------------------------------------------
+# --- flattening: nodes in breadth-first order, leaves, leaf tables ---------------------------
 
 
 def _node_kind(decision_type: int) -> int:
     if decision_type & 1:
         return CATEGORICAL
-    missing = (decision_type >> 2) & 3
-    return {0: MISSING_NONE, 1: MISSING_ZERO, 2: MISSING_NAN}[missing]
+    return {0: MISSING_NONE, 1: MISSING_ZERO, 2: MISSING_NAN}[(decision_type >> 2) & 3]
 
 
-def _leaf_paths(tree: _Tree) -> list[list[tuple[int, bool]]]:
-    """For each leaf, the (node, went left) pairs from the root down."""
-    paths: list[list[tuple[int, bool]]] = [[] for _ in range(tree.num_leaves)]
-    stack: list[tuple[int, list[tuple[int, bool]]]] = [(0, [])] if tree.num_leaves > 1 else []
-    while stack:
-        node, path = stack.pop()
-        for child, left in ((int(tree.left[node]), True), (int(tree.right[node]), False)):
-            step = [*path, (node, left)]
-            if child < 0:
-                paths[~child] = step
-            else:
-                stack.append((child, step))
-    return paths
+@dataclass(frozen=True)
+class _Walk:
+    """One tree walked from the root. A node's slot is the position of its feature among the
+    distinct features on the path down to it (in order of first use), so it is the same for
+    every leaf below it; a leaf's zero fractions z are per slot."""
+
+    order: list[int]  # internal nodes, breadth first (a parent before its children)
+    slot: dict[int, int]  # internal node -> slot of its feature
+    leaf_features: list[list[int]]
+    leaf_zeros: list[list[float]]
 
 
-@dataclass
-class _Builder:
-    """Collects the flat arrays tree by tree."""
-
-    node_start: list[int]
-    node_feature: list[int]
-    node_threshold: list[float]
-    node_kind: list[int]
-    node_default_left: list[bool]
-    node_cat_start: list[int]
-    node_cat_len: list[int]
-    cat_bits: list[np.ndarray]
-    leaf_start: list[int]
-    leaf_value: list[float]
-    leaf_path_start: list[int]
-    path_node: list[int]
-    path_left: list[bool]
-    path_slot: list[int]
-    leaf_slot_start: list[int]
-    leaf_slots: list[int]
-    slot_feature: list[int]
-    slot_zero: list[float]
-    expected_value: float = 0.0
-    cat_words: int = 0
-
-    @classmethod
-    def empty(cls) -> _Builder:
-        lists = {name: [] for name in cls.__dataclass_fields__ if name not in _SCALARS}
-        return cls(**lists)  # type: ignore[arg-type]
-
-    def add(self, index: int, tree: _Tree) -> None:
-        self.node_start.append(len(self.node_feature))
-        self.leaf_start.append(len(self.leaf_value))
-        if tree.num_leaves == 1:  # LightGBM: ExpectedValue is the leaf, no SHAP values
-            self.expected_value += float(tree.leaf_value[0])
-            return
-        self.expected_value += float(
-            np.sum((tree.leaf_count / tree.internal_count[0]) * tree.leaf_value)
-        )
-        self._add_nodes(tree)
-        for leaf, path in enumerate(_leaf_paths(tree)):
-            self._add_leaf(index, tree, float(tree.leaf_value[leaf]), float(tree.leaf_count[leaf]), path)
-
-    def _add_nodes(self, tree: _Tree) -> None:
-        words = self.cat_words
-        for node in range(tree.num_leaves - 1):
-            kind = _node_kind(int(tree.decision_type[node]))
-            self.node_feature.append(int(tree.split_feature[node]))
-            self.node_threshold.append(float(tree.threshold[node]))
-            self.node_kind.append(kind)
-            self.node_default_left.append(bool(int(tree.decision_type[node]) & 2))
-            start, length = 0, 0
-            if kind == CATEGORICAL:
-                cat = int(tree.threshold[node])
-                start = words + int(tree.cat_boundaries[cat])
-                length = int(tree.cat_boundaries[cat + 1] - tree.cat_boundaries[cat])
-            self.node_cat_start.append(start)
-            self.node_cat_len.append(length)
-        self.cat_bits.append(tree.cat_threshold)
-        self.cat_words += len(tree.cat_threshold)
-
-    def _add_leaf(
-        self, index: int, tree: _Tree, value: float, count: float, path: list[tuple[int, bool]]
-    ) -> None:
-        self.leaf_value.append(value)
-        self.leaf_path_start.append(len(self.path_node))
-        self.leaf_slot_start.append(len(self.slot_feature))
-        slots: dict[int, int] = {}
-        parent_count = float(tree.internal_count[0])
-        for depth, (node, left) in enumerate(path):
-            feature = int(tree.split_feature[node])
-            if feature not in slots:
-                slots[feature] = len(slots)
-                self.slot_feature.append(feature)
-                self.slot_zero.append(1.0)
-            child = path[depth + 1][0] if depth + 1 < len(path) else None
-            child_count = float(tree.internal_count[child]) if child is not None else count
-            self.slot_zero[-len(slots) + slots[feature]] *= child_count / parent_count
-            parent_count = child_count
-            self.path_node.append(node)
-            self.path_left.append(left)
-            self.path_slot.append(slots[feature])
-        if len(slots) > MAX_PATH_FEATURES:
-            raise UnsupportedModel(
-                f"tree {index} has a leaf with {len(slots)} distinct features on its path; "
-                f"at most {MAX_PATH_FEATURES}"
-            )
-        self.leaf_slots.append(len(slots))
-
-
-_SCALARS = {"expected_value", "cat_words"}
-
-
-def _i32(values: list[Any]) -> np.ndarray:
-    return np.asarray(values, dtype=np.int32)
+def _walk(tree: _Tree, index: int) -> _Walk:
+    order: list[int] = []
+    slot: dict[int, int] = {}
+    leaf_features: list[list[int]] = [[] for _ in range(tree.num_leaves)]
+    leaf_zeros: list[list[float]] = [[] for _ in range(tree.num_leaves)]
+    queue: list[tuple[int, list[int], list[float]]] = [(0, [], [])]
+    for node, features, zeros in queue:  # the list grows as it is read: breadth first
+        order.append(node)
+        feature = int(tree.split_feature[node])
+        known = feature in features
+        slot[node] = features.index(feature) if known else len(features)
+        for child in (int(tree.left[node]), int(tree.right[node])):
+            count = tree.leaf_count[~child] if child < 0 else tree.internal_count[child]
+            ratio = float(count) / float(tree.internal_count[node])
+            down_features = features if known else [*features, feature]
+            down_zeros = [*zeros] if known else [*zeros, 1.0]
+            down_zeros[slot[node]] *= ratio
+            if child >= 0:
+                queue.append((child, down_features, down_zeros))
+                continue
+            if len(down_features) > MAX_PATH_FEATURES:
+                raise UnsupportedModel(
+                    f"tree {index} has a leaf with {len(down_features)} distinct features on "
+                    f"its path; at most {MAX_PATH_FEATURES}"
+                )
+            leaf_features[~child], leaf_zeros[~child] = down_features, down_zeros
+    return _Walk(order, slot, leaf_features, leaf_zeros)
 
 
 @dataclass(frozen=True)
 class _Forest:
-    """Every tree's nodes and leaves in flat arrays (indices into them are global)."""
+    """Every tree's nodes and leaves in flat arrays. Within a tree, a node's children are
+    targets: below the tree's node count an internal node (breadth-first position), from it
+    on a leaf (node count + leaf index)."""
 
     num_features: int
     tree_node_start: np.ndarray
@@ -261,12 +191,11 @@ class _Forest:
     node_default_left: np.ndarray
     node_cat_start: np.ndarray
     node_cat_len: np.ndarray
+    node_slot: np.ndarray
+    node_left: np.ndarray
+    node_right: np.ndarray
     cat_bits: np.ndarray
     leaf_value: np.ndarray
-    leaf_path_start: np.ndarray
-    path_node: np.ndarray
-    path_left: np.ndarray
-    path_slot: np.ndarray
     leaf_slot_start: np.ndarray
     leaf_slots: np.ndarray
     slot_feature: np.ndarray
@@ -276,44 +205,101 @@ class _Forest:
     @classmethod
     def from_text(cls, text: str) -> _Forest:
         num_features, trees = _parse_model(text)
-        b = _Builder.empty()
+        columns: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
+        tree_node_start, tree_leaf_start, cat_bits = [0], [0], []
+        expected, words = 0.0, 0
         for index, tree in enumerate(trees):
-            b.add(index, tree)
-        b.node_start.append(len(b.node_feature))
-        b.leaf_start.append(len(b.leaf_value))
-        b.leaf_path_start.append(len(b.path_node))
-        b.leaf_slot_start.append(len(b.slot_feature))
-        bits = np.concatenate(b.cat_bits) if b.cat_bits else np.empty(0, dtype=np.uint32)
+            expected += _expected_value(tree)
+            if tree.num_leaves > 1:  # a one-leaf tree adds its value to the base only
+                _add_tree(columns, tree, _walk(tree, index), words)
+                cat_bits.append(tree.cat_threshold)
+                words += len(tree.cat_threshold)
+            tree_node_start.append(len(columns["node_feature"]))
+            tree_leaf_start.append(len(columns["leaf_value"]))
+        columns["leaf_slot_start"].append(len(columns["slot_feature"]))
+        arrays = {name: np.asarray(values, dtype=_COLUMNS[name]) for name, values in columns.items()}
+        bits = np.concatenate(cat_bits) if cat_bits else np.empty(0)
         return cls(
             num_features=num_features,
-            tree_node_start=_i32(b.node_start),
-            tree_leaf_start=_i32(b.leaf_start),
-            node_feature=_i32(b.node_feature),
-            node_threshold=np.asarray(b.node_threshold, dtype=np.float64),
-            node_kind=np.asarray(b.node_kind, dtype=np.int8),
-            node_default_left=np.asarray(b.node_default_left, dtype=np.bool_),
-            node_cat_start=_i32(b.node_cat_start),
-            node_cat_len=_i32(b.node_cat_len),
+            tree_node_start=np.asarray(tree_node_start, dtype=np.int32),
+            tree_leaf_start=np.asarray(tree_leaf_start, dtype=np.int32),
             cat_bits=bits.astype(np.uint32),
-            leaf_value=np.asarray(b.leaf_value, dtype=np.float64),
-            leaf_path_start=_i32(b.leaf_path_start),
-            path_node=_i32(b.path_node),
-            path_left=np.asarray(b.path_left, dtype=np.bool_),
-            path_slot=np.asarray(b.path_slot, dtype=np.int8),
-            leaf_slot_start=_i32(b.leaf_slot_start),
-            leaf_slots=np.asarray(b.leaf_slots, dtype=np.int8),
-            slot_feature=_i32(b.slot_feature),
-            slot_zero=np.asarray(b.slot_zero, dtype=np.float64),
-            expected_value=b.expected_value,
+            expected_value=expected,
+            **arrays,
         )
 
     @property
-    def num_trees(self) -> int:
-        return len(self.tree_node_start) - 1
+    def scratch_size(self) -> int:
+        """The most nodes plus leaves of one tree."""
+        nodes = np.diff(self.tree_node_start)
+        leaves = np.diff(self.tree_leaf_start)
+        return int(np.max(nodes + leaves, initial=0)) + 1
 
-    @property
-    def max_tree_nodes(self) -> int:
-        return int(np.max(np.diff(self.tree_node_start), initial=0))
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """What the kernels read, in _tree_row's order."""
+        return (
+            self.tree_node_start, self.tree_leaf_start, self.node_feature, self.node_threshold,
+            self.node_kind, self.node_default_left, self.node_cat_start, self.node_cat_len,
+            self.node_slot, self.node_left, self.node_right, self.cat_bits, self.leaf_value,
+            self.leaf_slot_start, self.leaf_slots, self.slot_feature, self.slot_zero,
+        )  # fmt: skip
+
+
+_COLUMNS: dict[str, Any] = {
+    "node_feature": np.int32,
+    "node_threshold": np.float64,
+    "node_kind": np.int8,
+    "node_default_left": np.bool_,
+    "node_cat_start": np.int32,
+    "node_cat_len": np.int32,
+    "node_slot": np.int8,
+    "node_left": np.int32,
+    "node_right": np.int32,
+    "leaf_value": np.float64,
+    "leaf_slot_start": np.int32,
+    "leaf_slots": np.int8,
+    "slot_feature": np.int32,
+    "slot_zero": np.float64,
+}
+
+
+def _expected_value(tree: _Tree) -> float:
+    """LightGBM's Tree::ExpectedValue: leaves weighted by their share of the root's rows."""
+    if tree.num_leaves == 1:
+        return float(tree.leaf_value[0])
+    return float(np.sum((tree.leaf_count / tree.internal_count[0]) * tree.leaf_value))
+
+
+def _add_tree(columns: dict[str, list[Any]], tree: _Tree, walk: _Walk, words: int) -> None:
+    nodes = len(walk.order)
+    position = {node: i for i, node in enumerate(walk.order)}
+
+    def target(child: int) -> int:
+        return nodes + ~child if child < 0 else position[child]
+
+    for node in walk.order:
+        decision = int(tree.decision_type[node])
+        kind = _node_kind(decision)
+        start, length = 0, 0
+        if kind == CATEGORICAL:
+            cat = int(tree.threshold[node])
+            start = words + int(tree.cat_boundaries[cat])
+            length = int(tree.cat_boundaries[cat + 1] - tree.cat_boundaries[cat])
+        columns["node_feature"].append(int(tree.split_feature[node]))
+        columns["node_threshold"].append(float(tree.threshold[node]))
+        columns["node_kind"].append(kind)
+        columns["node_default_left"].append(bool(decision & 2))
+        columns["node_cat_start"].append(start)
+        columns["node_cat_len"].append(length)
+        columns["node_slot"].append(walk.slot[node])
+        columns["node_left"].append(target(int(tree.left[node])))
+        columns["node_right"].append(target(int(tree.right[node])))
+    for leaf in range(tree.num_leaves):
+        columns["leaf_value"].append(float(tree.leaf_value[leaf]))
+        columns["leaf_slot_start"].append(len(columns["slot_feature"]))
+        columns["leaf_slots"].append(len(walk.leaf_features[leaf]))
+        columns["slot_feature"].extend(walk.leaf_features[leaf])
+        columns["slot_zero"].extend(walk.leaf_zeros[leaf])
 
 
 def _shapley_weights(most: int) -> np.ndarray:
@@ -325,37 +311,43 @@ def _shapley_weights(most: int) -> np.ndarray:
     return w
 
 
-def _table_starts(leaf_slots: np.ndarray) -> np.ndarray:
-    """Where each leaf's 2^d table starts (-1: no table), the deepest leaves first left out
-    until the tables fit the budget."""
-    limit = TABLE_MAX_FEATURES
-    sizes = np.left_shift(np.int64(1), leaf_slots.astype(np.int64))
-    while limit >= 0 and int(np.sum(sizes[leaf_slots <= limit])) * 8 > TABLE_BUDGET_BYTES:
+def _table_sizes(leaf_slots: np.ndarray) -> np.ndarray:
+    d = leaf_slots.astype(np.int64)
+    return np.left_shift(np.int64(1), d) * d
+
+
+def _table_starts(leaf_slots: np.ndarray, max_features: int, budget_bytes: int) -> np.ndarray:
+    """Where each leaf's table starts (-1: none). Leaves with up to max_features distinct
+    features get one, fewer when the tables would pass the budget."""
+    sizes = _table_sizes(leaf_slots)
+    limit = max_features
+    while limit >= 0 and int(np.sum(sizes[leaf_slots <= limit])) * 8 > budget_bytes:
         limit -= 1
     tabled = leaf_slots <= limit
-    starts = np.full(len(leaf_slots), -1, dtype=np.int64)
-    offsets = np.cumsum(np.where(tabled, sizes, 0)) - np.where(tabled, sizes, 0)
-    starts[tabled] = offsets[tabled]
-    return starts
+    kept = np.where(tabled, sizes, 0)
+    return np.where(tabled, np.cumsum(kept) - kept, -1).astype(np.int64)
 
 
 # --- numba kernels ----------------------------------------------------------------------------
 
 
-@njit(cache=False, nogil=True)
+@njit(nogil=True)
 def _fill_tables(  # pragma: no cover - compiled
     leaf_value, leaf_slot_start, leaf_slots, slot_zero, table_start, weights, table
 ):
-    """table[start + R] = value * F(R) for every subset R of a tabled leaf's features."""
+    """table[start + mask * d + k]: a tabled leaf's share of the value of its k-th feature
+    when the row follows the leaf's splits on exactly the features in mask."""
     for leaf in range(len(leaf_value)):
         start = table_start[leaf]
         if start < 0:
             continue
-        d = leaf_slots[leaf]
+        d = np.int64(leaf_slots[leaf])
         z = slot_zero[leaf_slot_start[leaf] : leaf_slot_start[leaf] + d]
-        size = 1 << d
-        poly = np.zeros((size, d + 1))  # elementary symmetric polynomials of z over R
+        size = np.int64(1) << d
+        poly = np.zeros((size, d + 1))  # elementary symmetric polynomials of z over a subset
         poly[0, 0] = 1.0
+        f = np.empty(size)  # value * F(subset)
+        f[0] = leaf_value[leaf] * weights[d, 0]
         for subset in range(1, size):
             k = 0
             while not (subset >> k) & 1:
@@ -364,14 +356,24 @@ def _fill_tables(  # pragma: no cover - compiled
             poly[subset, 0] = 1.0
             for j in range(1, d + 1):
                 poly[subset, j] = poly[rest, j] + z[k] * poly[rest, j - 1]
-        for subset in range(size):
             count = 0
-            for k in range(d):
-                count += (subset >> k) & 1
+            for j in range(d):
+                count += (subset >> j) & 1
             total = 0.0
             for s in range(count + 1):
                 total += weights[d, s] * poly[subset, count - s]
-            table[start + subset] = leaf_value[leaf] * total
+            f[subset] = leaf_value[leaf] * total
+        for mask in range(size):
+            away = 1.0  # product of z over the features not in mask
+            for k in range(d):
+                if not (mask >> k) & 1:
+                    away *= z[k]
+            for k in range(d):
+                if (mask >> k) & 1:
+                    share = (1.0 - z[k]) * away * f[mask ^ (1 << k)]
+                else:
+                    share = -away * f[mask]
+                table[start + mask * d + k] = share
 
 
 @njit(inline="always")
@@ -379,7 +381,7 @@ def _goes_left(value, kind, default_left, threshold, cat_bits, cat_start, cat_le
     """LightGBM's Tree::Decision on a predict-buffer value."""
     if kind == CATEGORICAL:
         if np.isnan(value) or value <= -1.0 or value >= 2147483648.0:
-            return False  # NaN, negative (after truncation) or out of int range: right
+            return False  # NaN, negative after truncation, or outside int: right
         category = np.int64(value)  # truncation, as static_cast<int>
         word = category >> 5
         if word >= cat_len:
@@ -395,8 +397,9 @@ def _goes_left(value, kind, default_left, threshold, cat_bits, cat_start, cat_le
 
 
 @njit(inline="always")
-def _leaf_without_table(phi, mask, d, features, z, value, zout, weights, e, q):  # pragma: no cover
+def _leaf_without_table(phi, mask, d, features, z, value, weights, e, q):  # pragma: no cover
     """One leaf's shares from the elementary symmetric polynomials of z over the mask."""
+    away = 1.0
     size = 0
     e[0] = 1.0
     for k in range(d):
@@ -405,86 +408,81 @@ def _leaf_without_table(phi, mask, d, features, z, value, zout, weights, e, q): 
             e[size] = 0.0
             for j in range(size, 0, -1):
                 e[j] += z[k] * e[j - 1]
+        else:
+            away *= z[k]
     whole = 0.0
     for s in range(size + 1):
         whole += weights[d, s] * e[size - s]
     for k in range(d):
         if (mask >> np.uint64(k)) & np.uint64(1):
-            q[0] = 1.0  # e divided by (1 + z_k t): the polynomial without k
+            q[0] = 1.0  # e divided by (1 + z_k t): the polynomial without feature k
             for j in range(1, size):
                 q[j] = e[j] - z[k] * q[j - 1]
             part = 0.0
             for s in range(size):
                 part += weights[d, s] * q[size - 1 - s]
-            phi[features[k]] += (1.0 - z[k]) * zout * value * part
+            phi[features[k]] += (1.0 - z[k]) * away * value * part
         else:
-            phi[features[k]] -= zout * value * whole
+            phi[features[k]] -= away * value * whole
 
 
 @njit(inline="always")
-def _tree_row(  # pragma: no cover - compiled
-    row, phi, tree, goes, f, table_start, table, weights, e, q
-):
+def _tree_row(row, phi, tree, masks, f, table_start, table, weights, e, q):  # pragma: no cover
+    """Add one tree's SHAP values for one row to phi."""
     (
         tree_node_start, tree_leaf_start, node_feature, node_threshold, node_kind,
-        node_default_left, node_cat_start, node_cat_len, cat_bits, leaf_value,
-        leaf_path_start, path_node, path_left, path_slot, leaf_slot_start, leaf_slots,
-        slot_feature, slot_zero,
+        node_default_left, node_cat_start, node_cat_len, node_slot, node_left, node_right,
+        cat_bits, leaf_value, leaf_slot_start, leaf_slots, slot_feature, slot_zero,
     ) = f  # fmt: skip
     first = tree_node_start[tree]
-    for node in range(tree_node_start[tree + 1] - first):
-        g = first + node
+    nodes = tree_node_start[tree + 1] - first
+    masks[0] = ~np.uint64(0)  # the features whose splits the row follows, per slot
+    for i in range(nodes):
+        g = first + i
         value = row[node_feature[g]]
         if abs(value) <= ZERO_THRESHOLD:
             value = 0.0  # LightGBM's predict buffer keeps only |x| > kZeroThreshold and NaN
-        goes[node] = _goes_left(
+        left = _goes_left(
             value, node_kind[g], node_default_left[g], node_threshold[g], cat_bits,
             node_cat_start[g], node_cat_len[g],
         )  # fmt: skip
-    for leaf in range(tree_leaf_start[tree], tree_leaf_start[tree + 1]):
-        d = leaf_slots[leaf]
-        mask = (np.uint64(1) << np.uint64(d)) - np.uint64(1)
-        for p in range(leaf_path_start[leaf], leaf_path_start[leaf + 1]):
-            if goes[path_node[p]] != path_left[p]:
-                mask &= ~(np.uint64(1) << np.uint64(path_slot[p]))
+        keep = masks[i]
+        lose = keep & ~(np.uint64(1) << np.uint64(node_slot[g]))
+        masks[node_left[g]] = keep if left else lose
+        masks[node_right[g]] = lose if left else keep
+    for j in range(tree_leaf_start[tree + 1] - tree_leaf_start[tree]):
+        leaf = tree_leaf_start[tree] + j
+        d = np.int64(leaf_slots[leaf])
+        mask = masks[nodes + j] & ((np.uint64(1) << np.uint64(d)) - np.uint64(1))
         s0 = leaf_slot_start[leaf]
-        zout = 1.0
-        for k in range(d):
-            if not (mask >> np.uint64(k)) & np.uint64(1):
-                zout *= slot_zero[s0 + k]
         start = table_start[leaf]
         if start < 0:
             _leaf_without_table(
                 phi, mask, d, slot_feature[s0 : s0 + d], slot_zero[s0 : s0 + d],
-                leaf_value[leaf], zout, weights, e, q,
+                leaf_value[leaf], weights, e, q,
             )  # fmt: skip
             continue
-        away = zout * table[start + np.int64(mask)]
+        base = start + np.int64(mask) * d
         for k in range(d):
-            bit = np.uint64(1) << np.uint64(k)
-            if mask & bit:
-                phi[slot_feature[s0 + k]] += (
-                    (1.0 - slot_zero[s0 + k]) * zout * table[start + np.int64(mask ^ bit)]
-                )
-            else:
-                phi[slot_feature[s0 + k]] -= away
+            phi[slot_feature[s0 + k]] += table[base + k]
 
 
 @njit(parallel=True, nogil=True)
-def _shap_rows(x, out, f, max_nodes, table_start, table, weights):  # pragma: no cover
-    """SHAP values of every row of x into out[:, :features] (out starts at zero)."""
+def _shap_rows(x, out, f, scratch, table_start, table, weights):  # pragma: no cover
+    """Add every row's SHAP values to out[:, :features]; a thread takes a block of rows
+    through each tree in turn, so the tree stays in cache."""
     rows = x.shape[0]
     trees = len(f[0]) - 1
     blocks = (rows + ROW_BLOCK - 1) // ROW_BLOCK
     for b in prange(blocks):
-        goes = np.empty(max(max_nodes, 1), dtype=np.bool_)
+        masks = np.empty(scratch, dtype=np.uint64)
         e = np.empty(MAX_PATH_FEATURES + 2)
         q = np.empty(MAX_PATH_FEATURES + 2)
         low = b * ROW_BLOCK
         high = min(rows, low + ROW_BLOCK)
         for tree in range(trees):
             for r in range(low, high):
-                _tree_row(x[r], out[r], tree, goes, f, table_start, table, weights, e, q)
+                _tree_row(x[r], out[r], tree, masks, f, table_start, table, weights, e, q)
 
 
 # --- the explainer ----------------------------------------------------------------------------
@@ -504,25 +502,32 @@ class TreeExplainer:
     """Exact TreeSHAP of one LightGBM booster; `contributions` matches pred_contrib."""
 
     forest: _Forest
-    table_start: np.ndarray
+    table_start: np.ndarray  # per leaf, where its table starts in `table` (-1: none)
     table: np.ndarray
     weights: np.ndarray
 
     @classmethod
-    def from_booster(cls, booster: lgb.Booster) -> TreeExplainer:
-        """Parse the trees predict would use (best_iteration when set) once; raises
+    def from_booster(
+        cls,
+        booster: lgb.Booster,
+        table_max_features: int = TABLE_MAX_FEATURES,
+        table_budget_bytes: int = TABLE_BUDGET_BYTES,
+    ) -> TreeExplainer:
+        """Read the trees predict would use (best_iteration when set) once; raises
         UnsupportedModel naming the reason for a model this cannot explain."""
-        iteration = booster.best_iteration if booster.best_iteration > 0 else -1
-        return cls.from_model_text(booster.model_to_string(num_iteration=iteration))
+        return cls.from_model_text(_model_text(booster), table_max_features, table_budget_bytes)
 
     @classmethod
-    def from_model_text(cls, text: str) -> TreeExplainer:
+    def from_model_text(
+        cls,
+        text: str,
+        table_max_features: int = TABLE_MAX_FEATURES,
+        table_budget_bytes: int = TABLE_BUDGET_BYTES,
+    ) -> TreeExplainer:
         forest = _Forest.from_text(text)
-        most = int(np.max(forest.leaf_slots, initial=0))
-        weights = _shapley_weights(max(most, 1))
-        table_start = _table_starts(forest.leaf_slots)
-        sizes = np.left_shift(np.int64(1), forest.leaf_slots.astype(np.int64))
-        table = np.zeros(int(np.sum(sizes[table_start >= 0])))
+        weights = _shapley_weights(max(int(np.max(forest.leaf_slots, initial=0)), 1))
+        table_start = _table_starts(forest.leaf_slots, table_max_features, table_budget_bytes)
+        table = np.zeros(int(np.sum(_table_sizes(forest.leaf_slots)[table_start >= 0])))
         _fill_tables(
             forest.leaf_value, forest.leaf_slot_start, forest.leaf_slots, forest.slot_zero,
             table_start, weights, table,
@@ -539,12 +544,13 @@ class TreeExplainer:
 
     @property
     def tabled_share(self) -> float:
-        """The share of leaves explained from a table (the rest without one)."""
+        """The share of leaves explained from a table (the rest are computed per row)."""
         return float(np.mean(self.table_start >= 0)) if len(self.table_start) else 1.0
 
     def contributions(self, x: np.ndarray, threads: int | None = None) -> np.ndarray:
         """(rows, features + 1): each feature's SHAP value (raw score), then the expected
-        value; the same as booster.predict(x, pred_contrib=True)."""
+        value; the same as booster.predict(x, pred_contrib=True). Runs on `threads` threads,
+        by default as many as LightGBM's predict would use."""
         matrix = _as_matrix(x, self.num_features)
         out = np.zeros((matrix.shape[0], self.num_features + 1))
         out[:, -1] = self.forest.expected_value
@@ -552,19 +558,16 @@ class TreeExplainer:
             return out
         numba.set_num_threads(min(threads or lightgbm_threads(), numba.config.NUMBA_NUM_THREADS))
         _shap_rows(
-            matrix, out, self._arrays(), self.forest.max_tree_nodes, self.table_start,
+            matrix, out, self.forest.arrays(), self.forest.scratch_size, self.table_start,
             self.table, self.weights,
         )  # fmt: skip
         return out
 
-    def _arrays(self) -> tuple[np.ndarray, ...]:
-        f = self.forest
-        return (
-            f.tree_node_start, f.tree_leaf_start, f.node_feature, f.node_threshold, f.node_kind,
-            f.node_default_left, f.node_cat_start, f.node_cat_len, f.cat_bits, f.leaf_value,
-            f.leaf_path_start, f.path_node, f.path_left, f.path_slot, f.leaf_slot_start,
-            f.leaf_slots, f.slot_feature, f.slot_zero,
-        )  # fmt: skip
+
+def _model_text(booster: lgb.Booster) -> str:
+    """The model text of the iterations predict uses by default."""
+    iteration = booster.best_iteration if booster.best_iteration > 0 else -1
+    return booster.model_to_string(num_iteration=iteration)
 
 
 def _as_matrix(x: np.ndarray, num_features: int) -> np.ndarray:
@@ -584,8 +587,7 @@ def _as_matrix(x: np.ndarray, num_features: int) -> np.ndarray:
 def unsupported_reason(booster: lgb.Booster) -> str | None:
     """Why TreeExplainer cannot explain this booster, or None when it can."""
     try:
-        iteration = booster.best_iteration if booster.best_iteration > 0 else -1
-        _parse_model(booster.model_to_string(num_iteration=iteration))
+        _Forest.from_text(_model_text(booster))
     except UnsupportedModel as error:
         return str(error)
     return None
