@@ -335,8 +335,8 @@ def _table_starts(leaf_slots: np.ndarray, max_features: int, budget_bytes: int) 
 def _fill_tables(  # pragma: no cover - compiled
     leaf_value, leaf_slot_start, leaf_slots, slot_zero, table_start, weights, table
 ):
-    """table[start + mask * d + k]: a tabled leaf's share of the value of its k-th feature
-    when the row follows the leaf's splits on exactly the features in mask."""
+    """table[start + miss * d + k]: a tabled leaf's share of the value of its k-th feature
+    when the row follows the leaf's splits on all its features but those in miss."""
     for leaf in range(len(leaf_value)):
         start = table_start[leaf]
         if start < 0:
@@ -363,6 +363,7 @@ def _fill_tables(  # pragma: no cover - compiled
             for s in range(count + 1):
                 total += weights[d, s] * poly[subset, count - s]
             f[subset] = leaf_value[leaf] * total
+        full = size - 1
         for mask in range(size):
             away = 1.0  # product of z over the features not in mask
             for k in range(d):
@@ -373,7 +374,7 @@ def _fill_tables(  # pragma: no cover - compiled
                     share = (1.0 - z[k]) * away * f[mask ^ (1 << k)]
                 else:
                     share = -away * f[mask]
-                table[start + mask * d + k] = share
+                table[start + (full ^ mask) * d + k] = share
 
 
 @njit(inline="always")
@@ -427,7 +428,7 @@ def _leaf_without_table(phi, mask, d, features, z, value, weights, e, q):  # pra
 
 
 @njit(inline="always")
-def _tree_row(row, phi, tree, masks, f, table_start, table, weights, e, q):  # pragma: no cover
+def _tree_row(row, phi, tree, misses, f, table_start, table, weights, e, q):  # pragma: no cover
     """Add one tree's SHAP values for one row to phi."""
     (
         tree_node_start, tree_leaf_start, node_feature, node_threshold, node_kind,
@@ -436,7 +437,7 @@ def _tree_row(row, phi, tree, masks, f, table_start, table, weights, e, q):  # p
     ) = f  # fmt: skip
     first = tree_node_start[tree]
     nodes = tree_node_start[tree + 1] - first
-    masks[0] = ~np.uint64(0)  # the features whose splits the row follows, per slot
+    misses[0] = np.uint64(0)  # per slot, the features with a split on the path not followed
     for i in range(nodes):
         g = first + i
         value = row[node_feature[g]]
@@ -446,23 +447,24 @@ def _tree_row(row, phi, tree, masks, f, table_start, table, weights, e, q):  # p
             value, node_kind[g], node_default_left[g], node_threshold[g], cat_bits,
             node_cat_start[g], node_cat_len[g],
         )  # fmt: skip
-        keep = masks[i]
-        lose = keep & ~(np.uint64(1) << np.uint64(node_slot[g]))
-        masks[node_left[g]] = keep if left else lose
-        masks[node_right[g]] = lose if left else keep
+        keep = misses[i]
+        lose = keep | (np.uint64(1) << np.uint64(node_slot[g]))
+        misses[node_left[g]] = keep if left else lose
+        misses[node_right[g]] = lose if left else keep
     for j in range(tree_leaf_start[tree + 1] - tree_leaf_start[tree]):
         leaf = tree_leaf_start[tree] + j
         d = np.int64(leaf_slots[leaf])
-        mask = masks[nodes + j] & ((np.uint64(1) << np.uint64(d)) - np.uint64(1))
+        miss = misses[nodes + j]
         s0 = leaf_slot_start[leaf]
         start = table_start[leaf]
         if start < 0:
+            mask = ((np.uint64(1) << np.uint64(d)) - np.uint64(1)) ^ miss
             _leaf_without_table(
                 phi, mask, d, slot_feature[s0 : s0 + d], slot_zero[s0 : s0 + d],
                 leaf_value[leaf], weights, e, q,
             )  # fmt: skip
             continue
-        base = start + np.int64(mask) * d
+        base = start + np.int64(miss) * d
         for k in range(d):
             phi[slot_feature[s0 + k]] += table[base + k]
 
@@ -475,14 +477,14 @@ def _shap_rows(x, out, f, scratch, table_start, table, weights):  # pragma: no c
     trees = len(f[0]) - 1
     blocks = (rows + ROW_BLOCK - 1) // ROW_BLOCK
     for b in prange(blocks):
-        masks = np.empty(scratch, dtype=np.uint64)
+        misses = np.empty(scratch, dtype=np.uint64)
         e = np.empty(MAX_PATH_FEATURES + 2)
         q = np.empty(MAX_PATH_FEATURES + 2)
         low = b * ROW_BLOCK
         high = min(rows, low + ROW_BLOCK)
         for tree in range(trees):
             for r in range(low, high):
-                _tree_row(x[r], out[r], tree, masks, f, table_start, table, weights, e, q)
+                _tree_row(x[r], out[r], tree, misses, f, table_start, table, weights, e, q)
 
 
 # --- the explainer ----------------------------------------------------------------------------
