@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import lightgbm as lgb
@@ -228,9 +229,9 @@ class _Forest:
             **arrays,
         )
 
-    @property
+    @cached_property
     def scratch_size(self) -> int:
-        """The most nodes plus leaves of one tree."""
+        """The most nodes plus leaves of one tree (a row's per-tree scratch)."""
         nodes = np.diff(self.tree_node_start)
         leaves = np.diff(self.tree_leaf_start)
         return int(np.max(nodes + leaves, initial=0)) + 1
@@ -331,7 +332,21 @@ def _table_starts(leaf_slots: np.ndarray, max_features: int, budget_bytes: int) 
 # --- numba kernels ----------------------------------------------------------------------------
 
 
-@njit(nogil=True)
+def _kernel(**options: Any) -> Any:
+    """njit with numba's on-disk cache (models/__pycache__, or the user's cache folder when
+    that is read-only), so only the first process on a machine pays the compile; without a
+    writable folder each process compiles."""
+
+    def wrap(function: Any) -> Any:
+        try:
+            return njit(cache=True, **options)(function)
+        except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+            return njit(**options)(function)
+
+    return wrap
+
+
+@_kernel(nogil=True)
 def _fill_tables(  # pragma: no cover - compiled
     leaf_value, leaf_slot_start, leaf_slots, slot_zero, table_start, weights, table
 ):
@@ -469,22 +484,33 @@ def _tree_row(row, phi, tree, misses, f, table_start, table, weights, e, q):  # 
             phi[slot_feature[s0 + k]] += table[base + k]
 
 
-@njit(parallel=True, nogil=True)
-def _shap_rows(x, out, f, scratch, table_start, table, weights):  # pragma: no cover
-    """Add every row's SHAP values to out[:, :features]; a thread takes a block of rows
-    through each tree in turn, so the tree stays in cache."""
+@njit(inline="always")
+def _block(x, out, low, high, f, scratch, table_start, table, weights):  # pragma: no cover
+    """Rows low..high through every tree, a tree at a time (its nodes stay in cache)."""
+    misses = np.empty(scratch, dtype=np.uint64)
+    e = np.empty(MAX_PATH_FEATURES + 2)
+    q = np.empty(MAX_PATH_FEATURES + 2)
+    for tree in range(len(f[0]) - 1):
+        for r in range(low, high):
+            _tree_row(x[r], out[r], tree, misses, f, table_start, table, weights, e, q)
+
+
+@_kernel(parallel=True, nogil=True)
+def _shap_parallel(x, out, f, scratch, table_start, table, weights):  # pragma: no cover
+    """Add every row's SHAP values to out[:, :features], blocks of rows across threads."""
     rows = x.shape[0]
-    trees = len(f[0]) - 1
-    blocks = (rows + ROW_BLOCK - 1) // ROW_BLOCK
-    for b in prange(blocks):
-        misses = np.empty(scratch, dtype=np.uint64)
-        e = np.empty(MAX_PATH_FEATURES + 2)
-        q = np.empty(MAX_PATH_FEATURES + 2)
+    for b in prange((rows + ROW_BLOCK - 1) // ROW_BLOCK):
         low = b * ROW_BLOCK
         high = min(rows, low + ROW_BLOCK)
-        for tree in range(trees):
-            for r in range(low, high):
-                _tree_row(x[r], out[r], tree, misses, f, table_start, table, weights, e, q)
+        _block(x, out, low, high, f, scratch, table_start, table, weights)
+
+
+@_kernel(nogil=True)
+def _shap_serial(x, out, f, scratch, table_start, table, weights):  # pragma: no cover
+    """_shap_parallel in the calling thread: no thread pool to wake for a few rows."""
+    rows = x.shape[0]
+    for low in range(0, rows, ROW_BLOCK):
+        _block(x, out, low, min(rows, low + ROW_BLOCK), f, scratch, table_start, table, weights)
 
 
 # --- the explainer ----------------------------------------------------------------------------
@@ -549,6 +575,10 @@ class TreeExplainer:
         """The share of leaves explained from a table (the rest are computed per row)."""
         return float(np.mean(self.table_start >= 0)) if len(self.table_start) else 1.0
 
+    @property
+    def tables_bytes(self) -> int:
+        return int(self.table.nbytes)
+
     def contributions(self, x: np.ndarray, threads: int | None = None) -> np.ndarray:
         """(rows, features + 1): each feature's SHAP value (raw score), then the expected
         value; the same as booster.predict(x, pred_contrib=True). Runs on `threads` threads,
@@ -558,11 +588,14 @@ class TreeExplainer:
         out[:, -1] = self.forest.expected_value
         if matrix.shape[0] == 0:
             return out
-        numba.set_num_threads(min(threads or lightgbm_threads(), numba.config.NUMBA_NUM_THREADS))
-        _shap_rows(
-            matrix, out, self.forest.arrays(), self.forest.scratch_size, self.table_start,
-            self.table, self.weights,
-        )  # fmt: skip
+        args = (self.forest.arrays(), self.forest.scratch_size, self.table_start, self.table)
+        blocks = -(-matrix.shape[0] // ROW_BLOCK)
+        threads = min(threads or lightgbm_threads(), blocks, numba.config.NUMBA_NUM_THREADS)
+        if threads == 1:
+            _shap_serial(matrix, out, *args, self.weights)
+        else:
+            numba.set_num_threads(threads)
+            _shap_parallel(matrix, out, *args, self.weights)
         return out
 
 
