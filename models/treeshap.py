@@ -1,23 +1,26 @@
-"""Exact path-dependent TreeSHAP for LightGBM boosters, faster than `pred_contrib`.
+r"""Exact path-dependent TreeSHAP for LightGBM boosters, faster than `pred_contrib`.
 
-The values are LightGBM's `pred_contrib` values (the same definition: Shapley values of the
-game v(S) = sum over leaves of value * prod over the leaf's path features j of o_j(x) if j is
-in S else z_j, where z_j is the product of the cover ratios of the path's splits on j and
-o_j(x) is 1 when x follows all of them). As in FastTreeSHAP v2 (arXiv 2109.09847), o(x) is a
-bit mask, so a leaf's share of every feature's value depends only on that mask:
+The values are LightGBM's `pred_contrib` values, the same definition: the Shapley values of
+the game v(S) = sum over leaves of value * prod over the leaf's d distinct path features j of
+(o_j(x) if j in S else z_j), where z_j is the product of the cover ratios (child count / node
+count) of the path's splits on j and o_j(x) is 1 when x follows all of them, else 0. As in
+FastTreeSHAP v2 (arXiv 2109.09847), o(x) is a bit mask, so a leaf's share of each feature's
+value depends only on that mask; for a mask M, with Z the product of z over the features
+not in M and F(R) = sum over subsets S of R of |S|! (d - |S| - 1)! / d! * prod_{R \ S} z:
 
-    feature k in the mask:     (1 - z_k) * Z * value * F(mask without k)
-    feature k not in the mask:      -     Z * value * F(mask)
+    feature k in M:       (1 - z_k) * Z * value * F(M without k)
+    feature k not in M:          -  Z * value * F(M)
 
-with Z the product of z over the features not in the mask and F(R) = sum over subsets S of R
-of |S|! (d - |S| - 1)! / d! * prod over R \\ S of z (d = the leaf's distinct path features).
-F is tabled once per leaf (2^d numbers), so a row costs O(leaves x d) per tree against
-pred_contrib's O(leaves x depth^2). Leaves with too many distinct features for the table
-memory budget compute F from the elementary symmetric polynomials of z instead (O(d^2)).
+Each leaf keeps a table of its d shares for each of the 2^d masks, built once per booster.
+A row goes down each tree once, pushing the mask of missed splits to every node (one step
+per node), then adds d table entries per leaf: O(nodes + leaves x d) per tree against
+pred_contrib's O(leaves x depth^2) path arithmetic. Leaves with more distinct features than
+the table limit or memory budget allow are computed per row from the elementary symmetric
+polynomials of z (O(d^2)), still exactly.
 
-The booster is read from its model text (the same arrays LightGBM predicts from); split
-decisions mirror LightGBM's Tree::NumericalDecision / CategoricalDecision, including NaN,
-zero-as-missing and negative categories.
+The booster is read from its model text (the arrays LightGBM predicts from); split decisions
+mirror LightGBM's Tree::NumericalDecision / CategoricalDecision and its predict buffer (NaN,
+zero-as-missing, values within kZeroThreshold of zero, negative or huge categories).
 """
 
 from __future__ import annotations
@@ -94,9 +97,7 @@ def _parse_tree(block: str, index: int) -> _Tree:
     )
     if tree.num_leaves != int(fields.get("num_leaves", "-1")):
         raise UnsupportedModel(f"tree {index}: leaf_value does not match num_leaves")
-    if tree.num_leaves > 1 and (
-        np.any(tree.leaf_count <= 0) or np.any(tree.internal_count <= 0)
-    ):
+    if tree.num_leaves > 1 and (np.any(tree.leaf_count <= 0) or np.any(tree.internal_count <= 0)):
         raise UnsupportedModel(f"tree {index} has a node with no training rows (count 0)")
     return tree
 
@@ -218,7 +219,9 @@ class _Forest:
             tree_node_start.append(len(columns["node_feature"]))
             tree_leaf_start.append(len(columns["leaf_value"]))
         columns["leaf_slot_start"].append(len(columns["slot_feature"]))
-        arrays = {name: np.asarray(values, dtype=_COLUMNS[name]) for name, values in columns.items()}
+        arrays = {
+            name: np.asarray(column, dtype=_COLUMNS[name]) for name, column in columns.items()
+        }
         bits = np.concatenate(cat_bits) if cat_bits else np.empty(0)
         return cls(
             num_features=num_features,
@@ -347,9 +350,7 @@ def _kernel(**options: Any) -> Any:
 
 
 @_kernel(nogil=True)
-def _fill_tables(  # pragma: no cover - compiled
-    leaf_value, leaf_slot_start, leaf_slots, slot_zero, table_start, weights, table
-):
+def _fill_tables(leaf_value, leaf_slot_start, leaf_slots, slot_zero, table_start, weights, table):
     """table[start + miss * d + k]: a tabled leaf's share of the value of its k-th feature
     when the row follows the leaf's splits on all its features but those in miss."""
     for leaf in range(len(leaf_value)):
@@ -385,15 +386,13 @@ def _fill_tables(  # pragma: no cover - compiled
                 if not (mask >> k) & 1:
                     away *= z[k]
             for k in range(d):
-                if (mask >> k) & 1:
-                    share = (1.0 - z[k]) * away * f[mask ^ (1 << k)]
-                else:
-                    share = -away * f[mask]
+                followed = (mask >> k) & 1
+                share = (1.0 - z[k]) * away * f[mask ^ (1 << k)] if followed else -away * f[mask]
                 table[start + (full ^ mask) * d + k] = share
 
 
 @njit(inline="always")
-def _goes_left(value, kind, default_left, threshold, cat_bits, cat_start, cat_len):  # pragma: no cover
+def _goes_left(value, kind, default_left, threshold, cat_bits, cat_start, cat_len):
     """LightGBM's Tree::Decision on a predict-buffer value."""
     if kind == CATEGORICAL:
         if np.isnan(value) or value <= -1.0 or value >= 2147483648.0:
@@ -413,7 +412,7 @@ def _goes_left(value, kind, default_left, threshold, cat_bits, cat_start, cat_le
 
 
 @njit(inline="always")
-def _leaf_without_table(phi, mask, d, features, z, value, weights, e, q):  # pragma: no cover
+def _leaf_without_table(phi, mask, d, features, z, value, weights, e, q):
     """One leaf's shares from the elementary symmetric polynomials of z over the mask."""
     away = 1.0
     size = 0
@@ -443,7 +442,7 @@ def _leaf_without_table(phi, mask, d, features, z, value, weights, e, q):  # pra
 
 
 @njit(inline="always")
-def _tree_row(row, phi, tree, misses, f, table_start, table, weights, e, q):  # pragma: no cover
+def _tree_row(row, phi, tree, misses, f, table_start, table, weights, e, q):
     """Add one tree's SHAP values for one row to phi."""
     (
         tree_node_start, tree_leaf_start, node_feature, node_threshold, node_kind,
@@ -485,7 +484,7 @@ def _tree_row(row, phi, tree, misses, f, table_start, table, weights, e, q):  # 
 
 
 @njit(inline="always")
-def _block(x, out, low, high, f, scratch, table_start, table, weights):  # pragma: no cover
+def _block(x, out, low, high, f, scratch, table_start, table, weights):
     """Rows low..high through every tree, a tree at a time (its nodes stay in cache)."""
     misses = np.empty(scratch, dtype=np.uint64)
     e = np.empty(MAX_PATH_FEATURES + 2)
@@ -496,7 +495,7 @@ def _block(x, out, low, high, f, scratch, table_start, table, weights):  # pragm
 
 
 @_kernel(parallel=True, nogil=True)
-def _shap_parallel(x, out, f, scratch, table_start, table, weights):  # pragma: no cover
+def _shap_parallel(x, out, f, scratch, table_start, table, weights):
     """Add every row's SHAP values to out[:, :features], blocks of rows across threads."""
     rows = x.shape[0]
     for b in prange((rows + ROW_BLOCK - 1) // ROW_BLOCK):
@@ -506,7 +505,7 @@ def _shap_parallel(x, out, f, scratch, table_start, table, weights):  # pragma: 
 
 
 @_kernel(nogil=True)
-def _shap_serial(x, out, f, scratch, table_start, table, weights):  # pragma: no cover
+def _shap_serial(x, out, f, scratch, table_start, table, weights):
     """_shap_parallel in the calling thread: no thread pool to wake for a few rows."""
     rows = x.shape[0]
     for low in range(0, rows, ROW_BLOCK):
@@ -590,7 +589,8 @@ class TreeExplainer:
             return out
         args = (self.forest.arrays(), self.forest.scratch_size, self.table_start, self.table)
         blocks = -(-matrix.shape[0] // ROW_BLOCK)
-        threads = min(threads or lightgbm_threads(), blocks, numba.config.NUMBA_NUM_THREADS)
+        most = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+        threads = min(threads or lightgbm_threads(), blocks, most)
         if threads == 1:
             _shap_serial(matrix, out, *args, self.weights)
         else:
