@@ -582,6 +582,8 @@ class TreeExplainer:
         """(rows, features + 1): each feature's SHAP value (raw score), then the expected
         value; the same as booster.predict(x, pred_contrib=True). Runs on `threads` threads,
         by default as many as LightGBM's predict would use."""
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
         matrix = _as_matrix(x, self.num_features)
         out = np.zeros((matrix.shape[0], self.num_features + 1))
         out[:, -1] = self.forest.expected_value

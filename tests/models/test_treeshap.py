@@ -235,6 +235,8 @@ def test_bad_input_is_named() -> None:
         explainer.contributions(x[:, :5])
     with pytest.raises(ValueError, match="2-d array"):
         explainer.contributions(x[0])
+    with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
+        explainer.contributions(x, threads=0)
 
 
 def test_threads_follow_openmp_setting(monkeypatch: pytest.MonkeyPatch) -> None:
