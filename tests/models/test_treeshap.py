@@ -193,6 +193,21 @@ def test_leaves_without_a_table_are_exact() -> None:
     assert tight.tables_bytes <= 4096
 
 
+def test_deep_paths_through_many_features() -> None:
+    """Leaf paths with ten or more distinct features (wide masks, untabled leaves)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1500, 40))
+    x[rng.random(x.shape) < 0.05] = np.nan
+    y = np.nansum(x[:, :20] * rng.normal(size=20), axis=1) + rng.normal(size=1500) > 0
+    params = {"objective": "binary", "verbosity": -1, "max_depth": -1, "num_leaves": 120,
+              "min_data_in_leaf": 1, "min_sum_hessian_in_leaf": 0, "learning_rate": 0.3,
+              "feature_fraction_bynode": 0.5}  # fmt: skip
+    booster = lgb.train(params, lgb.Dataset(x, y.astype(int)), 4)
+    explainer = assert_same(booster, x, table_max_features=6)
+    assert int(np.max(explainer.forest.leaf_slots)) >= 10
+    assert 0.0 < explainer.tabled_share < 1.0
+
+
 def test_single_leaf_trees_and_best_iteration() -> None:
     x, y = random_data(seed=51)
     stump = train(x, y, rounds=3, min_data_in_leaf=10**6)
