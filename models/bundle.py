@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,12 +22,15 @@ from features.registry import Feature
 from models.bands import RiskBands
 from models.calibration import Calibrator
 from models.encoding import encode, encode_array, feature_from_dict, feature_to_dict
+from models.treeshap import TreeExplainer, UnsupportedModel
 
 MODEL_FILE = "model.txt"
 CALIBRATOR_FILE = "calibrator.json"
 FEATURES_FILE = "features.json"
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = 1
+
+log = logging.getLogger("carerisk.models")
 
 
 class BundleError(ValueError):
@@ -135,7 +139,20 @@ class ModelBundle:
         """Exact TreeSHAP values (log-odds): one column per feature, then the base value."""
         return self._contributions(encode_array(frame, self.features))
 
+    @cached_property
+    def explainer(self) -> TreeExplainer | None:
+        """The fast exact TreeSHAP of the booster (models.treeshap), built once; None when it
+        cannot explain this booster, and LightGBM's pred_contrib is used instead."""
+        try:
+            return TreeExplainer.from_booster(self.booster)
+        except UnsupportedModel as error:
+            log.info("%s reasons use LightGBM's pred_contrib: %s", self.outcome, error)
+            return None
+
     def _contributions(self, x: np.ndarray) -> np.ndarray:
+        """pred_contrib's values (to 1e-9), from the fast explainer when there is one."""
+        if self.explainer is not None:
+            return self.explainer.contributions(x)
         return np.asarray(self.booster.predict(x, pred_contrib=True), dtype=float)
 
     def explain(
