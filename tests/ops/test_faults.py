@@ -21,6 +21,9 @@ import httpx
 import pytest
 
 import tests.live
+from features.home import Home
+from features.outcomes import FALLS
+from models.registered import BUNDLE_ARTIFACT
 from serving.audit import AuditLog
 from tests.live import TEST_CONFIG, LiveService, descendants, snapshot_people
 
@@ -93,7 +96,7 @@ def test_audit_unwritable_gives_503_and_no_score(offline_service: LiveService) -
     """The audit lock file replaced by a directory: even root cannot open it for writing."""
     home = offline_service.home
     ids = snapshot_people(home)["falls"][:2]
-    lock = home / "audit.sqlite.lock"
+    lock = AuditLog.in_home(home).lock_path
     before = AuditLog.in_home(home).count()
     lock.unlink()
     lock.mkdir()
@@ -115,7 +118,8 @@ def test_audit_unwritable_gives_503_and_no_score(offline_service: LiveService) -
 
 def test_corrupted_model_refuses_to_start(trained_home: Path, tmp_path: Path) -> None:
     home = copy_home(trained_home, tmp_path)
-    [model_file] = (home / "bentoml" / "models" / "carerisk-falls").glob("v*/bundle/model.txt")
+    models = Home(home).bentoml_home / "models" / FALLS.model_name
+    [model_file] = models.glob(f"v*/{BUNDLE_ARTIFACT}/model.txt")
     with model_file.open("ab") as f:
         f.write(b"\n")
     # tracking down, so the start cannot re-import a good copy over the damaged one
@@ -199,14 +203,14 @@ def audited_people(home: Path, endpoint: str) -> set[str]:
 
 
 def registry_state(home: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    with sqlite3.connect(home / "mlflow.db") as con:
+    with sqlite3.connect(Home(home).mlflow_db) as con:
         versions = con.execute("SELECT name, version FROM model_versions ORDER BY 1, 2").fetchall()
         aliases = con.execute("SELECT * FROM registered_model_aliases ORDER BY 1, 2").fetchall()
     return versions, aliases
 
 
 def run_count(home: Path) -> int:
-    with sqlite3.connect(home / "mlflow.db") as con:
+    with sqlite3.connect(Home(home).mlflow_db) as con:
         return int(con.execute("SELECT count(*) FROM runs").fetchone()[0])
 
 

@@ -7,7 +7,8 @@ import re
 
 from features.registry import FEATURES as REGISTRY
 from features.registry import Feature
-from serving.schemas import Reason, ScoreResult
+from models.reasons import Reason
+from serving.schemas import ScoreResult
 
 # A few registry entries: clinical ones (diagnoses, medicines) and non-clinical ones.
 FEATURES = {
