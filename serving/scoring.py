@@ -347,10 +347,11 @@ class Scorer:
         top = pre.tops[clinical]
         reason = pre.reason_maker(self.snapshot.columns)
         ids, notes, day = self.snapshot.person_ids, self.notes(), self.snapshot.index_date
+        outcome_name = served.outcome.name
         return [
             {
                 "person_ref": ids[row],
-                "outcome": served.outcome.name,
+                "outcome": outcome_name,
                 "model_name": served.name,
                 "model_version": served.version,
                 "index_date": day,

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.home import Home
 from features.outcomes import FALLS
 from serving.objections import ObjectionList
 from serving.schemas import ScoreResponse, ScoreResult
@@ -45,7 +46,7 @@ def snapshot(people: int = 400) -> Snapshot:
 
 def make_scorer(served: ServedModel, tmp_path: Path, objectors: frozenset[str] = frozenset()
                 ) -> Scorer:  # fmt: skip
-    objections = ObjectionList(tmp_path / "objections.csv", objectors)
+    objections = ObjectionList(Home(tmp_path).objections_path, objectors)
     return Scorer(models={"falls": served}, snapshot=snapshot(), objections=objections, top_k=3)
 
 
