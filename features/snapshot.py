@@ -48,8 +48,12 @@ def write_snapshot(
         raise ValueError(f"feature frame lacks column {', '.join(missing)}")
     snapshot = feats[["person_id", *feature_names()]].copy()
     snapshot.insert(1, "index_date", pd.Timestamp(index_date).date())
-    snapshot = _with_cohorts_and_places(snapshot, store_path, index_date, list(outcomes), engine,
-                                        spark)  # fmt: skip
+    extra = _cohorts_and_places(store_path, index_date, list(outcomes), engine, spark)
+    unknown = snapshot["person_id"][~snapshot["person_id"].isin(extra.index)]
+    if len(unknown):
+        raise ValueError(f"feature frame row for {unknown.iloc[0]} has no person in {store_path}")
+    for column in extra.columns:
+        snapshot[column] = extra[column].reindex(snapshot["person_id"]).to_numpy()
     con = duckdb.connect(str(store_path))
     try:
         con.register("snapshot_frame", snapshot)
@@ -84,25 +88,17 @@ def read_snapshot(store_path: Path, person_ids: Iterable[str] | None = None) -> 
     return frame
 
 
-def _with_cohorts_and_places(
-    snapshot: pd.DataFrame,
-    store_path: Path,
-    day: date,
-    outcomes: list[Outcome],
-    engine: Engine,
-    spark: Any | None,
+def _cohorts_and_places(
+    store_path: Path, day: date, outcomes: list[Outcome], engine: Engine, spark: Any | None
 ) -> pd.DataFrame:
+    """Each outcome's cohort flag and the places of everyone in `person`, by person_id."""
     from features.cohorts import cohort_flags
 
     with open_sources(store_path, engine, spark) as src:
         places = src["person"].select("person_id", *PLACE_COLUMNS)
         table = cohort_flags(src, outcomes, day).join(places, "person_id")
         extra = table.to_pyarrow().to_pandas()
-    extra["person_id"] = extra["person_id"].astype(str)
-    merged = snapshot.merge(extra, on="person_id", how="left", validate="one_to_one")
-    for item in outcomes:  # everyone in the snapshot is in `person`: no flag is missing
-        merged[item.cohort_column] = merged[item.cohort_column].fillna(False).astype(bool)
-    return merged
+    return extra.set_index(extra["person_id"].astype(str)).drop(columns="person_id")
 
 
 def missing_columns(frame: pd.DataFrame, outcomes: Iterable[Outcome]) -> list[str]:

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,16 @@ class LiveService:
         )  # fmt: skip
         self.wait_ready(timeout)
         return self
+
+    @contextlib.contextmanager
+    def running(self, *extra: str) -> Iterator[LiveService]:
+        """The service with a key per role, started (with `extra` arguments), stopped after."""
+        self.add_keys()
+        self.start(*extra)
+        try:
+            yield self
+        finally:
+            self.stop()
 
     def wait_ready(self, timeout: float) -> None:
         assert self.process is not None

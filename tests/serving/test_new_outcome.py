@@ -47,13 +47,8 @@ def home(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def served(home: Path) -> Iterator[LiveService]:
-    service = LiveService(home, env=ENV)
-    service.add_keys()
-    service.start()
-    try:
+    with LiveService(home, env=ENV).running() as service:
         yield service
-    finally:
-        service.stop()
 
 
 def test_without_the_setting_the_outcome_is_unknown(home: Path) -> None:
