@@ -44,27 +44,14 @@ def copy_home(trained_home: Path, tmp_path: Path) -> Path:
     return home
 
 
-def with_env(monkeypatch: pytest.MonkeyPatch, extra: dict[str, str]) -> None:
-    """Make LiveService start its server with extra environment variables."""
-    base = tests.live.child_env
-    monkeypatch.setattr(tests.live, "child_env", lambda: {**base(), **extra})
-
-
 @pytest.fixture(scope="module")
 def offline_service(
     trained_home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveService]:
     """A server on a copied home whose tracking server is down, with a very lax stale limit."""
     home = copy_home(trained_home, tmp_path_factory.mktemp("offline"))
-    with pytest.MonkeyPatch.context() as patch:
-        with_env(patch, DEAD_TRACKING)
-        service = LiveService(home)
-        service.add_keys()
-        service.start("--stale-after-days", "100000")
-    try:
+    with LiveService(home, env=DEAD_TRACKING).running("--stale-after-days", "100000") as service:
         yield service
-    finally:
-        service.stop()
 
 
 def score(client: httpx.Client, ids: list[str], outcome: str = "falls") -> httpx.Response:

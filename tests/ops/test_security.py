@@ -39,6 +39,7 @@ def route_calls(people: dict[str, list[str]]) -> dict[str, Call]:
         "fhir": Call("POST", "/v1/fhir/risk-assessment", {"outcome": "falls", "person_id": pid}),
         "person": Call("POST", "/v1/person", {"person_id": pid}),
         "register": Call("GET", "/v1/register", params={"outcome": "falls", "top": 3}),
+        "outcomes": Call("GET", "/v1/outcomes"),
         "whoami": Call("GET", "/v1/whoami"),
         "reload_objections": Call("POST", "/v1/admin/objections/reload"),
         "audit_verify": Call("GET", "/v1/admin/audit/verify"),
