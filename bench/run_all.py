@@ -32,13 +32,15 @@ from bench.common import (
     run_measured,
     shell_text,
 )
+from features.home import Home
+from features.outcomes import PRODUCT
 
 OUT = REPO / "bench" / "out"
 QUICK_PEOPLE = 20_000
 QUICK_CONFIG = REPO / "tests" / "training-small.toml"  # --quick checks the script, quickly
 INDEX_DATE = date(2024, 4, 1)
 EXPLAIN_ROWS = 100_000
-OUTCOMES = ("falls", "complex-dependency")
+OUTCOMES = tuple(o.cli_name for o in PRODUCT)
 HEADERS = ["measure", "figure", "target", "met?", "peer", "ratio", "command"]
 
 
@@ -269,7 +271,7 @@ def run(
 ) -> Suite:
     home = OUT / f"home-{people}"
     suite = Suite(home, after_step)
-    store = home / "store.duckdb"
+    store = Home(home).store_path
     if not suite.step("synth_load", lambda: bench_synth_load.run(home, people)):
         return suite  # nothing else can run without a store
     suite.step("features", lambda: bench_features.run(store, INDEX_DATE))
