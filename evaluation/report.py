@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -435,11 +436,19 @@ def _min_group_size(result: EvaluationResult) -> int:
     return int(result.meta.get("limits", {}).get("min_group_size", 0))
 
 
+def report_stem(model_name: str, version: object) -> str:
+    """The report files' name: `carerisk-falls-v3` for a registered version, and for a model
+    not registered yet (its version reads "run e38f5405") `carerisk-falls-run-e38f5405`."""
+    text = str(version).strip()
+    label = f"v{text}" if text.isdigit() else text
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model_name}-{label}").strip("-.")
+
+
 def write_report(result: EvaluationResult, out_dir: Path) -> tuple[Path, Path]:
-    """Write report.html and report.json into out_dir; returns their paths."""
+    """Write <stem>.html and <stem>.json into out_dir (`report_stem`); returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{result.meta['model_name']}-v{result.meta['model_version']}"
+    stem = report_stem(result.meta["model_name"], result.meta["model_version"])
     html_path = out_dir / f"{stem}.html"
     json_path = out_dir / f"{stem}.json"
     html_path.write_text(render_html(result), encoding="utf-8")

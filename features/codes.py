@@ -9,7 +9,10 @@ here carries a valid Verhoeff check digit (tested).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+
+from features.contract import NHS_NUMBER_TEXT
 
 # --- outcomes -------------------------------------------------------------------------
 
@@ -187,6 +190,16 @@ def snomed_valid(code: str) -> bool:
     for i, ch in enumerate(reversed(code)):
         check = _D[check][_P[i % 8][int(ch)]]
     return check == 0
+
+
+def nhs_number_valid(value: str) -> bool:
+    """True when `value` is an NHS number: 10 digits (optionally spaced 3-3-4 with spaces or
+    hyphens) whose last is the modulus 11 check digit of the first nine."""
+    if not re.fullmatch(NHS_NUMBER_TEXT, value):
+        return False
+    digits = [int(d) for d in value if d.isdigit()]
+    total = sum(weight * d for weight, d in zip(range(10, 1, -1), digits[:9], strict=True))
+    return (11 - total % 11) % 11 == digits[9]
 
 
 def all_snomed_codes() -> Iterable[str]:

@@ -7,6 +7,8 @@ and the README documents it for partners preparing real extracts.
 Conventions: one file per table named `<table>.parquet` or `<table>.csv`; dates are ISO
 `YYYY-MM-DD`; booleans are true/false; every table carries the pseudonymised `person_id`
 (never an NHS number); ICD-10 codes are written without the dot, as in HES (`S720`, `W19X`).
+How a value is read (`READING_RULES`, with the patterns below) and why a row is quarantined
+(`REASONS`) are part of the contract: both checkers, SQL and pandera, follow them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,59 @@ LSOA_PATTERN = r"^[EW]01[0-9]{6}$"
 PRACTICE_PATTERN = r"^[A-Z][0-9]{5}$"
 
 
+# --- how a value is read: one policy for the SQL checks and the pandera schemas -------------
+
+WHITESPACE = " \t\n\r\v\f"  # removed around every value before it is checked and stored
+INT_TEXT = r"^[+-]?[0-9]+(\.0*)?$"
+FLOAT_TEXT = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+DATE_TEXT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+BOOL_TEXT: dict[str, bool] = {"true": True, "false": False, "1": True, "0": False}
+NHS_NUMBER_TEXT = r"^[0-9]{3}[ -]?[0-9]{3}[ -]?[0-9]{4}$"  # plus the modulus 11 check digit
+NHS_NUMBER_STOP_SHARE = 0.5  # a load stops when more of its person ids than this are NHS numbers
+NHS_NUMBER_WITHHELD = "(NHS number withheld)"  # written in the quarantine instead
+
+READING_RULES: tuple[str, ...] = (
+    "A CSV file is UTF-8 text (a byte-order mark at its start is allowed), comma-separated, "
+    'with `"` quotes and a header row. A line with more or fewer fields than the header, a '
+    "stray quote or bytes that are not UTF-8 is quarantined as `malformed_row` and the rest "
+    "loads; a quote left open to the end of the file stops the load, naming the line.",
+    "Spaces, tabs and line breaks around a value are removed before it is checked and stored, "
+    "in every column and both formats; a value that is then empty is missing.",
+    "`int`: an optional sign and digits, optionally followed by `.0` (`7`, `-3`, `5.0`); in "
+    "Parquet, an integer or a whole float.",
+    "`float`: an optional sign, digits with an optional decimal point, an optional exponent "
+    "(`27.5`, `.5`, `1e3`); `1_000`, `1,000`, `nan` and `inf` are not numbers.",
+    "`bool`: `true`, `false`, `1` or `0`, in any case.",
+    "`date`: `YYYY-MM-DD`, a real calendar date; in Parquet, a date or a timestamp (the time "
+    "is dropped).",
+    "`person_id` is a pseudonym. An NHS number (10 digits, optionally spaced 3-3-4, with a "
+    "valid modulus 11 check digit) is quarantined as `nhs_number` in every table, and the "
+    "quarantine keeps the row with the number withheld; a load where more than half of the "
+    "person ids (in the person table, or in all tables) are NHS numbers stops.",
+    "A row is judged on its own first; keys are then judged among the valid rows only, so a "
+    "valid row is never lost to an invalid earlier row with its key.",
+)
+
+# Quarantine reasons, in the order they are reported, with what each means.
+REASONS: tuple[tuple[str, str], ...] = (
+    ("malformed_row", "a CSV line that cannot be split into the header's fields; the detail "
+     "gives its line"),
+    ("missing_value", "a required value is empty"),
+    ("wrong_type", "the value is not of the column's type"),
+    ("invalid_code", "the value fails the column's pattern, allowed values or check digit"),
+    ("nhs_number", "the person id is an NHS number"),
+    ("out_of_range", "the number is outside the column's range"),
+    ("not_first_of_month", "a date that must be the first day of a month is not"),
+    ("duplicate_row", "the row repeats an earlier valid row exactly"),
+    ("duplicate_key", "the row repeats the key of an earlier valid row, with other content"),
+    ("unknown_person", "the person is in neither this extract's person table nor the store's"),
+    ("before_birth", "an event or death dated before the person's month of birth"),
+    ("after_death", "an event dated after the person's death"),
+    ("future_date", "a required date after the extract date"),
+    ("date_order", "an end date before its start date"),
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -34,6 +89,8 @@ class Column:
     maximum: float | None = None
     pattern: str | None = None
     snomed: bool = False  # check the SNOMED CT Verhoeff digit
+    month_start: bool = False  # a date that must be the first day of a month
+    pseudonym: bool = False  # a person id: never an NHS number
     description: str = ""
 
 
@@ -62,7 +119,9 @@ def _id(name: str, what: str) -> Column:
     return Column(name, "str", pattern=r"^[A-Za-z0-9_-]{1,64}$", description=f"unique id of {what}")
 
 
-PERSON_ID = Column("person_id", "str", pattern=PERSON_ID_PATTERN, description="pseudonymised id")
+PERSON_ID = Column(
+    "person_id", "str", pattern=PERSON_ID_PATTERN, pseudonym=True, description="pseudonymised id"
+)
 ETHNIC_GROUPS = frozenset({"white", "mixed", "asian", "black", "other"})
 GP_SYSTEMS = frozenset({"EMIS", "SystmOne", "Vision", "Other"})
 ADMISSION_METHODS = frozenset({"emergency", "elective"})
@@ -94,7 +153,7 @@ PERSON = Table(
     description="One row per person registered with a county GP practice during the extract.",
     columns=(
         PERSON_ID,
-        Column("birth_month", "date", description="first day of the month of birth"),
+        Column("birth_month", "date", month_start=True, description="month of birth"),
         Column("sex", "str", allowed=frozenset({"F", "M"})),
         Column(
             "ethnicity",
@@ -305,8 +364,12 @@ def create_table_sql(spec: Table, name: str | None = None) -> str:
 
 
 def contract_markdown() -> str:
-    """The contract as Markdown tables: the README's data contract section is this text."""
-    lines: list[str] = []
+    """The contract as Markdown: the README's data contract section is this text."""
+    lines = ["How values are read:", ""]
+    lines += [f"- {rule}" for rule in READING_RULES]
+    lines += ["", "Quarantine reasons:", "", "| reason | the row |", "| --- | --- |"]
+    lines += [f"| `{name}` | {meaning} |" for name, meaning in REASONS]
+    lines.append("")
     for spec in TABLES:
         lines += [
             f"**`{spec.name}`** — {spec.description} Key: `{', '.join(spec.key)}`.",
@@ -329,6 +392,10 @@ def _column_row(col: Column) -> str:
         rule.append(f"`{col.pattern}`")
     if col.snomed:
         rule.append("valid SNOMED CT check digit")
+    if col.month_start:
+        rule.append("the first day of a month")
+    if col.pseudonym:
+        rule.append("not an NHS number")
     if col.description:
         rule.append(col.description)
     required = "no" if col.nullable else "yes"

@@ -4,16 +4,21 @@ How a load runs:
 1. Find one file per contract table (`<table>.parquet` or `<table>.csv`), read each header
    and check its columns against the contract (missing or extra columns stop the load).
 2. Stage every file into an in-memory DuckDB database (CSV as text, Parquet as typed);
-   an unreadable file stops the load. Nothing has been written yet.
-3. Attach the store file and, in one transaction, for person, death, then the others:
-   run the contract checks (compiled from the same contract as the pandera schemas, see
-   `features.store_sql`), write each failed check to `quarantine`, and merge the valid rows
-   into the table: new keys are inserted, keys with changed content replaced, identical
-   rows counted as unchanged. `load_log` gets one row per table.
+   an unreadable file stops the load. A CSV line that does not split into the header's
+   fields is kept aside as a malformed row (`features.store_csv`). Nothing is written yet.
+3. Check every table in load order (person, death, then the others): the contract checks
+   compiled from the same contract as the pandera schemas (`features.store_sql`), rows on
+   their own first, then keys among the valid rows. A load whose person ids are mostly NHS
+   numbers stops here.
+4. Attach the store file and, in one transaction, write each failed check to `quarantine`
+   and merge the valid rows into the table: new keys are inserted, keys with changed
+   content replaced, identical rows counted as unchanged. `load_log` gets one row per table.
 
-Quarantine on reload: each quarantine row carries the SHA-256 of its source file; loading a
-file with the same content again first deletes that file's earlier quarantine rows, so a
-reload never duplicates them (the `load_id` shows the latest load that saw them).
+Quarantine on reload: a quarantined row is identified by its table, key and content as the
+contract reads them (`row_key`, `row_sha256`), not by its file: a row read again, whatever
+file or line it comes from, first deletes its earlier entries, so a reload never duplicates
+them (the `load_id` shows the latest load that saw them) and a row that now loads leaves the
+quarantine. An NHS number is withheld from the quarantine's copy of a row.
 """
 
 from __future__ import annotations
@@ -32,8 +37,17 @@ from typing import Any
 import duckdb
 
 from features import contract, store_sql
-from features.schemas import REASONS, code_valid
+from features.schemas import ALL_REASONS, MALFORMED_ROW, code_valid
+from features.store_csv import (
+    ContractError,
+    csv_header,
+    csv_source,
+    malformed_lines,
+    place_malformed,
+)
 from features.store_sql import literal, quote
+
+__all__ = ["ContractError", "LoadReport", "TableReport", "connect", "load_extract"]
 
 Progress = Callable[[str, int, int], None]
 LOAD_ORDER: tuple[str, ...] = (
@@ -45,15 +59,16 @@ LOAD_ORDER: tuple[str, ...] = (
 QUARANTINE_SQL = """CREATE TABLE IF NOT EXISTS quarantine (
   load_id BIGINT, table_name VARCHAR, source_file VARCHAR, source_sha256 VARCHAR,
   row_number BIGINT, column_name VARCHAR, value VARCHAR, reason VARCHAR, detail VARCHAR,
-  raw_row VARCHAR)"""
+  raw_row VARCHAR, row_key VARCHAR, row_sha256 VARCHAR)"""
+# Stores made before rows were identified by content lack the last two columns.
+QUARANTINE_IDENTITY_SQL = (
+    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS row_key VARCHAR",
+    "ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS row_sha256 VARCHAR",
+)
 LOAD_LOG_SQL = """CREATE TABLE IF NOT EXISTS load_log (
   load_id BIGINT, started_at TIMESTAMP, finished_at TIMESTAMP, extract_dir VARCHAR,
   extract_date DATE, table_name VARCHAR, source_file VARCHAR, source_sha256 VARCHAR,
   rows_read BIGINT, rows_loaded BIGINT, rows_unchanged BIGINT, rows_quarantined BIGINT)"""
-
-
-class ContractError(Exception):
-    """The extract cannot be loaded at all: a missing or unreadable file, or wrong columns."""
 
 
 @dataclass
@@ -102,7 +117,7 @@ class LoadReport:
         return {k: sum(getattr(t, k) for t in self.tables) for k in keys}
 
     def reasons(self) -> dict[str, int]:
-        out = dict.fromkeys(REASONS, 0)
+        out = dict.fromkeys(ALL_REASONS, 0)
         for t in self.tables:
             for reason, n in t.reasons.items():
                 out[reason] += n
@@ -165,6 +180,8 @@ def create_store_tables(con: duckdb.DuckDBPyConnection) -> None:
     for spec in contract.TABLES:
         con.execute(contract.create_table_sql(spec))
     con.execute(QUARANTINE_SQL)
+    for sql in QUARANTINE_IDENTITY_SQL:
+        con.execute(sql)
     con.execute(LOAD_LOG_SQL)
 
 
@@ -207,34 +224,18 @@ def find_files(extract_dir: Path) -> dict[str, Path]:
     return found
 
 
-def _reader(path: Path) -> str:
-    if path.suffix == ".parquet":
-        return f"read_parquet({literal(path)})"
-    return (
-        f"read_csv({literal(path)}, header = true, all_varchar = true, delim = ',', "
-        f"quote = '\"', escape = '\"', auto_detect = false, "
-        f"columns = {{}}, strict_mode = true)"
-    )
-
-
-def _csv_header(path: Path) -> list[str]:
-    import csv
-
-    with path.open(newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f), None)
-    if not header:
-        raise ContractError(f"{path.name}: empty file, no header row")
-    return [h.strip() for h in header]
+def _parquet(path: Path) -> str:
+    return f"read_parquet({literal(path)})"
 
 
 def _source_types(con: duckdb.DuckDBPyConnection, spec: contract.Table, path: Path) -> dict:
     """Column name -> DuckDB type of the file, after checking names against the contract."""
     try:
         if path.suffix == ".parquet":
-            rows = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()
+            rows = con.execute(f"DESCRIBE SELECT * FROM {_parquet(path)}").fetchall()
             types = {r[0]: str(r[1]) for r in rows}
         else:
-            types = dict.fromkeys(_csv_header(path), "VARCHAR")
+            types = dict.fromkeys(csv_header(path), "VARCHAR")
     except (duckdb.Error, OSError, UnicodeDecodeError) as err:
         raise ContractError(f"table {spec.name}: cannot read {path}: {_first_line(err)}") from err
     missing = [c for c in spec.column_names if c not in types]
@@ -250,20 +251,20 @@ def _first_line(err: BaseException) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
-def _stage(con: duckdb.DuckDBPyConnection, spec: contract.Table, path: Path) -> int:
-    if path.suffix == ".parquet":
-        source = _reader(path)
-    else:
-        header = _csv_header(path)
-        cols = ", ".join(f"{literal(h)}: 'VARCHAR'" for h in header)
-        source = _reader(path).replace("columns = {}", f"columns = {{{cols}}}")
-    names = ", ".join(quote(c) for c in spec.column_names)
+def _stage(con: duckdb.DuckDBPyConnection, src: _Source) -> tuple[int, int]:
+    """Stage one file, text trimmed; returns (rows read, of which malformed)."""
+    spec, path = src.spec, src.path
+    csv = path.suffix != ".parquet"
+    source = csv_source(path, csv_header(path), spec) if csv else _parquet(path)
+    names = store_sql.staged_select(spec, src.types)
     try:
         con.execute(f"CREATE TABLE {_stage_name(spec)} AS SELECT {names} FROM {source}")
     except duckdb.Error as err:
         raise ContractError(f"table {spec.name}: cannot read {path}: {_first_line(err)}") from err
-    row = con.execute(f"SELECT count(*) FROM {_stage_name(spec)}").fetchone()
-    return int(row[0]) if row else 0
+    lines = malformed_lines(con, spec, path) if csv else []
+    if lines:
+        place_malformed(con, spec, _stage_name(spec), _scratch("malformed", spec), lines)
+    return _count(con, f"SELECT count(*) FROM {_stage_name(spec)}"), len(lines)
 
 
 def _stage_name(spec: contract.Table) -> str:
@@ -284,7 +285,8 @@ class _Source:
     path: Path
     types: dict[str, str]
     sha256: str = ""
-    rows: int = 0
+    rows: int = 0  # rows read, malformed ones included
+    malformed: int = 0
 
 
 def _run(
@@ -309,10 +311,11 @@ def _run(
             for n in LOAD_ORDER
         ]
         for src in sources:
-            src.rows = _stage(con, src.spec, src.path)
+            src.rows, src.malformed = _stage(con, src)
             src.sha256 = _sha256(src.path)
             if progress:
                 progress(src.spec.name, 0, src.rows)
+        _refuse_nhs_numbers(con, sources)
         report = LoadReport(str(extract_dir), when, str(store_path) if store_path else None)
         _attach(con, store_path)
         _write(con, sources, report, started, progress)
@@ -321,6 +324,25 @@ def _run(
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def _refuse_nhs_numbers(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> None:
+    """Stop when most person ids (of the person table, or of every table) are NHS numbers."""
+    counts: dict[str, tuple[int, int]] = {}
+    for src in sources:
+        pid = store_sql.column_sql(src.spec, src.types, "s")["person_id"].parsed
+        row = con.execute(
+            f"SELECT coalesce(count_if({store_sql.nhs_number(pid)}), 0), count({pid}) "
+            f"FROM {_stage_name(src.spec)} s"
+        ).fetchone()
+        counts[src.spec.name] = (int(row[0]), int(row[1])) if row else (0, 0)
+    everywhere = tuple(sum(c[i] for c in counts.values()) for i in (0, 1))
+    for where, (nhs, ids) in (("table person", counts["person"]), ("the extract", everywhere)):
+        if ids and nhs / ids > contract.NHS_NUMBER_STOP_SHARE:
+            raise ContractError(
+                f"{where}: {nhs:,} of {ids:,} person ids are NHS numbers; the contract takes "
+                "pseudonymised ids only: pseudonymise the extract and load it again"
+            )
 
 
 def _attach(con: duckdb.DuckDBPyConnection, store_path: Path | None) -> None:
@@ -370,46 +392,70 @@ def _scratch(kind: str, spec: contract.Table) -> str:
     return f"memory.main.{quote(kind + '_' + spec.name)}"
 
 
+KNOWN_PERSONS = "memory.main.known_persons"  # person_id, birth_month, date_of_death
+
+
 def _check_table(con: duckdb.DuckDBPyConnection, src: _Source, when: date) -> TableReport:
     """Find every problem of one staged table and count what the merge will do."""
     spec, stage = src.spec, _stage_name(src.spec)
     out = TableReport(spec.name, str(src.path), rows_read=src.rows)
-    bad_codes = _bad_codes(con, src, stage)
-    persons = None if spec.name == "person" else "memory.main.known_persons"
-    deaths = "memory.main.known_deaths" if spec.name not in ("person", "death") else None
-    problems = store_sql.problems_query(
-        spec, src.types, stage, when, persons=persons, deaths=deaths, bad_codes=bad_codes
+    problems = _scratch("problems", spec)
+    query = store_sql.problems_query(
+        spec,
+        src.types,
+        stage,
+        when,
+        persons=None if spec.name == "person" else KNOWN_PERSONS,
+        bad_codes=_bad_codes(con, src, stage),
     )
-    dups = store_sql.duplicates_query(spec, src.types, stage)
+    con.execute(f"CREATE OR REPLACE TABLE {problems} AS {query}")
+    if src.malformed:
+        _mark_malformed(con, spec)
     con.execute(
-        f"CREATE OR REPLACE TABLE {_scratch('problems', spec)} AS "
-        f"SELECT * FROM ({problems}) UNION ALL SELECT * FROM ({dups})"
+        f"INSERT INTO {problems} {store_sql.duplicates_query(spec, src.types, stage, problems)}"
     )
     bad = _scratch("bad", spec)
-    con.execute(
-        f"CREATE OR REPLACE TABLE {bad} AS "
-        f"SELECT DISTINCT row_number FROM {_scratch('problems', spec)}"
-    )
+    con.execute(f"CREATE OR REPLACE TABLE {bad} AS SELECT DISTINCT row_number FROM {problems}")
     out.rows_quarantined = _count(con, f"SELECT count(*) FROM {bad}")
     counts = con.execute(
-        f"SELECT reason, count(*) FROM {_scratch('problems', spec)} GROUP BY reason ORDER BY 1"
+        f"SELECT reason, count(*) FROM {problems} GROUP BY reason ORDER BY 1"
     ).fetchall()
     out.reasons = {str(r): int(n) for r, n in counts}
     typed = store_sql.typed_select(spec, src.types, stage, bad)
-    if spec.name == "person":
-        con.execute(
-            "CREATE OR REPLACE TABLE memory.main.known_persons AS "
-            f"SELECT person_id FROM store.main.person UNION SELECT person_id FROM ({typed})"
-        )
-    if spec.name == "death":
-        con.execute(
-            "CREATE OR REPLACE TABLE memory.main.known_deaths AS "
-            f"WITH new AS ({typed}) SELECT person_id, date_of_death FROM new UNION ALL "
-            "SELECT person_id, date_of_death FROM store.main.death "
-            "WHERE person_id NOT IN (SELECT person_id FROM new)"
-        )
+    if spec.name in ("person", "death"):
+        _know_persons(con, spec.name, typed)
     _compare_with_store(con, src, typed, out)
     return out
+
+
+def _mark_malformed(con: duckdb.DuckDBPyConnection, spec: contract.Table) -> None:
+    """A malformed row's placeholder has only the problem of being malformed."""
+    problems, malformed = _scratch("problems", spec), _scratch("malformed", spec)
+    con.execute(f"DELETE FROM {problems} WHERE row_number IN (SELECT row_number FROM {malformed})")
+    con.execute(
+        f"INSERT INTO {problems} SELECT row_number, NULL, {literal(MALFORMED_ROW)}, detail "
+        f"FROM {malformed}"
+    )
+
+
+def _know_persons(con: duckdb.DuckDBPyConnection, table: str, typed: str) -> None:
+    """The people events are checked against: this extract's valid rows over the store's."""
+    if table == "person":
+        con.execute(
+            f"CREATE OR REPLACE TABLE {KNOWN_PERSONS} AS WITH new AS ({typed}) "
+            "SELECT person_id, birth_month, NULL::DATE AS date_of_death FROM new UNION ALL "
+            "SELECT person_id, birth_month, NULL FROM store.main.person "
+            "WHERE person_id NOT IN (SELECT person_id FROM new)"
+        )
+        return
+    con.execute(
+        f"CREATE OR REPLACE TABLE {KNOWN_PERSONS} AS "
+        f"WITH new AS ({typed}), deaths AS (SELECT person_id, date_of_death FROM new "
+        "UNION ALL SELECT person_id, date_of_death FROM store.main.death "
+        "WHERE person_id NOT IN (SELECT person_id FROM new)) "
+        f"SELECT k.person_id, k.birth_month, d.date_of_death FROM {KNOWN_PERSONS} k "
+        "LEFT JOIN deaths d USING (person_id)"
+    )
 
 
 def _compare_with_store(
@@ -451,21 +497,62 @@ def _bad_codes(con: duckdb.DuckDBPyConnection, src: _Source, stage: str) -> dict
     return found
 
 
+QUARANTINE_COLUMNS = (
+    "load_id, table_name, source_file, source_sha256, row_number, column_name, value, reason, "
+    "detail, raw_row, row_key, row_sha256"
+)
+
+
 def _quarantine(con: duckdb.DuckDBPyConnection, src: _Source, load_id: int) -> None:
-    spec, stage = src.spec, _stage_name(src.spec)
+    """Forget the earlier entries of the rows read, then write this load's entries."""
+    spec, stage, malformed = src.spec, _stage_name(src.spec), _scratch("malformed", src.spec)
+    key, sha = store_sql.row_identity(spec, src.types, "s")
+    _forget_earlier(con, src, key, sha)
+    source = f"{load_id}, {literal(spec.name)}, {literal(src.path)}, {literal(src.sha256)}"
     con.execute(
-        "DELETE FROM store.main.quarantine WHERE table_name = ? AND source_sha256 = ?",
-        [spec.name, src.sha256],
-    )
-    con.execute(
-        f"""INSERT INTO store.main.quarantine
-        SELECT {load_id}, {literal(spec.name)}, {literal(src.path)}, {literal(src.sha256)},
-          p.row_number, p.column_name, {store_sql.value_case(spec, "s")}, p.reason, p.detail,
-          CAST(to_json(s) AS VARCHAR)
-        FROM {_scratch("problems", spec)} p JOIN {_stage_name(spec)} s ON s.rowid = p.row_number
+        f"""INSERT INTO store.main.quarantine ({QUARANTINE_COLUMNS})
+        SELECT {source}, p.row_number, p.column_name, {store_sql.value_case(spec, src.types, "s")},
+          p.reason, p.detail, {store_sql.raw_row(spec, src.types, "s")}, {key}, {sha}
+        FROM {_scratch("problems", spec)} p JOIN {stage} s ON s.rowid = p.row_number
+        WHERE p.reason <> {literal(MALFORMED_ROW)}
         ORDER BY p.row_number, p.column_name, p.reason"""
     )
-    del stage
+    if src.malformed:
+        con.execute(
+            f"""INSERT INTO store.main.quarantine ({QUARANTINE_COLUMNS})
+            SELECT {source}, row_number, NULL, NULL, {literal(MALFORMED_ROW)}, detail,
+              to_json(csv_line), NULL, sha256(csv_line)
+            FROM {malformed} ORDER BY row_number"""
+        )
+
+
+def _forget_earlier(con: duckdb.DuckDBPyConnection, src: _Source, key: str, sha: str) -> None:
+    """Delete the table's entries whose row (key and content) is read again in this load.
+
+    Only rows whose key is quarantined already (or missing) are hashed. Entries written
+    before rows had an identity are matched by their file, as they were then.
+    """
+    spec, stage, malformed = src.spec, _stage_name(src.spec), _scratch("malformed", src.spec)
+    name = literal(spec.name)
+    con.execute(
+        "DELETE FROM store.main.quarantine "
+        "WHERE table_name = ? AND row_sha256 IS NULL AND source_sha256 = ?",
+        [spec.name, src.sha256],
+    )
+    if not _count(con, f"SELECT count(*) FROM store.main.quarantine WHERE table_name = {name}"):
+        return
+    seen = (
+        f"SELECT {sha} FROM {stage} s WHERE ({key} IS NULL OR {key} IN "
+        f"(SELECT row_key FROM store.main.quarantine WHERE table_name = {name}))"
+    )
+    if src.malformed:
+        seen += (
+            f" AND s.rowid NOT IN (SELECT row_number FROM {malformed}) "
+            f"UNION ALL SELECT sha256(csv_line) FROM {malformed}"
+        )
+    con.execute(
+        f"DELETE FROM store.main.quarantine WHERE table_name = {name} AND row_sha256 IN ({seen})"
+    )
 
 
 def _merge(con: duckdb.DuckDBPyConnection, src: _Source, out: TableReport) -> None:

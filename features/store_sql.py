@@ -1,8 +1,8 @@
 """The data contract compiled to DuckDB SQL: the fast path of `features.store`.
 
 Each builder returns SQL text for one contract table. The rules are those of
-`features.schemas` (the pandera schemas and `parse_column`); a test runs both paths on
-the same bad rows and requires the same problems.
+`features.schemas` (the pandera schemas and `parse_column`) and the contract's
+`READING_RULES`; a test runs both paths on the same bad rows and requires the same problems.
 """
 
 from __future__ import annotations
@@ -12,14 +12,21 @@ from datetime import date
 from features import contract
 from features.schemas import (
     AFTER_DEATH,
+    BEFORE_BIRTH,
     DATE_ORDER,
     DATE_TEXT,
+    DUPLICATE_KEY,
+    DUPLICATE_ROW,
+    FLOAT_TEXT,
     FUTURE_DATE,
     INT_TEXT,
     INVALID_CODE,
     MISSING_VALUE,
+    NHS_NUMBER,
+    NOT_FIRST_OF_MONTH,
     OUT_OF_RANGE,
     UNKNOWN_PERSON,
+    WHITESPACE,
     WRONG_TYPE,
     future_checked,
 )
@@ -40,8 +47,30 @@ def literal(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def trimmed(text: str) -> str:
+    """SQL: `text` without WHITESPACE around it, NULL when nothing is left.
+
+    trim() with a character set is slow in DuckDB, so it runs only where the first or last
+    character could be whitespace; the staging step applies this once to every text column.
+    """
+    edge = f"ascii({text}) <= 32 OR ascii({text}[-1]) <= 32"
+    return f"nullif(CASE WHEN {edge} THEN trim({text}, {literal(WHITESPACE)}) ELSE {text} END, '')"
+
+
+def staged_select(spec: contract.Table, types: dict[str, str]) -> str:
+    """The select list that stages a source: text columns trimmed, others as they are."""
+    return ", ".join(
+        f"{trimmed(quote(c))} AS {quote(c)}" if types[c].upper() == "VARCHAR" else quote(c)
+        for c in spec.column_names
+    )
+
+
 class ColumnSql:
-    """How one contract column is read from a staged source column of a given DuckDB type."""
+    """How one contract column is read from a staged source column of a given DuckDB type.
+
+    A staged VARCHAR column is already trimmed (`staged_select`); other types read as text
+    are trimmed here.
+    """
 
     def __init__(self, col: contract.Column, source_type: str, ref: str) -> None:
         self.col = col
@@ -51,9 +80,10 @@ class ColumnSql:
 
     def _compile(self) -> tuple[str, str, str | None]:
         kind, src, ref = self.col.kind, self.source_type, self.ref
-        if src == "VARCHAR" or src.startswith("DECIMAL"):
-            text = ref if src == "VARCHAR" else f"CAST({ref} AS VARCHAR)"
-            return self._from_text(text)
+        if src == "VARCHAR":
+            return self._from_text(ref)
+        if src.startswith("DECIMAL"):
+            return self._from_text(trimmed(f"CAST({ref} AS VARCHAR)"))
         if kind == "int" and src in INTEGER_TYPES:
             return f"CAST({ref} AS BIGINT)", f"({ref} IS NULL)", None
         if kind in ("int", "float") and src in FLOAT_TYPES:
@@ -64,7 +94,7 @@ class ColumnSql:
             return ref, f"({ref} IS NULL)", None
         if kind == "date" and src in DATE_TYPES:
             return f"CAST({ref} AS DATE)", f"({ref} IS NULL)", None
-        return self._from_text(f"CAST({ref} AS VARCHAR)")
+        return self._from_text(trimmed(f"CAST({ref} AS VARCHAR)"))
 
     def _from_float(self, value: str) -> tuple[str, str, str | None]:
         missing = f"({value} IS NULL OR isnan({value}))"
@@ -73,14 +103,12 @@ class ColumnSql:
         parsed = f"CASE WHEN {value} = round({value}) THEN TRY_CAST({value} AS BIGINT) END"
         return parsed, missing, f"(NOT {missing} AND {parsed} IS NULL)"
 
-    def _from_text(self, text: str) -> tuple[str, str, str | None]:
-        missing = (
-            f"({text} IS NULL OR {text} = '' OR (starts_with({text}, ' ') AND trim({text}) = ''))"
-        )
-        t = f"trim({text})"
+    def _from_text(self, t: str) -> tuple[str, str, str | None]:
+        """Parse trimmed text `t` (NULL when empty) by kind."""
+        missing = f"({t} IS NULL)"
         kind = self.col.kind
         if kind == "str":
-            return f"CASE WHEN NOT {missing} THEN {text} END", missing, None
+            return t, missing, None
         if kind == "int":
             parsed = (
                 f"CASE WHEN regexp_full_match({t}, {literal(INT_TEXT)}) "
@@ -88,7 +116,8 @@ class ColumnSql:
             )
         elif kind == "float":
             parsed = (
-                f"CASE WHEN NOT isnan(TRY_CAST({t} AS DOUBLE)) THEN TRY_CAST({t} AS DOUBLE) END"
+                f"CASE WHEN regexp_full_match({t}, {literal(FLOAT_TEXT)}) "
+                f"THEN TRY_CAST({t} AS DOUBLE) END"
             )
         elif kind == "bool":
             parsed = (
@@ -101,6 +130,21 @@ class ColumnSql:
                 f"THEN TRY_CAST({t} AS DATE) END"
             )
         return parsed, missing, f"(NOT {missing} AND {parsed} IS NULL)"
+
+    @property
+    def text(self) -> str:
+        """The value as text for the quarantine's row identity: parsed where it parses."""
+        raw = self.ref if self.source_type == "VARCHAR" else f"CAST({self.ref} AS VARCHAR)"
+        return f"coalesce(CAST({self.parsed} AS VARCHAR), {raw})"
+
+
+def nhs_number(value: str) -> str:
+    """SQL: the text `value` is an NHS number (`codes.nhs_number_valid`)."""
+    digits = f"regexp_replace({value}, '[ -]', '', 'g')"
+    weighted = " + ".join(f"{11 - i} * (ascii({digits}[{i}]) - 48)" for i in range(1, 10))
+    check = f"(11 - ({weighted}) % 11) % 11 = ascii({digits}[10]) - 48"
+    shaped = f"regexp_full_match({value}, {literal(contract.NHS_NUMBER_TEXT)})"
+    return f"(CASE WHEN length({value}) BETWEEN 10 AND 12 AND {shaped} THEN {check} ELSE false END)"
 
 
 def column_sql(spec: contract.Table, types: dict[str, str], alias: str) -> dict[str, ColumnSql]:
@@ -117,6 +161,12 @@ def _problem(column: str, reason: str, condition: str, detail: str) -> tuple[str
 
 
 MAX_INLINE_CODES = 500
+KIND_WORDS: dict[str, str] = {
+    "int": "not a whole number",
+    "float": "not a number",
+    "bool": "not true or false",
+    "date": "not a date (YYYY-MM-DD)",
+}
 
 
 def checked_by_value(spec: contract.Table) -> list[str]:
@@ -174,6 +224,10 @@ def _value_checks(
     if bounds:
         detail = f"range {col.minimum} to {col.maximum}"
         out.append((OUT_OF_RANGE, f"({' OR '.join(bounds)})", detail))
+    if col.month_start:
+        out.append((NOT_FIRST_OF_MONTH, f"day({p}) <> 1", "not the first day of a month"))
+    if col.pseudonym:
+        out.append((NHS_NUMBER, nhs_number(p), "an NHS number, not a pseudonym"))
     return out
 
 
@@ -183,17 +237,19 @@ def problem_list(
     extract_date: date,
     *,
     person_alias: str | None,
-    death_alias: str | None,
     bad_codes: dict[str, list[str]],
 ) -> list[tuple[str, str]]:
-    """(struct, condition) per (column, reason) check on a row."""
+    """(struct, condition) per (column, reason) check on a row.
+
+    `person_alias` names the joined known people (person_id, birth_month, date_of_death).
+    """
     items: list[tuple[str, str]] = []
     for name, c in cols.items():
         p = c.parsed
         if not c.col.nullable:
             items.append(_problem(name, MISSING_VALUE, c.missing, "'required'"))
         if c.wrong is not None:
-            items.append(_problem(name, WRONG_TYPE, c.wrong, literal(f"not a {c.col.kind}")))
+            items.append(_problem(name, WRONG_TYPE, c.wrong, literal(KIND_WORDS[c.col.kind])))
         for reason, cond, detail in _value_checks(c.col, p, bad_codes.get(name)):
             items.append(_problem(name, reason, f"({p} IS NOT NULL AND {cond})", literal(detail)))
     limit = f"DATE {literal(extract_date.isoformat())}"
@@ -203,15 +259,28 @@ def problem_list(
     for earlier, later in spec.ordered_dates:
         cond = f"{cols[later].parsed} < {cols[earlier].parsed}"
         items.append(_problem(later, DATE_ORDER, cond, literal(f"before {earlier}")))
-    pid = cols["person_id"].parsed
     if person_alias:
-        cond = f"({pid} IS NOT NULL AND {person_alias}.person_id IS NULL)"
-        items.append(_problem("person_id", UNKNOWN_PERSON, cond, "'not in the person table'"))
-    if death_alias and spec.event_date:
-        dod = f"{death_alias}.date_of_death"
-        cond = f"{cols[spec.event_date].parsed} > {dod}"
+        items += _person_checks(spec, cols, person_alias)
+    return items
+
+
+def _person_checks(
+    spec: contract.Table, cols: dict[str, ColumnSql], known: str
+) -> list[tuple[str, str]]:
+    """unknown_person, before_birth and after_death against the known people."""
+    pid = cols["person_id"].parsed
+    cond = f"({pid} IS NOT NULL AND {known}.person_id IS NULL)"
+    items = [_problem("person_id", UNKNOWN_PERSON, cond, "'not in the person table'")]
+    if not spec.event_date:
+        return items
+    when = cols[spec.event_date].parsed
+    born = f"{known}.birth_month"
+    detail = f"'born ' || strftime({born}, '%Y-%m')"
+    items.append(_problem(spec.event_date, BEFORE_BIRTH, f"{when} < {born}", detail))
+    if spec.name != "death":
+        dod = f"{known}.date_of_death"
         detail = f"'died ' || CAST({dod} AS VARCHAR)"
-        items.append(_problem(spec.event_date, AFTER_DEATH, cond, detail))
+        items.append(_problem(spec.event_date, AFTER_DEATH, f"{when} > {dod}", detail))
     return items
 
 
@@ -222,24 +291,19 @@ def problems_query(
     extract_date: date,
     *,
     persons: str | None,
-    deaths: str | None,
     bad_codes: dict[str, list[str]],
 ) -> str:
-    """Rows (row_number, column_name, reason, detail) for every failed row-level check."""
+    """Rows (row_number, column_name, reason, detail) for every failed row-level check.
+
+    `persons` is a table of the known people (person_id, birth_month, date_of_death), None
+    for the person table itself.
+    """
     cols = column_sql(spec, types, "s")
     joins = ""
-    pid = cols["person_id"].parsed
     if persons:
-        joins += f" LEFT JOIN {persons} pp ON pp.person_id = {pid}"
-    if deaths:
-        joins += f" LEFT JOIN {deaths} dd ON dd.person_id = {pid}"
+        joins = f" LEFT JOIN {persons} pp ON pp.person_id = {cols['person_id'].parsed}"
     items = problem_list(
-        spec,
-        cols,
-        extract_date,
-        person_alias="pp" if persons else None,
-        death_alias="dd" if deaths else None,
-        bad_codes=bad_codes,
+        spec, cols, extract_date, person_alias="pp" if persons else None, bad_codes=bad_codes
     )
     checks = ",\n  ".join(item for item, _ in items)
     any_failed = "\n  OR ".join(cond for _, cond in items)
@@ -253,28 +317,33 @@ SELECT row_number, e.c AS column_name, e.r AS reason, e.d AS detail FROM (
 )"""
 
 
-def duplicates_query(spec: contract.Table, types: dict[str, str], stage: str) -> str:
-    """Later rows repeating an earlier row exactly (duplicate_row) or its key (duplicate_key)."""
+def duplicates_query(spec: contract.Table, types: dict[str, str], stage: str, problems: str) -> str:
+    """Among rows without a problem in `problems`, later rows repeating an earlier row's
+    values (duplicate_row) or only its key (duplicate_key)."""
     cols = column_sql(spec, types, "s")
     key_exprs = [cols[k].parsed for k in spec.key]
     keys = ", ".join(f"{e} AS k{i}" for i, e in enumerate(key_exprs))
     key_names = ", ".join(f"k{i}" for i in range(len(key_exprs)))
-    not_null = " AND ".join(f"{e} IS NOT NULL" for e in key_exprs)
     raw = ", ".join(f"s.{quote(c)}" for c in spec.column_names)
-    first = quote(spec.key[0])
+    values = ", ".join(c.parsed for c in cols.values())
+    first = spec.key[0]
     return f"""
-WITH keyed AS (SELECT s.rowid AS row_number, {keys}, {raw} FROM {stage} s WHERE {not_null}),
+WITH keyed AS (
+  SELECT s.rowid AS row_number, {keys}, {raw} FROM {stage} s
+  WHERE NOT EXISTS (SELECT 1 FROM {problems} p WHERE p.row_number = s.rowid)
+),
 dup AS (SELECT {key_names} FROM keyed GROUP BY ALL HAVING count(*) > 1),
 ranked AS (
   SELECT row_number,
     min(row_number) OVER (PARTITION BY {key_names}) AS first_key,
-    min(row_number) OVER (PARTITION BY {raw.replace("s.", "")}) AS first_same
-  FROM keyed SEMI JOIN dup USING ({key_names})
+    min(row_number) OVER (PARTITION BY {values}) AS first_same
+  FROM keyed s SEMI JOIN dup USING ({key_names})
 )
-SELECT row_number, {literal(spec.key[0])} AS column_name,
-  CASE WHEN first_same < row_number THEN 'duplicate_row' ELSE 'duplicate_key' END AS reason,
+SELECT row_number, {literal(first)} AS column_name,
+  CASE WHEN first_same < row_number THEN {literal(DUPLICATE_ROW)}
+       ELSE {literal(DUPLICATE_KEY)} END AS reason,
   CASE WHEN first_same < row_number THEN 'same as row ' || first_same
-       ELSE 'same {first.strip(chr(34))} as row ' || first_key END AS detail
+       ELSE {literal(f"same {first} as row ")} || first_key END AS detail
 FROM ranked WHERE first_key < row_number"""
 
 
@@ -288,9 +357,38 @@ def typed_select(spec: contract.Table, types: dict[str, str], stage: str, bad: s
     )
 
 
-def value_case(spec: contract.Table, alias: str) -> str:
-    """The raw text of the column named in `column_name`."""
+def _withheld(cols: dict[str, ColumnSql], value: str) -> str:
+    """`value`, or a marker when the row's person id is an NHS number."""
+    nhs = nhs_number(cols["person_id"].parsed)
+    return f"CASE WHEN {nhs} THEN {literal(contract.NHS_NUMBER_WITHHELD)} ELSE {value} END"
+
+
+def value_case(spec: contract.Table, types: dict[str, str], alias: str) -> str:
+    """The raw text of the column named in `column_name` (an NHS number withheld)."""
+    cols = column_sql(spec, types, alias)
     whens = " ".join(
         f"WHEN {literal(c)} THEN CAST({alias}.{quote(c)} AS VARCHAR)" for c in spec.column_names
     )
-    return f"CASE column_name {whens} END"
+    return _withheld(cols, f"CASE column_name {whens} END")
+
+
+def raw_row(spec: contract.Table, types: dict[str, str], alias: str) -> str:
+    """The staged row as JSON, as read (an NHS number withheld)."""
+    cols = column_sql(spec, types, alias)
+    values = {c: f"{alias}.{quote(c)}" for c in spec.column_names}
+    values["person_id"] = _withheld(cols, f"CAST({values['person_id']} AS VARCHAR)")
+    fields = ", ".join(f"{quote(c)} := {v}" for c, v in values.items())
+    return f"CAST(to_json(struct_pack({fields})) AS VARCHAR)"
+
+
+def row_identity(spec: contract.Table, types: dict[str, str], alias: str) -> tuple[str, str]:
+    """(row_key, row_sha256) of a staged row: its key, and the SHA-256 of its content, as the
+    contract reads them (a value that does not parse as its raw text, without whitespace
+    around it); an NHS number is withheld from both."""
+    cols = column_sql(spec, types, alias)
+    texts = {name: c.text for name, c in cols.items()}
+    texts["person_id"] = _withheld(cols, texts["person_id"])
+    keys = [texts[k] for k in spec.key]
+    key = keys[0] if len(keys) == 1 else f"CAST(to_json([{', '.join(keys)}]) AS VARCHAR)"
+    fields = ", ".join(f"{quote(c)} := {t}" for c, t in texts.items())
+    return key, f"sha256(CAST(to_json(struct_pack({fields})) AS VARCHAR))"

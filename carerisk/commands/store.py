@@ -62,29 +62,30 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
         yield update
 
 
-def report_table(report: LoadReport) -> Table:
-    """The load report as a rich table: one row per contract table, then the reasons."""
-    from features.schemas import REASONS
+def report_tables(report: LoadReport) -> list[Table]:
+    """The load report as rich tables: rows per contract table, then quarantine reasons."""
+    from features.schemas import ALL_REASONS
 
-    reasons = [r for r in REASONS if report.reasons().get(r)]
     title = f"{'Loaded' if report.store_path else 'Validated'} {report.extract_dir}"
-    out = Table(title=f"{title} (extract date {report.extract_date})")
-    for name in ("table", "read", "loaded", "unchanged", "quarantined", *reasons):
-        out.add_column(name, justify="left" if name == "table" else "right")
+    rows = Table(title=f"{title} (extract date {report.extract_date})")
+    for name in ("table", "read", "loaded", "unchanged", "quarantined"):
+        rows.add_column(name, justify="left" if name == "table" else "right")
     for t in report.tables:
         counts = [t.rows_read, t.rows_loaded, t.rows_unchanged, t.rows_quarantined]
-        out.add_row(
-            t.table, *(f"{n:,}" for n in counts), *(f"{t.reasons.get(r, 0):,}" for r in reasons)
-        )
+        rows.add_row(t.table, *(f"{n:,}" for n in counts))
     tot = report.totals()
     sums = [tot["rows_read"], tot["rows_loaded"], tot["rows_unchanged"], tot["rows_quarantined"]]
-    out.add_row(
-        "total",
-        *(f"{n:,}" for n in sums),
-        *(f"{report.reasons()[r]:,}" for r in reasons),
-        style="bold",
-    )
-    return out
+    rows.add_row("total", *(f"{n:,}" for n in sums), style="bold")
+    if report.clean:
+        return [rows]
+    reasons = Table(title="Quarantine entries by reason (a row may have several)")
+    for name in ("reason", "table", "entries"):
+        reasons.add_column(name, justify="right" if name == "entries" else "left")
+    for reason in ALL_REASONS:
+        for t in report.tables:
+            if t.reasons.get(reason):
+                reasons.add_row(reason, t.table, f"{t.reasons[reason]:,}")
+    return [rows, reasons]
 
 
 def _run(
@@ -108,7 +109,8 @@ def _run(
     if as_json:
         print_json(report.to_dict())
     else:
-        Console().print(report_table(report))
+        for table in report_tables(report):
+            Console().print(table)
     if not report.ok:
         fail("rows read do not equal rows loaded + unchanged + quarantined")
 

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from evaluation.inputs import Check, FairnessLimits
-from evaluation.report import SECTIONS, EvaluationResult, evaluate, render_html, write_report
+from evaluation.report import (
+    SECTIONS,
+    EvaluationResult,
+    evaluate,
+    render_html,
+    report_stem,
+    write_report,
+)
 
 from .conftest import make_input
 
@@ -78,6 +85,28 @@ def test_json_round_trip(result: EvaluationResult, tmp_path: Path) -> None:
     assert len(data["fairness"]["table"]) == len(result.fairness.table)
     assert "figures" not in data
     assert html_path.exists() and html_path.suffix == ".html"
+
+
+@pytest.mark.parametrize(
+    ("version", "stem"),
+    [
+        ("3", "carerisk-falls-v3"),
+        (3, "carerisk-falls-v3"),
+        ("run e38f5405", "carerisk-falls-run-e38f5405"),  # trained, not registered yet
+        ("run e38f5405/../x", "carerisk-falls-run-e38f5405-..-x"),
+    ],
+)
+def test_report_file_names(version: object, stem: str) -> None:
+    assert report_stem("carerisk-falls", version) == stem
+
+
+def test_report_files_are_named_by_model_and_version(
+    result: EvaluationResult, tmp_path: Path
+) -> None:
+    html_path, json_path = write_report(result, tmp_path)
+    stem = f"{result.meta['model_name']}-v{result.meta['model_version']}"
+    assert (html_path.name, json_path.name) == (f"{stem}.html", f"{stem}.json")
+    assert " " not in stem
 
 
 def test_html_sections_self_contained_and_parses(result: EvaluationResult) -> None:

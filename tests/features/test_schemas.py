@@ -89,16 +89,20 @@ def _reference(folder: Path, when: date) -> set[tuple[str, int, str, str]]:
     found: set[tuple[str, int, str, str]] = set()
     persons: set[str] | None = None
     deaths: dict[str, date] | None = None
+    births: dict[str, date] | None = None
     for name in ("person", "death", *contract.TABLE_NAMES[1:-1]):
         spec = contract.table(name)
         path = next(folder.glob(f"{name}.*"))
         raw = _read_raw(path)
-        problems = reference_problems(spec, raw, extract_date=when, persons=persons, deaths=deaths)
+        problems = reference_problems(
+            spec, raw, extract_date=when, persons=persons, deaths=deaths, births=births
+        )
         found |= {(name, int(r), c, why) for r, c, why in problems.itertuples(index=False)}
         parsed = parse_frame(spec, raw).frame
         good = parsed[~parsed.index.isin(problems["row_number"])]
         if name == "person":
             persons = set(good["person_id"])
+            births = dict(zip(good["person_id"], good["birth_month"], strict=True))
         if name == "death":
             deaths = dict(zip(good["person_id"], good["date_of_death"], strict=True))
     return found
@@ -120,4 +124,4 @@ def test_sql_and_pandera_paths_agree(tmp_path: Path, fmt: str) -> None:
     assert {r for *_, r in sql} == set(REASONS)  # every reason exercised
     assert len(BAD_ROWS) + 1 == len(sql)
     with connect(store) as con:
-        assert con.execute("SELECT count(DISTINCT reason) FROM quarantine").fetchone() == (10,)
+        assert con.execute("SELECT count(DISTINCT reason) FROM quarantine").fetchone() == (13,)

@@ -173,6 +173,31 @@ BAD_ROWS: list[tuple[str, str, dict[str, Any], int, str, str]] = [
         "discharge_date",
         "date_order",
     ),
+    ("nhs_number", "person", {"person_id": "9434765919"}, 0, "person_id", "nhs_number"),
+    (
+        "mid_month_birth",
+        "person",
+        {"person_id": "P00094", "birth_month": pd.Timestamp("1940-01-15")},
+        0,
+        "birth_month",
+        "not_first_of_month",
+    ),
+    (
+        "event_before_birth",
+        "gp_event",
+        {"event_id": "G93", "event_date": pd.Timestamp("1939-12-31")},
+        0,
+        "event_date",
+        "before_birth",
+    ),
+    (
+        "death_before_birth",
+        "death",
+        {"person_id": "P00004", "date_of_death": pd.Timestamp("1980-11-30")},
+        0,
+        "date_of_death",
+        "before_birth",
+    ),
 ]
 CASE_IDS = [c[0] for c in BAD_ROWS]
 
@@ -292,7 +317,7 @@ def test_quarantine_keeps_value_detail_and_raw_row(tmp_path: Path) -> None:
     assert row is not None
     load_id, source, value, detail, raw = row
     assert load_id == 1 and source.endswith("gp_event.parquet")
-    assert value == "n/a" and detail == "not a float"
+    assert value == "n/a" and detail == "not a number"
     raw_row = json.loads(raw)
     assert raw_row.pop("event_date").startswith("2023-05-02")  # as in the file: a timestamp
     assert raw_row == {
@@ -373,6 +398,24 @@ def test_reload_is_idempotent(tmp_path: Path) -> None:
     assert row_counts(store) == {n: len(f) for n, f in small_extract().items()}
 
 
+def test_a_store_from_before_row_identities_is_upgraded(tmp_path: Path) -> None:
+    """Quarantine entries written before rows were known by content have no identity: the
+    columns are added, and such entries are still replaced when their file is loaded again."""
+    tables = small_extract()
+    plant(tables, "gp_event", {"event_id": "G91", "value": "n/a"}, 1)
+    folder = write_extract(tmp_path / "x", tables)
+    store = tmp_path / "s.duckdb"
+    load_extract(folder, store)
+    with duckdb.connect(str(store)) as con:
+        con.execute("ALTER TABLE quarantine DROP COLUMN row_key")
+        con.execute("ALTER TABLE quarantine DROP COLUMN row_sha256")
+    second = load_extract(folder, store)
+    assert_balanced(second)
+    with connect(store) as con:
+        rows = con.execute("SELECT load_id, row_key, length(row_sha256) FROM quarantine").fetchall()
+    assert rows == [(2, "G91", 64)]
+
+
 def test_changed_rows_are_updated_and_new_rows_added(tmp_path: Path) -> None:
     store = tmp_path / "s.duckdb"
     load_extract(write_extract(tmp_path / "a", small_extract()), store)
@@ -443,11 +486,53 @@ def test_unreadable_file(tmp_path: Path, make_extract: Any, fmt: str) -> None:
     _fails(folder, tmp_path / "s.duckdb", "hospital_episode")
 
 
-def test_ragged_csv_stops_the_load(tmp_path: Path, make_extract: Any) -> None:
+def test_ragged_csv_row_is_quarantined_and_the_rest_loads(
+    tmp_path: Path, make_extract: Any
+) -> None:
     folder = make_extract(fmt="csv")
     with (folder / "ae_attendance.csv").open("a") as f:
         f.write("A9,P00001,2023-01-01,,,admitted,extra,fields\n")
-    _fails(folder, tmp_path / "s.duckdb", "ae_attendance")
+        f.write("A10,P00001,2023-01-02,,,admitted\n")
+    store = tmp_path / "s.duckdb"
+    report = load_extract(folder, store)
+    assert quarantine(store) == {("ae_attendance", 2, None, "malformed_row")}
+    ae = report.table("ae_attendance")
+    assert (ae.rows_read, ae.rows_loaded, ae.rows_quarantined) == (4, 3, 1)
+    assert_balanced(report)
+    with connect(store) as con:
+        detail, raw = con.execute("SELECT detail, raw_row FROM quarantine").fetchone()  # type: ignore[misc]
+        loaded = con.execute("SELECT attendance_id FROM ae_attendance ORDER BY 1").fetchall()
+    assert detail == "line 4: 8 fields where the header has 6"
+    assert json.loads(raw) == "A9,P00001,2023-01-01,,,admitted,extra,fields"
+    assert loaded == [("A1",), ("A10",), ("A2",)]
+
+
+def test_a_stray_quote_or_bytes_not_utf8_quarantine_one_row(
+    tmp_path: Path, make_extract: Any
+) -> None:
+    folder = make_extract(fmt="csv")
+    with (folder / "ae_attendance.csv").open("ab") as f:
+        f.write(b'A9,"P00001"x,2023-01-01,,,admitted\n')
+        f.write(b"A10,P\xff\xfe0001,2023-01-02,,,admitted\n")
+        f.write(b"A11,P00001,2023-01-03,,,admitted\n")
+    store = tmp_path / "s.duckdb"
+    report = load_extract(folder, store)
+    assert quarantine(store) == {
+        ("ae_attendance", 2, None, "malformed_row"),
+        ("ae_attendance", 3, None, "malformed_row"),
+    }
+    assert report.table("ae_attendance").rows_loaded == 3
+    with connect(store) as con:
+        details = con.execute("SELECT detail FROM quarantine ORDER BY row_number").fetchall()
+    assert details[0] == ("line 4: a quote that does not enclose a whole value",)
+    assert details[1] == ("line 5: not UTF-8 text",)
+
+
+def test_unclosed_quote_stops_the_load_naming_the_line(tmp_path: Path, make_extract: Any) -> None:
+    folder = make_extract(fmt="csv")
+    with (folder / "ae_attendance.csv").open("a") as f:
+        f.write('A9,"P00001,2023-01-01,,,admitted\nA10,P00001,2023-01-02,,,admitted\n')
+    _fails(folder, tmp_path / "s.duckdb", "ae_attendance", "line 4")
 
 
 def test_error_on_second_load_leaves_store_as_it_was(tmp_path: Path, make_extract: Any) -> None:
