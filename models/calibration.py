@@ -1,5 +1,6 @@
-"""Calibrators stored as plain JSON: isotonic thresholds or Platt (sigmoid) coefficients,
-optionally followed by a logistic recalibration at the latest complete date.
+"""Calibrators stored as plain JSON: centred isotonic knots or Platt (sigmoid) coefficients,
+optionally followed by a logistic recalibration at the latest complete date. Both are strictly
+increasing, so calibration never changes how a model ranks people.
 
 The calibrator maps the LightGBM raw score (log-odds) to a probability. Fitting uses
 scikit-learn; applying uses only numpy, so nothing is ever unpickled.
@@ -22,12 +23,18 @@ from scipy.optimize import brentq
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-CalibratorKind = Literal["isotonic", "sigmoid"]
+CalibratorKind = Literal["centred_isotonic", "isotonic", "sigmoid"]
+LOGIT_CLIP = 1e-5  # probabilities kept inside [1e-5, 1 - 1e-5] before taking log-odds
 
 
 @dataclass(frozen=True)
 class Calibrator:
-    """Sigmoid: p = 1 / (1 + exp(-(a * s + b))). Isotonic: linear interpolation of x -> y."""
+    """Sigmoid: p = 1 / (1 + exp(-(a * s + b))). Centred isotonic: the isotonic fit's blocks
+    as knots (x the block's mean score, y its event rate), joined by straight lines on the
+    log-odds scale and extended beyond the outer knots with the outer lines' slopes, so it is
+    strictly increasing: it never ties two different scores, so it keeps the model's ranking
+    (and AUROC). Isotonic: linear interpolation of the step thresholds (bundles made before
+    2026-11-29; its flat steps tie scores)."""
 
     kind: CalibratorKind
     a: float = 1.0
@@ -41,6 +48,8 @@ class Calibrator:
         s = np.asarray(scores, dtype=float)
         if self.kind == "sigmoid":
             p = _sigmoid(self.a * s + self.b)
+        elif self.kind == "centred_isotonic":
+            p = _sigmoid(_logit_line(s, np.asarray(self.x), _logit(np.asarray(self.y))))
         else:
             p = np.interp(s, np.asarray(self.x), np.asarray(self.y))
         return self.recalibration.apply(p) if self.recalibration else p
@@ -69,12 +78,12 @@ class Calibrator:
         if kind == "sigmoid":
             return cls("sigmoid", a=float(data["a"]), b=float(data["b"]), info=info,
                        recalibration=recalibration)  # fmt: skip
-        if kind == "isotonic":
+        if kind in ("isotonic", "centred_isotonic"):
             x = tuple(float(v) for v in data["x"])
             y = tuple(float(v) for v in data["y"])
-            if len(x) != len(y) or not x:
-                raise ValueError("isotonic calibrator needs equal, non-empty x and y")
-            return cls("isotonic", x=x, y=y, info=info, recalibration=recalibration)
+            if len(x) != len(y) or not x or (kind == "centred_isotonic" and len(x) < 2):
+                raise ValueError(f"{kind} calibrator needs equal, non-empty x and y")
+            return cls(kind, x=x, y=y, info=info, recalibration=recalibration)
         raise ValueError(f"unknown calibrator kind {kind!r}")
 
     @classmethod
@@ -146,6 +155,14 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(q) - np.log1p(-q)
 
 
+def _logit_line(s: np.ndarray, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Piecewise-linear through the knots (x, z), continued past both ends in a straight line."""
+    inside = np.interp(s, x, z)
+    low = z[0] + (s - x[0]) * (z[1] - z[0]) / (x[1] - x[0])
+    high = z[-1] + (s - x[-1]) * (z[-1] - z[-2]) / (x[-1] - x[-2])
+    return np.where(s < x[0], low, np.where(s > x[-1], high, inside))
+
+
 def fit_sigmoid(scores: np.ndarray, y: np.ndarray) -> Calibrator:
     """Platt scaling: a logistic regression of y on the raw score (effectively unpenalised)."""
     model = LogisticRegression(C=1e6, max_iter=1000)
@@ -154,11 +171,20 @@ def fit_sigmoid(scores: np.ndarray, y: np.ndarray) -> Calibrator:
 
 
 def fit_isotonic(scores: np.ndarray, y: np.ndarray) -> Calibrator:
-    model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-    model.fit(np.asarray(scores, dtype=float), np.asarray(y, dtype=float))
-    x = tuple(float(v) for v in model.X_thresholds_)
-    y_ = tuple(float(v) for v in model.y_thresholds_)
-    return Calibrator("isotonic", x=x, y=y_)
+    """Centred isotonic regression (Oron and Flournoy 2017): the pooled-adjacent-violators
+    fit's blocks become knots at their mean score; a strictly increasing curve through them
+    (see Calibrator). With a single block there is no shape to keep: Platt instead."""
+    s = np.asarray(scores, dtype=float)
+    t = np.asarray(y, dtype=float)
+    order = np.argsort(s, kind="stable")
+    s, t = s[order], t[order]
+    fitted = IsotonicRegression(y_min=0.0, y_max=1.0).fit_transform(s, t)
+    starts = np.flatnonzero(np.r_[True, np.diff(fitted) > 0])
+    if len(starts) < 2:
+        return fit_sigmoid(scores, y)
+    x = np.add.reduceat(s, starts) / np.diff(np.r_[starts, len(s)])
+    rate = np.clip(fitted[starts], LOGIT_CLIP, 1.0 - LOGIT_CLIP)
+    return Calibrator("centred_isotonic", x=tuple(x.tolist()), y=tuple(rate.tolist()))
 
 
 def brier(y: np.ndarray, p: np.ndarray) -> float:
@@ -194,8 +220,7 @@ def choose_calibrator(
         info = {"rule": "forced sigmoid", "positives": positives}
         return replace(chosen, info=info)
     losses = _cross_fitted_losses(s, t, metric, seed)
-    kind: CalibratorKind = "isotonic" if losses["isotonic"] < losses["sigmoid"] else "sigmoid"
-    chosen = fit_isotonic(s, t) if kind == "isotonic" else fit_sigmoid(s, t)
+    chosen = fit_isotonic(s, t) if losses["isotonic"] < losses["sigmoid"] else fit_sigmoid(s, t)
     info = {"rule": f"lower cross-fitted {metric}", "positives": positives, **losses}
     return replace(chosen, info=info)
 

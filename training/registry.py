@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from evaluation import Check
+from evaluation.fairness import poisson_ratio_interval
 from training.config import GateConfig
 from training.metrics import calibration_slope_intercept, paired_bootstrap_auroc_difference
 from training.tracking import (
@@ -148,7 +150,11 @@ def load_predictions(client: MlflowClient, run_id: str) -> pd.DataFrame:
 def _run_checks(
     context: GateContext, gate: GateConfig, extra_checks: Sequence[ExtraCheck], seed: int
 ) -> list[Check]:
-    checks = [calibration_check(context.challenger, gate)]
+    checks = [
+        calibration_check(context.challenger, gate),
+        observed_expected_check(context.challenger, gate),
+        baseline_check(context.challenger, gate, seed),
+    ]
     if context.champion is not None:
         checks.append(auroc_check(context.challenger, context.champion, gate, seed))
     checks += logged_checks(context.client, context.challenger_run_id)
@@ -169,6 +175,44 @@ def calibration_check(predictions: pd.DataFrame, gate: GateConfig) -> Check:
     passed = low <= slope <= high
     reason = f"slope {slope:.3f} (intercept {intercept:.3f}); allowed [{low}, {high}]"
     return Check("calibration slope", passed, reason)
+
+
+def observed_expected_check(predictions: pd.DataFrame, gate: GateConfig) -> Check:
+    """Calibration in the large: the exact interval of observed/expected events on the
+    validation people must reach 1, give or take the gate's tolerance."""
+    observed = float(predictions["y"].sum())
+    expected = float(predictions["p"].sum())
+    low, high = poisson_ratio_interval(
+        np.array(observed), np.array(expected), gate.confidence
+    )  # fmt: skip
+    tolerance = gate.observed_expected_tolerance
+    passed = float(low) - tolerance <= 1.0 <= float(high) + tolerance
+    reason = (
+        f"observed/expected {observed / expected:.3f} ({gate.confidence:.0%} interval "
+        f"{float(low):.3f} to {float(high):.3f}; {observed:.0f} events, {expected:.1f} expected); "
+        f"the interval must reach 1 within {tolerance}"
+    )
+    return Check("observed/expected", passed, reason)
+
+
+def baseline_check(predictions: pd.DataFrame, gate: GateConfig, seed: int) -> Check:
+    """The challenger against its own logistic baseline, fitted on the same rows and measured on
+    the same people: a boosted model worse than the simple one never reaches practitioners."""
+    diff, low, high = paired_bootstrap_auroc_difference(
+        predictions["y"].to_numpy(),
+        predictions["p"].to_numpy(),
+        predictions["p_baseline"].to_numpy(),
+        replicates=gate.bootstrap_replicates,
+        confidence=gate.confidence,
+        seed=seed,
+    )
+    passed = low > -gate.auroc_tolerance
+    reason = (
+        f"AUROC minus the logistic baseline's {diff:+.4f} ({gate.confidence:.0%} interval "
+        f"{low:+.4f} to {high:+.4f}) on {len(predictions)} people; lower bound must exceed "
+        f"{-gate.auroc_tolerance:+.4f}"
+    )
+    return Check("AUROC vs logistic baseline", passed, reason)
 
 
 def auroc_check(
