@@ -22,20 +22,23 @@ import numpy as np
 import pandas as pd
 
 from bench.common import print_json
-from models.bundle import ModelBundle
+from features.home import Home
+from features.outcomes import FALLS, PRODUCT
+from models.bundle import BUNDLE_FILE, ModelBundle
+from models.registered import BUNDLE_ARTIFACT
 
 TOLERANCE = 1e-6
-CANONICAL = {"falls": "falls", "complex-dependency": "complex_dependency"}
 
 
 def newest_bundle(home: Path, outcome: str) -> Path:
     """The folder of the most recently written bundle for `outcome` under mlflow-artifacts."""
+    artifacts = Home(home).artifacts_dir
     found = []
-    for manifest in (home / "mlflow-artifacts").glob("**/bundle/bundle.json"):
+    for manifest in artifacts.glob(f"**/{BUNDLE_ARTIFACT}/{BUNDLE_FILE}"):
         if json.loads(manifest.read_text(encoding="utf-8")).get("outcome") == outcome:
             found.append(manifest)
     if not found:
-        raise FileNotFoundError(f"no {outcome} bundle under {home / 'mlflow-artifacts'}")
+        raise FileNotFoundError(f"no {outcome} bundle under {artifacts}")
     return max(found, key=lambda p: p.stat().st_mtime).parent
 
 
@@ -67,9 +70,9 @@ def _shap_values(bundle: ModelBundle, matrix: pd.DataFrame) -> tuple[np.ndarray,
 
 
 def run(home: Path, outcome: str, rows: int) -> dict[str, Any]:
-    outcome = CANONICAL.get(outcome, outcome)
+    outcome = PRODUCT.get(outcome).name
     bundle = ModelBundle.load(newest_bundle(home, outcome))
-    frame = snapshot_rows(home / "store.duckdb", rows)
+    frame = snapshot_rows(Home(home).store_path, rows)
     matrix = bundle.matrix(frame)
     start, cpu = time.perf_counter(), time.process_time()
     native = bundle.contributions(frame)  # encoding + pred_contrib
@@ -105,7 +108,11 @@ def run(home: Path, outcome: str, rows: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--home", type=Path, required=True)
-    parser.add_argument("--outcome", default="falls", choices=sorted(CANONICAL))
+    parser.add_argument(
+        "--outcome",
+        default=FALLS.cli_name,
+        choices=[o.cli_name for o in PRODUCT] + list(PRODUCT.names()),
+    )
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args()
     result = run(args.home, args.outcome, args.rows)

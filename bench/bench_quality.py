@@ -55,10 +55,12 @@ def build_county(home: Path, people: int, seed: int, structure: str) -> dict[str
 def validation_rows(home: Path, outcome: str) -> pd.DataFrame:
     """The challenger's validation predictions with the truth and the records reference."""
     from carerisk.settings import load_settings
-    from training.tracking import CHALLENGER, PREDICTIONS_ARTIFACT, client_for, model_name
+    from features.outcomes import PRODUCT
+    from models.registered import CHALLENGER
+    from training.tracking import PREDICTIONS_ARTIFACT, client_for
 
     client = client_for(load_settings(home, env={}).tracking_uri)
-    version = client.get_model_version_by_alias(model_name(outcome), CHALLENGER)
+    version = client.get_model_version_by_alias(PRODUCT.get(outcome).model_name, CHALLENGER)
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(str(version.run_id), PREDICTIONS_ARTIFACT, tmp)
         rows = pd.read_parquet(path)
@@ -85,8 +87,12 @@ def quality(rows: pd.DataFrame) -> dict[str, Any]:
     )
 
     y = rows["y"].to_numpy()
-    columns = {"model": "p", "baseline": "p_baseline",
-               "records_reference": "reference_probability", "truth": "true_probability"}  # fmt: skip
+    columns = {
+        "model": "p",
+        "baseline": "p_baseline",
+        "records_reference": "reference_probability",
+        "truth": "true_probability",
+    }
     auroc = {name: round(fast_auroc(y, rows[col].to_numpy()), 4) for name, col in columns.items()}
     diff, low, high = paired_bootstrap_auroc_difference(
         y, rows["p"].to_numpy(), rows["p_baseline"].to_numpy(),

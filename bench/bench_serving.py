@@ -36,7 +36,11 @@ from typing import Any
 
 import numpy as np
 
-OUTCOME = "falls"
+from features.home import Home
+from features.outcomes import FALLS
+from models.registered import CHAMPION
+
+OUTCOME = FALLS  # the outcome measured
 CONCURRENCY = (1, 8, 32)
 BATCH = 1000
 OUT = Path(__file__).resolve().parent / "out" / "serving.json"
@@ -140,7 +144,7 @@ def carerisk_calls(url: str, keys: list[str], ids: list[str], batch: int) -> Cal
     """The same requests as a client sends: people by id, analyst keys taken in turn (one
     per organisation); an answer without reasons does not count (the body is not parsed)."""
     bodies = [
-        json.dumps({"outcome": OUTCOME, "person_ids": chosen}).encode()
+        json.dumps({"outcome": OUTCOME.name, "person_ids": chosen}).encode()
         for chosen in batches(ids, batch)
     ]
     headers = [
@@ -182,12 +186,13 @@ def carerisk_service(
 
 def model_matrix(home: Path, ids: list[str]) -> tuple[list[str], np.ndarray]:
     """The champion's encoded model matrix for these people (as the peer is fed)."""
-    os.environ["BENTOML_HOME"] = str(home / "bentoml")
+    layout = Home(home)
+    os.environ["BENTOML_HOME"] = str(layout.bentoml_home)
     from features.snapshot import read_snapshot
     from serving.champions import load_champions
 
-    bundle = load_champions(home / "bentoml", [OUTCOME])[OUTCOME].bundle
-    rows = read_snapshot(home / "store.duckdb", ids).set_index("person_id", drop=False)
+    bundle = load_champions(layout.bentoml_home, [OUTCOME])[OUTCOME.name].bundle
+    rows = read_snapshot(layout.store_path, ids).set_index("person_id", drop=False)
     matrix = bundle.matrix(rows.loc[ids].reset_index(drop=True))
     return list(matrix.columns), matrix.to_numpy(dtype=float)
 
@@ -205,12 +210,12 @@ def mlflow_calls(url: str, columns: list[str], matrix: np.ndarray, batch: int) -
 def mlflow_service(home: Path, port: int, workers: int) -> Iterator[str]:
     from tests.live import child_env, wait_for_200
 
-    env = {**child_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"}
+    env = {**child_env(), "MLFLOW_TRACKING_URI": Home(home).default_tracking_uri}
     # mlflow execs `uvicorn` by name: the venv's bin folder must be on PATH
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     command = [
         sys.executable, "-m", "mlflow", "models", "serve", "-m",
-        f"models:/carerisk-{OUTCOME.replace('_', '-')}@champion", "--env-manager", "local",
+        f"models:/{OUTCOME.model_name}@{CHAMPION}", "--env-manager", "local",
         "-p", str(port), "-h", "127.0.0.1", "--workers", str(workers),
     ]  # fmt: skip
     log = open(home / f"mlflow-serve-{port}.log", "w")  # noqa: SIM115 - closed below
@@ -249,7 +254,7 @@ def measure(server: str, make: Callable[[int], Calls], seconds: float) -> list[R
 def falls_people(home: Path) -> list[str]:
     from tests.live import snapshot_people
 
-    return snapshot_people(home)[OUTCOME]
+    return snapshot_people(home, [OUTCOME])[OUTCOME.name]
 
 
 def verdict(results: list[Result]) -> dict[str, Any]:
@@ -309,7 +314,7 @@ def main() -> None:
     home = args.home.resolve()
     ids = falls_people(home)
     keys = add_keys(home, args.keys)
-    print(f"{len(ids)} people in the {OUTCOME} cohort; {os.cpu_count()} cores\n\n{HEADER}")
+    print(f"{len(ids)} people in the {OUTCOME.name} cohort; {os.cpu_count()} cores\n\n{HEADER}")
     with carerisk_service(home, args.start_timeout, args.workers) as (url, ready_s):
         results = measure("carerisk", lambda b: carerisk_calls(url, keys, ids, b), args.seconds)
     if not args.no_peer:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import PYTHON, print_json, run_measured, shell_text
+from features.home import Home
 
 TARGET_SECONDS = 300.0  # generate and load, together
 TARGET_PEAK_MIB = 6 * 1024.0
@@ -36,9 +37,10 @@ def _stage(name: str, command: list[str], rows_key: str) -> dict[str, Any]:
 
 
 def run(home: Path, people: int, seed: int = 0) -> dict[str, Any]:
-    """Generate `people` into home/extract and load it into home/store.duckdb (fresh)."""
-    extract = home / "extract"
-    for stale in (extract, home / "store.duckdb", home / "store.duckdb.wal"):
+    """Generate `people` into the home's extract folder and load it into its store (fresh)."""
+    layout = Home(home)
+    extract, store = layout.extract_dir, layout.store_path
+    for stale in (extract, store, store.with_name(store.name + ".wal")):
         if stale.is_dir():
             shutil.rmtree(stale)
         elif stale.exists():

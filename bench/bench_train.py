@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import PYTHON, print_json, run_measured, shell_text
+from features.outcomes import PRODUCT
 
-OUTCOMES = ("falls", "complex-dependency")
+OUTCOMES = tuple(o.cli_name for o in PRODUCT)
 TARGET_SECONDS = 300.0
 TARGET_PEAK_MIB = 8 * 1024.0
 

@@ -29,6 +29,9 @@ import pyarrow as pa
 from sklearn.metrics import roc_auc_score
 
 from bench.common import print_json
+from features.home import Home
+from features.outcomes import FALLS
+from synthetic.truth_files import true_risk_path
 
 
 def reference_truth(extract: Path) -> pd.DataFrame:
@@ -64,7 +67,7 @@ def reference_truth(extract: Path) -> pd.DataFrame:
     _, truth = gen.simulate_county(config, lambda *args: None)
     pids = pa.array(gen.person_ids(config.seed, np.arange(config.people)), type=pa.string())
     table = gen._truth_table(truth, pids, config).to_pandas()
-    table = table[table["outcome"] == "falls"].rename(columns={"true_probability": "reference"})
+    table = table[table["outcome"] == FALLS.name].rename(columns={"true_probability": "reference"})
     return table.assign(index_date=pd.to_datetime(table["index_date"]))[
         ["person_id", "index_date", "reference"]
     ]
@@ -72,10 +75,11 @@ def reference_truth(extract: Path) -> pd.DataFrame:
 
 def validation_predictions(home: Path) -> pd.DataFrame:
     from carerisk.settings import load_settings
-    from training.tracking import CHALLENGER, PREDICTIONS_ARTIFACT, client_for, model_name
+    from models.registered import CHALLENGER
+    from training.tracking import PREDICTIONS_ARTIFACT, client_for
 
     client = client_for(load_settings(home, env={}).tracking_uri)
-    version = client.get_model_version_by_alias(model_name("falls"), CHALLENGER)
+    version = client.get_model_version_by_alias(FALLS.model_name, CHALLENGER)
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(str(version.run_id), PREDICTIONS_ARTIFACT, tmp)
         frame = pd.read_parquet(path)
@@ -86,9 +90,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, required=True)
     args = parser.parse_args()
-    extract = args.home / "extract"
-    truth = pd.read_parquet(extract / "truth" / "true_risk.parquet")
-    truth = truth[truth["outcome"] == "falls"]
+    extract = Home(args.home).extract_dir
+    truth_file = true_risk_path(extract)
+    if truth_file is None:
+        raise SystemExit(f"{extract} holds no synthetic truth")
+    truth = pd.read_parquet(truth_file)
+    truth = truth[truth["outcome"] == FALLS.name]
     truth = truth.assign(index_date=pd.to_datetime(truth["index_date"]))
     keys = ["person_id", "index_date"]
     rows = (

@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from features.outcomes import COMPLEX_DEPENDENCY, FALLS
 from serving.audit import AuditLog
 from tests.live import LiveService, snapshot_people
 
@@ -76,17 +77,17 @@ def next_request(rng: random.Random, falls: list[str], adults: list[str]) -> Req
     """One request of the mix: 30% single score, 25% batch, 15% each register, FHIR, person."""
     pick = rng.random()
     if pick < 0.30:
-        body = {"outcome": "falls", "person_ids": [rng.choice(falls)]}
+        body = {"outcome": FALLS.name, "person_ids": [rng.choice(falls)]}
         return Request("score_one", "gp", "POST", "/v1/score", body)
     if pick < 0.55:
-        outcome, pool = rng.choice((("falls", falls), ("complex_dependency", adults)))
+        outcome, pool = rng.choice(((FALLS.name, falls), (COMPLEX_DEPENDENCY.name, adults)))
         body = {"outcome": outcome, "person_ids": rng.sample(pool, rng.randint(2, 100))}
         return Request("score_batch", "gp", "POST", "/v1/score", body)
     if pick < 0.70:
-        params = {"outcome": rng.choice(("falls", "complex_dependency")), "top": 50}
+        params = {"outcome": rng.choice((FALLS.name, COMPLEX_DEPENDENCY.name)), "top": 50}
         return Request("register", "fire", "GET", "/v1/register", params=params)
     if pick < 0.85:
-        body = {"outcome": "falls", "person_id": rng.choice(falls)}
+        body = {"outcome": FALLS.name, "person_id": rng.choice(falls)}
         return Request("fhir", "gp", "POST", "/v1/fhir/risk-assessment", body)
     return Request("person", "analyst", "POST", "/v1/person", {"person_id": rng.choice(adults)})
 
@@ -201,7 +202,7 @@ def run_load(
     warmup = min(warmup, seconds / 4)
     elapsed, sending = drive(
         Sender(service, tally),
-        lambda: next_request(rng, people["falls"], people["complex_dependency"]),
+        lambda: next_request(rng, people[FALLS.name], people[COMPLEX_DEPENDENCY.name]),
         seconds, rate, workers, at_warm, warmup,
     )  # fmt: skip
     rss["end_kib"] = tree_rss_kib(service.process.pid)

@@ -365,9 +365,9 @@ def _efi_band(deficits: pd.Series) -> pd.Series:
 
 def lookback_days(store: Path, day: date) -> int:
     """Days of history before `day` (capped): from the first day the extract covers."""
-    from features.engines import default_data_start  # the extract's start, not a feature
+    from features.extent import data_start  # the extract's start, not a feature
 
-    start = default_data_start(store) or day - timedelta(days=LOOKBACK_CAP_DAYS)
+    start = data_start(store) or day - timedelta(days=LOOKBACK_CAP_DAYS)
     return max(0, min((day - start).days, LOOKBACK_CAP_DAYS))
 
 

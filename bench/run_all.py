@@ -3,10 +3,11 @@
 python -m bench.run_all [--people 600000] [--quick] [--with-report]
 
 Order: generate + load (issue 2), the feature snapshot, features against pandas (issue 3),
-training both outcomes (issue 4), promotion, TreeSHAP against shap, then the serving
-benchmark (`python -m bench.bench_serving --home H`, written separately). Everything lives
-in bench/out/ (gitignored). --quick uses 20,000 people and writes bench/out/RESULTS-quick.md,
-to check the script works; a full run writes bench/RESULTS.md.
+training both outcomes (issue 4), promotion, TreeSHAP against shap, the fast TreeSHAP against
+pred_contrib (issue 19), then the serving benchmark (`python -m bench.bench_serving --home H`,
+written separately). Everything lives in bench/out/ (gitignored). --quick uses 20,000 people
+and writes bench/out/RESULTS-quick.md, to check the script works; a full run writes
+bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -27,16 +28,19 @@ from bench.common import (
     load_average,
     machine,
     markdown_table,
+    met,
     run_measured,
     shell_text,
 )
+from features.home import Home
+from features.outcomes import PRODUCT
 
 OUT = REPO / "bench" / "out"
 QUICK_PEOPLE = 20_000
 QUICK_CONFIG = REPO / "tests" / "training-small.toml"  # --quick checks the script, quickly
 INDEX_DATE = date(2024, 4, 1)
 EXPLAIN_ROWS = 100_000
-OUTCOMES = ("falls", "complex-dependency")
+OUTCOMES = tuple(o.cli_name for o in PRODUCT)
 HEADERS = ["measure", "figure", "target", "met?", "peer", "ratio", "command"]
 
 
@@ -167,6 +171,39 @@ def explain_section(r: dict[str, Any]) -> str:
     return f"{title}\n\n{markdown_table(HEADERS, rows)}\n"
 
 
+def treeshap_section(r: dict[str, Any]) -> str:
+    rows = []
+    for o in r["outcomes"]:
+        fast, native = o["fast"], o["pred_contrib"]
+        rows.append([f"{o['outcome']}: explanations per second ({o['rows']:,} rows, "
+                     f"{o['threads']} threads, best of {o['repeats']})",
+                     f"{fast['rows_per_second']:,} (CPU {fast['best_cpu_s']:,.2f} s)",
+                     ">= 3x pred_contrib", met(o["speedup_wall"], 3, below=False),
+                     f"pred_contrib {native['rows_per_second']:,} "
+                     f"(CPU {native['best_cpu_s']:,.2f} s)",
+                     f"{o['speedup_wall']}x wall, {o['speedup_cpu']}x CPU",
+                     r["command"]])  # fmt: skip
+        for size, b in o["small_batches"].items():
+            rows.append([f"{o['outcome']}: one call on {size.split('_')[1]} row(s)",
+                         f"{b['fast_us_per_call']:,} us", "", "",
+                         f"pred_contrib {b['pred_contrib_us_per_call']:,} us",
+                         f"{b['speedup']}x", ""])  # fmt: skip
+        rows.append([f"{o['outcome']}: max |difference| (values, base value)",
+                     f"{o['max_abs_difference']:.2e}, {o['max_abs_base_difference']:.2e}",
+                     "<= 1e-9", "yes" if o["agree"] else "NO", "", "",
+                     f"{o['trees']} trees, {o['leaves']} leaves, tables "
+                     f"{o['tables_mib']} MiB"])  # fmt: skip
+    for name, one in r["one_off_per_process"].items():
+        rows.append([f"first explanation in a process ({name.replace('_', ' ')})",
+                     _s(one["total_s"]), "", "", "", "",
+                     f"build {one['build_s']} s, first calls "
+                     f"{one['first_call_one_thread_s']} s (1 thread), "
+                     f"{one['first_call_threads_s']} s (threads)"])  # fmt: skip
+    rows.append(["peak RSS of the process", _mib(r["peak_rss_mib"]), "", "", "", "", ""])
+    title = "## 4b. Fast exact TreeSHAP (models/treeshap.py) against pred_contrib (issue 19)"
+    return f"{title}\n\n{markdown_table(HEADERS, rows)}\n"
+
+
 def measured_section(title: str, runs: list[dict[str, Any]]) -> str:
     rows = [[r["name"], _wc(r["seconds"], r["cpu_seconds"]), "", "", "", "", r["command"]]
             for r in runs]  # fmt: skip
@@ -205,6 +242,15 @@ def _explain(suite: Suite) -> dict[str, Any]:
     return dict(result)
 
 
+def _treeshap(suite: Suite) -> dict[str, Any]:
+    command = [PYTHON, "-m", "bench.bench_treeshap", "--home", str(suite.home)]
+    command += ["--rows", str(EXPLAIN_ROWS)]
+    m = run_measured(command).check()
+    result = m.json()
+    result.update(command=shell_text(command), peak_rss_mib=m.peak_rss_mib)
+    return dict(result)
+
+
 def _serving(suite: Suite) -> dict[str, Any]:
     if not (REPO / "bench" / "bench_serving.py").is_file():
         raise FileNotFoundError("bench/bench_serving.py is not there yet")
@@ -225,7 +271,7 @@ def run(
 ) -> Suite:
     home = OUT / f"home-{people}"
     suite = Suite(home, after_step)
-    store = home / "store.duckdb"
+    store = Home(home).store_path
     if not suite.step("synth_load", lambda: bench_synth_load.run(home, people)):
         return suite  # nothing else can run without a store
     suite.step("features", lambda: bench_features.run(store, INDEX_DATE))
@@ -240,6 +286,7 @@ def run(
                            outcome))  # fmt: skip
     suite.step("snapshot", lambda: _measured_cli(suite, "features snapshot", "features"))
     suite.step("explain", lambda: _explain(suite))
+    suite.step("treeshap", lambda: _treeshap(suite))
     suite.step("serving", lambda: _serving(suite))
     return suite
 
@@ -260,6 +307,8 @@ def sections(results: dict[str, Any]) -> list[str]:
         out.append(train_section(trained))
     if ok("explain"):
         out.append(explain_section(ok("explain")))
+    if ok("treeshap"):
+        out.append(treeshap_section(ok("treeshap")))
     steps = [ok(n) for n in results if n.startswith(("promote_", "snapshot")) and ok(n)]
     if steps:
         out.append(measured_section("5. Other steps (promotion, snapshot)", steps))

@@ -69,13 +69,17 @@ class Prepared:
 
 def training_frames(home: Path, outcome: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     from features import training_sets
+    from features.home import Home
+    from features.outcomes import PRODUCT
     from training.pipeline import default_index_dates
 
-    store = home / "store.duckdb"
+    store = Home(home).store_path
     stat = store.stat()
     cache = home / f"tune-{outcome}-{stat.st_size}-{stat.st_mtime_ns}.parquet"
     if not cache.is_file():
-        frame = training_sets.build_training_set(store, outcome, default_index_dates(store))
+        chosen = PRODUCT.get(outcome)
+        dates = default_index_dates(store, chosen)
+        frame = training_sets.build_training_set(store, chosen, dates)
         frame.to_parquet(cache)
     return training_sets.split_temporal(pd.read_parquet(cache))
 
@@ -177,11 +181,12 @@ def fit_variant(
 
 
 def main(argv: list[str] | None = None) -> None:
+    from features.outcomes import PRODUCT
     from training.config import DEFAULT_CONFIG_PATH, TrainingConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, required=True)
-    parser.add_argument("--outcome", choices=("falls", "complex_dependency"), required=True)
+    parser.add_argument("--outcome", choices=PRODUCT.names(), required=True)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args(argv)
     config = TrainingConfig.load(DEFAULT_CONFIG_PATH)

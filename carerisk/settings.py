@@ -6,8 +6,15 @@ import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from features.home import Home
+
+if TYPE_CHECKING:
+    from features.outcomes import OutcomeRegistry
 
 HOME_ENV = "CARERISK_HOME"
+OUTCOME_MODULES_ENV = "CARERISK_OUTCOME_MODULES"  # modules of extra outcomes, comma-separated
 DEFAULT_HOME = ".carerisk"
 TELEMETRY_OFF = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -21,50 +28,31 @@ TELEMETRY_OFF = {
 
 @dataclass(frozen=True)
 class Settings:
-    """Where everything lives. Two homes never share a file."""
+    """Where everything lives (the home's layout), the tracking store and the modules of extra
+    outcomes (features/outcomes.py). Two homes never share a file."""
 
-    home: Path
+    home: Home
     tracking_uri: str
+    outcome_modules: tuple[str, ...] = ()
 
-    @property
-    def store_path(self) -> Path:
-        return self.home / "store.duckdb"
+    def outcomes(self) -> OutcomeRegistry:
+        """The product's outcomes and the extra modules' (imported on first use: Ibis)."""
+        from features.outcomes import outcome_registry
 
-    @property
-    def mlflow_db(self) -> Path:
-        return self.home / "mlflow.db"
-
-    @property
-    def artifacts_dir(self) -> Path:
-        return self.home / "mlflow-artifacts"
-
-    @property
-    def bentoml_home(self) -> Path:
-        return self.home / "bentoml"
-
-    @property
-    def keys_path(self) -> Path:
-        return self.home / "keys.json"
-
-    @property
-    def audit_path(self) -> Path:
-        return self.home / "audit.sqlite"
-
-    @property
-    def reports_dir(self) -> Path:
-        return self.home / "reports"
-
-    @property
-    def objections_path(self) -> Path:
-        return self.home / "objections.csv"
+        return outcome_registry(self.outcome_modules)
 
 
 def load_settings(home: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from an explicit home, else CARERISK_HOME, else ./.carerisk."""
     env = os.environ if env is None else env
-    root = Path(home or env.get(HOME_ENV) or DEFAULT_HOME).expanduser().resolve()
-    default_uri = f"sqlite:///{root / 'mlflow.db'}"
-    return Settings(home=root, tracking_uri=env.get("MLFLOW_TRACKING_URI") or default_uri)
+    layout = Home(Path(home or env.get(HOME_ENV) or DEFAULT_HOME).expanduser().resolve())
+    return Settings(
+        home=layout,
+        tracking_uri=env.get("MLFLOW_TRACKING_URI") or layout.default_tracking_uri,
+        outcome_modules=tuple(
+            m.strip() for m in env.get(OUTCOME_MODULES_ENV, "").split(",") if m.strip()
+        ),
+    )
 
 
 def disable_telemetry(env: MutableMapping[str, str]) -> None:

@@ -7,7 +7,7 @@ Public API:
 """
 
 from evaluation.fairness import PRIORITISED_PROPERTY, FairnessResult, subgroup_checks
-from evaluation.inputs import Check, EvaluationInput, FairnessLimits, RiskBands
+from evaluation.inputs import Check, EvaluationInput, FairnessLimits
 from evaluation.report import EvaluationResult, evaluate, render_html, write_report
 
 __all__ = [
@@ -17,7 +17,6 @@ __all__ = [
     "EvaluationResult",
     "FairnessLimits",
     "FairnessResult",
-    "RiskBands",
     "evaluate",
     "render_html",
     "subgroup_checks",

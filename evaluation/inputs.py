@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from features.bands import RiskBands
 from features.registry import Feature
 
-Outcome = Literal["falls", "complex_dependency"]
 ThresholdKind = Literal["probability", "top_fraction"]
 
 GROUP_COLUMNS: tuple[str, ...] = (
@@ -26,32 +26,6 @@ GROUP_COLUMNS: tuple[str, ...] = (
 )
 NOT_RECORDED = "Not recorded"
 INPUT_NAME = "EvaluationInput"
-
-
-@dataclass(frozen=True)
-class RiskBands:
-    """Cut points on the probability scale and the band names between them.
-
-    `names` has one more entry than `cuts`; a person with p >= cuts[i] and < cuts[i+1]
-    is in names[i+1].
-    """
-
-    cuts: tuple[float, ...] = (0.05, 0.10, 0.20)
-    names: tuple[str, ...] = ("low", "moderate", "high", "very high")
-
-    def __post_init__(self) -> None:
-        if len(self.names) != len(self.cuts) + 1:
-            raise ValueError(
-                f"RiskBands: {len(self.cuts)} cut points need {len(self.cuts) + 1} names, "
-                f"got {len(self.names)}"
-            )
-        if list(self.cuts) != sorted(self.cuts) or len(set(self.cuts)) != len(self.cuts):
-            raise ValueError(f"RiskBands: cut points must increase strictly, got {self.cuts}")
-
-    def assign(self, p: np.ndarray) -> np.ndarray:
-        """Band name for each probability."""
-        idx = np.searchsorted(np.asarray(self.cuts), p, side="right")
-        return np.asarray(self.names, dtype=object)[idx]
 
 
 @dataclass(frozen=True)
@@ -98,28 +72,33 @@ class Check:
 
 @dataclass
 class EvaluationInput:
-    """Everything an evaluation needs, all on the same validation people in the same order."""
+    """Everything an evaluation needs, all on the same validation people in the same order.
 
-    outcome: Outcome
+    `outcome`, `predicts`, `cohort`, `bands` and `capacity_unit` come from the outcome's
+    definition (features/outcomes.py) and the model's bundle.
+    """
+
+    outcome: str
+    predicts: str  # what a score is the chance of, in words
     model_name: str
     model_version: str
-    cohort: str
+    cohort: str  # the cohort rule in words
     train_index_dates: Sequence[date]
     validation_index_dates: Sequence[date]
     y: np.ndarray
     p_model: np.ndarray
     p_baseline: np.ndarray
     groups: pd.DataFrame
+    bands: RiskBands
+    capacity_unit: str  # what the capacity view counts
     p_champion: np.ndarray | None = None
     p_true: np.ndarray | None = None
     shap_values: np.ndarray | None = None
     feature_values: pd.DataFrame | None = None
     features: Sequence[Feature] = ()
-    bands: RiskBands = field(default_factory=RiskBands)
     operating_threshold: float = 0.10
     threshold_kind: ThresholdKind = "probability"
     monthly_capacity: int | None = None
-    capacity_unit: str = "homes"
     died_before_event: np.ndarray | None = None
     champion_label: str = "champion"
 
@@ -201,6 +180,7 @@ def validated(inp: EvaluationInput) -> EvaluationInput:
     _check_shap(inp, n)
     return EvaluationInput(
         outcome=inp.outcome,
+        predicts=inp.predicts,
         model_name=inp.model_name,
         model_version=str(inp.model_version),
         cohort=inp.cohort,

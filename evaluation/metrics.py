@@ -18,7 +18,8 @@ from scipy import stats
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
-from evaluation.inputs import RiskBands, ThresholdKind
+from evaluation.inputs import ThresholdKind
+from features.bands import RiskBands
 
 EPS = 1e-6
 TOP_FRACTIONS: tuple[float, ...] = (0.01, 0.02, 0.05, 0.10, 0.20)
@@ -312,11 +313,11 @@ def capacity_by_band(y: np.ndarray, p: np.ndarray, bands: RiskBands) -> pd.DataF
     """Per band: people, events, observed rate; flagging this band and above: PPV, sensitivity."""
     y = np.asarray(y, float)
     p = np.asarray(p, float)
-    frame = pd.DataFrame({"band": bands.assign(p), "y": y, "p": p})
+    frame = pd.DataFrame({"band": bands.band(p), "y": y, "p": p})
     agg = (
         frame.groupby("band")
         .agg(people=("y", "size"), events=("y", "sum"), mean_p=("p", "mean"))
-        .reindex(list(bands.names), fill_value=0)
+        .reindex(list(bands.labels), fill_value=0)
     )
     agg["observed_rate"] = np.divide(
         agg["events"], agg["people"], out=np.full(len(agg), np.nan), where=agg["people"] > 0

@@ -28,11 +28,6 @@ from evaluation.fairness import (
 from evaluation.inputs import Check, EvaluationInput, FairnessLimits, validated
 
 TEMPLATES = Path(__file__).parent / "templates"
-OUTCOME_WORDS = {
-    "falls": "a recorded fall within 12 months",
-    "complex_dependency": "complex dependency (high-intensity care, a care-home move, three or "
-    "more emergency admissions or a stay over 21 days) within 12 months",
-}
 SECTIONS = (
     ("summary", "1. Summary"),
     ("discrimination", "2. Discrimination"),
@@ -151,7 +146,7 @@ def _meta(inp: EvaluationInput, threshold: float) -> dict[str, Any]:
     y = inp.y
     return {
         "outcome": inp.outcome,
-        "outcome_words": OUTCOME_WORDS.get(inp.outcome, inp.outcome),
+        "outcome_words": inp.predicts,
         "model_name": inp.model_name,
         "model_version": inp.model_version,
         "cohort": inp.cohort,
@@ -163,7 +158,7 @@ def _meta(inp: EvaluationInput, threshold: float) -> dict[str, Any]:
         "threshold": threshold,
         "threshold_kind": inp.threshold_kind,
         "threshold_value": inp.operating_threshold,
-        "bands": {"cuts": list(inp.bands.cuts), "names": list(inp.bands.names)},
+        "bands": {"cuts": list(inp.bands.cuts), "labels": list(inp.bands.labels)},
         "monthly_capacity": inp.monthly_capacity,
         "capacity_unit": inp.capacity_unit,
         "synthetic": inp.p_true is not None,

@@ -1,4 +1,5 @@
-"""features: the data contract, the store, the feature registry, definitions and labels.
+"""features: the data contract, the store, the feature and outcome registries, definitions,
+cohorts and labels.
 
 Heavy modules (Ibis, DuckDB, Spark) load on first use of the names below.
 """
@@ -8,9 +9,9 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from features.home import Home
 from features.registry import (
     FEATURES,
-    OUTCOMES,
     Feature,
     feature,
     feature_names,
@@ -18,21 +19,25 @@ from features.registry import (
 )
 
 _LAZY: dict[str, str] = {
+    "RiskBands": "features.bands",
     "compute_features": "features.engines",
     "spark_session": "features.engines",
     "LabelSettings": "features.labels",
+    "Outcome": "features.outcomes",
+    "OutcomeRegistry": "features.outcomes",
+    "PRODUCT": "features.outcomes",
+    "outcome_registry": "features.outcomes",
     "build_training_set": "features.training_sets",
     "index_dates": "features.training_sets",
     "split_temporal": "features.training_sets",
     "write_snapshot": "features.snapshot",
     "read_snapshot": "features.snapshot",
-    "descriptors": "features.snapshot",
 }
 
 __all__ = [
     "FEATURES",
-    "OUTCOMES",
     "Feature",
+    "Home",
     "feature",
     "feature_names",
     "registry_fingerprint",

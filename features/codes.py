@@ -135,9 +135,7 @@ FRAILTY_DIAGNOSIS_SNOMED: dict[str, str] = {
 # --- records of fall-proneness ------------------------------------------------------------
 # Gait or balance problems: abnormal gait, abnormal gait due to impaired balance, impairment
 # of balance, unsteady when walking.
-GAIT_BALANCE_SNOMED: frozenset[str] = frozenset(
-    {"22325002", "431524008", "387603000", "394616008"}
-)
+GAIT_BALANCE_SNOMED: frozenset[str] = frozenset({"22325002", "431524008", "387603000", "394616008"})
 # A falls risk assessment or a referral to a falls service.
 FALLS_ASSESSMENT_SNOMED: frozenset[str] = frozenset({"414191008", "408289007"})
 DIZZINESS_SNOMED: frozenset[str] = EFI_DEFICITS["dizziness"]

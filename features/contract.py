@@ -131,7 +131,13 @@ AMBULANCE_CATEGORIES = frozenset(
 )
 CARE_SERVICES = frozenset(
     {
-        "assessment", "home_care", "reablement", "telecare", "day_care", "residential", "nursing",
+        "assessment",
+        "home_care",
+        "reablement",
+        "telecare",
+        "day_care",
+        "residential",
+        "nursing",
         "equipment",
     }
 )

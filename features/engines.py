@@ -109,64 +109,6 @@ def _spark_sources(store_path: Path, folder: Path, session: Any) -> Sources:
     }
 
 
-def default_data_start(store_path: Path) -> date | None:
-    """The first day the extract covers: the `start` in the manifest of the extract last loaded
-    into the store, else the earliest activity date (GP codes are left out: a GP record carries
-    diagnoses made years before the extract begins)."""
-    import duckdb
-
-    con = duckdb.connect(str(store_path), read_only=True)
-    try:
-        start = _manifest_start(con)
-        if start is not None:
-            return start
-        parts = [
-            f'SELECT min("{spec.event_date}") AS d FROM "{spec.name}"'
-            for spec in TABLES
-            if spec.event_date and spec.name not in ("death", "gp_event")
-        ]
-        row = con.execute(f"SELECT min(d) FROM ({' UNION ALL '.join(parts)})").fetchall()
-    finally:
-        con.close()
-    return row[0][0] if row and row[0][0] is not None else None
-
-
-def _manifest_start(con: Any) -> date | None:
-    """`start` from the manifest.json of the extract last loaded, when it says."""
-    import json
-
-    try:
-        row = con.execute(
-            "SELECT extract_dir FROM load_log ORDER BY finished_at DESC LIMIT 1"
-        ).fetchall()
-    except Exception:  # noqa: BLE001 - a store without a load log (e.g. built in a test)
-        return None
-    if not row or not row[0][0]:
-        return None
-    manifest = Path(row[0][0]) / "manifest.json"
-    if not manifest.is_file():
-        return None
-    start = json.loads(manifest.read_text(encoding="utf-8")).get("start")
-    return date.fromisoformat(start) if start else None
-
-
-def latest_event_date(store_path: Path) -> date | None:
-    """The latest event date in the store."""
-    import duckdb
-
-    parts = [
-        f'SELECT max("{spec.event_date}") AS d FROM "{spec.name}"'
-        for spec in TABLES
-        if spec.event_date
-    ]
-    con = duckdb.connect(str(store_path), read_only=True)
-    try:
-        row = con.execute(f"SELECT max(d) FROM ({' UNION ALL '.join(parts)})").fetchall()
-    finally:
-        con.close()
-    return row[0][0] if row and row[0][0] is not None else None
-
-
 def normalise(table: pa.Table) -> pd.DataFrame:
     """Registry order, sorted by person_id; numbers as float64, categories as strings.
 
@@ -205,11 +147,13 @@ def compute_features(
     """Every registry feature at `index_date` for everyone alive and registered at it.
 
     `data_start` (the first day of the extract) sets `lookback_days`; by default it is the
-    earliest event date in the store. `spark` reuses an existing SparkSession.
+    store's (features.extent.data_start). `spark` reuses an existing SparkSession.
     """
+    from features.extent import data_start as store_start
+
     store_path = Path(store_path)
     _check_store(store_path)
-    start = data_start or default_data_start(store_path)
+    start = data_start or store_start(store_path)
     with open_sources(store_path, engine, spark) as src:
         return features_from_sources(src, index_date, start)
 
@@ -218,8 +162,6 @@ __all__ = [
     "ENGINES",
     "Engine",
     "compute_features",
-    "default_data_start",
-    "latest_event_date",
     "normalise",
     "open_sources",
     "spark_session",

@@ -1,5 +1,7 @@
 """Outcome labels over the horizon [D, D + horizon months), as clinical.md defines them.
 
+Each outcome's label function (named by its definition in features/outcomes.py) returns the
+people with an outcome event in the horizon; `labels` turns that into one row per person.
 Deaths end follow-up: outcome events dated after the death do not count (an event on the
 day of death does). `died_before_event` marks a death inside the horizon with no outcome
 event on or before it: the competing event. `follow_up_days` runs from D to the death or
@@ -10,12 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import ibis
 import ibis.expr.types as ir
 
 from features import codes
 from features.definitions import Sources, fall_events, lit
+
+if TYPE_CHECKING:
+    from features.outcomes import Outcome
 
 
 @dataclass(frozen=True)
@@ -24,11 +30,8 @@ class LabelSettings:
     long_stay_days: int = 21  # an emergency stay longer than this is "super-stranded"
     min_emergency_admissions: int = 3
     exclude_optional_fall_codes: bool = False  # leave out W02, W12 and W15
-    horizon_months: int = 12
 
     def __post_init__(self) -> None:
-        if self.horizon_months < 1:
-            raise ValueError("LabelSettings.horizon_months must be at least 1")
         if self.home_care_hours < 0 or self.long_stay_days < 0:
             raise ValueError("LabelSettings thresholds must not be negative")
 
@@ -45,17 +48,14 @@ def _leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
-def horizon_end(day: date, settings: LabelSettings) -> date:
-    """The first day after the horizon."""
-    return add_months(day, settings.horizon_months)
-
-
-def _in_window(when: ir.DateValue, deaths: ir.DateValue, day: date, end: date) -> ir.BooleanValue:
-    alive = deaths.isnull() | (when <= deaths)
+def in_horizon(when: ir.DateValue, died: ir.DateValue, day: date, end: date) -> ir.BooleanValue:
+    """An event dated in [day, end) on or before the person's death (`died`, null if alive)."""
+    alive = died.isnull() | (when <= died)
     return (when >= lit(day)) & (when < lit(end)) & alive
 
 
-def _with_death(events: ir.Table, src: Sources) -> ir.Table:
+def with_death(events: ir.Table, src: Sources) -> ir.Table:
+    """`events` with each person's date of death as `died` (null for the living)."""
     death = src["death"].select("person_id", died=src["death"].date_of_death)
     return events.left_join(death, "person_id").drop("person_id_right")
 
@@ -65,26 +65,26 @@ def falls_events(src: Sources, settings: LabelSettings) -> ir.Table:
     return fall_events(src, excluded)
 
 
-def falls_outcome(src: Sources, day: date, settings: LabelSettings) -> ir.Table:
-    """person_id of everyone with a recorded fall in the horizon."""
-    end = horizon_end(day, settings)
-    ev = _with_death(falls_events(src, settings), src)
-    return ev.filter(_in_window(ev.event_date, ev.died, day, end)).select("person_id").distinct()
+def falls_outcome(src: Sources, day: date, end: date, settings: LabelSettings) -> ir.Table:
+    """person_id of everyone with a recorded fall in [day, end)."""
+    ev = with_death(falls_events(src, settings), src)
+    return ev.filter(in_horizon(ev.event_date, ev.died, day, end)).select("person_id").distinct()
 
 
-def complex_dependency_outcome(src: Sources, day: date, settings: LabelSettings) -> ir.Table:
+def complex_dependency_outcome(
+    src: Sources, day: date, end: date, settings: LabelSettings
+) -> ir.Table:
     """person_id of everyone with new high-intensity care, 3+ emergency admissions or a
-    super-stranded stay."""
-    end = horizon_end(day, settings)
-    care = _with_death(src["social_care"], src)
+    super-stranded stay in [day, end)."""
+    care = with_death(src["social_care"], src)
     high = (
         (care.service_type == "home_care") & (care.hours_per_week >= settings.home_care_hours)
     ) | care.service_type.isin(["residential", "nursing"])
-    new_care = care.filter(high.fill_null(False) & _in_window(care.start_date, care.died, day, end))
-    spells = _with_death(src["hospital_episode"], src)
+    new_care = care.filter(high.fill_null(False) & in_horizon(care.start_date, care.died, day, end))
+    spells = with_death(src["hospital_episode"], src)
     emergency = spells.filter(
         (spells.admission_method == "emergency")
-        & _in_window(spells.admission_date, spells.died, day, end)
+        & in_horizon(spells.admission_date, spells.died, day, end)
     )
     # a stay with no discharge yet is counted up to the end of the horizon
     stay = emergency.discharge_date.fill_null(lit(end)).delta(emergency.admission_date, unit="day")
@@ -99,21 +99,17 @@ def complex_dependency_outcome(src: Sources, day: date, settings: LabelSettings)
 
 
 def labels(
-    src: Sources, outcome: str, day: date, settings: LabelSettings | None = None
+    src: Sources, outcome: Outcome, day: date, settings: LabelSettings | None = None
 ) -> ir.Table:
-    """person_id, label, died_before_event, follow_up_days for everyone in `person`.
+    """person_id, label, died_before_event, follow_up_days for everyone in `person`, over the
+    outcome's horizon, from its label function.
 
     Apply the cohort separately (features.cohorts.cohort).
     """
     settings = settings or LabelSettings()
-    end = horizon_end(day, settings)
-    if outcome == "falls":
-        events = falls_outcome(src, day, settings)
-    elif outcome == "complex_dependency":
-        events = complex_dependency_outcome(src, day, settings)
-    else:
-        raise ValueError(f"unknown outcome {outcome!r}")
-    people = _with_death(src["person"].select("person_id"), src)
+    end = add_months(day, outcome.horizon_months)
+    events = outcome.label(src, day, end, settings)
+    people = with_death(src["person"].select("person_id"), src)
     marked = people.left_join(events.mutate(hit=1), "person_id").drop("person_id_right")
     label = marked.hit.fill_null(0).cast("int64")
     died_in = marked.died.notnull() & (marked.died >= lit(day)) & (marked.died < lit(end))

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from features.contract import PERSON_ID_PATTERN
 
-OBJECTIONS_FILE = "objections.csv"
 COLUMN = "person_id"
 _PERSON_ID = re.compile(PERSON_ID_PATTERN)
 

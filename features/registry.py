@@ -16,8 +16,6 @@ from typing import Literal
 
 from features.codes import CONDITIONS, EFI_BANDS, FRID_BNF_PREFIXES
 
-Outcome = Literal["falls", "complex_dependency"]
-OUTCOMES: tuple[Outcome, ...] = ("falls", "complex_dependency")
 FeatureKind = Literal["numeric", "binary", "categorical"]
 
 
@@ -33,7 +31,7 @@ class Feature:
     # diagnoses, medicines, hospital detail and personal characteristics (sex, ethnicity,
     # deprivation, record completeness): never shown to the fire role
     clinical: bool = True
-    # +1 raises risk, -1 lowers it, 0 no stated direction; by outcome
+    # +1 raises risk, -1 lowers it, 0 no stated direction; by outcome name (features/outcomes.py)
     direction: Mapping[str, int] = field(default_factory=dict)
     # use the direction as a monotone constraint in training (clinically justified only)
     constrain: bool = False

@@ -1,4 +1,9 @@
-"""The feature snapshot: everyone's features at the latest index date, kept in the store."""
+"""The feature snapshot: everything serving needs about everyone at the latest index date.
+
+One row per person alive and registered at D: the registry's features, a `cohort_<outcome>`
+flag per registered outcome (from features.cohorts, the code that builds training cohorts) and
+the descriptors the service shows (district, practice_code). Serving applies no rule of its own.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +15,25 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from features.engines import Engine, compute_features
+from features.engines import Engine, compute_features, open_sources
+from features.outcomes import Outcome
 from features.registry import feature_names
 
 SNAPSHOT_TABLE = "feature_snapshot"
+PLACE_COLUMNS: tuple[str, ...] = ("district", "practice_code")
 
 
 def write_snapshot(
     store_path: Path,
     index_date: date,
+    outcomes: Iterable[Outcome],
     engine: Engine = "duckdb",
     *,
     frame: pd.DataFrame | None = None,
     spark: Any | None = None,
 ) -> int:
-    """Store the features of everyone at D as `feature_snapshot`, replacing any older one.
+    """Store everyone's features at D, each outcome's cohort flag and the people's places as
+    `feature_snapshot`, replacing any older one.
 
     Pass `frame` (from compute_features) to avoid computing the features twice.
     Returns the number of rows written.
@@ -39,6 +48,12 @@ def write_snapshot(
         raise ValueError(f"feature frame lacks column {', '.join(missing)}")
     snapshot = feats[["person_id", *feature_names()]].copy()
     snapshot.insert(1, "index_date", pd.Timestamp(index_date).date())
+    extra = _cohorts_and_places(store_path, index_date, list(outcomes), engine, spark)
+    unknown = snapshot["person_id"][~snapshot["person_id"].isin(extra.index)]
+    if len(unknown):
+        raise ValueError(f"feature frame row for {unknown.iloc[0]} has no person in {store_path}")
+    for column in extra.columns:
+        snapshot[column] = extra[column].reindex(snapshot["person_id"]).to_numpy()
     con = duckdb.connect(str(store_path))
     try:
         con.register("snapshot_frame", snapshot)
@@ -73,18 +88,23 @@ def read_snapshot(store_path: Path, person_ids: Iterable[str] | None = None) -> 
     return frame
 
 
-def descriptors(store_path: Path, person_ids: Iterable[str] | None = None) -> pd.DataFrame:
-    """person_id, district and practice_code per person (for registers)."""
-    con = duckdb.connect(str(store_path), read_only=True)
-    try:
-        frame = con.execute(
-            "SELECT person_id, district, practice_code FROM person ORDER BY person_id"
-        ).df()
-    finally:
-        con.close()
-    if person_ids is not None:
-        frame = frame[frame["person_id"].isin(set(person_ids))].reset_index(drop=True)
-    return frame
+def _cohorts_and_places(
+    store_path: Path, day: date, outcomes: list[Outcome], engine: Engine, spark: Any | None
+) -> pd.DataFrame:
+    """Each outcome's cohort flag and the places of everyone in `person`, by person_id."""
+    from features.cohorts import cohort_flags
+
+    with open_sources(store_path, engine, spark) as src:
+        places = src["person"].select("person_id", *PLACE_COLUMNS)
+        table = cohort_flags(src, outcomes, day).join(places, "person_id")
+        extra = table.to_pyarrow().to_pandas()
+    return extra.set_index(extra["person_id"].astype(str)).drop(columns="person_id")
+
+
+def missing_columns(frame: pd.DataFrame, outcomes: Iterable[Outcome]) -> list[str]:
+    """The cohort flags and places a snapshot must carry for these outcomes, where absent."""
+    wanted = [*(o.cohort_column for o in outcomes), *PLACE_COLUMNS]
+    return [c for c in wanted if c not in frame.columns]
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:

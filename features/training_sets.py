@@ -16,11 +16,13 @@ import pandas as pd
 
 from features.cohorts import cohort
 from features.definitions import Sources, feature_table
-from features.engines import Engine, default_data_start, normalise, open_sources
+from features.engines import Engine, normalise, open_sources
+from features.extent import data_start as store_start
 from features.labels import LabelSettings, add_months, labels
-from features.registry import OUTCOMES
+from features.outcomes import Outcome
 
 LABEL_COLUMNS: tuple[str, ...] = ("label", "died_before_event", "follow_up_days")
+LOOKBACK_MONTHS = 12  # the first index date leaves a year of records behind it
 DESCRIPTOR_COLUMNS: tuple[str, ...] = (
     "age_band",
     "sex",
@@ -40,21 +42,21 @@ AGE_BANDS: tuple[tuple[str, int, int], ...] = (
 )
 
 
-def index_dates(start: date, end: date, step_months: int = 3) -> list[date]:
-    """First days of quarters from start + 12 months, while D + 12 months <= end + 1 day.
+def index_dates(start: date, end: date, follow_up_months: int, step_months: int = 3) -> list[date]:
+    """First days of quarters from start + 12 months, while D + follow-up <= end + 1 day.
 
     `start` and `end` are the first and last days of the data; the first index date leaves
-    a year of lookback, the last leaves a full year of follow-up.
+    a year of lookback, the last leaves the outcome's whole horizon of follow-up.
     """
     if step_months < 1:
         raise ValueError("step_months must be at least 1")
-    first = add_months(start, 12)
+    first = add_months(start, LOOKBACK_MONTHS)
     quarter_month = ((first.month - 1) // 3) * 3 + 1
     day = date(first.year, quarter_month, 1)
     if day < first:
         day = add_months(day, 3)
     out = []
-    while add_months(day, 12) <= end + timedelta(days=1):
+    while add_months(day, follow_up_months) <= end + timedelta(days=1):
         out.append(day)
         day = add_months(day, step_months)
     return out
@@ -96,7 +98,7 @@ def descriptors(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _one_date(
-    src: Sources, outcome: str, day: date, data_start: date, settings: LabelSettings
+    src: Sources, outcome: Outcome, day: date, data_start: date, settings: LabelSettings
 ) -> pd.DataFrame:
     feats = feature_table(src, day, data_start)
     members = cohort(src, outcome, day)
@@ -120,7 +122,7 @@ def _one_date(
 
 def build_training_set(
     con: Any,
-    outcome: str,
+    outcome: Outcome,
     index_dates: Iterable[date],
     engine: Engine = "duckdb",
     *,
@@ -135,14 +137,12 @@ def build_training_set(
     `con` is the store path (or a mapping of contract table name -> Ibis table, already open).
     People in `objections` are left out.
     """
-    if outcome not in OUTCOMES:
-        raise ValueError(f"unknown outcome {outcome!r}; choose one of {', '.join(OUTCOMES)}")
     dates = sorted(set(index_dates))
     if not dates:
         raise ValueError("build_training_set needs at least one index date")
     settings = settings or LabelSettings()
     if isinstance(con, str | Path):
-        start = data_start or default_data_start(Path(con)) or dates[0]
+        start = data_start or store_start(Path(con)) or dates[0]
         with open_sources(Path(con), engine, spark) as src:
             frames = [_one_date(src, outcome, d, start, settings) for d in dates]
     else:

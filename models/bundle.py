@@ -7,20 +7,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.bands import RiskBands
 from features.registry import Feature
-from models.bands import RiskBands
 from models.calibration import Calibrator
 from models.encoding import encode, encode_array, feature_from_dict, feature_to_dict
+from models.reasons import Reason, make_reason
+from models.treeshap import TreeExplainer, UnsupportedModel
 
 MODEL_FILE = "model.txt"
 CALIBRATOR_FILE = "calibrator.json"
@@ -28,33 +31,11 @@ FEATURES_FILE = "features.json"
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = 1
 
+log = logging.getLogger("carerisk.models")
+
 
 class BundleError(ValueError):
     """A bundle folder is missing, incomplete or has been changed since it was saved."""
-
-
-@dataclass(frozen=True)
-class Reason:
-    """One feature's part in one person's score."""
-
-    feature: str
-    label: str  # plain words with the person's value
-    value: Any
-    contribution: float  # log-odds
-    direction: Literal["raises", "lowers"]
-    modifiable: bool
-    clinical: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "feature": self.feature,
-            "label": self.label,
-            "value": self.value,
-            "contribution": self.contribution,
-            "direction": self.direction,
-            "modifiable": self.modifiable,
-            "clinical": self.clinical,
-        }
 
 
 @dataclass(frozen=True)
@@ -135,7 +116,20 @@ class ModelBundle:
         """Exact TreeSHAP values (log-odds): one column per feature, then the base value."""
         return self._contributions(encode_array(frame, self.features))
 
+    @cached_property
+    def explainer(self) -> TreeExplainer | None:
+        """The fast exact TreeSHAP of the booster (models.treeshap), built once; None when it
+        cannot explain this booster, and LightGBM's pred_contrib is used instead."""
+        try:
+            return TreeExplainer.from_booster(self.booster)
+        except UnsupportedModel as error:
+            log.info("%s reasons use LightGBM's pred_contrib: %s", self.outcome, error)
+            return None
+
     def _contributions(self, x: np.ndarray) -> np.ndarray:
+        """pred_contrib's values (to 1e-9), from the fast explainer when there is one."""
+        if self.explainer is not None:
+            return self.explainer.contributions(x)
         return np.asarray(self.booster.predict(x, pred_contrib=True), dtype=float)
 
     def explain(
@@ -222,7 +216,7 @@ class ModelBundle:
     def _reason(self, feature: Feature, raw_value: Any, contribution: float) -> Reason:
         value = plain_value(raw_value)
         label = feature.describe("unknown" if value is None else value)
-        return Reason(**reason_fields(feature, label, value, float(contribution)))
+        return make_reason(feature, label, value, float(contribution))
 
     # --- files -------------------------------------------------------------------------
 
@@ -288,19 +282,6 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def reason_fields(feature: Feature, label: str, value: Any, contribution: float) -> dict[str, Any]:
-    """One reason as plain data, in Reason's field order: the one place a reason is made."""
-    return {
-        "feature": feature.name,
-        "label": label,
-        "value": value,
-        "contribution": contribution,
-        "direction": "raises" if contribution > 0 else "lowers",
-        "modifiable": feature.modifiable,
-        "clinical": feature.clinical,
-    }
 
 
 def plain_value(value: Any) -> Any:

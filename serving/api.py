@@ -1,7 +1,9 @@
 """Request models, authentication, scopes and auditing for the HTTP API.
 
-The routes themselves live on the BentoML service class (serving/service.py); this module holds
-what they share, so each route reads as: authorise, score, audit, answer.
+The routes themselves are built when the service starts (serving/routes.py); this module holds
+what they share, so each route reads as: authorise, score, audit, answer. Request models that
+name an outcome are built from the outcomes served (`request_models`): their `outcome` field is
+an enum of the registry's names, so a new outcome needs no edit here.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict, Unpack
 
 from fastapi import HTTPException, Request, Response
@@ -21,7 +24,7 @@ from features.registry import FEATURES, Feature
 from serving.audit import AuditEntry, AuditUnavailable
 from serving.keys import Principal
 from serving.roles import is_allowed
-from serving.schemas import Band, ScoreResult
+from serving.schemas import ScoreResult
 from serving.scoring import ScoringError
 from serving.state import ServiceState
 
@@ -34,35 +37,19 @@ ROUTE_NAMES = {
     "/v1/person": "person",
     "/v1/fhir/risk-assessment": "fhir",
     "/v1/register": "register",
+    "/v1/outcomes": "outcomes",
     "/v1/whoami": "whoami",
     "/v1/admin/objections/reload": "reload_objections",
     "/v1/admin/audit/verify": "audit_verify",
 }
 
 PersonId = Annotated[str, StringConstraints(pattern=PERSON_ID_PATTERN)]
-OutcomeName = Literal["falls", "complex_dependency"]
 EXAMPLE_ID = "P1a2b3c4d5e6f"
-
-
-class ScoreRequest(BaseModel):
-    """Score people by their pseudonymised ids, looked up in the latest feature snapshot."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    outcome: OutcomeName = Field(examples=["falls"])
-    person_ids: list[PersonId] = Field(min_length=1, examples=[[EXAMPLE_ID]])
 
 
 class PersonRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    person_id: PersonId = Field(examples=[EXAMPLE_ID])
-
-
-class FhirRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    outcome: OutcomeName = Field(examples=["falls"])
     person_id: PersonId = Field(examples=[EXAMPLE_ID])
 
 
@@ -90,16 +77,52 @@ def record_model(features: Sequence[Feature] = FEATURES) -> type[BaseModel]:
     )
 
 
-FeatureRecord = record_model()
+SCORE_DOC = "Score people by their pseudonymised ids, looked up in the latest feature snapshot."
+RECORDS_DOC = "Score full feature records (for callers holding features, e.g. a clinical system)."
 
 
-class RecordsRequest(BaseModel):
-    """Score full feature records (for callers holding features, e.g. a clinical system)."""
+@dataclass(frozen=True)
+class RequestModels:
+    """The request bodies that name an outcome, built for the outcomes served."""
 
-    model_config = ConfigDict(extra="forbid")
+    score: type[BaseModel]
+    records: type[BaseModel]
+    fhir: type[BaseModel]
 
-    outcome: OutcomeName
-    records: list[FeatureRecord] = Field(min_length=1)  # type: ignore[valid-type]
+
+def request_models(
+    outcomes: Sequence[str], features: Sequence[Feature] = FEATURES
+) -> RequestModels:
+    """Request models whose `outcome` is one of `outcomes` (a 422 names the field otherwise)."""
+    name: Any = Literal[tuple(outcomes)]  # type: ignore[valid-type]
+    outcome = (name, Field(examples=[outcomes[0]]))
+    records: Any = list[record_model(features)]  # type: ignore[misc]
+    return RequestModels(
+        score=_request(
+            "ScoreRequest",
+            SCORE_DOC,
+            outcome=outcome,
+            person_ids=(list[PersonId], Field(min_length=1, examples=[[EXAMPLE_ID]])),
+        ),
+        records=_request(
+            "RecordsRequest",
+            RECORDS_DOC,
+            outcome=outcome,
+            records=(records, Field(min_length=1)),
+        ),
+        fhir=_request(
+            "FhirRequest",
+            None,
+            outcome=outcome,
+            person_id=(PersonId, Field(examples=[EXAMPLE_ID])),
+        ),
+    )
+
+
+def _request(name: str, doc: str | None, **fields: Any) -> type[BaseModel]:
+    return create_model(  # type: ignore[no-any-return, call-overload]
+        name, __config__=ConfigDict(extra="forbid"), __doc__=doc, **fields
+    )
 
 
 # --- authentication and roles -------------------------------------------------------------
@@ -177,7 +200,7 @@ def audit_entry(
     person_ids: Sequence[str] = (),
     outcome: str | None = None,
     results: Sequence[ScoreResult] = (),
-    bands: Sequence[Band] = (),
+    bands: Sequence[str] = (),
 ) -> AuditEntry:
     """The audit record of one request: who, what, which people and bands; never values."""
     served = state.scorer.models.get(outcome) if outcome else None
@@ -202,7 +225,7 @@ class AuditDetails(TypedDict, total=False):
     person_ids: Sequence[str]
     outcome: str | None
     results: Sequence[ScoreResult]
-    bands: Sequence[Band]
+    bands: Sequence[str]
 
 
 def audit(
@@ -218,7 +241,7 @@ def audit(
     try:
         state.writer.append(entry)
     except AuditUnavailable:
-        raise _unaudited(endpoint) from None
+        raise unaudited(endpoint) from None
 
 
 async def audit_async(
@@ -234,10 +257,10 @@ async def audit_async(
     try:
         await state.writer.append_async(entry)
     except AuditUnavailable:
-        raise _unaudited(endpoint) from None
+        raise unaudited(endpoint) from None
 
 
-def _unaudited(endpoint: str) -> HTTPException:
+def unaudited(endpoint: str) -> HTTPException:
     log.error("audit store unavailable; refusing to answer %s", endpoint)
     return HTTPException(
         503,
@@ -295,10 +318,10 @@ INLINE_PEOPLE = 20  # scored on the event loop; a larger batch is scored in a wo
 
 async def scored_answer(
     state: ServiceState, outcome: str, person_ids: Sequence[str]
-) -> tuple[list[Band], Response]:
+) -> tuple[list[str], Response]:
     """Snapshot people's bands and their JSON answer (not yet audited, so not yet sent)."""
 
-    def work() -> tuple[list[Band], Response]:
+    def work() -> tuple[list[str], Response]:
         body, bands = state.scorer.score_people_json(outcome, person_ids)
         return bands, Response(body, media_type="application/json")
 

@@ -46,9 +46,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from features.contract import PERSON_ID_PATTERN
-from serving.schemas import Band
+from features.home import Home
 
-AUDIT_FILE = "audit.sqlite"
 GENESIS_HASH = "0" * 64
 HEAD_BYTES = 128  # the anchor file: JSON padded with spaces, well inside one 512-byte sector
 
@@ -102,7 +101,7 @@ class AuditEntry(BaseModel):
     risk_outcome: str | None = None
     model_name: str | None = None
     model_version: str | None = None
-    bands: tuple[Band, ...] = ()
+    bands: tuple[str, ...] = ()
     status: int = Field(ge=100, le=599)
 
 
@@ -149,7 +148,7 @@ class AuditLog:
 
     @classmethod
     def in_home(cls, home: Path) -> AuditLog:
-        return cls(Path(home) / AUDIT_FILE)
+        return cls(Home(Path(home)).audit_path)
 
     # -- writing --
 

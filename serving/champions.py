@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from features.outcomes import Outcome
 from features.registry import FEATURES, Feature
 from models import BundleError, ModelBundle
+from models.registered import BUNDLE_ARTIFACT, CHAMPION
 from serving.scoring import ServedModel
 
-CHAMPION = "champion"
 POINTER_FILE = "champions.json"
 
 
@@ -28,16 +29,8 @@ class ChampionError(RuntimeError):
     """The service must not start: the message says which model, file or feature."""
 
 
-def bento_name(outcome: str) -> str:
-    return "carerisk-" + outcome.replace("_", "-")
-
-
-def registered_name(outcome: str) -> str:
-    return "carerisk-" + outcome.replace("_", "-")
-
-
 def import_champions(
-    tracking_uri: str, bentoml_home: Path, outcomes: Sequence[str]
+    tracking_uri: str, bentoml_home: Path, outcomes: Sequence[Outcome]
 ) -> dict[str, str]:
     """Copy each outcome's champion from MLflow into the BentoML store; returns outcome -> tag.
 
@@ -50,7 +43,7 @@ def import_champions(
     client = MlflowClient(tracking_uri=tracking_uri)
     tags: dict[str, str] = {}
     for outcome in outcomes:
-        name = registered_name(outcome)
+        name = outcome.model_name
         try:
             version = client.get_model_version_by_alias(name, CHAMPION)
         except MlflowException as error:
@@ -60,33 +53,33 @@ def import_champions(
                     f"train and promote it first (carerisk train / carerisk promote)"
                 ) from None
             raise
-        tags[outcome] = _import_version(client, outcome, version)
+        tags[outcome.name] = _import_version(client, outcome, version)
     _write_pointer(bentoml_home, tags)
     return tags
 
 
-def _import_version(client: Any, outcome: str, version: Any) -> str:
+def _import_version(client: Any, outcome: Outcome, version: Any) -> str:
     import bentoml
 
-    tag = f"{bento_name(outcome)}:v{version.version}-{version.run_id[:12]}"
+    tag = f"{outcome.model_name}:v{version.version}-{version.run_id[:12]}"
     try:
         bentoml.models.get(tag)
         return tag  # already imported
     except bentoml.exceptions.NotFound:
         pass
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(client.download_artifacts(version.run_id, "bundle", tmp))
+        local = Path(client.download_artifacts(version.run_id, BUNDLE_ARTIFACT, tmp))
         ModelBundle.load(local)  # refuse a damaged bundle before it reaches the store
         metadata = {
-            "outcome": outcome,
-            "registered_model": registered_name(outcome),
+            "outcome": outcome.name,
+            "registered_model": outcome.model_name,
             "registered_version": str(version.version),
             "run_id": version.run_id,
         }
         with bentoml.models.create(
-            tag, labels={"outcome": outcome, "source": "mlflow"}, metadata=metadata
+            tag, labels={"outcome": outcome.name, "source": "mlflow"}, metadata=metadata
         ) as model:
-            shutil.copytree(local, Path(model.path) / "bundle")
+            shutil.copytree(local, Path(model.path) / BUNDLE_ARTIFACT)
     return tag
 
 
@@ -112,7 +105,7 @@ def _read_pointer(bentoml_home: Path) -> dict[str, str]:
 
 
 def load_champions(
-    bentoml_home: Path, outcomes: Sequence[str], registry: Sequence[Feature] = FEATURES
+    bentoml_home: Path, outcomes: Sequence[Outcome], registry: Sequence[Feature] = FEATURES
 ) -> dict[str, ServedModel]:
     """The imported champions, verified: checksums and feature list against the registry."""
     import bentoml
@@ -120,23 +113,25 @@ def load_champions(
     pointer = _read_pointer(bentoml_home)
     served: dict[str, ServedModel] = {}
     for outcome in outcomes:
-        tag = pointer.get(outcome)
+        tag = pointer.get(outcome.name)
         if not tag:
             raise ChampionError(
-                f"no champion of {registered_name(outcome)} has been imported into the BentoML "
+                f"no champion of {outcome.model_name} has been imported into the BentoML "
                 f"store at {bentoml_home}; start once with the tracking server reachable"
             )
         model = bentoml.models.get(tag)
-        folder = Path(model.path) / "bundle"
+        folder = Path(model.path) / BUNDLE_ARTIFACT
         try:
             bundle = ModelBundle.load(folder)
         except BundleError as error:
             raise ChampionError(f"{tag}: {error}") from None
         check_feature_list(tag, bundle.features, registry)
+        if bundle.outcome != outcome.name:
+            raise ChampionError(f"{tag}: its bundle is a model of {bundle.outcome}")
         meta = model.info.metadata
-        served[outcome] = ServedModel(
+        served[outcome.name] = ServedModel(
             outcome=outcome,
-            name=str(meta.get("registered_model", registered_name(outcome))),
+            name=str(meta.get("registered_model", outcome.model_name)),
             version=str(meta.get("registered_version", model.tag.version)),
             bundle=bundle,
         )

@@ -2,6 +2,8 @@
 
 `carerisk serve` passes these to the server process as environment variables (the service is
 built by BentoML, not by us), so the service reads them in one place: `ServingConfig.from_env`.
+Among them, CARERISK_OUTCOME_MODULES names modules of extra outcomes (features/outcomes.py), so
+the server knows the same outcomes as the command that started it.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.registry import OUTCOMES
+from features.home import Home
+from features.outcomes import Outcome, outcome_registry
 
 PREFIX = "CARERISK_"
+LISTS = ("outcomes", "outcome_modules")  # comma-separated in the environment
 
 
 class ServingConfig(BaseModel):
@@ -22,7 +26,8 @@ class ServingConfig(BaseModel):
 
     home: Path
     tracking_uri: str
-    outcomes: tuple[str, ...] = OUTCOMES
+    outcome_modules: tuple[str, ...] = ()  # modules of extra outcomes
+    outcomes: tuple[str, ...] = ()  # the outcomes served; empty: every registered outcome
     max_batch: int = Field(default=1000, ge=1, le=10_000)
     max_body_bytes: int = Field(default=2_000_000, ge=1_000)
     rate_per_second: float = Field(default=50.0, gt=0)
@@ -32,22 +37,21 @@ class ServingConfig(BaseModel):
     register_max: int = Field(default=5000, ge=1)
 
     @property
-    def store_path(self) -> Path:
-        return self.home / "store.duckdb"
+    def layout(self) -> Home:
+        return Home(self.home)
 
-    @property
-    def bentoml_home(self) -> Path:
-        return self.home / "bentoml"
-
-    @property
-    def objections_path(self) -> Path:
-        return self.home / "objections.csv"
+    def served_outcomes(self) -> tuple[Outcome, ...]:
+        """The definitions of the outcomes served (raises UnknownOutcome naming the known)."""
+        registry = outcome_registry(self.outcome_modules)
+        if not self.outcomes:
+            return registry.outcomes
+        return tuple(registry.get(name) for name in self.outcomes)
 
     def to_env(self) -> dict[str, str]:
         """The variables `from_env` reads back."""
-        values = self.model_dump(exclude={"outcomes"})
+        values = self.model_dump(exclude=set(LISTS))
         env = {PREFIX + key.upper(): str(value) for key, value in values.items()}
-        env[PREFIX + "OUTCOMES"] = ",".join(self.outcomes)
+        env.update({PREFIX + key.upper(): ",".join(getattr(self, key)) for key in LISTS})
         return env
 
     @classmethod
@@ -59,10 +63,14 @@ class ServingConfig(BaseModel):
         values: dict[str, object] = {
             key: env[PREFIX + key.upper()]
             for key in cls.model_fields
-            if key not in {"outcomes"} and PREFIX + key.upper() in env
+            if key not in LISTS and PREFIX + key.upper() in env
         }
         values["home"] = Path(home)
-        values.setdefault("tracking_uri", f"sqlite:///{Path(home) / 'mlflow.db'}")
-        if PREFIX + "OUTCOMES" in env:
-            values["outcomes"] = tuple(env[PREFIX + "OUTCOMES"].split(","))
+        values.setdefault("tracking_uri", Home(Path(home)).default_tracking_uri)
+        values.update({key: names_in(env.get(PREFIX + key.upper(), "")) for key in LISTS})
         return cls.model_validate(values)
+
+
+def names_in(value: str) -> tuple[str, ...]:
+    """The names in a comma-separated setting, blanks left out."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())

@@ -10,8 +10,10 @@ moderate -> moderate, high -> high and very high -> high (``certain`` would clai
 will happen, which no band means); the carerisk band itself is kept in ``qualitativeRisk.text``.
 
 The subject is the Patient found by the pseudonymised identifier the caller sent (system
-``urn:carerisk:pseudonym``); no NHS number or name is ever written. Falls carry the SNOMED CT
-concept 161898004 "Falls"; complex dependency has no single fitting concept and is text only.
+``urn:carerisk:pseudonym``); no NHS number or name is ever written. The outcome is the
+definition's (features/outcomes.py): what it predicts as text, with its SNOMED CT concept where
+one fits (falls: 161898004 "Falls"; complex dependency has none and is text only), and its
+horizon as the prediction's period.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from serving.schemas import Reason, ScoreResult
+from features.labels import add_months
+from features.outcomes import Outcome
+from models.reasons import Reason
+from serving.schemas import ScoreResult
 
 PSEUDONYM_SYSTEM = "urn:carerisk:pseudonym"
 MODEL_SYSTEM = "urn:carerisk:model"
 SNOMED = "http://snomed.info/sct"
 RISK_PROBABILITY = "http://terminology.hl7.org/CodeSystem/risk-probability"
 PROBABILITY_SCALE = "fraction 0-1"
-HORIZON_MONTHS = 12
 
 BAND_TO_RISK: dict[str, tuple[str, str]] = {
     "low": ("low", "Low likelihood"),
@@ -34,20 +38,12 @@ BAND_TO_RISK: dict[str, tuple[str, str]] = {
     "high": ("high", "High likelihood"),
     "very high": ("high", "High likelihood"),
 }
-OUTCOME_TEXT = {
-    "falls": "Fall recorded by a health or care service within 12 months",
-    "complex_dependency": (
-        "Complex dependency within 12 months: high-intensity long-term social care, "
-        "care home admission, three or more emergency admissions or a stay over 21 days"
-    ),
-}
-OUTCOME_SNOMED = {"falls": ("161898004", "Falls")}
 
 
 def risk_assessment(
-    result: ScoreResult, *, computed_at: dt.datetime, top_reasons: int = 3
+    result: ScoreResult, outcome: Outcome, *, computed_at: dt.datetime, top_reasons: int = 3
 ) -> dict[str, Any]:
-    """A FHIR R4 RiskAssessment resource (as a dict) for one score result."""
+    """A FHIR R4 RiskAssessment resource (as a dict) for one score result of `outcome`."""
     if computed_at.tzinfo is None:
         raise ValueError("computed_at must carry a time zone (FHIR dateTime with a time needs one)")
     doc: dict[str, Any] = {
@@ -56,7 +52,7 @@ def risk_assessment(
         "subject": _subject(result.person_ref),
         "occurrenceDateTime": computed_at.astimezone(dt.UTC).isoformat(timespec="seconds"),
         "method": _method(result.model_name, result.model_version),
-        "prediction": [_prediction(result, top_reasons)],
+        "prediction": [_prediction(result, outcome, top_reasons)],
     }
     mitigation = _mitigation(result.reasons)
     if mitigation:
@@ -64,14 +60,6 @@ def risk_assessment(
     if result.notes:
         doc["note"] = [{"text": note} for note in result.notes]
     return doc
-
-
-def horizon_end(index_date: dt.date) -> dt.date:
-    """The index date plus 12 months (29 February moves to 28 February)."""
-    try:
-        return index_date.replace(year=index_date.year + 1)
-    except ValueError:
-        return index_date.replace(year=index_date.year + 1, day=28)
 
 
 def _subject(person_ref: str) -> dict[str, Any]:
@@ -89,18 +77,18 @@ def _method(name: str, version: str) -> dict[str, Any]:
     }
 
 
-def _prediction(result: ScoreResult, top_reasons: int) -> dict[str, Any]:
-    code, display = BAND_TO_RISK[result.band]
+def _prediction(result: ScoreResult, outcome: Outcome, top_reasons: int) -> dict[str, Any]:
+    risk: dict[str, Any] = {"text": f"carerisk band: {result.band}"}
+    if result.band in BAND_TO_RISK:  # a band with no FHIR counterpart stays text only
+        code, display = BAND_TO_RISK[result.band]
+        risk["coding"] = [{"system": RISK_PROBABILITY, "code": code, "display": display}]
     prediction: dict[str, Any] = {
-        "outcome": _outcome(result.outcome),
+        "outcome": _outcome(outcome),
         "probabilityDecimal": round(result.probability, 4),
-        "qualitativeRisk": {
-            "coding": [{"system": RISK_PROBABILITY, "code": code, "display": display}],
-            "text": f"carerisk band: {result.band}",
-        },
+        "qualitativeRisk": risk,
         "whenPeriod": {
             "start": result.index_date.isoformat(),
-            "end": horizon_end(result.index_date).isoformat(),
+            "end": add_months(result.index_date, outcome.horizon_months).isoformat(),
         },
     }
     rationale = _rationale(result.reasons, top_reasons)
@@ -109,10 +97,11 @@ def _prediction(result: ScoreResult, top_reasons: int) -> dict[str, Any]:
     return prediction
 
 
-def _outcome(outcome: str) -> dict[str, Any]:
-    concept: dict[str, Any] = {"text": OUTCOME_TEXT[outcome]}
-    if outcome in OUTCOME_SNOMED:
-        code, display = OUTCOME_SNOMED[outcome]
+def _outcome(outcome: Outcome) -> dict[str, Any]:
+    text = outcome.predicts[:1].upper() + outcome.predicts[1:]
+    concept: dict[str, Any] = {"text": text}
+    if outcome.snomed:
+        code, display = outcome.snomed
         concept["coding"] = [{"system": SNOMED, "code": code, "display": display}]
     return concept
 

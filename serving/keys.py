@@ -32,10 +32,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from features.home import Home
 from serving.roles import ROLES
 
 PREFIX = "crk"
-KEYS_FILE = "keys.json"
 _KEY_ID = re.compile(r"^[0-9a-f]{12}$")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _ORG = re.compile(r"^[\w .,&'()/-]{1,100}$")
@@ -111,7 +111,7 @@ class KeyStore:
 
     @classmethod
     def in_home(cls, home: Path) -> KeyStore:
-        return cls(Path(home) / KEYS_FILE)
+        return cls(Home(Path(home)).keys_path)
 
     def add(self, org: str, role: str, *, expires_at: dt.datetime | None = None) -> tuple[str, str]:
         """Issue a key; returns (key_id, full key). The full key is not stored anywhere."""

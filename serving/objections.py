@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.objections import COLUMN, OBJECTIONS_FILE, ObjectionListError, read_objections
+from features.objections import COLUMN, ObjectionListError, read_objections
 
-__all__ = ["COLUMN", "OBJECTIONS_FILE", "ObjectionList", "ObjectionListError", "read_objections"]
+__all__ = ["COLUMN", "ObjectionList", "ObjectionListError", "read_objections"]
 
 
 class ObjectionList:

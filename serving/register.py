@@ -1,22 +1,80 @@
 """Risk registers: a ranked table of the people in a district or practice, scoped by role.
 
-The API's register endpoint, the practitioner pages' CSV download and `carerisk register` all
-call `register_rows` on results from `Scorer.ranked`, so the three can never disagree.
+One audited use case, `ranked_register`, serves the API's register endpoint (and through it the
+practitioner pages' CSV download) and `carerisk register`, so the three can never disagree:
+the cohort ranked by `Scorer.ranked`, an audit record of who saw which people, then the rows
+the role may see (`register_rows`).
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from features.registry import FEATURES, Feature
+from serving.api import audit_entry
 from serving.roles import scope_result, sees_clinical
 from serving.schemas import ScoreResult
 
+if TYPE_CHECKING:
+    from serving.keys import Principal
+    from serving.state import ServiceState
+
 BASE_COLUMNS = ["rank", "person_id", "district", "practice_code", "band"]
+
+
+@dataclass(frozen=True)
+class RegisterQuery:
+    outcome: str  # either spelling: falls, complex-dependency
+    district: str | None = None
+    practice: str | None = None
+    top: int | None = None  # everyone when None
+
+
+@dataclass(frozen=True)
+class Register:
+    """A ranked register as one role may see it."""
+
+    outcome: str
+    role: str
+    places: pd.DataFrame  # person_id, district, practice_code, rank 1 first
+    results: list[ScoreResult]
+
+    def rows(self) -> pd.DataFrame:
+        """The table (CSV, Parquet): one row per person, rank 1 first."""
+        return register_rows(self.places, self.results, self.role)
+
+    def scoped(self) -> list[dict[str, Any]]:
+        """Each result as the role may see it, with the person's place, as JSON data."""
+        people = []
+        for result, (_, place) in zip(self.results, self.places.iterrows(), strict=True):
+            row = scope_result(self.role, result, FEATURES).model_dump(mode="json")
+            row["district"], row["practice_code"] = place["district"], place["practice_code"]
+            people.append(row)
+        return people
+
+
+def ranked_register(state: ServiceState, principal: Principal, query: RegisterQuery) -> Register:
+    """The cohort of the outcome ranked by risk (objectors left out), audited as a register call
+    by `principal` before it is returned.
+
+    Raises ScoringError for an outcome not served and AuditUnavailable when the audit record
+    cannot be written (then nothing is returned).
+    """
+    outcome = state.scorer.resolve(query.outcome)
+    places, results = state.scorer.ranked(
+        outcome, district=query.district, practice=query.practice, top=query.top,
+        clinical=sees_clinical(principal.role),
+    )  # fmt: skip
+    state.writer.append(audit_entry(state, principal, "register", "ok", 200,
+                                    person_ids=[r.person_ref for r in results],
+                                    outcome=outcome, results=results))  # fmt: skip
+    return Register(outcome, principal.role, places, results)
 
 
 def register_rows(

@@ -14,7 +14,8 @@ from types import MappingProxyType
 from typing import Literal, get_args
 
 from features.registry import Feature
-from serving.schemas import Reason, RestrictedScore, ScoreResult
+from models.reasons import Reason
+from serving.schemas import RestrictedScore, ScoreResult
 
 Role = Literal["gp", "fire", "analyst", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -31,6 +32,7 @@ ROUTE_ROLES: Mapping[str, frozenset[Role]] = MappingProxyType(
         "fhir": _CLINICAL_VIEW,  # POST /v1/fhir/risk-assessment
         "person": _EVERYONE,  # POST /v1/person: full for clinical roles, restricted for fire
         "register": _EVERYONE,  # GET /v1/register: restricted for fire
+        "outcomes": _EVERYONE,  # GET /v1/outcomes: titles, cohorts and band labels
         "whoami": _EVERYONE,  # GET /v1/whoami
         "reload_objections": _ADMIN,  # POST /v1/admin/objections/reload
         "audit_verify": _ADMIN,  # GET /v1/admin/audit/verify

@@ -3,6 +3,8 @@
 A `Scorer` holds the champion bundle of each outcome and the latest feature snapshot. It looks
 people up, leaves out objectors and people outside a model's cohort, scores, explains with
 LightGBM's TreeSHAP and ranks. Nothing here knows about keys, roles or the audit: the callers do.
+Nor does it apply any rule about people: who is in an outcome's cohort is the snapshot's
+`cohort_<outcome>` flag, computed by the code that builds the training cohorts.
 """
 
 from __future__ import annotations
@@ -20,20 +22,17 @@ import numpy as np
 import pandas as pd
 import pydantic_core
 
-from features.registry import FEATURES, OUTCOMES
+from features.outcomes import Outcome, OutcomeRegistry, UnknownOutcome
+from features.registry import FEATURES
+from features.snapshot import PLACE_COLUMNS, missing_columns
 from models import ModelBundle
-from models.bundle import TopReasons, plain_value, reason_fields
+from models.bundle import TopReasons, plain_value
 from models.encoding import encode_array
+from models.reasons import Reason, reason_fields
 from serving.objections import ObjectionList
-from serving.schemas import Band, Reason, ScoreResult
+from serving.schemas import ScoreResult
 
 log = logging.getLogger("carerisk.serving")
-
-MIN_AGE: Mapping[str, int] = {"falls": 65, "complex_dependency": 18}
-COHORT_TEXT: Mapping[str, str] = {
-    "falls": "aged 65 or over and not living in a care home",
-    "complex_dependency": "aged 18 or over and not in long-term residential care",
-}
 
 
 class ScoringError(Exception):
@@ -61,29 +60,44 @@ class OutsideCohort(ScoringError):
 
 @dataclass(frozen=True)
 class ServedModel:
-    """A champion as served: its bundle and where it came from."""
+    """A champion as served: its outcome, its bundle and where it came from."""
 
-    outcome: str
+    outcome: Outcome
     name: str
     version: str
     bundle: ModelBundle
 
 
+class SnapshotError(LookupError):
+    """The stored snapshot cannot be served; the message says to re-run `carerisk features`."""
+
+
 @dataclass
 class Snapshot:
-    """The latest features of everyone, indexed by person_id."""
+    """The latest features of everyone, their cohort flags and places, indexed by person_id."""
 
     frame: pd.DataFrame
     index_date: dt.date
-    places: pd.DataFrame = field(default_factory=pd.DataFrame)  # district, practice_code
 
     @classmethod
-    def from_frames(cls, features: pd.DataFrame, places: pd.DataFrame) -> Snapshot:
-        if features.empty:
-            raise ValueError("the feature snapshot is empty; run `carerisk features`")
-        day = pd.Timestamp(features["index_date"].iloc[0]).date()
-        frame = features.set_index("person_id", drop=False)
-        return cls(frame=frame, index_date=day, places=places.set_index("person_id"))
+    def from_frame(cls, snapshot: pd.DataFrame, outcomes: Iterable[Outcome]) -> Snapshot:
+        """Refuses a snapshot without a served outcome's cohort flag or the places."""
+        if snapshot.empty:
+            raise SnapshotError("the feature snapshot is empty; run `carerisk features`")
+        missing = missing_columns(snapshot, outcomes)
+        if missing:
+            raise SnapshotError(
+                f"the feature snapshot has no {', '.join(missing)}: it was written before "
+                "these were kept, or without these outcomes registered; re-run "
+                "`carerisk features`"
+            )
+        day = pd.Timestamp(snapshot["index_date"].iloc[0]).date()
+        return cls(frame=snapshot.set_index("person_id", drop=False), index_date=day)
+
+    @cached_property
+    def places(self) -> pd.DataFrame:
+        """district and practice_code, indexed by person_id."""
+        return self.frame[list(PLACE_COLUMNS)]
 
     @cached_property
     def person_ids(self) -> np.ndarray:
@@ -167,7 +181,7 @@ class Precomputed:
 
     def reason_maker(self, columns: Mapping[str, np.ndarray]) -> ReasonMaker:
         """(feature position, snapshot row, contribution) -> one reason as plain data, in the
-        field order of schemas.Reason. A feature's label for a value is worded once (cached)."""
+        field order of models.reasons.Reason. A feature's label for a value is worded once."""
         features = self.bundle.features
         values = [columns[f.name] for f in features]
         worded = self.worded
@@ -217,6 +231,15 @@ class Scorer:
             raise ScoringError(f"no model is served for outcome {outcome!r} (served: {known})")
         return self.models[outcome]
 
+    def resolve(self, spelling: str) -> str:
+        """The name of the served outcome called `spelling` (either spelling: falls,
+        complex-dependency); refuses others, listing those served."""
+        served = OutcomeRegistry(tuple(m.outcome for m in self.models.values()))
+        try:
+            return served.get(spelling).name
+        except UnknownOutcome as error:
+            raise ScoringError(str(error)) from None
+
     def precompute(self, *, background: bool = True) -> threading.Thread | None:
         """Probabilities of each cohort now; everyone's reasons in a background thread (or
         now, with `background=False`). Returns the thread."""
@@ -241,9 +264,11 @@ class Scorer:
         with self._lock:
             if outcome not in self._precomputed:
                 frame = self.snapshot.frame
-                members = self.in_cohort(outcome, frame).to_numpy(dtype=bool)
-                bundle = self.model(outcome).bundle
-                self._precomputed[outcome] = Precomputed.start(bundle, frame, members, self.top_k)
+                served = self.model(outcome)
+                members = frame[served.outcome.cohort_column].to_numpy(dtype=bool)
+                self._precomputed[outcome] = Precomputed.start(
+                    served.bundle, frame, members, self.top_k
+                )
             return self._precomputed[outcome]
 
     # --- notes ---------------------------------------------------------------------------
@@ -265,7 +290,7 @@ class Scorer:
     def lookup(self, outcome: str, person_ids: Sequence[str]) -> list[int]:
         """The snapshot rows of these people, in the order asked; refuses unknown, objecting
         and out-of-cohort people with the ids named."""
-        self.model(outcome)
+        served = self.model(outcome)
         objected = [p for p in person_ids if p in self.objections]
         if objected:
             raise ObjectedPeople(
@@ -279,16 +304,8 @@ class Scorer:
         slot = self.precomputed(outcome).slot
         outside = [p for p, row in zip(person_ids, rows, strict=True) if slot[row] < 0]
         if outside:
-            raise OutsideCohort(
-                f"the {outcome} model applies only to people {COHORT_TEXT[outcome]}", outside
-            )
+            raise OutsideCohort(served.outcome.outside_cohort(), outside)
         return rows
-
-    def in_cohort(self, outcome: str, rows: pd.DataFrame) -> pd.Series:
-        flag = f"cohort_{outcome}"
-        if flag in rows.columns:
-            return rows[flag].fillna(False).astype(bool)
-        return rows["age_years"].fillna(-1) >= MIN_AGE[outcome]
 
     # --- scoring -------------------------------------------------------------------------
 
@@ -299,9 +316,7 @@ class Scorer:
         rows = self.lookup(outcome, person_ids)
         return self._from_snapshot(outcome, rows, [None] * len(rows), clinical)
 
-    def score_people_json(
-        self, outcome: str, person_ids: Sequence[str]
-    ) -> tuple[bytes, list[Band]]:
+    def score_people_json(self, outcome: str, person_ids: Sequence[str]) -> tuple[bytes, list[str]]:
         """`score_people` as the JSON of a ScoreResponse, with the bands for the audit. The
         same records, serialised without building a model per result and reason (at 1,000
         people that was most of the time)."""
@@ -332,10 +347,11 @@ class Scorer:
         top = pre.tops[clinical]
         reason = pre.reason_maker(self.snapshot.columns)
         ids, notes, day = self.snapshot.person_ids, self.notes(), self.snapshot.index_date
+        outcome_name = served.outcome.name
         return [
             {
                 "person_ref": ids[row],
-                "outcome": served.outcome,
+                "outcome": outcome_name,
                 "model_name": served.name,
                 "model_version": served.version,
                 "index_date": day,
@@ -372,14 +388,14 @@ class Scorer:
         return [
             ScoreResult.model_construct(
                 person_ref=refs[i],
-                outcome=served.outcome,
+                outcome=served.outcome.name,
                 model_name=served.name,
                 model_version=served.version,
                 index_date=day,
                 probability=float(scored.probabilities[i]),
                 band=scored.bands[i],
                 rank=None,
-                reasons=[Reason.model_construct(**r.to_dict()) for r in scored.reasons[i]],
+                reasons=scored.reasons[i],
                 notes=notes,
             )
             for i in range(len(rows))
@@ -417,14 +433,6 @@ def _in_place(places: pd.DataFrame, district: str | None, practice: str | None) 
     if practice:
         chosen &= (places["practice_code"] == practice).to_numpy()
     return chosen
-
-
-def check_outcome(outcome: str) -> str:
-    """Accept `complex-dependency` from the command line as well as `complex_dependency`."""
-    name = outcome.replace("-", "_")
-    if name not in OUTCOMES:
-        raise ScoringError(f"unknown outcome {outcome!r}; choose one of {', '.join(OUTCOMES)}")
-    return name
 
 
 def person_ids_of(results: Iterable[ScoreResult]) -> list[str]:

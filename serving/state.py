@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from features.snapshot import descriptors, read_snapshot
+from features.outcomes import Outcome
+from features.snapshot import read_snapshot
 from serving.audit import AuditLog, AuditWriter
 from serving.champions import ChampionError, import_champions, load_champions
 from serving.config import ServingConfig
@@ -20,6 +21,7 @@ log = logging.getLogger("carerisk.serving")
 @dataclass
 class ServiceState:
     config: ServingConfig
+    outcomes: tuple[Outcome, ...]  # the outcomes served, in the registry's order
     scorer: Scorer
     keys: KeyStore
     audit: AuditLog
@@ -27,11 +29,11 @@ class ServiceState:
     writer: AuditWriter  # the service's appends go through it, in groups
 
 
-def refresh_champions(config: ServingConfig) -> str:
+def refresh_champions(config: ServingConfig, outcomes: tuple[Outcome, ...]) -> str:
     """Import the registry's champions into the BentoML store; when the tracking server cannot
     be reached, keep the copies already imported. Returns a one-line account."""
     try:
-        tags = import_champions(config.tracking_uri, config.bentoml_home, config.outcomes)
+        tags = import_champions(config.tracking_uri, config.layout.bentoml_home, outcomes)
     except ChampionError:
         raise
     except Exception as error:  # the tracking server is down or unreachable
@@ -46,25 +48,27 @@ def build_state(
     """Load champions (verified), the snapshot, keys, audit and objections; raise on any gap.
     With `warm`, every cohort member's probability now and their reasons in the background
     (a one-off command such as `carerisk register` computes only what it asks for)."""
+    layout = config.layout
+    outcomes = config.served_outcomes()
     if import_from_registry:
-        log.info(refresh_champions(config))
-    models = load_champions(config.bentoml_home, config.outcomes)
-    features = read_snapshot(config.store_path)
-    snapshot = Snapshot.from_frames(features, descriptors(config.store_path))
+        log.info(refresh_champions(config, outcomes))
+    models = load_champions(layout.bentoml_home, outcomes)
+    snapshot = Snapshot.from_frame(read_snapshot(layout.store_path), outcomes)
     scorer = Scorer(
         models=models,
         snapshot=snapshot,
-        objections=ObjectionList.load(config.objections_path),
+        objections=ObjectionList.load(layout.objections_path),
         stale_after_days=config.stale_after_days,
         top_k=config.top_k,
     )
     if warm:
         scorer.precompute()
-    audit = AuditLog.in_home(config.home)
+    audit = AuditLog(layout.audit_path)
     return ServiceState(
         config=config,
+        outcomes=outcomes,
         scorer=scorer,
-        keys=KeyStore.in_home(config.home),
+        keys=KeyStore(layout.keys_path),
         audit=audit,
         limiter=RateLimiter(config.rate_per_second, config.burst),
         writer=AuditWriter(audit),

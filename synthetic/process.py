@@ -204,9 +204,7 @@ REALISTIC_CARE: dict[str, float] = {
 }
 
 
-def month_rates(
-    p: People, base: Baseline, start_abs: int, t: int, structure: Structure
-) -> Rates:
+def month_rates(p: People, base: Baseline, start_abs: int, t: int, structure: Structure) -> Rates:
     age = p.age_years(start_abs + t)
     a = (age - 75.0) / 10.0
     d = frailty(base, t)

@@ -521,7 +521,8 @@ def _equipment(c: Chunk, falls: Falls) -> list[Part]:
     a = (age - 75.0) / 10.0
     d0 = c.s.base.d0
     old = age >= 65
-    held = old & (rng.random(p.n) < 1.0 / (1.0 + np.exp(3.6 - 0.9 * p.z_gait - 0.6 * a - 0.05 * d0)))
+    logit = -3.6 + 0.9 * p.z_gait + 0.6 * a + 0.05 * d0
+    held = old & (rng.random(p.n) < 1.0 / (1.0 + np.exp(-logit)))
     start_day = int(c.cal.starts[c.cal.offset])
     first = np.flatnonzero(held)
     rate = np.where(old, np.exp(-7.0 + 0.9 * p.z_gait + 0.5 * a + 0.04 * d0), 0.0)

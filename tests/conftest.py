@@ -29,10 +29,5 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def live_service(trained_home: Path) -> Iterator[LiveService]:
     """`carerisk serve` (a real BentoML server) on a free loopback port, with a key per role."""
-    service = LiveService(trained_home)
-    service.add_keys()
-    service.start()
-    try:
+    with LiveService(trained_home).running() as service:
         yield service
-    finally:
-        service.stop()

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,24 +22,32 @@ from typing import Any
 import duckdb
 import httpx
 
+from features.home import Home
+from features.outcomes import PRODUCT, Outcome
+
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / "tests" / "training-small.toml"
 ROLES = ("gp", "fire", "analyst", "admin")
 
 
-def carerisk(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """Run the real `carerisk` command against `home`."""
+def carerisk(
+    home: Path, *args: str, timeout: float = 900, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `carerisk` command against `home` (with `env` added to the environment)."""
     command = [sys.executable, "-m", "carerisk", "--home", str(home), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=child_env())
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, env=child_env(env)
+    )
 
 
-def child_env() -> dict[str, str]:
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         MLFLOW_DISABLE_TELEMETRY="true", BENTOML_DO_NOT_TRACK="true", DO_NOT_TRACK="1",
         PYTHONWARNINGS="ignore",
     )  # fmt: skip
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.update(extra or {})
     return env
 
 
@@ -53,16 +61,17 @@ def build_home(home: Path, people: int = 4000, seed: int = 11) -> Path:
     return home
 
 
-def snapshot_people(home: Path) -> dict[str, list[str]]:
-    """Person ids in each outcome's cohort (by age), oldest first."""
-    with duckdb.connect(str(home / "store.duckdb"), read_only=True) as con:
-        rows = con.execute(
-            "SELECT person_id, age_years FROM feature_snapshot ORDER BY age_years DESC, person_id"
-        ).fetchall()
-    return {
-        "falls": [p for p, age in rows if age is not None and age >= 65],
-        "complex_dependency": [p for p, age in rows if age is not None and age >= 18],
-    }
+def snapshot_people(home: Path, outcomes: Iterable[Outcome] = PRODUCT) -> dict[str, list[str]]:
+    """Person ids in each outcome's cohort (the snapshot's flags), oldest first."""
+    people = {}
+    with duckdb.connect(str(Home(home).store_path), read_only=True) as con:
+        for outcome in outcomes:
+            rows = con.execute(
+                f"SELECT person_id FROM feature_snapshot WHERE {outcome.cohort_column} "
+                "ORDER BY age_years DESC, person_id"
+            ).fetchall()
+            people[outcome.name] = [row[0] for row in rows]
+    return people
 
 
 def free_port() -> int:
@@ -78,6 +87,7 @@ class LiveService:
     keys: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[str] | None = None
     log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # added to the server's environment
 
     @property
     def url(self) -> str:
@@ -86,7 +96,7 @@ class LiveService:
     def add_keys(self) -> None:
         from serving.keys import KeyStore
 
-        store = KeyStore(self.home / "keys.json")
+        store = KeyStore.in_home(self.home)
         for role in ROLES:
             _, self.keys[role] = store.add(f"Test {role} org", role)
 
@@ -96,11 +106,21 @@ class LiveService:
         command = [sys.executable, "-m", "carerisk", "--home", str(self.home), "serve",
                    "--port", str(self.port), *extra]  # fmt: skip
         self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, text=True, env=child_env(),
+            command, stdout=log, stderr=subprocess.STDOUT, text=True, env=child_env(self.env),
             start_new_session=True,
         )  # fmt: skip
         self.wait_ready(timeout)
         return self
+
+    @contextlib.contextmanager
+    def running(self, *extra: str) -> Iterator[LiveService]:
+        """The service with a key per role, started (with `extra` arguments), stopped after."""
+        self.add_keys()
+        self.start(*extra)
+        try:
+            yield self
+        finally:
+            self.stop()
 
     def wait_ready(self, timeout: float) -> None:
         assert self.process is not None

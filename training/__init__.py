@@ -4,13 +4,7 @@ from training.config import ConfigError, TrainingConfig
 from training.fit import TrainedModels, TrainingError, fit
 from training.pipeline import TrainingResult, log_and_register, train_outcome
 from training.registry import GateContext, GateVerdict, PromotionError, promote
-from training.tracking import (
-    LoggedRun,
-    canonical_outcome,
-    log_training_run,
-    model_name,
-    register_run,
-)
+from training.tracking import LoggedRun, log_training_run, register_run
 
 __all__ = [
     "ConfigError",
@@ -22,11 +16,9 @@ __all__ = [
     "TrainingConfig",
     "TrainingError",
     "TrainingResult",
-    "canonical_outcome",
     "fit",
     "log_and_register",
     "log_training_run",
-    "model_name",
     "promote",
     "register_run",
     "train_outcome",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from models.bands import DEFAULT_LABELS, RiskBands
+from features.bands import RiskBands
+from features.outcomes import Outcome
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "training.toml"
 
@@ -57,8 +59,10 @@ class ValidationConfig(_Strict):
 
 
 class BandConfig(_Strict):
+    """An outcome's bands in place of its definition's (features/outcomes.py)."""
+
     cuts: tuple[float, ...]
-    labels: tuple[str, ...] = DEFAULT_LABELS
+    labels: tuple[str, ...]
 
     def bands(self) -> RiskBands:
         return RiskBands(self.cuts, self.labels)
@@ -91,7 +95,7 @@ class TrainingConfig(_Strict):
     lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
-    bands: dict[str, BandConfig]
+    bands: dict[str, BandConfig] = Field(default_factory=dict)  # overrides, by outcome name
     gate: GateConfig = Field(default_factory=GateConfig)
 
     @model_validator(mode="after")
@@ -105,10 +109,20 @@ class TrainingConfig(_Strict):
             raise ValueError(f"validation, calibration and early-stopping shares sum to {held}")
         return self
 
-    def bands_for(self, outcome: str) -> RiskBands:
-        if outcome not in self.bands:
-            raise ConfigError(f"training config has no [bands.{outcome}] section")
-        return self.bands[outcome].bands()
+    def check_outcomes(self, known: Iterable[str]) -> None:
+        """Refuse [bands.<name>] sections that name no registered outcome (a typo)."""
+        names = list(known)
+        unknown = sorted(set(self.bands) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"training config has [bands.{unknown[0]}], which is not a registered outcome "
+                f"(registered: {', '.join(names)})"
+            )
+
+    def bands_for(self, outcome: Outcome) -> RiskBands:
+        """The config's [bands.<outcome>] when it has one, else the outcome's own."""
+        override = self.bands.get(outcome.name)
+        return override.bands() if override else outcome.bands
 
     def flat_params(self) -> dict[str, Any]:
         """Every setting as one flat mapping, for MLflow params."""

@@ -22,19 +22,16 @@ from evaluation import (
     EvaluationInput,
     EvaluationResult,
     FairnessLimits,
-    RiskBands,
     evaluate,
     subgroup_checks,
     write_report,
 )
+from features.outcomes import Outcome, OutcomeRegistry
 from features.registry import Feature
 from models import ModelBundle
-from training.tracking import CHAMPION, PREDICTIONS_ARTIFACT, client_for, version_by_alias
+from models.registered import BUNDLE_ARTIFACT, CHAMPION
+from training.tracking import PREDICTIONS_ARTIFACT, client_for, version_by_alias
 
-COHORTS = {
-    "falls": "aged 65 or over, alive and not living in a care home at the index date",
-    "complex_dependency": "aged 18 or over, alive and not in long-term residential care",
-}
 REPORT_DIR = "evaluation"
 CHECKS_FILE = "subgroup_checks.json"
 TRAIN_DATES_PARAM = "train_index_dates"
@@ -58,10 +55,10 @@ def groups_of(frame: pd.DataFrame) -> pd.DataFrame:
 
 def evaluation_input(
     bundle: ModelBundle,
+    outcome: Outcome,
     frame: pd.DataFrame,
     predictions: pd.DataFrame,
     *,
-    model_name: str,
     version: str,
     train_dates: Sequence[date],
     p_champion: np.ndarray | None = None,
@@ -72,10 +69,11 @@ def evaluation_input(
     names = [f.name for f in features]
     contributions = bundle.contributions(frame)[:, : len(names)]
     return EvaluationInput(
-        outcome=bundle.outcome,  # type: ignore[arg-type]
-        model_name=model_name,
+        outcome=outcome.name,
+        predicts=outcome.predicts,
+        model_name=outcome.model_name,
         model_version=version,
-        cohort=COHORTS.get(bundle.outcome, bundle.outcome),
+        cohort=outcome.cohort.words,
         train_index_dates=list(train_dates),
         validation_index_dates=sorted({pd.Timestamp(d).date() for d in frame["index_date"]}),
         y=predictions["y"].to_numpy(dtype=int),
@@ -87,10 +85,10 @@ def evaluation_input(
         shap_values=contributions,
         feature_values=frame[names].reset_index(drop=True),
         features=features,
-        bands=RiskBands(tuple(bundle.bands.cuts), tuple(bundle.bands.labels)),
+        bands=bundle.bands,
         operating_threshold=float(bundle.bands.cuts[-2] if len(bundle.bands.cuts) > 1 else 0.1),
-        monthly_capacity=100 if bundle.outcome == "falls" else None,
-        capacity_unit="homes" if bundle.outcome == "falls" else "people",
+        monthly_capacity=outcome.monthly_capacity,
+        capacity_unit=outcome.capacity_unit,
         died_before_event=frame["died_before_event"].to_numpy(dtype=int),
     )
 
@@ -111,19 +109,17 @@ def aligned(frame: pd.DataFrame, predictions: pd.DataFrame) -> tuple[pd.DataFram
     )
 
 
-def true_probabilities(
-    truth_path: Path | None, outcome: str, frame: pd.DataFrame
-) -> np.ndarray | None:
+def true_probabilities(truth: Path | None, outcome: str, frame: pd.DataFrame) -> np.ndarray | None:
     """The synthetic generator's true probabilities for these rows, when the truth is known."""
-    if truth_path is None or not truth_path.is_file():
+    if truth is None or not truth.is_file():
         return None
-    truth = pd.read_parquet(truth_path)
-    truth = truth[truth["outcome"] == outcome]
-    truth = truth.assign(index_date=pd.to_datetime(truth["index_date"]))
+    rows = pd.read_parquet(truth)
+    rows = rows[rows["outcome"] == outcome]
+    rows = rows.assign(index_date=pd.to_datetime(rows["index_date"]))
     keyed = frame[["person_id", "index_date"]].assign(
         index_date=pd.to_datetime(frame["index_date"])
     )
-    merged = keyed.merge(truth, on=["person_id", "index_date"], how="left")
+    merged = keyed.merge(rows, on=["person_id", "index_date"], how="left")
     if merged["true_probability"].isna().any():
         return None
     return merged["true_probability"].to_numpy(dtype=float)
@@ -137,7 +133,7 @@ def champion_probabilities(
     if champion is None or str(champion.version) == str(version):
         return None, ""
     with tempfile.TemporaryDirectory() as tmp:
-        local = client.download_artifacts(str(champion.run_id), "bundle", tmp)
+        local = client.download_artifacts(str(champion.run_id), BUNDLE_ARTIFACT, tmp)
         bundle = ModelBundle.load(Path(local))
     try:
         return bundle.predict(frame), f"champion v{champion.version}"
@@ -179,14 +175,17 @@ def evaluate_version(
     store_path: Path,
     tracking_uri: str,
     reports_dir: Path,
+    outcomes: OutcomeRegistry,
     limits: FairnessLimits | None = None,
-    truth_path: Path | None = None,
+    truth: Path | None = None,
 ) -> ReportFiles:
-    """Re-evaluate a registered version on its validation people, rebuilt from the store."""
+    """Re-evaluate a registered version on its validation people, rebuilt from the store.
+    `truth`: the synthetic extract's true probabilities, when there are any."""
     from features.training_sets import build_training_set
 
     client = client_for(tracking_uri)
     name, which = parse_ref(ref)
+    outcome = outcomes.by_model_name(name)
     mv = (
         client.get_model_version(name, which)
         if which.isdigit()
@@ -194,19 +193,17 @@ def evaluate_version(
     )
     run_id = str(mv.run_id)
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = ModelBundle.load(Path(client.download_artifacts(run_id, "bundle", tmp)))
+        bundle = ModelBundle.load(Path(client.download_artifacts(run_id, BUNDLE_ARTIFACT, tmp)))
         predictions = pd.read_parquet(client.download_artifacts(run_id, PREDICTIONS_ARTIFACT, tmp))
     day = pd.Timestamp(predictions["index_date"].max()).date()
-    frame = build_training_set(store_path, bundle.outcome, [day])
+    frame = build_training_set(store_path, outcome, [day])
     frame, predictions = aligned(frame, predictions)
     p_champion, _ = champion_probabilities(client, name, str(mv.version), frame)
     run = client.get_run(run_id)
     train_dates = json.loads(run.data.params.get(TRAIN_DATES_PARAM, "[]"))
     inp = evaluation_input(
-        bundle, frame, predictions,
-        model_name=name, version=str(mv.version),
-        train_dates=[date.fromisoformat(d) for d in train_dates],
-        p_champion=p_champion,
-        p_true=true_probabilities(truth_path, bundle.outcome, frame),
+        bundle, outcome, frame, predictions,
+        version=str(mv.version), train_dates=[date.fromisoformat(d) for d in train_dates],
+        p_champion=p_champion, p_true=true_probabilities(truth, outcome.name, frame),
     )  # fmt: skip
     return report_and_log(client, run_id, inp, reports_dir, limits or FairnessLimits())

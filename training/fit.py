@@ -16,6 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from features.outcomes import Outcome
 from features.registry import Feature
 from models.bundle import ModelBundle
 from models.calibration import choose_calibrator, fit_recalibration
@@ -74,7 +75,7 @@ def fit(
     train_frame: pd.DataFrame,
     validation_frame: pd.DataFrame,
     features: Sequence[Feature],
-    outcome: str,
+    outcome: Outcome,
     config: TrainingConfig,
 ) -> TrainedModels:
     """Train the model, its calibrator and the baseline; measure both on the validation frame."""
@@ -84,9 +85,9 @@ def fit(
     split = inner_split(train_frame["person_id"], config, validation_frame["person_id"])
     x = encode(train_frame, features)
     y = train_frame[LABEL].astype(int).to_numpy()
-    stopped = fit_booster(x, y, split, features, outcome, config)
+    stopped = fit_booster(x, y, split, features, outcome.name, config)
     rounds = int(stopped.best_iteration) or stopped.current_iteration()
-    booster = refit_booster(stopped, x, y, split, features, outcome, config, rounds)
+    booster = refit_booster(stopped, x, y, split, features, outcome.name, config, rounds)
     model_text = booster.model_to_string(num_iteration=rounds)
     rows = calibration_rows(train_frame, split)
     held_out = booster.predict(x[rows], raw_score=True, num_iteration=rounds)
@@ -102,7 +103,7 @@ def fit(
         model_text=model_text,
         calibrator=calibrator,
         features=features,
-        outcome=outcome,
+        outcome=outcome.name,
         bands=config.bands_for(outcome),
         metadata=_metadata(train_frame, rounds, config, split, len(held_y)),
     )

@@ -9,21 +9,19 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-import duckdb
 import mlflow
 import pandas as pd
 
 from evaluation import FairnessLimits
+from features.outcomes import Outcome
 from features.registry import Feature
 from training.config import TrainingConfig
 from training.evaluation_run import TRAIN_DATES_PARAM
 from training.fit import TrainedModels, fit
 from training.tracking import (
-    canonical_outcome,
     client_for,
     data_fingerprint,
     log_training_run,
-    model_name,
     register_run,
     store_fingerprint,
 )
@@ -53,7 +51,7 @@ class TrainingResult:
 
 def train_outcome(
     store_path: Path,
-    outcome: str,
+    outcome: Outcome,
     *,
     config: TrainingConfig,
     tracking_uri: str,
@@ -63,16 +61,20 @@ def train_outcome(
     engine: Literal["duckdb", "spark"] = "duckdb",
     objections: Iterable[str] = (),
     reports_dir: Path | None = None,
+    truth: Path | None = None,
 ) -> TrainingResult:
     """Build the training set from the store (objectors left out), fit, log to MLflow with the
-    evaluation report and its subgroup checks, and register a challenger."""
+    evaluation report and its subgroup checks, and register a challenger. `truth` is a file of
+    the people's true probabilities, when the extract is synthetic (its gap goes in the report).
+    """
     from features import registry, training_sets  # lazily: written by the features stage
 
-    outcome = canonical_outcome(outcome)
     chosen = tuple(features if features is not None else registry.FEATURES)
     if not chosen:
         raise ValueError("the feature registry is empty; nothing to train on")
-    dates = list(index_dates) if index_dates is not None else default_index_dates(store_path)
+    dates = (
+        list(index_dates) if index_dates is not None else default_index_dates(store_path, outcome)
+    )
     frame = training_sets.build_training_set(
         store_path,
         outcome,
@@ -88,8 +90,8 @@ def train_outcome(
     def inside_run(run_id: str) -> None:
         mlflow.log_param(TRAIN_DATES_PARAM, json.dumps([d.isoformat() for d in train_dates]))
         if reports_dir is not None:
-            evaluate_trained(trained, validation, run_id, train_dates, store_path, tracking_uri,
-                             reports_dir)  # fmt: skip
+            evaluate_trained(trained, outcome, validation, run_id, train_dates, tracking_uri,
+                             reports_dir, truth)  # fmt: skip
 
     return log_and_register(
         trained,
@@ -105,12 +107,13 @@ def train_outcome(
 
 def evaluate_trained(
     trained: TrainedModels,
+    outcome: Outcome,
     validation: pd.DataFrame,
     run_id: str,
     train_dates: Sequence[date],
-    store_path: Path,
     tracking_uri: str,
     reports_dir: Path,
+    truth: Path | None = None,
 ) -> None:
     """The evaluation report of a model just trained, logged inside its run."""
     from training.evaluation_run import (
@@ -122,61 +125,33 @@ def evaluate_trained(
     )
 
     client = client_for(tracking_uri)
-    name = model_name(trained.bundle.outcome)
     frame, predictions = aligned(validation, trained.validation_predictions)
-    p_champion, _ = champion_probabilities(client, name, "new", frame)
+    p_champion, _ = champion_probabilities(client, outcome.model_name, "new", frame)
     inp = evaluation_input(
-        trained.bundle, frame, predictions,
-        model_name=name, version=f"run {run_id[:8]}", train_dates=train_dates,
-        p_champion=p_champion,
-        p_true=true_probabilities(truth_path(store_path), trained.bundle.outcome, frame),
+        trained.bundle, outcome, frame, predictions,
+        version=f"run {run_id[:8]}", train_dates=train_dates, p_champion=p_champion,
+        p_true=true_probabilities(truth, outcome.name, frame),
     )  # fmt: skip
     report_and_log(client, run_id, inp, reports_dir, FairnessLimits())
 
 
-def truth_path(store_path: Path) -> Path | None:
-    """The synthetic truth of the last extract loaded into the store, if it has one."""
-    with duckdb.connect(str(store_path), read_only=True) as con:
-        try:
-            row = con.execute(
-                "SELECT extract_dir FROM load_log ORDER BY finished_at DESC LIMIT 1"
-            ).fetchone()
-        except duckdb.Error:
-            return None
-    if not row or not row[0]:
-        return None
-    path = Path(row[0]) / "truth" / "true_risk.parquet"
-    return path if path.is_file() else None
-
-
-def default_index_dates(store_path: Path, count: int = INDEX_DATES) -> list[date]:
-    """The latest `count` quarterly index dates with a year of lookback and a full year of
-    follow-up in the store: the last validates, the earlier ones train."""
-    import duckdb
-
-    from features.contract import TABLES
-    from features.engines import default_data_start
+def default_index_dates(store_path: Path, outcome: Outcome, count: int = INDEX_DATES) -> list[date]:
+    """The latest `count` quarterly index dates with a year of lookback and the outcome's whole
+    horizon of follow-up in the store: the last validates, the earlier ones train."""
+    from features.extent import data_start, latest_event_date
     from features.training_sets import index_dates
 
-    start = default_data_start(Path(store_path))
-    parts = [
-        f'SELECT max("{spec.event_date}") AS d FROM "{spec.name}"'
-        for spec in TABLES
-        if spec.event_date and spec.name != "death"
-    ]
-    with duckdb.connect(str(store_path), read_only=True) as con:
-        row = con.execute(f"SELECT max(d) FROM ({' UNION ALL '.join(parts)})").fetchone()
-    end = row[0] if row else None
+    start, end = data_start(Path(store_path)), latest_event_date(Path(store_path))
     if start is None or end is None:
         raise ValueError(f"store {store_path} holds no dated events; cannot choose index dates")
-    return index_dates(start, end)[-count:]
+    return index_dates(start, end, outcome.horizon_months)[-count:]
 
 
 def log_and_register(
     trained: TrainedModels,
     validation: Any,
     *,
-    outcome: str,
+    outcome: Outcome,
     config: TrainingConfig,
     tracking_uri: str,
     artifact_root: Path,
@@ -196,7 +171,7 @@ def log_and_register(
     )
     version = register_run(logged, outcome, tracking_uri)
     return TrainingResult(
-        outcome=canonical_outcome(outcome),
+        outcome=outcome.name,
         run_id=logged.run_id,
         version=str(version.version),
         metrics=trained.metrics,

@@ -15,18 +15,11 @@ from mlflow.tracking import MlflowClient
 
 from evaluation import Check
 from evaluation.fairness import poisson_ratio_interval
+from features.outcomes import Outcome
+from models.registered import CHALLENGER, CHAMPION
 from training.config import GateConfig
 from training.metrics import calibration_slope_intercept, paired_bootstrap_auroc_difference
-from training.tracking import (
-    CHALLENGER,
-    CHAMPION,
-    CHECKS_DIR,
-    PREDICTIONS_ARTIFACT,
-    canonical_outcome,
-    client_for,
-    model_name,
-    version_by_alias,
-)
+from training.tracking import CHECKS_DIR, PREDICTIONS_ARTIFACT, client_for, version_by_alias
 
 
 class PromotionError(RuntimeError):
@@ -83,7 +76,7 @@ class GateVerdict:
 
 
 def promote(
-    outcome: str,
+    outcome: Outcome,
     tracking_uri: str,
     *,
     gate: GateConfig | None = None,
@@ -91,10 +84,9 @@ def promote(
     seed: int = 0,
 ) -> GateVerdict:
     """Gate the challenger against the champion; move alias champion only if every check passes."""
-    outcome = canonical_outcome(outcome)
     gate = gate or GateConfig()
     client = client_for(tracking_uri)
-    name = model_name(outcome)
+    name = outcome.model_name
     challenger = version_by_alias(client, name, CHALLENGER)
     if challenger is None:
         raise PromotionError(f"{name} has no version with alias {CHALLENGER}; train first")
@@ -102,15 +94,17 @@ def promote(
     if champion is not None and champion.version == challenger.version:
         check = Check("already champion", True, f"version {champion.version} is champion")
         return GateVerdict(
-            outcome, name, challenger.version, champion.version, True, False, (check,)
+            outcome.name, name, challenger.version, champion.version, True, False, (check,)
         )
     if not challenger.run_id:
         raise PromotionError(f"{name} version {challenger.version} has no training run")
-    context = _context(client, outcome, challenger.run_id, champion.run_id if champion else None)
+    context = _context(
+        client, outcome.name, challenger.run_id, champion.run_id if champion else None
+    )
     checks = _run_checks(context, gate, extra_checks, seed)
     passed = all(c.passed for c in checks)
     verdict = GateVerdict(
-        outcome=outcome,
+        outcome=outcome.name,
         model_name=name,
         challenger_version=str(challenger.version),
         champion_version=str(champion.version) if champion else None,

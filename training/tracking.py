@@ -31,15 +31,14 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from features.contract import TABLE_NAMES
+from features.outcomes import Outcome
 from features.registry import Feature
 from models.bundle import ModelBundle, feature_list_hash
 from models.encoding import feature_to_dict
+from models.registered import BUNDLE_ARTIFACT, CHALLENGER
 from training.config import TrainingConfig
 from training.fit import TrainedModels, baseline_coefficients
 
-OUTCOME_ALIASES = {"falls": "falls", "complex-dependency": "complex_dependency"}
-CHALLENGER = "challenger"
-CHAMPION = "champion"
 PREDICTIONS_ARTIFACT = "validation/predictions.parquet"
 CHECKS_DIR = "checks"
 SHAP_ROWS = 5000
@@ -58,19 +57,6 @@ class LoggedRun:
     version: str | None = None  # the registered model version, once registered
 
 
-def canonical_outcome(outcome: str) -> str:
-    """'falls' | 'complex_dependency' from either spelling."""
-    key = outcome.strip().lower().replace("_", "-")
-    if key not in OUTCOME_ALIASES:
-        raise ValueError(f"unknown outcome {outcome!r}; expected falls or complex-dependency")
-    return OUTCOME_ALIASES[key]
-
-
-def model_name(outcome: str) -> str:
-    """The registered model (and experiment) name: carerisk-falls, carerisk-complex-dependency."""
-    return "carerisk-" + canonical_outcome(outcome).replace("_", "-")
-
-
 def client_for(tracking_uri: str) -> MlflowClient:
     _refuse_file_store(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -81,8 +67,8 @@ def _refuse_file_store(tracking_uri: str) -> None:
         raise TrackingError(f"tracking URI {tracking_uri!r} is not a database or server")
 
 
-def ensure_experiment(client: MlflowClient, outcome: str, artifact_root: Path) -> str:
-    name = model_name(outcome)
+def ensure_experiment(client: MlflowClient, outcome: Outcome, artifact_root: Path) -> str:
+    name = outcome.model_name
     found = client.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
@@ -149,7 +135,7 @@ def log_training_run(
     trained: TrainedModels,
     validation_frame: pd.DataFrame,
     *,
-    outcome: str,
+    outcome: Outcome,
     config: TrainingConfig,
     tracking_uri: str,
     artifact_root: Path,
@@ -160,15 +146,14 @@ def log_training_run(
 
     If anything raises, the run ends FAILED and the error propagates; nothing is registered.
     """
-    outcome = canonical_outcome(outcome)
     client = client_for(tracking_uri)
     experiment_id = ensure_experiment(client, outcome, artifact_root)
     mlflow.set_tracking_uri(tracking_uri)
     features = trained.bundle.features
     with mlflow.start_run(experiment_id=experiment_id) as run:
         run_id = run.info.run_id
-        mlflow.set_tags(_run_tags(outcome, config, fingerprint, features))
-        mlflow.log_params(_params(trained, outcome, config))
+        mlflow.set_tags(_run_tags(outcome.name, config, fingerprint, features))
+        mlflow.log_params(_params(trained, outcome.name, config))
         mlflow.log_metrics(_metrics(trained))
         mlflow.log_text(
             json.dumps([feature_to_dict(f) for f in features], indent=2), "features.json"
@@ -196,6 +181,7 @@ def _run_tags(
 
 def _params(trained: TrainedModels, outcome: str, config: TrainingConfig) -> dict[str, Any]:
     params = config.flat_params()
+    params[f"bands.{outcome}.cuts"] = list(trained.bundle.bands.cuts)
     params.update({f"split.{k}": v for k, v in trained.split_sizes.items()})
     params["outcome"] = outcome
     params["n_features"] = len(trained.bundle.features)
@@ -219,8 +205,8 @@ def _metrics(trained: TrainedModels) -> dict[str, float]:
 
 
 def _log_files(trained: TrainedModels, validation_frame: pd.DataFrame, tmp: Path) -> None:
-    bundle_dir = trained.bundle.save(tmp / "bundle")
-    mlflow.log_artifacts(str(bundle_dir), "bundle")
+    bundle_dir = trained.bundle.save(tmp / BUNDLE_ARTIFACT)
+    mlflow.log_artifacts(str(bundle_dir), BUNDLE_ARTIFACT)
     baseline_dir = tmp / "baseline"
     baseline_dir.mkdir()
     sio.dump(trained.baseline, baseline_dir / "baseline.skops")
@@ -287,7 +273,7 @@ def _log_booster(bundle: ModelBundle, example: pd.DataFrame, signature: Any) -> 
 # --- registration ----------------------------------------------------------------------
 
 
-def register_run(logged: LoggedRun, outcome: str, tracking_uri: str) -> ModelVersion:
+def register_run(logged: LoggedRun, outcome: Outcome, tracking_uri: str) -> ModelVersion:
     """Register a FINISHED run's model as a new version with alias challenger."""
     client = client_for(tracking_uri)
     run = client.get_run(logged.run_id)
@@ -295,8 +281,8 @@ def register_run(logged: LoggedRun, outcome: str, tracking_uri: str) -> ModelVer
         raise TrackingError(
             f"run {logged.run_id} is {run.info.status}; only finished runs register"
         )
-    name = model_name(outcome)
-    _ensure_registered_model(client, name, outcome)
+    name = outcome.model_name
+    _ensure_registered_model(client, outcome)
     tags = {key: run.data.tags[key] for key in ("data_fingerprint", "feature_list_hash", "outcome")}
     tags["git_commit"] = run.data.tags.get("git_commit", "unknown")
     version = client.create_model_version(
@@ -306,14 +292,14 @@ def register_run(logged: LoggedRun, outcome: str, tracking_uri: str) -> ModelVer
     return version
 
 
-def _ensure_registered_model(client: MlflowClient, name: str, outcome: str) -> None:
+def _ensure_registered_model(client: MlflowClient, outcome: Outcome) -> None:
     try:
-        client.get_registered_model(name)
+        client.get_registered_model(outcome.model_name)
     except MlflowException:
         client.create_registered_model(
-            name,
-            tags={"outcome": canonical_outcome(outcome)},
-            description=f"carerisk 12-month {canonical_outcome(outcome)} risk model",
+            outcome.model_name,
+            tags={"outcome": outcome.name},
+            description=f"carerisk risk model: the chance of {outcome.predicts}",
         )
 
 

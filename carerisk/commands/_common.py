@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from carerisk.settings import Settings
 
+if TYPE_CHECKING:
+    from features.outcomes import Outcome
+
 console = Console(stderr=True)
+OUTCOME_HELP = "A registered outcome, e.g. falls or complex-dependency."
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -18,6 +22,16 @@ def settings_of(ctx: typer.Context) -> Settings:
     if not isinstance(obj, Settings):
         raise RuntimeError("settings were not built at the entry point")
     return obj
+
+
+def outcome_of(settings: Settings, spelling: str) -> Outcome:
+    """The registered outcome called `spelling`, or exit naming the outcomes registered."""
+    from features.outcomes import UnknownOutcome
+
+    try:
+        return settings.outcomes().get(spelling)
+    except UnknownOutcome as error:
+        fail(str(error))
 
 
 def fail(reason: str) -> NoReturn:

@@ -8,13 +8,14 @@ Each step is the real subcommand, invoked in this process with the same settings
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from carerisk.commands._common import console, settings_of
 
-OUTCOMES = ("falls", "complex-dependency")
+if TYPE_CHECKING:
+    from features.outcomes import Outcome
 
 
 def _step(ctx: typer.Context, title: str, name: str, *args: object) -> None:
@@ -36,32 +37,44 @@ def demo(
 ) -> None:
     """Run everything on a synthetic county, then serve the champions on 127.0.0.1."""
     settings = settings_of(ctx)
-    settings.home.mkdir(parents=True, exist_ok=True)
-    extract = settings.home / "extract"
+    settings.home.root.mkdir(parents=True, exist_ok=True)
+    extract = settings.home.extract_dir
     cfg = ["--config", config] if config else []
+    outcomes = list(settings.outcomes())
     _step(ctx, "1. Synthetic county", "synth", "--people", people, "--seed", seed, "--out", extract)
     _step(ctx, "2. Load into the store (every row checked)", "load", extract)
     _step(ctx, "3. Validate the extract again, writing nothing", "validate", extract)
     _step(ctx, "4. Features at the latest index date (snapshot)", "features")
-    for outcome in OUTCOMES:
-        _step(ctx, f"5. Train and evaluate: {outcome}", "train", "--outcome", outcome, *cfg)
-    for outcome in OUTCOMES:
-        _step(ctx, f"6. Promotion gate: {outcome}", "promote", "--outcome", outcome, *cfg)
-    registers(ctx, settings.reports_dir)
+    for outcome in outcomes:
+        _step(ctx, f"5. Train and evaluate: {outcome.cli_name}", "train",
+              "--outcome", outcome.cli_name, *cfg)  # fmt: skip
+    for outcome in outcomes:
+        _step(ctx, f"6. Promotion gate: {outcome.cli_name}", "promote",
+              "--outcome", outcome.cli_name, *cfg)  # fmt: skip
+    registers(ctx, settings.home.reports_dir, outcomes)
     keys = demo_keys(ctx)
     console.rule("[bold]Done")
-    console.print(f"Evaluation reports: {settings.reports_dir}")
+    console.print(f"Evaluation reports: {settings.home.reports_dir}")
     console.print(f"MLflow: .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}")
     if serve:
-        print_examples(keys, port, first_person(settings.reports_dir / "register-falls-gp.csv"))
+        first = outcomes[0]
+        person = first_person(register_path(settings.home.reports_dir, first, "gp"))
+        print_examples(keys, port, first, person)
         _step(ctx, "9. Scoring service (Ctrl-C stops it)", "serve", "--port", port)
 
 
-def registers(ctx: typer.Context, reports: Path) -> None:
-    for outcome, role in (("falls", "gp"), ("falls", "fire"), ("complex-dependency", "gp")):
-        out = reports / f"register-{outcome}-{role}.csv"
-        _step(ctx, f"7. Risk register: {outcome}, {role} view", "register",
-              "--outcome", outcome, "--top", 200, "--role", role, "--out", out)  # fmt: skip
+def registers(ctx: typer.Context, reports: Path, outcomes: list[Outcome]) -> None:
+    """A GP register of each outcome, and the fire service's view of the first."""
+    first, *others = outcomes
+    for outcome, role in [(first, "gp"), (first, "fire"), *((o, "gp") for o in others)]:
+        out = register_path(reports, outcome, role)
+        _step(ctx, f"7. Risk register: {outcome.cli_name}, {role} view", "register",
+              "--outcome", outcome.cli_name, "--top", 200, "--role", role,
+              "--out", out)  # fmt: skip
+
+
+def register_path(reports: Path, outcome: Outcome, role: str) -> Path:
+    return reports / f"register-{outcome.cli_name}-{role}.csv"
 
 
 def demo_keys(ctx: typer.Context) -> dict[str, str]:
@@ -69,7 +82,7 @@ def demo_keys(ctx: typer.Context) -> dict[str, str]:
     from serving.keys import KeyStore
 
     console.rule("[bold]8. Demo API keys")
-    store = KeyStore(settings_of(ctx).keys_path)
+    store = KeyStore(settings_of(ctx).home.keys_path)
     keys = {}
     for org, role in (("Demo Surgery", "gp"), ("Demo Fire and Rescue", "fire")):
         _, keys[role] = store.add(org, role)
@@ -83,17 +96,19 @@ def first_person(register_csv: Path) -> str:
     return str(pd.read_csv(register_csv, nrows=1)["person_id"].iloc[0])
 
 
-def print_examples(keys: dict[str, str], port: int, person_id: str) -> None:
+def print_examples(keys: dict[str, str], port: int, outcome: Outcome, person_id: str) -> None:
     base = f"http://127.0.0.1:{port}/v1"
+    name = outcome.name
     console.print("\nOnce the service says it is listening, try:")
     console.print(
         f"curl -s -X POST {base}/score -H 'Authorization: Bearer {keys['gp']}' "
         "-H 'Content-Type: application/json' "
-        f'-d \'{{"outcome": "falls", "person_ids": ["{person_id}"]}}\'',
+        f'-d \'{{"outcome": "{name}", "person_ids": ["{person_id}"]}}\'',
         soft_wrap=True,
     )
     console.print(
-        f"curl -s '{base}/register?outcome=falls&top=10' -H 'Authorization: Bearer {keys['fire']}'",
+        f"curl -s '{base}/register?outcome={name}&top=10' "
+        f"-H 'Authorization: Bearer {keys['fire']}'",
         soft_wrap=True,
     )
 

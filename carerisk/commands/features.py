@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,14 @@ def features_command(
     snapshot: bool = typer.Option(True, "--snapshot/--no-snapshot", help="Store the snapshot."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Compute every registry feature at an index date and store the feature snapshot."""
+    """Compute every registry feature at an index date and store the feature snapshot (with
+    each registered outcome's cohort flag and the people's places, for the service)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from features.engines import ENGINES, compute_features
 
-    store = settings_of(ctx).store_path
+    settings = settings_of(ctx)
+    store = settings.home.store_path
     if not store.exists():
         fail(f"no store at {store}; run `carerisk load` first")
     if engine not in ENGINES:
@@ -44,7 +46,7 @@ def features_command(
             from features.snapshot import write_snapshot
 
             progress.update(task, description="writing the snapshot")
-            write_snapshot(store, day, frame=frame)
+            write_snapshot(store, day, settings.outcomes(), frame=frame)
     summary = summarise(frame, day, engine, snapshot)
     if as_json:
         print_json(summary)
@@ -60,24 +62,13 @@ def _parse_date(text: str) -> date:
 
 
 def _default_index_date(store: Path) -> date:
-    """The day after the latest event in the store, else after the load log's extract date."""
-    import duckdb
+    """The day after the latest activity in the store, else after the last extract's date."""
+    from features.extent import snapshot_date
 
-    from features.engines import latest_event_date
-
-    latest = latest_event_date(store)
-    if latest is None:
-        con = duckdb.connect(str(store), read_only=True)
-        try:
-            row = con.execute("SELECT max(extract_date) FROM load_log").fetchall()
-        except duckdb.Error:
-            row = None
-        finally:
-            con.close()
-        latest = row[0][0] if row else None
-    if latest is None:
+    day = snapshot_date(store)
+    if day is None:
         fail(f"the store {store} has no events and no extract date; pass --index-date")
-    return latest + timedelta(days=1)
+    return day
 
 
 def summarise(frame: Any, day: date, engine: str, snapshot: bool) -> dict[str, Any]:

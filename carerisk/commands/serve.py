@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from carerisk.commands._common import console, fail, print_json, settings_of
+from carerisk.commands._common import OUTCOME_HELP, console, fail, print_json, settings_of
 from carerisk.settings import Settings
 
 keys_app = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
@@ -28,12 +28,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")
 
 
-def _audit_path(home: Path) -> Path:
-    from serving.audit import AUDIT_FILE
-
-    return home / AUDIT_FILE
-
-
 @keys_app.command("add")
 def keys_add(
     ctx: typer.Context,
@@ -46,7 +40,7 @@ def keys_add(
     """Issue a key. The full key is printed once and never stored: copy it now."""
     from serving.keys import KeyStore, KeyStoreError, utc_now
 
-    store = KeyStore(settings_of(ctx).keys_path)
+    store = KeyStore(settings_of(ctx).home.keys_path)
     expires = utc_now() + dt.timedelta(days=expires_days) if expires_days else None
     try:
         key_id, full_key = store.add(org, role, expires_at=expires)
@@ -70,7 +64,7 @@ def keys_list(
 
     now = utc_now()
     try:
-        rows = [r.public(now) for r in KeyStore(settings_of(ctx).keys_path).list()]
+        rows = [r.public(now) for r in KeyStore(settings_of(ctx).home.keys_path).list()]
     except KeyStoreError as exc:
         fail(str(exc))
     if as_json:
@@ -92,7 +86,7 @@ def keys_revoke(ctx: typer.Context, key_id: str = typer.Argument(..., help="Key 
     from serving.keys import KeyStore, KeyStoreError
 
     try:
-        record = KeyStore(settings_of(ctx).keys_path).revoke(key_id)
+        record = KeyStore(settings_of(ctx).home.keys_path).revoke(key_id)
     except KeyStoreError as exc:
         fail(str(exc))
     typer.echo(f"revoked {record.key_id} ({record.org}, {record.role}) at {record.revoked_at}")
@@ -106,7 +100,7 @@ def audit_verify(
     from serving.audit import AuditLog, AuditUnavailable
 
     try:
-        result = AuditLog(_audit_path(settings_of(ctx).home)).verify()
+        result = AuditLog(settings_of(ctx).home.audit_path).verify()
     except AuditUnavailable as exc:
         fail(str(exc))
     if as_json:
@@ -130,7 +124,7 @@ def audit_tail(
     from serving.audit import AuditLog, AuditUnavailable
 
     try:
-        records = AuditLog(_audit_path(settings_of(ctx).home)).tail(n)
+        records = AuditLog(settings_of(ctx).home.audit_path).tail(n)
     except AuditUnavailable as exc:
         fail(str(exc))
     if as_json:
@@ -149,21 +143,29 @@ def audit_tail(
 
 
 def serving_config(settings: Settings, **overrides: Any) -> Any:
+    """The service's configuration: this home, its tracking store and the extra outcome
+    modules (passed on to the server process with the other CARERISK_ settings)."""
     from serving.config import ServingConfig
 
-    return ServingConfig(home=settings.home, tracking_uri=settings.tracking_uri, **overrides)
+    return ServingConfig(
+        home=settings.home.root,
+        tracking_uri=settings.tracking_uri,
+        outcome_modules=settings.outcome_modules,
+        **overrides,
+    )
 
 
 def preflight(config: Any, *, import_from_registry: bool = True) -> Any:
     """Import and verify the champions and read the snapshot, as the service will; fail with
     one line naming what is wrong."""
-    os.environ["BENTOML_HOME"] = str(config.bentoml_home)
+    os.environ["BENTOML_HOME"] = str(config.layout.bentoml_home)
+    from features.outcomes import UnknownOutcome
     from serving.champions import ChampionError
     from serving.state import build_state
 
     try:
         return build_state(config, import_from_registry=import_from_registry, warm=False)
-    except (ChampionError, LookupError) as exc:
+    except (ChampionError, LookupError, UnknownOutcome) as exc:
         fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - any other start failure, said in one line
         fail(f"{type(exc).__name__}: {exc}")
@@ -206,7 +208,7 @@ def serve(
         f"serving {models} on http://{host}:{port} (snapshot {state.scorer.snapshot.index_date})"
     )
     command = server_command(host, port)
-    env = {**os.environ, **config.to_env(), "BENTOML_HOME": str(config.bentoml_home)}
+    env = {**os.environ, **config.to_env(), "BENTOML_HOME": str(config.layout.bentoml_home)}
     env[CONFIG_OPTIONS] = worker_options(env.get(CONFIG_OPTIONS, ""), workers)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -238,7 +240,7 @@ def server_command(host: str, port: int) -> list[str]:
 
 def register_cmd(
     ctx: typer.Context,
-    outcome: str = typer.Option(..., "--outcome", help="falls or complex-dependency"),
+    outcome: str = typer.Option(..., "--outcome", help=OUTCOME_HELP),
     district: str | None = typer.Option(None, "--district", help="Only this district."),
     practice: str | None = typer.Option(None, "--practice", help="Only this GP practice."),
     top: int | None = typer.Option(None, "--top", min=1, help="Only the N highest risks."),
@@ -246,36 +248,29 @@ def register_cmd(
     out: Path | None = typer.Option(None, "--out", help="CSV or Parquet file to write."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
-    """Write a ranked risk register (the same code path as the API), audited like a call."""
-    from serving.api import audit_entry
+    """Write a ranked risk register (the same audited code path as the API)."""
     from serving.audit import AuditUnavailable
     from serving.keys import Principal
-    from serving.register import register_rows, write_register
-    from serving.scoring import ScoringError, check_outcome
+    from serving.register import RegisterQuery, ranked_register, write_register
+    from serving.roles import ROLES
+    from serving.scoring import ScoringError
 
     settings = settings_of(ctx)
-    if role not in {"gp", "fire", "analyst", "admin"}:
-        fail(f"unknown role {role!r}; choose gp, fire, analyst or admin")
+    if role not in ROLES:
+        fail(f"unknown role {role!r}; choose {', '.join(ROLES)}")
     state = preflight(serving_config(settings))
+    principal = Principal(key_id="local-cli", org="local", role=role)
+    query = RegisterQuery(outcome, district=district, practice=practice, top=top)
     try:
-        name = check_outcome(outcome)
-        places, results = state.scorer.ranked(
-            name, district=district, practice=practice, top=top, clinical=role != "fire"
-        )
+        found = ranked_register(state, principal, query)
     except ScoringError as exc:
         fail(exc.message)
-    principal = Principal(key_id="local-cli", org="local", role=role)
-    entry = audit_entry(
-        state, principal, "register", "ok", 200,
-        person_ids=[r.person_ref for r in results], outcome=name, results=results,
-    )  # fmt: skip
-    try:
-        state.audit.append(entry)
     except AuditUnavailable as exc:
         fail(f"the audit trail cannot be written, so no register is written: {exc}")
-    frame = register_rows(places, results, role)
+    frame = found.rows()
     where = district or practice or "county"
-    path = out or settings.reports_dir / f"register-{name}-{where}.csv".replace(" ", "_")
+    name = found.outcome
+    path = out or settings.home.reports_dir / f"register-{name}-{where}.csv".replace(" ", "_")
     write_register(frame, path)
     summary = {"outcome": name, "people": len(frame), "path": str(path), "role": role}
     if as_json:

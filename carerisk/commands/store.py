@@ -98,9 +98,9 @@ def _run(
         with _progress(not as_json) as progress:
             if write:
                 settings = settings_of(ctx)
-                settings.home.mkdir(parents=True, exist_ok=True)
+                settings.home.root.mkdir(parents=True, exist_ok=True)
                 report = load_extract(
-                    folder, settings.store_path, extract_date=when, progress=progress
+                    folder, settings.home.store_path, extract_date=when, progress=progress
                 )
             else:
                 report = validate_extract(folder, extract_date=when, progress=progress)

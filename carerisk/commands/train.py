@@ -6,9 +6,14 @@ from pathlib import Path
 
 import typer
 
-from carerisk.commands._common import console, fail, print_json, settings_of
-
-OUTCOME_HELP = "falls or complex-dependency"
+from carerisk.commands._common import (
+    OUTCOME_HELP,
+    console,
+    fail,
+    outcome_of,
+    print_json,
+    settings_of,
+)
 
 
 def train(
@@ -24,30 +29,32 @@ def train(
     from features.objections import ObjectionListError, read_objections
     from training.config import ConfigError, TrainingConfig
     from training.pipeline import train_outcome
-    from training.tracking import canonical_outcome
 
     settings = settings_of(ctx)
+    chosen = outcome_of(settings, outcome)
     try:
-        name = canonical_outcome(outcome)
         settings_config = TrainingConfig.load(config)
-        objections = read_objections(settings.objections_path)
+        settings_config.check_outcomes(settings.outcomes().names())
+        objections = read_objections(settings.home.objections_path)
     except (ValueError, ConfigError, ObjectionListError) as error:
         fail(str(error))
     if engine not in ("duckdb", "spark"):
         fail(f"unknown engine {engine!r}; choose duckdb or spark")
-    if not settings.store_path.is_file():
-        fail(f"no store at {settings.store_path}; run `carerisk load` first")
+    if not settings.home.store_path.is_file():
+        fail(f"no store at {settings.home.store_path}; run `carerisk load` first")
+    name = chosen.cli_name
     with console.status(f"training {name} ..."):
         try:
             result = train_outcome(
-                settings.store_path,
-                name,
+                settings.home.store_path,
+                chosen,
                 config=settings_config,
                 tracking_uri=settings.tracking_uri,
-                artifact_root=settings.artifacts_dir,
+                artifact_root=settings.home.artifacts_dir,
                 engine=engine,  # type: ignore[arg-type]
                 objections=objections,
-                reports_dir=settings.reports_dir if report else None,
+                reports_dir=settings.home.reports_dir if report else None,
+                truth=synthetic_truth(settings.home.store_path),
             )
         except Exception as error:  # one line, non-zero exit
             fail(f"training {name} failed: {error}")
@@ -61,7 +68,7 @@ def train(
         f"calibration slope {model['calibration_slope']:.2f}"
     )
     if report:
-        console.print(f"evaluation report logged to the run; copies in {settings.reports_dir}")
+        console.print(f"evaluation report logged to the run; copies in {settings.home.reports_dir}")
 
 
 def evaluate(
@@ -75,19 +82,19 @@ def evaluate(
     import json
 
     from training.evaluation_run import evaluate_version
-    from training.pipeline import truth_path
 
     settings = settings_of(ctx)
-    if not settings.store_path.is_file():
-        fail(f"no store at {settings.store_path}; run `carerisk load` first")
+    if not settings.home.store_path.is_file():
+        fail(f"no store at {settings.home.store_path}; run `carerisk load` first")
     with console.status(f"evaluating {model} ..."):
         try:
             files = evaluate_version(
                 model,
-                store_path=settings.store_path,
+                store_path=settings.home.store_path,
                 tracking_uri=settings.tracking_uri,
-                reports_dir=settings.reports_dir,
-                truth_path=truth_path(settings.store_path),
+                reports_dir=settings.home.reports_dir,
+                outcomes=settings.outcomes(),
+                truth=synthetic_truth(settings.home.store_path),
             )
         except Exception as error:  # one line, non-zero exit
             fail(f"evaluating {model} failed: {error}")
@@ -110,10 +117,11 @@ def promote(
     from training.registry import promote as run_gate
 
     settings = settings_of(ctx)
+    chosen = outcome_of(settings, outcome)
     try:
         gate_config = TrainingConfig.load(config)
         verdict = run_gate(
-            outcome, settings.tracking_uri, gate=gate_config.gate, seed=gate_config.seed
+            chosen, settings.tracking_uri, gate=gate_config.gate, seed=gate_config.seed
         )
     except (ValueError, ConfigError, PromotionError) as error:
         fail(str(error))
@@ -123,6 +131,16 @@ def promote(
         console.print(verdict.summary())
     if not verdict.passed:
         fail("promotion refused: " + "; ".join(verdict.reasons))
+
+
+def synthetic_truth(store_path: Path) -> Path | None:
+    """The true probabilities of the extract last loaded into the store, when it is a synthetic
+    county's (the report then measures the model against them)."""
+    from features.extent import last_extract
+    from synthetic.truth_files import true_risk_path
+
+    extract = last_extract(store_path)
+    return true_risk_path(extract.folder) if extract else None
 
 
 def register(app: typer.Typer) -> None:

@@ -6,10 +6,6 @@
   const API = "/v1";
   const SESSION = "carerisk.session";
   const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{5,63}$/;
-  const OUTCOME_TITLES = {
-    falls: "Falls in the next 12 months",
-    complex_dependency: "Complex dependency in the next 12 months",
-  };
   const SVG = "http://www.w3.org/2000/svg";
 
   // --- session ------------------------------------------------------------------------------
@@ -80,6 +76,23 @@
     return as === "text" ? response.text() : response.json();
   }
 
+  // The outcomes served (GET /v1/outcomes: name, title, cohort, horizon, band labels), asked
+  // for once per page; the pages spell no outcome or band of their own.
+  let served = null;
+
+  function servedOutcomes(key) {
+    if (!served) {
+      served = call(key, "/outcomes").then((answer) => answer.outcomes);
+      served.catch(() => { served = null; });
+    }
+    return served;
+  }
+
+  function outcomeTitle(outcomes, name) {
+    const found = outcomes.find((o) => o.name === name);
+    return found ? `${found.title} in the next ${found.horizon_months} months` : name;
+  }
+
   // Plain words for every refusal; never the raw body or a stack trace.
   function plainError(error, personId) {
     if (!(error instanceof ApiError)) {
@@ -126,9 +139,13 @@
     }
   }
 
-  function sentence(text) {
+  function capitalised(text) {
     const trimmed = String(text).trim();
-    const first = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+    return trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+  }
+
+  function sentence(text) {
+    const first = capitalised(text);
     return /[.!?]$/.test(first) ? first : `${first}.`;
   }
 
@@ -269,20 +286,21 @@
     showStatus("Looking up…", "info");
     try {
       const answer = await call(session.key, "/person", { method: "POST", body: { person_id: personId } });
+      const outcomes = await servedOutcomes(session.key);
       showStatus("");
-      result.replaceChildren(renderPerson(answer));
+      result.replaceChildren(renderPerson(answer, outcomes));
     } catch (error) {
       handleError(error, personId);
     }
   }
 
-  function renderPerson(answer) {
+  function renderPerson(answer, outcomes) {
     const wrap = el("section", { "aria-labelledby": "person-title", "data-person": answer.person_id });
     wrap.append(el("h2", { id: "person-title", text: `Person ${answer.person_id}` }));
     const notes = new Set();
     const cards = el("div", { className: "outcomes" });
     for (const [outcome, score] of Object.entries(answer.outcomes)) {
-      cards.append(renderOutcome(outcome, score));
+      cards.append(renderOutcome(outcome, outcomeTitle(outcomes, outcome), score));
       for (const note of score.notes || []) notes.add(note);
     }
     for (const note of notes) wrap.append(el("p", { className: "note", role: "note", text: note }));
@@ -290,10 +308,10 @@
     return wrap;
   }
 
-  function renderOutcome(outcome, score) {
+  function renderOutcome(outcome, title, score) {
     const titleId = `title-${outcome}`;
     const card = el("article", { className: "outcome", "data-outcome": outcome, "aria-labelledby": titleId });
-    card.append(el("h3", { id: titleId, text: OUTCOME_TITLES[outcome] || outcome }));
+    card.append(el("h3", { id: titleId, text: title }));
     if (score.error) {
       card.append(el("p", { className: "empty", text: sentence(score.message || "This model does not apply to this person.") }));
       return card;
@@ -393,7 +411,8 @@
     const session = sessionOrSignIn();
     if (!session) return;
     showActingAs(session);
-    const state = { session, people: [], query: null };
+    const state = { session, people: [], query: null, outcomes: [] };
+    state.ready = fillOutcomes(state);
     document.getElementById("register-form").addEventListener("submit", (event) => {
       event.preventDefault();
       loadRegister(state);
@@ -401,6 +420,35 @@
     document.getElementById("band-filter").addEventListener("change", () => renderRows(state));
     document.getElementById("text-filter").addEventListener("input", () => renderRows(state));
     document.getElementById("download").addEventListener("click", () => download(state));
+  }
+
+  async function fillOutcomes(state) {
+    try {
+      state.outcomes = await servedOutcomes(state.session.key);
+    } catch (error) {
+      handleError(error);
+      return;
+    }
+    const select = document.getElementById("outcome");
+    select.replaceChildren(...state.outcomes.map((o) => el("option", { value: o.name, text: o.title })));
+    const showCohort = () => {
+      const chosen = state.outcomes.find((o) => o.name === select.value);
+      document.getElementById("outcome-hint").textContent = chosen ? `For people ${chosen.cohort}.` : "";
+    };
+    select.addEventListener("change", showCohort);
+    showCohort();
+  }
+
+  function fillBands(state, name) {
+    const chosen = state.outcomes.find((o) => o.name === name);
+    const filter = document.getElementById("band-filter");
+    const kept = filter.value;
+    const labels = chosen ? [...chosen.bands].reverse() : [];  // highest first
+    filter.replaceChildren(
+      el("option", { value: "", text: "All bands" }),
+      ...labels.map((band) => el("option", { value: band, text: capitalised(band) })),
+    );
+    filter.value = labels.includes(kept) ? kept : "";
   }
 
   function registerQuery() {
@@ -415,6 +463,7 @@
   }
 
   async function loadRegister(state) {
+    await state.ready;
     const query = registerQuery();
     const top = Number(query.get("top"));
     if (!Number.isInteger(top) || top < 1) {
@@ -429,9 +478,10 @@
       state.role = answer.role;
       showStatus("");
       fillPlaces(answer.people);
+      fillBands(state, answer.outcome);
       const section = document.getElementById("register");
       section.hidden = false;
-      const outcome = OUTCOME_TITLES[answer.outcome] || answer.outcome;
+      const outcome = outcomeTitle(state.outcomes, answer.outcome);
       const place = query.get("district") || query.get("practice") || "the whole county";
       document.getElementById("register-title").textContent = `${outcome}: ${place}, top ${query.get("top")}`;
       const notes = [...new Set(answer.people.flatMap((p) => p.notes || []))];

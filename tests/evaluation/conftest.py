@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from evaluation.inputs import EvaluationInput, FairnessLimits
+from features.outcomes import FALLS
 from features.registry import Feature
 
 FEATURES = (
@@ -80,9 +81,12 @@ def make_input(n: int = 4000, seed: int = 7, **changes: object) -> EvaluationInp
     shap = centred.to_numpy(float) * coef + rng.normal(0, 0.001, (n, 4))
     fields: dict[str, object] = {
         "outcome": "falls",
+        "predicts": FALLS.predicts,
         "model_name": "falls-lgbm",
         "model_version": "3",
         "cohort": "aged 65+, alive, not in a care home",
+        "bands": FALLS.bands,
+        "capacity_unit": FALLS.capacity_unit,
         "train_index_dates": [date(2023, 4, 1), date(2023, 10, 1)],
         "validation_index_dates": [date(2024, 4, 1)],
         "y": y,

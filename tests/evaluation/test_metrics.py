@@ -7,7 +7,7 @@ from scipy.special import expit
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from evaluation import metrics as m
-from evaluation.inputs import RiskBands
+from features.bands import RiskBands
 
 
 def _data(n: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from features.engines import compute_features
+from features.home import Home
 from features.registry import feature_names
 from tests.features._records import (
     ae,
@@ -28,7 +29,7 @@ START = date(2021, 4, 1)
 
 
 def _features(tmp_path: Path, records: list, data_start: date = START) -> pd.DataFrame:
-    store = make_store(tmp_path / "store.duckdb", records)
+    store = make_store(Home(tmp_path).store_path, records)
     return compute_features(store, D, data_start=data_start).set_index("person_id")
 
 

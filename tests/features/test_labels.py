@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from features.cohorts import cohort
 from features.engines import open_sources
 from features.labels import LabelSettings, add_months, labels
+from features.outcomes import FALLS, PRODUCT, UnknownOutcome
 from tests.features._records import ae, ambulance, care, death, gp, make_store, person, spell
 
 D = date(2023, 4, 1)
@@ -25,14 +27,14 @@ def _second(tmp_path: Path) -> Path:
 def _labels(tmp_path: Path, records: list, outcome: str, **kw: object) -> pd.DataFrame:
     store = make_store(tmp_path / f"{outcome}.duckdb", records)
     with open_sources(store) as src:
-        frame = labels(src, outcome, D, LabelSettings(**kw)).to_pandas()  # type: ignore[arg-type]
+        frame = labels(src, PRODUCT.get(outcome), D, LabelSettings(**kw)).to_pandas()  # type: ignore[arg-type]
     return frame.set_index("person_id").sort_index()
 
 
 def _cohort(tmp_path: Path, records: list, outcome: str) -> list[str]:
     store = make_store(tmp_path / f"c{outcome}.duckdb", records)
     with open_sources(store) as src:
-        return sorted(cohort(src, outcome, D).to_pandas()["person_id"])
+        return sorted(cohort(src, PRODUCT.get(outcome), D).to_pandas()["person_id"])
 
 
 def test_add_months_clamps_to_month_end() -> None:
@@ -129,9 +131,27 @@ def test_cohort_exclusions(tmp_path: Path) -> None:
         "ADULT1", "LEFTHM", "OLD065", "YOUNG1"]  # fmt: skip
 
 
-def test_bad_settings_and_outcome_are_rejected(tmp_path: Path) -> None:
+def test_a_death_on_the_index_date_leaves_both_cohorts(tmp_path: Path) -> None:
+    """Dead at the end of D: no follow-up, so in no cohort (a death the next day is followed)."""
+    records = [
+        person("DIEDON", born=date(1930, 1, 1)),
+        death("DIEDON", D),
+        person("DIEDAF", born=date(1930, 1, 1)),
+        death("DIEDAF", date(2023, 4, 2)),
+    ]
+    for i, outcome in enumerate(PRODUCT.names()):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        assert _cohort(folder, records, outcome) == ["DIEDAF"], outcome
+    followed = _labels(tmp_path, records, "falls")
+    assert followed.loc["DIEDAF", "follow_up_days"] == 1
+    assert followed.loc["DIEDAF", "died_before_event"] == 1
+
+
+def test_bad_settings_and_outcome_are_rejected() -> None:
     with pytest.raises(ValueError, match="horizon_months"):
-        LabelSettings(horizon_months=0)
-    store = make_store(tmp_path / "x.duckdb", [person("PERSON")])
-    with open_sources(store) as src, pytest.raises(ValueError, match="unknown outcome"):
-        labels(src, "death", D)
+        replace(FALLS, horizon_months=0)
+    with pytest.raises(ValueError, match="must not be negative"):
+        LabelSettings(home_care_hours=-1)
+    with pytest.raises(UnknownOutcome, match="unknown outcome 'death'"):
+        PRODUCT.get("death")

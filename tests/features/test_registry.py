@@ -6,7 +6,8 @@ from dataclasses import replace
 import pytest
 
 from features import codes, registry
-from features.registry import FEATURES, OUTCOMES, feature, feature_names, registry_fingerprint
+from features.outcomes import PRODUCT
+from features.registry import FEATURES, feature, feature_names, registry_fingerprint
 
 
 def test_names_are_unique_and_labels_take_a_value() -> None:
@@ -33,11 +34,11 @@ def test_counts_of_one_are_worded_in_the_singular() -> None:
 
 def test_directions_use_known_outcomes_and_signs() -> None:
     for item in FEATURES:
-        assert set(item.direction) <= set(OUTCOMES), item.name
+        assert set(item.direction) <= set(PRODUCT.names()), item.name
         assert set(item.direction.values()) <= {-1, 0, 1}, item.name
         if item.constrain:
             assert item.kind != "categorical"
-            assert any(item.direction_for(o) != 0 for o in OUTCOMES), item.name
+            assert any(item.direction_for(o) != 0 for o in PRODUCT.names()), item.name
 
 
 def test_clinical_and_modifiable_flags_follow_the_brief() -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from features.home import Home
+from features.outcomes import COMPLEX_DEPENDENCY, FALLS
 from features.registry import feature_names
 from features.training_sets import (
     DESCRIPTOR_COLUMNS,
@@ -22,7 +24,7 @@ DATES = [date(2023, 1, 1), date(2023, 4, 1)]
 
 def _store(tmp_path: Path) -> Path:
     return make_store(
-        tmp_path / "store.duckdb",
+        Home(tmp_path).store_path,
         [
             person("FALLER", born=date(1940, 1, 1), ethnicity=None, imd_decile=3),
             ae("FALLER", date(2023, 2, 1), cause="W19X"),  # after the first index date
@@ -38,15 +40,19 @@ def _store(tmp_path: Path) -> Path:
 
 
 def test_index_dates_are_quarter_starts_with_a_full_year_each_side() -> None:
-    dates = index_dates(date(2021, 4, 1), date(2024, 3, 31))
+    dates = index_dates(date(2021, 4, 1), date(2024, 3, 31), 12)
     assert dates == [date(2022, 4, 1), date(2022, 7, 1), date(2022, 10, 1), date(2023, 1, 1),
                      date(2023, 4, 1)]  # fmt: skip
-    assert index_dates(date(2021, 2, 10), date(2023, 6, 30)) == [date(2022, 4, 1), date(2022, 7, 1)]
-    assert index_dates(date(2021, 4, 1), date(2022, 3, 31)) == []
+    two = [date(2022, 4, 1), date(2022, 7, 1)]
+    assert index_dates(date(2021, 2, 10), date(2023, 6, 30), 12) == two
+    assert index_dates(date(2021, 4, 1), date(2022, 3, 31), 12) == []
+    # a six-month horizon leaves room for two more quarters at the end
+    assert index_dates(date(2021, 4, 1), date(2024, 3, 31), 6)[-3:] == [
+        date(2023, 4, 1), date(2023, 7, 1), date(2023, 10, 1)]  # fmt: skip
 
 
 def test_falls_training_set(tmp_path: Path) -> None:
-    frame = build_training_set(_store(tmp_path), "falls", DATES, data_start=date(2021, 1, 1))
+    frame = build_training_set(_store(tmp_path), FALLS, DATES, data_start=date(2021, 1, 1))
     expected = ["person_id", "index_date", *feature_names(), "label", "died_before_event",
                 "follow_up_days", *DESCRIPTOR_COLUMNS]  # fmt: skip
     assert list(frame.columns) == expected
@@ -67,12 +73,12 @@ def test_falls_training_set(tmp_path: Path) -> None:
 
 def test_complex_dependency_objections_and_split(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    frame = build_training_set(store, "complex_dependency", DATES)
+    frame = build_training_set(store, COMPLEX_DEPENDENCY, DATES)
     assert set(frame["person_id"]) == {"FALLER", "YOUNGR", "GONE01"}
     young = frame[frame["person_id"] == "YOUNGR"]
     assert young["label"].tolist() == [1, 1]  # the 31-day stay is in both horizons
     assert young["age_band"].tolist() == ["18-44", "18-44"]
-    left = build_training_set(store, "complex_dependency", DATES, objections={"YOUNGR"})
+    left = build_training_set(store, COMPLEX_DEPENDENCY, DATES, objections={"YOUNGR"})
     assert "YOUNGR" not in set(left["person_id"])
     train, validation = split_temporal(frame)
     assert set(train["index_date"].dt.date) == {DATES[0]}
@@ -83,7 +89,7 @@ def test_complex_dependency_objections_and_split(tmp_path: Path) -> None:
 def test_rows_never_see_their_own_future(tmp_path: Path) -> None:
     """Features of the earlier rows equal features computed with later records removed."""
     store = _store(tmp_path)
-    full = build_training_set(store, "falls", DATES, data_start=date(2021, 1, 1))
+    full = build_training_set(store, FALLS, DATES, data_start=date(2021, 1, 1))
     from features.engines import compute_features
 
     early = compute_features(store, DATES[0], data_start=date(2021, 1, 1)).set_index("person_id")
@@ -93,38 +99,42 @@ def test_rows_never_see_their_own_future(tmp_path: Path) -> None:
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown outcome"):
-        build_training_set(_store(tmp_path), "death", DATES)
     with pytest.raises(ValueError, match="at least one index date"):
-        build_training_set(tmp_path / "store.duckdb", "falls", [])
+        build_training_set(Home(tmp_path).store_path, FALLS, [])
     with pytest.raises(ValueError, match="two index dates"):
         split_temporal(pd.DataFrame({"index_date": [pd.Timestamp("2023-01-01")]}))
 
 
 def test_snapshot_and_cli(tmp_path: Path) -> None:
-    """`carerisk features` writes the snapshot; read_snapshot and descriptors read it back."""
+    """`carerisk features` writes the snapshot with each outcome's cohort flag and the places;
+    read_snapshot reads it back."""
     import json
 
     from typer.testing import CliRunner
 
     from carerisk.cli import app
-    from features.snapshot import descriptors, read_snapshot
+    from features.snapshot import read_snapshot
 
-    home = tmp_path / "home"
-    home.mkdir()
-    _store(home).rename(home / "store.duckdb")
-    result = CliRunner().invoke(app, ["--home", str(home), "features", "--json"])
+    home = Home(tmp_path / "home")
+    home.root.mkdir()
+    _store(home.root)
+    result = CliRunner().invoke(app, ["--home", str(home.root), "features", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["index_date"] == "2023-05-02"  # the day after the latest event date
     assert summary["rows"] == 3 and summary["columns"] == len(feature_names())
-    snap = read_snapshot(home / "store.duckdb", ["YOUNGR"])
+    snap = read_snapshot(home.store_path, ["YOUNGR"])
     assert snap["person_id"].tolist() == ["YOUNGR"]
     assert snap["emergency_admissions_90d"].tolist() == [1.0]
     assert str(snap["index_date"].iloc[0])[:10] == "2023-05-02"
-    where = descriptors(home / "store.duckdb", ["FALLER"])
-    assert where.to_dict("records") == [
-        {"person_id": "FALLER", "district": "Wychavon", "practice_code": "M81001"}
-    ]
-    bad = CliRunner().invoke(app, ["--home", str(home), "features", "--index-date", "x"])
+    everyone = read_snapshot(home.store_path).set_index("person_id")
+    assert everyone.loc["FALLER", ["district", "practice_code"]].tolist() == ["Wychavon", "M81001"]
+    # the same rule as training: CAREHM (nursing care) is in neither cohort, YOUNGR only in one
+    flags = everyone[["cohort_falls", "cohort_complex_dependency"]].astype(bool)
+    assert flags.to_dict("index") == {
+        "CAREHM": {"cohort_falls": False, "cohort_complex_dependency": False},
+        "FALLER": {"cohort_falls": True, "cohort_complex_dependency": True},
+        "YOUNGR": {"cohort_falls": False, "cohort_complex_dependency": True},
+    }
+    bad = CliRunner().invoke(app, ["--home", str(home.root), "features", "--index-date", "x"])
     assert bad.exit_code == 1

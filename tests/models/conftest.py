@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from features.outcomes import FALLS
 from tests.models.frames import make_frame, small_features, split_latest
 from training.config import TrainingConfig
 from training.fit import TrainedModels, fit
@@ -15,4 +16,4 @@ def config() -> TrainingConfig:
 @pytest.fixture(scope="session")
 def trained(config: TrainingConfig) -> TrainedModels:
     train, validation = split_latest(make_frame(people=4000, seed=3))
-    return fit(train, validation, small_features(), "falls", config)
+    return fit(train, validation, small_features(), FALLS, config)

@@ -83,7 +83,7 @@ def test_bad_inputs_are_refused() -> None:
     with pytest.raises(ValueError, match="one more label"):
         RiskBands((0.1, 0.2), ("low", "high"))
     with pytest.raises(ValueError, match="rise strictly"):
-        RiskBands((0.2, 0.1, 0.3))
+        RiskBands((0.2, 0.1, 0.3), ("a", "b", "c", "d"))
 
 
 def _shifted(n: int, seed: int, slope: float, intercept: float) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,9 @@ import httpx
 import pytest
 
 import tests.live
+from features.home import Home
+from features.outcomes import FALLS
+from models.registered import BUNDLE_ARTIFACT
 from serving.audit import AuditLog
 from tests.live import TEST_CONFIG, LiveService, descendants, snapshot_people
 
@@ -41,27 +44,14 @@ def copy_home(trained_home: Path, tmp_path: Path) -> Path:
     return home
 
 
-def with_env(monkeypatch: pytest.MonkeyPatch, extra: dict[str, str]) -> None:
-    """Make LiveService start its server with extra environment variables."""
-    base = tests.live.child_env
-    monkeypatch.setattr(tests.live, "child_env", lambda: {**base(), **extra})
-
-
 @pytest.fixture(scope="module")
 def offline_service(
     trained_home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveService]:
     """A server on a copied home whose tracking server is down, with a very lax stale limit."""
     home = copy_home(trained_home, tmp_path_factory.mktemp("offline"))
-    with pytest.MonkeyPatch.context() as patch:
-        with_env(patch, DEAD_TRACKING)
-        service = LiveService(home)
-        service.add_keys()
-        service.start("--stale-after-days", "100000")
-    try:
+    with LiveService(home, env=DEAD_TRACKING).running("--stale-after-days", "100000") as service:
         yield service
-    finally:
-        service.stop()
 
 
 def score(client: httpx.Client, ids: list[str], outcome: str = "falls") -> httpx.Response:
@@ -93,7 +83,7 @@ def test_audit_unwritable_gives_503_and_no_score(offline_service: LiveService) -
     """The audit lock file replaced by a directory: even root cannot open it for writing."""
     home = offline_service.home
     ids = snapshot_people(home)["falls"][:2]
-    lock = home / "audit.sqlite.lock"
+    lock = AuditLog.in_home(home).lock_path
     before = AuditLog.in_home(home).count()
     lock.unlink()
     lock.mkdir()
@@ -115,7 +105,8 @@ def test_audit_unwritable_gives_503_and_no_score(offline_service: LiveService) -
 
 def test_corrupted_model_refuses_to_start(trained_home: Path, tmp_path: Path) -> None:
     home = copy_home(trained_home, tmp_path)
-    [model_file] = (home / "bentoml" / "models" / "carerisk-falls").glob("v*/bundle/model.txt")
+    models = Home(home).bentoml_home / "models" / FALLS.model_name
+    [model_file] = models.glob(f"v*/{BUNDLE_ARTIFACT}/model.txt")
     with model_file.open("ab") as f:
         f.write(b"\n")
     # tracking down, so the start cannot re-import a good copy over the damaged one
@@ -199,14 +190,14 @@ def audited_people(home: Path, endpoint: str) -> set[str]:
 
 
 def registry_state(home: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    with sqlite3.connect(home / "mlflow.db") as con:
+    with sqlite3.connect(Home(home).mlflow_db) as con:
         versions = con.execute("SELECT name, version FROM model_versions ORDER BY 1, 2").fetchall()
         aliases = con.execute("SELECT * FROM registered_model_aliases ORDER BY 1, 2").fetchall()
     return versions, aliases
 
 
 def run_count(home: Path) -> int:
-    with sqlite3.connect(home / "mlflow.db") as con:
+    with sqlite3.connect(Home(home).mlflow_db) as con:
         return int(con.execute("SELECT count(*) FROM runs").fetchone()[0])
 
 

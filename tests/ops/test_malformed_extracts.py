@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.contract import TABLE_NAMES
+from features.home import Home
 from synthetic import CountyConfig, generate
 from synthetic.mess import KINDS
 from tests.live import carerisk
@@ -67,7 +68,7 @@ def test_every_bad_row_is_quarantined_with_its_kind(loaded: Path) -> None:
 
 def quarantined(home: Path) -> dict[tuple[str, int], set[str]]:
     """(table, row_number) -> the reasons it was quarantined for."""
-    with duckdb.connect(str(home / "store.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(Home(home).store_path), read_only=True) as con:
         rows = con.execute("SELECT table_name, row_number, reason FROM quarantine").fetchall()
     reasons: dict[tuple[str, int], set[str]] = {}
     for table, row, reason in rows:
@@ -90,8 +91,8 @@ def extract_rows(extract: Path, table: str) -> list[tuple[object, ...]]:
 
 
 def test_nothing_valid_is_lost(loaded: Path) -> None:
-    clean = str(loaded / "clean-home" / "store.duckdb")
-    messy = str(loaded / "messy-home" / "store.duckdb")
+    clean = str(Home(loaded / "clean-home").store_path)
+    messy = str(Home(loaded / "messy-home").store_path)
     with duckdb.connect(clean, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (0,)
         con.execute(f"ATTACH '{messy}' AS messy (READ_ONLY)")

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from features.home import Home
 from serving.keys import KeyStore
 from serving.roles import ROLES, ROUTE_ROLES, is_allowed
 from tests.live import LiveService, snapshot_people
@@ -38,6 +39,7 @@ def route_calls(people: dict[str, list[str]]) -> dict[str, Call]:
         "fhir": Call("POST", "/v1/fhir/risk-assessment", {"outcome": "falls", "person_id": pid}),
         "person": Call("POST", "/v1/person", {"person_id": pid}),
         "register": Call("GET", "/v1/register", params={"outcome": "falls", "top": 3}),
+        "outcomes": Call("GET", "/v1/outcomes"),
         "whoami": Call("GET", "/v1/whoami"),
         "reload_objections": Call("POST", "/v1/admin/objections/reload"),
         "audit_verify": Call("GET", "/v1/admin/audit/verify"),
@@ -75,7 +77,7 @@ def test_every_route_with_every_role(live_service: LiveService) -> None:
 
 
 def test_keys_are_stored_only_as_hashes(live_service: LiveService) -> None:
-    stored = (live_service.home / "keys.json").read_text()
+    stored = Home(live_service.home).keys_path.read_text()
     records = json.loads(stored)["keys"]
     hashes = {r["key_hash"] for r in records}
     for role, key in live_service.keys.items():
@@ -155,7 +157,7 @@ def test_rate_limit_answers_429_with_retry_after(live_service: LiveService) -> N
     """A fresh key hammered from 8 threads: past its burst it gets 429 with Retry-After.
     (The default limit is 50 a second with a burst of 100; `carerisk serve` has no option for
     it, so the test sends until it is refused, at most 2,000 requests.)"""
-    _, key = KeyStore(live_service.home / "keys.json").add("Rate test org", "gp")
+    _, key = KeyStore.in_home(live_service.home).add("Rate test org", "gp")
     refused: list[httpx.Response] = []
 
     def burst(_: int) -> None:

@@ -7,7 +7,8 @@ import re
 
 from features.registry import FEATURES as REGISTRY
 from features.registry import Feature
-from serving.schemas import Reason, ScoreResult
+from models.reasons import Reason
+from serving.schemas import ScoreResult
 
 # A few registry entries: clinical ones (diagnoses, medicines) and non-clinical ones.
 FEATURES = {
@@ -90,10 +91,13 @@ def make_result(**changes: object) -> ScoreResult:
 
 
 def label_features(label: str) -> list[Feature]:
-    """The registry features whose label template could have produced this text."""
+    """The registry features whose label templates (for any value, and for 1) could have
+    produced this text."""
     found = []
     for feature in REGISTRY:
-        head, _, tail = feature.label.partition("{value}")
-        if re.fullmatch(re.escape(head) + ".+?" + re.escape(tail), label):
-            found.append(feature)
+        for template in filter(None, (feature.label, feature.label_one)):
+            head, _, tail = template.partition("{value}")
+            if re.fullmatch(re.escape(head) + ".+?" + re.escape(tail), label):
+                found.append(feature)
+                break
     return found

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from features.home import Home
 from serving.audit import (
     GENESIS_HASH,
     AuditEntry,
@@ -177,7 +178,7 @@ def test_missing_anchor_fails(tmp_path):
 def test_empty_log_verifies(tmp_path):
     result = AuditLog.in_home(tmp_path).verify()
     assert result.ok and result.records == 0
-    assert not (tmp_path / "audit.sqlite").exists()
+    assert not Home(tmp_path).audit_path.exists()
 
 
 def _append_many(path: str, worker: int, n: int) -> None:
@@ -188,7 +189,7 @@ def _append_many(path: str, worker: int, n: int) -> None:
 
 @pytest.mark.slow
 def test_concurrent_appends_from_processes(tmp_path):
-    path = tmp_path / "audit.sqlite"
+    path = Home(tmp_path).audit_path
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_append_many, args=(str(path), w, 200)) for w in range(4)]
     for p in procs:
@@ -214,7 +215,7 @@ def test_store_under_a_file_is_unavailable(tmp_path):
 
 
 def test_folder_in_place_of_the_database_is_unavailable(tmp_path):
-    (tmp_path / "audit.sqlite").mkdir()
+    Home(tmp_path).audit_path.mkdir()
     with pytest.raises(AuditUnavailable, match="unable to open database"):
         AuditLog.in_home(tmp_path).append(entry())
 
@@ -301,7 +302,7 @@ def submit_while_locked(writer: AuditWriter, n: int) -> list[object]:
 
 
 def test_appends_that_queue_up_are_committed_as_one_group(tmp_path):
-    log = CountingLog(tmp_path / "audit.sqlite")
+    log = CountingLog(Home(tmp_path).audit_path)
     writer = AuditWriter(log)
     writer.append(entry(0))
     outcomes = submit_while_locked(writer, 12)
@@ -315,7 +316,7 @@ def test_appends_that_queue_up_are_committed_as_one_group(tmp_path):
 
 
 def test_a_failed_group_fails_every_caller_in_it_and_writes_none_of_it(tmp_path):
-    log = CountingLog(tmp_path / "audit.sqlite")
+    log = CountingLog(Home(tmp_path).audit_path)
     writer = AuditWriter(log)
     writer.append(entry(0))
     log.fail_next_group = True

@@ -11,9 +11,11 @@ from typing import Any
 import duckdb
 import pytest
 
+from features.home import Home
 from features.registry import FEATURES
 from features.snapshot import SNAPSHOT_TABLE
 from serving.audit import AuditLog
+from serving.champions import POINTER_FILE
 from serving.config import ServingConfig
 from tests.live import LiveService, snapshot_people
 
@@ -101,12 +103,14 @@ BODY_TOO_LARGE = (
 
 def fingerprint(home: Path) -> dict[str, object]:
     """What a refused request must not change."""
-    with duckdb.connect(str(home / "store.duckdb"), read_only=True) as con:
+    layout = Home(home)
+    with duckdb.connect(str(layout.store_path), read_only=True) as con:
         row = con.execute(f'SELECT COUNT(*) FROM "{SNAPSHOT_TABLE}"').fetchone()
-    files = ["keys.json", "objections.csv", "store.duckdb", "bentoml/champions.json"]
+    files = [layout.keys_path, layout.objections_path, layout.store_path,
+             layout.bentoml_home / POINTER_FILE]  # fmt: skip
     return {
         "snapshot_rows": row[0] if row else None,
-        **{name: digest(home / name) for name in files},
+        **{str(path.relative_to(home)): digest(path) for path in files},
     }
 
 

@@ -5,17 +5,18 @@ import datetime as dt
 import pytest
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
+from features.outcomes import COMPLEX_DEPENDENCY, FALLS
 from serving import fhir
-from serving.schemas import BANDS
+from tests.emergency_outcome import EMERGENCY_ADMISSION
 from tests.serving.builders import make_result
 
 COMPUTED = dt.datetime(2025, 4, 2, 9, 30, tzinfo=dt.UTC)
 
 
-@pytest.mark.parametrize("band", BANDS)
+@pytest.mark.parametrize("band", FALLS.bands.labels)
 @pytest.mark.parametrize("notes", [[], ["GP data is 9 months old; the score may be out of date"]])
 def test_valid_r4_risk_assessment_for_each_band(band, notes):
-    doc = fhir.risk_assessment(make_result(band=band, notes=notes), computed_at=COMPUTED)
+    doc = fhir.risk_assessment(make_result(band=band, notes=notes), FALLS, computed_at=COMPUTED)
     resource = RiskAssessment.model_validate(doc)
     assert resource.status == "final"
     prediction = doc["prediction"][0]
@@ -33,7 +34,7 @@ def test_valid_r4_risk_assessment_for_each_band(band, notes):
 
 
 def test_fields_follow_the_reference():
-    doc = fhir.risk_assessment(make_result(), computed_at=COMPUTED)
+    doc = fhir.risk_assessment(make_result(), FALLS, computed_at=COMPUTED)
     assert doc["subject"]["identifier"] == {
         "system": "urn:carerisk:pseudonym",
         "value": "P0001234",
@@ -61,7 +62,7 @@ def test_probability_is_a_documented_fraction():
     assert "fraction from 0 to 1" in (fhir.__doc__ or "")
     assert fhir.PROBABILITY_SCALE == "fraction 0-1"
     for p in (0.0, 0.23456, 1.0):
-        doc = fhir.risk_assessment(make_result(probability=p), computed_at=COMPUTED)
+        doc = fhir.risk_assessment(make_result(probability=p), FALLS, computed_at=COMPUTED)
         value = doc["prediction"][0]["probabilityDecimal"]
         assert value == round(p, 4) and 0.0 <= value <= 1.0
         RiskAssessment.model_validate(doc)
@@ -69,7 +70,7 @@ def test_probability_is_a_documented_fraction():
 
 def test_complex_dependency_is_text_only_and_no_reasons_is_valid():
     result = make_result(outcome="complex_dependency", reasons=[], rank=None)
-    doc = fhir.risk_assessment(result, computed_at=COMPUTED)
+    doc = fhir.risk_assessment(result, COMPLEX_DEPENDENCY, computed_at=COMPUTED)
     RiskAssessment.model_validate(doc)
     outcome = doc["prediction"][0]["outcome"]
     assert "coding" not in outcome and "Complex dependency" in outcome["text"]
@@ -77,6 +78,17 @@ def test_complex_dependency_is_text_only_and_no_reasons_is_valid():
 
 
 def test_leap_day_and_naive_time():
-    assert fhir.horizon_end(dt.date(2024, 2, 29)) == dt.date(2025, 2, 28)
+    leap = make_result(index_date=dt.date(2024, 2, 29))
+    period = fhir.risk_assessment(leap, FALLS, computed_at=COMPUTED)["prediction"][0]["whenPeriod"]
+    assert period == {"start": "2024-02-29", "end": "2025-02-28"}
     with pytest.raises(ValueError, match="time zone"):
-        fhir.risk_assessment(make_result(), computed_at=dt.datetime(2025, 4, 2, 9, 30))
+        fhir.risk_assessment(make_result(), FALLS, computed_at=dt.datetime(2025, 4, 2, 9, 30))
+
+
+def test_an_outcomes_own_bands_and_text_come_from_its_definition():
+    result = make_result(outcome=EMERGENCY_ADMISSION.name, band="middle")
+    doc = fhir.risk_assessment(result, EMERGENCY_ADMISSION, computed_at=COMPUTED)
+    RiskAssessment.model_validate(doc)
+    prediction = doc["prediction"][0]
+    assert prediction["outcome"] == {"text": "An emergency hospital admission within 12 months"}
+    assert prediction["qualitativeRisk"] == {"text": "carerisk band: middle"}  # no FHIR code

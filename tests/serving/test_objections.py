@@ -3,17 +3,18 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from features.home import Home
 from serving.objections import ObjectionList, ObjectionListError
 
 
 def test_missing_file_means_nobody_objected(tmp_path):
-    objections = ObjectionList.load(tmp_path / "objections.csv")
+    objections = ObjectionList.load(Home(tmp_path).objections_path)
     assert len(objections) == 0
     assert "P0001234" not in objections
 
 
 def test_load_contains_and_reload(tmp_path):
-    path = tmp_path / "objections.csv"
+    path = Home(tmp_path).objections_path
     path.write_text("person_id\nP0001234\nP0005678\n")
     objections = ObjectionList.load(path)
     assert "P0001234" in objections and "P0009999" not in objections
@@ -23,7 +24,7 @@ def test_load_contains_and_reload(tmp_path):
 
 
 def test_filter_frame_removes_objectors_and_counts_them(tmp_path):
-    path = tmp_path / "objections.csv"
+    path = Home(tmp_path).objections_path
     path.write_text("person_id,note\nP0001234,opt-out\n")
     objections = ObjectionList.load(path)
     df = pd.DataFrame({"person_id": ["P0001234", "P0005678", "P0001234"], "x": [1, 2, 3]})
@@ -35,7 +36,7 @@ def test_filter_frame_removes_objectors_and_counts_them(tmp_path):
 
 
 def test_bad_rows_are_errors_naming_file_column_and_line(tmp_path):
-    path = tmp_path / "objections.csv"
+    path = Home(tmp_path).objections_path
     path.write_text("person_id\nP0001234\nnot an id!\n")
     with pytest.raises(ObjectionListError, match=r"objections.csv: column 'person_id', line 3"):
         ObjectionList.load(path)

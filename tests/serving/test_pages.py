@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from features.home import Home
 from features.registry import FEATURES
 from serving.audit import AuditLog
 from serving.keys import KeyStore
@@ -363,7 +364,7 @@ def test_register_filters_and_downloads_the_api_csv(
 @pytest.fixture
 def objecting(live_service: LiveService) -> Iterator[str]:
     """One person on the objections list for the length of a test, then the list restored."""
-    path = live_service.home / "objections.csv"
+    path = Home(live_service.home).objections_path
     before = path.read_text(encoding="utf-8") if path.exists() else None
     person = snapshot_people(live_service.home)["falls"][1]
     lines = before.rstrip("\n").split("\n") if before else ["person_id"]
@@ -407,7 +408,7 @@ def test_errors_read_as_plain_words(
     assert page.locator('[data-outcome="complex_dependency"] [data-probability]').count() == 1
 
     expired_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
-    _, expired = KeyStore(live_service.home / "keys.json").add(
+    _, expired = KeyStore.in_home(live_service.home).add(
         "Lapsed GP org", "gp", expires_at=expired_at
     )
     sign_in(watched, live_service.url, expired)

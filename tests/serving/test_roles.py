@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from models.reasons import Reason
 from serving.roles import ROLES, ROUTE_ROLES, is_allowed, scope_reasons, scope_result
-from serving.schemas import Reason, RestrictedScore, ScoreResult
+from serving.schemas import RestrictedScore, ScoreResult
 from tests.serving.builders import FEATURES, REASONS, make_result
 
 CLINICAL_ONLY = {"score", "score_records", "fhir"}
@@ -23,10 +24,10 @@ def test_route_table_matches_the_policy():
         elif route in ADMIN_ONLY:
             assert roles == {"admin"}
         else:
-            assert route in {"register", "person", "whoami"}
+            assert route in {"register", "person", "outcomes", "whoami"}
             assert roles == set(ROLES)
     fire_routes = {r for r in ROUTE_ROLES if is_allowed(r, "fire")}
-    assert fire_routes == {"register", "person", "whoami"}
+    assert fire_routes == {"register", "person", "outcomes", "whoami"}
 
 
 def test_unknown_routes_and_roles_are_denied():

@@ -9,14 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.home import Home
+from features.outcomes import FALLS
 from serving.objections import ObjectionList
 from serving.schemas import ScoreResponse, ScoreResult
 from serving.scoring import (
     ObjectedPeople,
     OutsideCohort,
     Scorer,
+    ScoringError,
     ServedModel,
     Snapshot,
+    SnapshotError,
     UnknownPeople,
 )
 from tests.models.frames import make_frame, small_features, split_latest
@@ -27,27 +31,22 @@ from training.fit import fit
 @pytest.fixture(scope="module")
 def served() -> ServedModel:
     train, validation = split_latest(make_frame(people=3000, seed=3))
-    trained = fit(train, validation, small_features(), "falls", TrainingConfig.load())
-    return ServedModel("falls", "carerisk-falls", "7", trained.bundle)
+    trained = fit(train, validation, small_features(), FALLS, TrainingConfig.load())
+    return ServedModel(FALLS, FALLS.model_name, "7", trained.bundle)
 
 
 def snapshot(people: int = 400) -> Snapshot:
     frame = make_frame(people=people, seed=11)
     frame = frame[frame["index_date"] == frame["index_date"].max()].reset_index(drop=True)
     frame["cohort_falls"] = np.arange(len(frame)) % 5 != 0  # every fifth person is outside
-    places = pd.DataFrame(
-        {
-            "person_id": frame["person_id"],
-            "district": np.where(np.arange(len(frame)) % 2 == 0, "North", "South"),
-            "practice_code": "A00001",
-        }
-    )
-    return Snapshot.from_frames(frame, places)
+    frame["district"] = np.where(np.arange(len(frame)) % 2 == 0, "North", "South")
+    frame["practice_code"] = "A00001"
+    return Snapshot.from_frame(frame, [FALLS])
 
 
 def make_scorer(served: ServedModel, tmp_path: Path, objectors: frozenset[str] = frozenset()
                 ) -> Scorer:  # fmt: skip
-    objections = ObjectionList(tmp_path / "objections.csv", objectors)
+    objections = ObjectionList(Home(tmp_path).objections_path, objectors)
     return Scorer(models={"falls": served}, snapshot=snapshot(), objections=objections, top_k=3)
 
 
@@ -156,3 +155,17 @@ def test_missing_values_are_worded_once_as_unknown(served: ServedModel, tmp_path
     assert {r["label"] for r in first} == {features[0].describe("unknown")}
     assert [r["direction"] for r in first] == ["raises", "lowers", "raises"]
     assert list(pre.worded) == [(0, None)]  # one entry, not one per NaN object
+
+
+def test_a_snapshot_without_cohort_flags_is_refused() -> None:
+    frame = snapshot().frame.reset_index(drop=True)
+    for column in ("cohort_falls", "district"):
+        with pytest.raises(SnapshotError, match=f"no {column}.*re-run `carerisk features`"):
+            Snapshot.from_frame(frame.drop(columns=[column]), [FALLS])
+
+
+def test_only_served_outcomes_resolve(served: ServedModel, tmp_path: Path) -> None:
+    scorer = make_scorer(served, tmp_path)
+    assert scorer.resolve("Falls") == "falls"
+    with pytest.raises(ScoringError, match="unknown outcome 'complex-dependency'; choose one of"):
+        scorer.resolve("complex-dependency")  # a registered outcome, but not served here

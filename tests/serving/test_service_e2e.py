@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
+from features.home import Home
 from features.registry import FEATURES
 from serving.audit import AuditLog
 from serving.roles import ROLES, ROUTE_ROLES
@@ -39,24 +40,27 @@ IN_PROCESS = r"""
 import json, os, sys
 from pathlib import Path
 
-home, asked = Path(sys.argv[1]), json.loads(sys.argv[2])
-os.environ["BENTOML_HOME"] = str(home / "bentoml")
+from features.home import Home
+from features.outcomes import PRODUCT
+
+home, asked = Home(Path(sys.argv[1])), json.loads(sys.argv[2])
+os.environ["BENTOML_HOME"] = str(home.bentoml_home)
 from features.snapshot import read_snapshot
 from serving.champions import load_champions
 from serving.config import ServingConfig
 
 top_k = ServingConfig.model_fields["top_k"].default
-served = load_champions(home / "bentoml", list(asked))
+served = load_champions(home.bentoml_home, [PRODUCT.get(o) for o in asked])
 out = {}
 for outcome, ids in asked.items():
     bundle = served[outcome].bundle
-    rows = read_snapshot(home / "store.duckdb", ids).set_index("person_id", drop=False)
+    rows = read_snapshot(home.store_path, ids).set_index("person_id", drop=False)
     rows = rows.loc[ids].reset_index(drop=True)
     out[outcome] = {
         "version": served[outcome].version,
         "probability": bundle.predict(rows).tolist(),
         "band": list(bundle.band(rows)),
-        "reasons": [[r.to_dict() for r in rs] for rs in bundle.explain(rows, top_k=top_k)],
+        "reasons": [[r.model_dump() for r in rs] for rs in bundle.explain(rows, top_k=top_k)],
         "raw": bundle.raw_score(rows).tolist(),
         "contributions": bundle.contributions(rows).tolist(),
         "features": bundle.feature_names,
@@ -93,6 +97,7 @@ def route_call(route: str, person: str) -> tuple[str, str, dict[str, Any]]:
         ),  # fmt: skip
         "person": ("POST", "/v1/person", {"json": {"person_id": person}}),
         "register": ("GET", "/v1/register", {"params": {"outcome": "falls", "top": 3}}),
+        "outcomes": ("GET", "/v1/outcomes", {}),
         "whoami": ("GET", "/v1/whoami", {}),
         "reload_objections": ("POST", "/v1/admin/objections/reload", {}),
         "audit_verify": ("GET", "/v1/admin/audit/verify", {}),
@@ -283,7 +288,7 @@ def test_clinical_roles_do_see_clinical_reasons(live_service: LiveService) -> No
 @pytest.fixture
 def objecting(live_service: LiveService) -> Iterator[str]:
     """The top of the falls register objects; the file and the service are restored after."""
-    path = live_service.home / "objections.csv"
+    path = Home(live_service.home).objections_path
     before = path.read_bytes() if path.exists() else None
     with live_service.client("admin") as admin:
         top = admin.get("/v1/register", params={"outcome": "falls", "top": 1}).json()
@@ -401,7 +406,8 @@ def assert_no_values_in_audit(home: Path, received: list[str]) -> None:
             if len(match.group(1)) >= 8:  # short values such as 0.0 could match by chance
                 numbers.add(match.group(1))
     assert numbers, "the calls above should have returned probabilities"
-    stored = b"".join(p.read_bytes() for p in home.glob("audit.sqlite*") if p.is_file())
+    audit = Home(home).audit_path
+    stored = b"".join(p.read_bytes() for p in home.glob(audit.name + "*") if p.is_file())
     for number in numbers:
         assert number.encode() not in stored, number
 

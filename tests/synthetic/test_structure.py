@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from carerisk.cli import app
 from features import codes
-from synthetic import CountyConfig, GenerationSummary, generate
+from synthetic import CountyConfig, GenerationSummary
 from synthetic.baseline import prepare
 from synthetic.people import build_geography, make_people, rng_for
 from synthetic.process import (
@@ -155,11 +155,15 @@ def test_records_of_fall_proneness_point_to_higher_risk(
 def test_records_of_fall_proneness_are_partial(county: tuple[Path, GenerationSummary]) -> None:
     """Not fully observable: most people aged 65+ have no gait or balance code."""
     out = county[0]
-    share = duckdb.connect().execute(
-        f"""WITH old AS (SELECT person_id FROM '{out}/person.parquet'
+    share = (
+        duckdb.connect()
+        .execute(
+            f"""WITH old AS (SELECT person_id FROM '{out}/person.parquet'
                          WHERE date_diff('year', birth_month, DATE '{INDEX}') >= 70)
         SELECT avg((g.person_id IS NOT NULL)::INT) FROM old
         LEFT JOIN (SELECT DISTINCT person_id FROM ({_gp(out, codes.GAIT_BALANCE_SNOMED)})) g
         USING (person_id)"""
-    ).fetchone()
+        )
+        .fetchone()
+    )
     assert share is not None and 0.03 < share[0] < 0.3

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import skops.io as sio
 
+from features.bands import RiskBands
+from features.outcomes import COMPLEX_DEPENDENCY, FALLS
 from tests.models.frames import make_frame, small_features, split_latest
 from training.config import ConfigError, TrainingConfig
 from training.fit import TrainedModels, TrainingError, fit, inner_split, monotone_constraints
@@ -15,8 +17,9 @@ def test_shipped_config_loads() -> None:
     config = TrainingConfig.load()
     assert config.lightgbm.deterministic is True
     assert config.lightgbm.max_depth > 0
-    assert config.bands_for("falls").labels[-1] == "very high"
-    assert config.bands_for("complex_dependency").cuts == (0.05, 0.15, 0.30)
+    assert config.bands_for(FALLS).labels[-1] == "very high"
+    assert config.bands_for(COMPLEX_DEPENDENCY).cuts == (0.05, 0.15, 0.30)
+    assert config.bands == {}  # the outcomes' own bands (features/outcomes.py)
 
 
 def test_bad_config_is_named(tmp_path: Path) -> None:
@@ -24,6 +27,10 @@ def test_bad_config_is_named(tmp_path: Path) -> None:
     path.write_text('config_version = "x"\n[bands.falls]\ncuts = [0.3, 0.1]\n')
     with pytest.raises(ConfigError, match="training.toml is invalid"):
         TrainingConfig.load(path)
+    path.write_text('config_version = "x"\n[bands.fals]\ncuts = [0.3]\nlabels = ["a", "b"]\n')
+    typo = TrainingConfig.load(path)
+    with pytest.raises(ConfigError, match=r"\[bands.fals\], which is not a registered outcome"):
+        typo.check_outcomes(["falls", "complex_dependency"])
     path.write_text('config_version = "x"\nbands = {}\n[lightgbm]\ndeterministic = false\n')
     with pytest.raises(ConfigError, match="deterministic"):
         TrainingConfig.load(path)
@@ -31,14 +38,24 @@ def test_bad_config_is_named(tmp_path: Path) -> None:
         TrainingConfig.load(tmp_path / "nope.toml")
 
 
+def test_config_bands_replace_an_outcomes_own(tmp_path: Path) -> None:
+    path = tmp_path / "training.toml"
+    path.write_text(
+        'config_version = "x"\n[bands.falls]\ncuts = [0.1, 0.3]\nlabels = ["a", "b", "c"]\n'
+    )
+    config = TrainingConfig.load(path)
+    assert config.bands_for(FALLS) == RiskBands((0.1, 0.3), ("a", "b", "c"))
+    assert config.bands_for(COMPLEX_DEPENDENCY) == COMPLEX_DEPENDENCY.bands
+
+
 def test_same_data_and_seed_give_identical_model_text(config: TrainingConfig) -> None:
     train, validation = split_latest(make_frame(people=1500, seed=5))
-    first = fit(train, validation, small_features(), "falls", config)
-    second = fit(train, validation, small_features(), "falls", config)
+    first = fit(train, validation, small_features(), FALLS, config)
+    second = fit(train, validation, small_features(), FALLS, config)
     assert first.bundle.model_text == second.bundle.model_text
     assert first.bundle.calibrator == second.bundle.calibrator
     other = config.model_copy(update={"seed": config.seed + 1})
-    third = fit(train, validation, small_features(), "falls", other)
+    third = fit(train, validation, small_features(), FALLS, other)
     assert third.bundle.model_text != first.bundle.model_text
 
 
@@ -77,12 +94,12 @@ def test_validation_people_do_not_move_the_model(config: TrainingConfig) -> None
     """Changing the labels of the people measured at the validation date, at every date,
     leaves the model untouched: they are held out of training altogether."""
     train, validation = split_latest(make_frame(people=1500, seed=5))
-    first = fit(train, validation, small_features(), "falls", config)
+    first = fit(train, validation, small_features(), FALLS, config)
     evaluated = set(first.validation_predictions["person_id"])
     flipped = train.copy()
     rows = flipped["person_id"].isin(evaluated).to_numpy()
     flipped.loc[rows, "label"] = 1 - flipped.loc[rows, "label"]
-    second = fit(flipped, validation, small_features(), "falls", config)
+    second = fit(flipped, validation, small_features(), FALLS, config)
     assert rows.any()
     assert second.bundle.model_text == first.bundle.model_text
     assert second.bundle.calibrator == first.bundle.calibrator
@@ -124,6 +141,6 @@ def test_bad_labels_are_named(config: TrainingConfig) -> None:
     train, validation = split_latest(make_frame(people=300, seed=2))
     train.loc[7, "label"] = 2
     with pytest.raises(TrainingError, match="training frame column label must be 0/1; row 7"):
-        fit(train, validation, small_features(), "falls", config)
+        fit(train, validation, small_features(), FALLS, config)
     with pytest.raises(TrainingError, match="lacks column"):
-        fit(validation, validation.drop(columns=["age"]), small_features(), "falls", config)
+        fit(validation, validation.drop(columns=["age"]), small_features(), FALLS, config)

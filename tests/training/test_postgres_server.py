@@ -21,11 +21,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from carerisk.settings import load_settings
+from features.home import Home
+from features.outcomes import FALLS
+from models.registered import BUNDLE_ARTIFACT, CHALLENGER, CHAMPION
 from tests import live
 from tests.pg import MlflowServer, PostgresCluster, PostgresUnavailable
 
 DATABASE = "mlflow"
-MODEL = "carerisk-falls"
+MODEL = FALLS.model_name
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,9 @@ def trained(
     """A new home holding a copy of the trained home's store and extract (no mlflow.db),
     trained and promoted for falls against the server."""
     home = tmp_path_factory.mktemp("pg-home")
-    shutil.copy2(trained_home / "store.duckdb", home / "store.duckdb")
-    shutil.copytree(trained_home / "extract", home / "extract")
+    source, copy = Home(trained_home), Home(home)
+    shutil.copy2(source.store_path, copy.store_path)
+    shutil.copytree(source.extract_dir, copy.extract_dir)
     uri = mlflow_server.url
     config = ("--config", str(live.TEST_CONFIG))
     train = carerisk_with_tracking(home, uri, "train", "--outcome", "falls", *config)
@@ -99,7 +103,7 @@ def test_tracking_uri_from_the_environment_wins_over_the_sqlite_default(tmp_path
     server = "http://127.0.0.1:5999"
     assert load_settings(tmp_path, env={"MLFLOW_TRACKING_URI": server}).tracking_uri == server
     default = load_settings(tmp_path, env={}).tracking_uri
-    assert default == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert default == f"sqlite:///{Home(tmp_path.resolve()).mlflow_db}"
 
 
 @pytest.mark.slow
@@ -108,14 +112,14 @@ def test_champion_is_version_one_on_the_server(trained: Trained) -> None:
     assert trained.train["version"] == "1"
     assert trained.promote["promoted"] is True, trained.promote["reasons"]
     client = MlflowClient(tracking_uri=trained.tracking_uri, registry_uri=trained.tracking_uri)
-    champion = client.get_model_version_by_alias(MODEL, "champion")
+    champion = client.get_model_version_by_alias(MODEL, CHAMPION)
     assert champion.version == "1"
     assert champion.run_id == trained.train["run_id"]
-    assert client.get_model_version_by_alias(MODEL, "challenger").version == "1"
+    assert client.get_model_version_by_alias(MODEL, CHALLENGER).version == "1"
     assert champion.tags["outcome"] == "falls"
     assert champion.tags["gate_verdict"] == "pass"
     # nothing fell back to the home's sqlite default
-    assert not (trained.home / "mlflow.db").exists()
+    assert not Home(trained.home).mlflow_db.exists()
 
 
 @pytest.mark.slow
@@ -132,9 +136,9 @@ def test_run_has_its_metrics_and_artifacts(trained: Trained) -> None:
     assert run.data.params["outcome"] == "falls"
     assert run.data.params["config_version"] == "test-small"
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"bundle", "baseline", "validation", "checks", "evaluation"} <= top
+    assert {BUNDLE_ARTIFACT, "baseline", "validation", "checks", "evaluation"} <= top
     assert {"calibrator.json", "features.json", "shap_summary.png"} <= top
-    bundle = {a.path for a in client.list_artifacts(run.info.run_id, "bundle")}
+    bundle = {a.path for a in client.list_artifacts(run.info.run_id, BUNDLE_ARTIFACT)}
     assert {"bundle/model.txt", "bundle/bundle.json", "bundle/calibrator.json"} <= bundle
     with tempfile.TemporaryDirectory() as tmp:
         local = client.download_artifacts(run.info.run_id, "validation/predictions.parquet", tmp)

@@ -23,10 +23,14 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from carerisk.settings import load_settings
+from features.home import Home
+from features.outcomes import PRODUCT
+from models.registered import CHALLENGER
+from synthetic.truth_files import true_risk_path
 from tests.live import ROOT, carerisk
 from training.config import TrainingConfig
 from training.metrics import calibration_slope_intercept
-from training.tracking import CHALLENGER, PREDICTIONS_ARTIFACT, client_for, model_name
+from training.tracking import PREDICTIONS_ARTIFACT, client_for
 
 # building the county and training with the default config takes ~8 minutes on 2 busy cores
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -34,7 +38,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 PEOPLE = 100_000
 SEED = 3
 DEFAULT_CONFIG = ROOT / "config" / "training.toml"
-OUTCOMES = ("falls", "complex_dependency")
+OUTCOMES = PRODUCT.names()
 ORACLE_GAP = 0.02
 SLOPE_RANGE = (0.9, 1.1)
 
@@ -71,7 +75,7 @@ def run(home: Path, *args: str) -> None:
 def county(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home with a 100,000-person county loaded and both outcomes trained (default config)."""
     home = tmp_path_factory.mktemp("quality-home")
-    extract = home / "extract"
+    extract = Home(home).extract_dir
     run(home, "synth", "--people", str(PEOPLE), "--seed", str(SEED), "--out", str(extract))
     run(home, "load", str(extract))
     for outcome in OUTCOMES:
@@ -81,12 +85,14 @@ def county(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def scored(county: Path) -> dict[str, Scored]:
-    truth = pd.read_parquet(county / "extract" / "truth" / "true_risk.parquet")
+    truth_file = true_risk_path(Home(county).extract_dir)
+    assert truth_file is not None
+    truth = pd.read_parquet(truth_file)
     truth["index_date"] = pd.to_datetime(truth["index_date"])
     client = client_for(load_settings(county, env={}).tracking_uri)
     out = {}
     for outcome in OUTCOMES:
-        version = client.get_model_version_by_alias(model_name(outcome), CHALLENGER)
+        version = client.get_model_version_by_alias(PRODUCT.get(outcome).model_name, CHALLENGER)
         with tempfile.TemporaryDirectory() as tmp:
             path = client.download_artifacts(str(version.run_id), PREDICTIONS_ARTIFACT, tmp)
             predictions = pd.read_parquet(path)

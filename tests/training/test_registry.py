@@ -10,6 +10,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from features.home import Home
+from features.outcomes import FALLS
+from models.registered import BUNDLE_ARTIFACT
 from tests.models.frames import make_frame, small_features, split_latest
 from training.config import TrainingConfig
 from training.fit import TrainedModels, fit
@@ -25,18 +28,17 @@ from training.tracking import (
     data_fingerprint,
     frame_fingerprint,
     log_training_run,
-    model_name,
     register_run,
 )
 
 pytestmark = pytest.mark.slow
-NAME = model_name("falls")
+NAME = FALLS.model_name
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    home = tmp_path_factory.mktemp("mlflow")
-    return f"sqlite:///{home / 'mlflow.db'}", home / "mlflow-artifacts"
+    home = Home(tmp_path_factory.mktemp("mlflow"))
+    return home.default_tracking_uri, home.artifacts_dir
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +66,11 @@ def _train(
     train, validation = data
     if shuffle:
         train = train.assign(label=train["label"].sample(frac=1, random_state=1).to_numpy())
-    trained = fit(train, validation, small_features(), "falls", config)
+    trained = fit(train, validation, small_features(), FALLS, config)
     result = log_and_register(
         trained,
         validation,
-        outcome="falls",
+        outcome=FALLS,
         config=config,
         tracking_uri=store[0],
         artifact_root=store[1],
@@ -86,13 +88,13 @@ def test_gate_promotes_first_refuses_degraded_then_promotes_good(
 ) -> None:
     client = MlflowClient(tracking_uri=store[0], registry_uri=store[0])
     first = _train(data, config, store)
-    verdict = promote("falls", store[0], gate=config.gate)
+    verdict = promote(FALLS, store[0], gate=config.gate)
     assert verdict.passed and verdict.promoted and verdict.champion_version is None
     assert _alias(client, "champion") == first == _alias(client, "challenger")
 
     degraded = _train(data, config, store, shuffle=True)
     assert _alias(client, "challenger") == degraded != first
-    verdict = promote("falls", store[0], gate=config.gate)
+    verdict = promote(FALLS, store[0], gate=config.gate)
     assert not verdict.passed and not verdict.promoted
     assert any(r.startswith("AUROC vs champion") for r in verdict.reasons)
     assert _alias(client, "champion") == first
@@ -101,7 +103,7 @@ def test_gate_promotes_first_refuses_degraded_then_promotes_good(
     assert "refused" in client.get_model_version(NAME, str(degraded)).description
 
     good = _train(data, config.model_copy(update={"seed": 7}), store)
-    verdict = promote("falls", store[0], gate=config.gate)
+    verdict = promote(FALLS, store[0], gate=config.gate)
     assert verdict.passed, verdict.reasons
     assert verdict.champion_version == first
     assert _alias(client, "champion") == good == _alias(client, "challenger")
@@ -122,8 +124,8 @@ def test_run_logs_artifacts_params_and_metrics(
     assert "baseline.calibration_slope" in run.data.metrics
     assert run.data.tags["git_commit"]
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"bundle", "baseline", "validation", "features.json", "shap_summary.png"} <= top
-    bundle_files = {a.path for a in client.list_artifacts(run.info.run_id, "bundle")}
+    assert {BUNDLE_ARTIFACT, "baseline", "validation", "features.json", "shap_summary.png"} <= top
+    bundle_files = {a.path for a in client.list_artifacts(run.info.run_id, BUNDLE_ARTIFACT)}
     assert "bundle/model.txt" in bundle_files and "bundle/bundle.json" in bundle_files
     assert str(store[1]) in run.info.artifact_uri
 
@@ -134,7 +136,7 @@ def test_run_that_raises_before_registration_leaves_no_version(
     client = MlflowClient(tracking_uri=store[0], registry_uri=store[0])
     before = len(client.search_model_versions(f"name='{NAME}'"))
     train, validation = data
-    trained = fit(train, validation, small_features(), "falls", config)
+    trained = fit(train, validation, small_features(), FALLS, config)
 
     def killed(run_id: str) -> None:
         raise KeyboardInterrupt("killed half way")
@@ -143,7 +145,7 @@ def test_run_that_raises_before_registration_leaves_no_version(
         log_training_run(
             trained,
             validation,
-            outcome="falls",
+            outcome=FALLS,
             config=config,
             tracking_uri=store[0],
             artifact_root=store[1],
@@ -162,7 +164,7 @@ def test_logged_and_extra_checks_can_refuse(
     champion = _alias(client, "champion")
     train, validation = data
     trained: TrainedModels = fit(
-        train, validation, small_features(), "falls", config.model_copy(update={"seed": 7})
+        train, validation, small_features(), FALLS, config.model_copy(update={"seed": 7})
     )
 
     def subgroup_checks(run_id: str) -> None:
@@ -171,14 +173,14 @@ def test_logged_and_extra_checks_can_refuse(
     logged = log_training_run(
         trained,
         validation,
-        outcome="falls",
+        outcome=FALLS,
         config=config,
         tracking_uri=store[0],
         artifact_root=store[1],
         fingerprint="y",
         inside_run=subgroup_checks,
     )
-    register_run(logged, "falls", store[0])
+    register_run(logged, FALLS, store[0])
     seen: list[int] = []
 
     def extra(context: GateContext) -> tuple[str, bool, str]:
@@ -186,7 +188,7 @@ def test_logged_and_extra_checks_can_refuse(
         return "extra", True, "fine"
 
     checks: list[Callable[[GateContext], tuple[str, bool, str]]] = [extra]
-    verdict = promote("falls", store[0], gate=config.gate, extra_checks=checks)
+    verdict = promote(FALLS, store[0], gate=config.gate, extra_checks=checks)
     assert not verdict.passed
     assert verdict.reasons == ["subgroup AUROC 85+: 0.55 below 0.6"]
     assert seen == [len(trained.validation_predictions)]

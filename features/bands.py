@@ -1,4 +1,8 @@
-"""Risk bands from calibrated probabilities: ordered cut points, one label per band."""
+"""Risk bands from calibrated probabilities: ordered cut points, one label per band.
+
+The one band type: an outcome's default bands (features/outcomes.py), a trained bundle's bands
+(models/bundle.py), the evaluation's capacity tables and the service's answers all use it.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,13 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_LABELS: tuple[str, ...] = ("low", "moderate", "high", "very high")
-
 
 @dataclass(frozen=True)
 class RiskBands:
     """`cuts` are lower bounds of every band after the first; len(labels) == len(cuts) + 1."""
 
     cuts: tuple[float, ...]
-    labels: tuple[str, ...] = DEFAULT_LABELS
+    labels: tuple[str, ...]
 
     def __post_init__(self) -> None:
         if len(self.labels) != len(self.cuts) + 1:
@@ -25,6 +27,8 @@ class RiskBands:
             )
         if any(not 0.0 < c < 1.0 for c in self.cuts) or list(self.cuts) != sorted(set(self.cuts)):
             raise ValueError(f"band cut points must rise strictly inside (0, 1): {self.cuts}")
+        if len(set(self.labels)) != len(self.labels) or not all(self.labels):
+            raise ValueError(f"band labels must be distinct and not empty: {self.labels}")
 
     def band(self, probabilities: Sequence[float] | np.ndarray) -> list[str]:
         """The band of each probability; a probability equal to a cut is in the upper band."""

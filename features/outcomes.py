@@ -1,0 +1,203 @@
+"""The outcome registry: the one place an outcome is defined.
+
+An `Outcome` says what is predicted (its label function and horizon), for whom (its cohort rule
+and the one sentence that words it), how its scores are banded by default, what the capacity
+view counts, and what its model is registered as. Training, evaluation, the gate, serving,
+registers, pages and the command line read outcomes only through an `OutcomeRegistry`.
+
+The product's outcomes are `FALLS` and `COMPLEX_DEPENDENCY` (`PRODUCT`). More can be added
+without editing any other file: a module that defines `OUTCOMES` (a tuple of `Outcome`), named
+in the setting CARERISK_OUTCOME_MODULES (comma-separated module names, read by the entry point:
+carerisk/settings.py), is read by `outcome_registry`, and `carerisk serve` passes the setting on
+to the server (serving/config.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from features.bands import RiskBands
+from features.labels import complex_dependency_outcome, falls_outcome
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
+    from features.definitions import Sources
+    from features.labels import LabelSettings
+
+MODEL_PREFIX = "carerisk-"
+
+# person_id of everyone with an outcome event in [day, end) (events after a death not counted):
+# label(src, day, end, settings). See features/labels.py.
+LabelFunction = Callable[["Sources", date, date, "LabelSettings"], "ir.Table"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+
+
+class UnknownOutcome(ValueError):
+    """No outcome of that name is registered; the message lists those that are."""
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Who an outcome's model applies to at an index date D.
+
+    Always: registered, born before D and alive at the end of D (a death on or before D leaves
+    a person out: they have no follow-up). Then: aged `min_age` or over at D, and, with
+    `exclude_care_home`, not in residential or nursing care at D. `words` is the one sentence
+    that says so, used in refusals, pages, model cards and reports.
+    """
+
+    min_age: int
+    words: str
+    exclude_care_home: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_age <= 120:
+            raise ValueError(f"a cohort's min_age must be 0 to 120, not {self.min_age}")
+        if not self.words.strip():
+            raise ValueError("a cohort needs its rule in words")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str  # python-style: falls, complex_dependency (also the cohort flag's suffix)
+    title: str  # plain title: "Falls"
+    predicts: str  # what a score is the chance of: "a recorded fall within 12 months"
+    horizon_months: int
+    cohort: Cohort
+    label: LabelFunction
+    bands: RiskBands  # default bands; the training config may override them
+    capacity_unit: str  # what the capacity view counts: "homes" visited, "people" reviewed
+    monthly_capacity: int | None = None  # a typical month's capacity, for the report
+    snomed: tuple[str, str] | None = None  # (code, display) of the outcome, when one fits
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(
+                f"outcome name {self.name!r} must be lower case words joined by underscores"
+            )
+        if self.horizon_months < 1:
+            raise ValueError(f"outcome {self.name}: horizon_months must be at least 1")
+
+    @property
+    def cli_name(self) -> str:
+        """The command-line spelling: complex-dependency."""
+        return self.name.replace("_", "-")
+
+    @property
+    def model_name(self) -> str:
+        """The registered model, its MLflow experiment and its BentoML model: carerisk-falls."""
+        return MODEL_PREFIX + self.cli_name
+
+    @property
+    def cohort_column(self) -> str:
+        """The snapshot's flag of membership of this outcome's cohort."""
+        return f"cohort_{self.name}"
+
+    def outside_cohort(self) -> str:
+        """Why a person outside the cohort gets no score."""
+        return f"the {self.title.lower()} model applies only to people {self.cohort.words}"
+
+
+@dataclass(frozen=True)
+class OutcomeRegistry:
+    """The registered outcomes, in order; looked up by either spelling."""
+
+    outcomes: tuple[Outcome, ...]
+
+    def __post_init__(self) -> None:
+        names = [o.name for o in self.outcomes]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"outcome {', '.join(twice)} is registered twice")
+
+    def __iter__(self) -> Iterator[Outcome]:
+        return iter(self.outcomes)
+
+    def __len__(self) -> int:
+        return len(self.outcomes)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.outcomes)
+
+    def get(self, spelling: str) -> Outcome:
+        """The outcome called `spelling` (falls, complex_dependency or complex-dependency)."""
+        name = spelling.strip().lower().replace("-", "_")
+        for item in self.outcomes:
+            if item.name == name:
+                return item
+        known = ", ".join(o.cli_name for o in self.outcomes)
+        raise UnknownOutcome(f"unknown outcome {spelling!r}; choose one of {known}")
+
+    def by_model_name(self, model_name: str) -> Outcome:
+        """The outcome whose registered model is `model_name` (carerisk-falls)."""
+        for item in self.outcomes:
+            if item.model_name == model_name:
+                return item
+        known = ", ".join(o.model_name for o in self.outcomes)
+        raise UnknownOutcome(f"no outcome's model is called {model_name!r}; known: {known}")
+
+    def with_modules(self, modules: Sequence[str]) -> OutcomeRegistry:
+        """This registry and the `OUTCOMES` of each named module, in order."""
+        extra: list[Outcome] = []
+        for module in modules:
+            extra += _module_outcomes(module)
+        return OutcomeRegistry((*self.outcomes, *extra)) if extra else self
+
+
+def _module_outcomes(module: str) -> list[Outcome]:
+    try:
+        found = getattr(import_module(module), "OUTCOMES", None)
+    except ImportError as error:
+        raise UnknownOutcome(f"outcome module {module!r} cannot be imported: {error}") from error
+    if not isinstance(found, tuple) or not all(isinstance(o, Outcome) for o in found):
+        raise UnknownOutcome(f"outcome module {module} must define OUTCOMES, a tuple of Outcome")
+    return list(found)
+
+
+# --- the product's outcomes ------------------------------------------------------------------
+
+# one band set: the same labels for both outcomes, each with its own cut points
+BAND_LABELS: tuple[str, ...] = ("low", "moderate", "high", "very high")
+
+FALLS = Outcome(
+    name="falls",
+    title="Falls",
+    predicts="a recorded fall within 12 months",
+    horizon_months=12,
+    cohort=Cohort(
+        min_age=65, words="aged 65 or over, alive and not living in a care home at the index date"
+    ),
+    label=falls_outcome,
+    bands=RiskBands((0.05, 0.10, 0.20), BAND_LABELS),
+    capacity_unit="homes",
+    monthly_capacity=100,
+    snomed=("161898004", "Falls"),
+)
+
+COMPLEX_DEPENDENCY = Outcome(
+    name="complex_dependency",
+    title="Complex dependency",
+    predicts="complex dependency (high-intensity care, a care-home move, three or more emergency "
+    "admissions or a stay over 21 days) within 12 months",
+    horizon_months=12,
+    cohort=Cohort(
+        min_age=18, words="aged 18 or over, alive and not living in a care home at the index date"
+    ),
+    label=complex_dependency_outcome,
+    bands=RiskBands((0.05, 0.15, 0.30), BAND_LABELS),
+    capacity_unit="people",
+)
+
+PRODUCT = OutcomeRegistry((FALLS, COMPLEX_DEPENDENCY))
+
+
+def outcome_registry(modules: Sequence[str] = ()) -> OutcomeRegistry:
+    """The product's outcomes and those of the named modules (read at the entry point)."""
+    return PRODUCT.with_modules(modules)
