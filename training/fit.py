@@ -182,12 +182,14 @@ def inner_split(
     never fitted on, so their validation-date labels (whose 12 months overlap the later
     training dates' labels) are unseen when the model is measured on them. They are chosen by
     a fixed hash of the person id, not the seed: every run and every seed is measured on the
-    same people, so the gate compares a challenger with its champion on the same people."""
+    same people, so the gate compares a challenger with its champion on the same people. The
+    other groups come from a hash of the id keyed by the seed: one person's draw never depends
+    on who else is in the frame."""
     train_ids = person_ids.astype(str).to_numpy()
     val_ids = validation_ids.astype(str).to_numpy() if validation_ids is not None else train_ids[:0]
     people = pd.Index(np.unique(np.concatenate([train_ids, val_ids])))
     held = people_hash_uniform(people) < config.validation.people_fraction
-    draw = np.random.default_rng(config.seed).random(len(people))
+    draw = people_hash_uniform(people, seed=config.seed)
     group = np.select(
         [
             held,
@@ -208,10 +210,17 @@ def inner_split(
     )
 
 
-def people_hash_uniform(people: pd.Index) -> np.ndarray:
-    """A number in [0, 1) per person id from pandas' fixed-key SipHash: the same person always
-    gets the same number, whatever the frame, seed or extract."""
-    hashed = pd.util.hash_pandas_object(pd.Series(people, dtype=str), index=False).to_numpy()
+def people_hash_uniform(people: pd.Index, seed: int | None = None) -> np.ndarray:
+    """A number in [0, 1) per person id from pandas' SipHash (with a key made from `seed`, or
+    pandas' fixed key): the same person always gets the same number, whatever the frame or
+    extract, so adding or removing people never moves anyone else between groups."""
+    key = None if seed is None else f"{seed % 10**16:016d}"
+    series = pd.Series(people, dtype=str)
+    hashed = (
+        pd.util.hash_pandas_object(series, index=False, hash_key=key)
+        if key is not None
+        else pd.util.hash_pandas_object(series, index=False)
+    ).to_numpy()
     return (hashed >> np.uint64(11)).astype(np.float64) / float(2**53)
 
 
