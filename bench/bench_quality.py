@@ -79,41 +79,28 @@ def validation_rows(home: Path, outcome: str) -> pd.DataFrame:
 
 
 def quality(rows: pd.DataFrame) -> dict[str, Any]:
-    from evaluation.fairness import poisson_ratio_interval
-    from training.metrics import (
-        calibration_slope_intercept,
-        fast_auroc,
-        paired_bootstrap_auroc_difference,
-    )
+    from training.metrics import against_known_risks
 
-    y = rows["y"].to_numpy()
-    columns = {
-        "model": "p",
-        "baseline": "p_baseline",
-        "records_reference": "reference_probability",
-        "truth": "true_probability",
-    }
-    auroc = {name: round(fast_auroc(y, rows[col].to_numpy()), 4) for name, col in columns.items()}
-    diff, low, high = paired_bootstrap_auroc_difference(
-        y, rows["p"].to_numpy(), rows["p_baseline"].to_numpy(),
-        replicates=REPLICATES, confidence=0.95, seed=0,
-    )  # fmt: skip
-    observed, expected = float(y.sum()), float(rows["p"].sum())
-    low_high = poisson_ratio_interval(np.array(observed), np.array(expected), 0.95)
-    oe_low, oe_high = (float(v) for v in low_high)
-    return {
-        "people": len(rows),
-        "events": int(observed),
-        "auroc": auroc,
-        "gap_to_reference": round(auroc["records_reference"] - auroc["model"], 4),
-        "gap_to_truth": round(auroc["truth"] - auroc["model"], 4),
-        "lightgbm_minus_baseline": [round(diff, 4), round(low, 4), round(high, 4)],
-        "calibration_slope": round(calibration_slope_intercept(y, rows["p"].to_numpy())[0], 3),
-        "observed_expected": [round(observed / expected, 3), round(oe_low, 3), round(oe_high, 3)],
-        "truth_slope": round(
-            calibration_slope_intercept(y, rows["true_probability"].to_numpy())[0], 3
-        ),
-    }
+    found = against_known_risks(
+        rows["y"].to_numpy(),
+        rows["p"].to_numpy(),
+        rows["p_baseline"].to_numpy(),
+        {
+            "records_reference": rows["reference_probability"].to_numpy(),
+            "truth": rows["true_probability"].to_numpy(),
+        },
+        replicates=REPLICATES,
+        seed=0,
+    )
+    return _rounded(found)
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_rounded(v) for v in value]
+    return round(value, 4) if isinstance(value, float) else value
 
 
 def main() -> None:

@@ -9,16 +9,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from evaluation import Check
-from evaluation.fairness import poisson_ratio_interval
 from features.outcomes import Outcome
 from models.registered import CHALLENGER, CHAMPION
 from training.config import GateConfig
-from training.metrics import calibration_slope_intercept, paired_bootstrap_auroc_difference
+from training.metrics import (
+    calibration_slope_intercept,
+    observed_expected,
+    paired_bootstrap_auroc_difference,
+)
 from training.tracking import CHECKS_DIR, PREDICTIONS_ARTIFACT, client_for, version_by_alias
 
 
@@ -174,17 +176,14 @@ def calibration_check(predictions: pd.DataFrame, gate: GateConfig) -> Check:
 def observed_expected_check(predictions: pd.DataFrame, gate: GateConfig) -> Check:
     """Calibration in the large: the exact interval of observed/expected events on the
     validation people must reach 1, give or take the gate's tolerance."""
-    observed = float(predictions["y"].sum())
-    expected = float(predictions["p"].sum())
-    low, high = poisson_ratio_interval(
-        np.array(observed), np.array(expected), gate.confidence
-    )  # fmt: skip
+    y, p = predictions["y"].to_numpy(), predictions["p"].to_numpy()
+    ratio, low, high = observed_expected(y, p, gate.confidence)
     tolerance = gate.observed_expected_tolerance
-    passed = float(low) - tolerance <= 1.0 <= float(high) + tolerance
+    passed = low - tolerance <= 1.0 <= high + tolerance
     reason = (
-        f"observed/expected {observed / expected:.3f} ({gate.confidence:.0%} interval "
-        f"{float(low):.3f} to {float(high):.3f}; {observed:.0f} events, {expected:.1f} expected); "
-        f"the interval must reach 1 within {tolerance}"
+        f"observed/expected {ratio:.3f} ({gate.confidence:.0%} interval {low:.3f} to "
+        f"{high:.3f}; {int(y.sum())} events, {p.sum():.1f} expected); the interval must reach 1 "
+        f"within {tolerance}"
     )
     return Check("observed/expected", passed, reason)
 
