@@ -93,13 +93,17 @@ class Calibrator:
 
 @dataclass(frozen=True)
 class Recalibration:
-    """logit(p') = slope * logit(p) + intercept, fitted at the latest complete date."""
+    """logit(p') = slope * logit(p) + intercept, fitted at the latest complete date: the slope
+    on `rows` held-out people (`events` events), the intercept then on `level_rows` people
+    (`level_events`), with the slope fixed."""
 
     slope: float
     intercept: float
     rows: int
     events: int
     index_date: str
+    level_rows: int = 0  # 0: the intercept came from the same rows as the slope
+    level_events: int = 0
 
     def apply(self, p: np.ndarray) -> np.ndarray:
         return _sigmoid(self.slope * _logit(p) + self.intercept)
@@ -113,7 +117,8 @@ class Recalibration:
         if not slope > 0:
             raise ValueError(f"recalibration slope must be positive, got {slope}")
         return cls(slope, float(data["intercept"]), int(data["rows"]), int(data["events"]),
-                   str(data["index_date"]))  # fmt: skip
+                   str(data["index_date"]), int(data.get("level_rows", 0)),
+                   int(data.get("level_events", 0)))  # fmt: skip
 
 
 def fit_recalibration(
@@ -123,20 +128,42 @@ def fit_recalibration(
     index_date: str,
     min_events: int,
     min_events_slope: int,
+    level: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Recalibration | None:
     """Slope and intercept with at least `min_events_slope` events (or non-events), the
-    intercept alone with at least `min_events`, else None (too few to move anything)."""
+    intercept alone with at least `min_events`, else None (too few to move anything).
+
+    `level`: (p, y) of more people at the same date, from whom the intercept is then taken
+    with the slope fixed. The slope needs people the model never saw; the level does not (the
+    model's mean prediction is no higher on the people it was fitted on: measured against the
+    truth at 100k), and five times the events make it five times less noisy."""
     t = np.asarray(y, dtype=int)
-    events = int(min(t.sum(), len(t) - t.sum()))
-    if events < max(min_events, 1):
-        return None
     z = _logit(np.asarray(p, dtype=float))
-    if events >= min_events_slope:
-        model = LogisticRegression(C=1e6, max_iter=1000).fit(z.reshape(-1, 1), t)
-        slope, intercept = float(model.coef_[0, 0]), float(model.intercept_[0])
-        if slope > 0:
-            return Recalibration(slope, intercept, len(t), int(t.sum()), index_date)
-    return Recalibration(1.0, _offset_intercept(z, t), len(t), int(t.sum()), index_date)
+    slope = _slope(z, t, min_events_slope)
+    level_p, level_y = (z, t) if level is None else (_logit(np.asarray(level[0])), level[1])
+    level_t = np.asarray(level_y, dtype=int)
+    if _events(level_t) < max(min_events, 1):
+        return None
+    recalibration = Recalibration(
+        slope, _offset_intercept(slope * level_p, level_t), len(t), int(t.sum()), index_date
+    )
+    if level is None:
+        return recalibration
+    return replace(recalibration, level_rows=len(level_t), level_events=int(level_t.sum()))
+
+
+def _events(t: np.ndarray) -> int:
+    """The rarer class's count: events, or non-events when events are the majority."""
+    return int(min(t.sum(), len(t) - t.sum()))
+
+
+def _slope(z: np.ndarray, t: np.ndarray, min_events: int) -> float:
+    """The logistic slope on logit(p), with at least `min_events` events; else 1."""
+    if _events(t) < max(min_events, 1):
+        return 1.0
+    model = LogisticRegression(C=1e6, max_iter=1000).fit(z.reshape(-1, 1), t)
+    slope = float(model.coef_[0, 0])
+    return slope if slope > 0 else 1.0
 
 
 def _offset_intercept(z: np.ndarray, t: np.ndarray) -> float:

@@ -107,7 +107,9 @@ def fit(
         bands=config.bands_for(outcome),
         metadata=_metadata(train_frame, rounds, config, split, len(held_y)),
     )
-    bundle = recalibrated(bundle, validation_frame[split.recalibrate], config)
+    bundle = recalibrated(
+        bundle, validation_frame[split.recalibrate], validation_frame[~split.evaluate], config
+    )
     usable = np.flatnonzero(split.boosted_rows if config.lightgbm.refit else split.fit)
     sample = usable[baseline_rows(len(usable), config.seed)]
     baseline = fit_baseline(x.iloc[sample], y[sample], features)
@@ -130,10 +132,12 @@ def fit(
 
 
 def recalibrated(
-    bundle: ModelBundle, held_out: pd.DataFrame, config: TrainingConfig
+    bundle: ModelBundle, held_out: pd.DataFrame, everyone: pd.DataFrame, config: TrainingConfig
 ) -> ModelBundle:
-    """The bundle with its probabilities moved to the validation date, fitted on the
-    calibration people there (never on the people the validation metrics are measured on)."""
+    """The bundle with its probabilities moved to the validation date: the slope from the
+    calibration people there, the level from everyone but the validation people (never the
+    people the validation metrics are measured on). With one quarter of the events, the
+    calibration people alone set a level that was 13% low on a 100k county (seed 3)."""
     if held_out.empty:
         return bundle
     day = pd.Timestamp(pd.to_datetime(held_out["index_date"]).max()).date().isoformat()
@@ -143,6 +147,7 @@ def recalibrated(
         index_date=day,
         min_events=config.calibration.recalibration_min_events,
         min_events_slope=config.calibration.recalibration_slope_min_events,
+        level=(bundle.predict(everyone), everyone[LABEL].astype(int).to_numpy()),
     )
     return replace(bundle, calibrator=bundle.calibrator.with_recalibration(recalibration))
 

@@ -132,3 +132,24 @@ def test_recalibrated_calibrator_round_trips_and_old_json_still_loads() -> None:
     bad["recalibration"]["slope"] = -1.0
     with pytest.raises(ValueError, match="slope must be positive"):
         Calibrator.from_dict(bad)
+
+
+def test_the_level_comes_from_more_people_with_the_slope_fixed() -> None:
+    """The slope from the few held-out people, the intercept from many more: the level lands
+    near the true shift although the few people's own event rate is off."""
+    few_p, few_y = _shifted(3_000, 11, slope=1.0, intercept=0.3)
+    few_y = few_y.copy()
+    few_y[np.flatnonzero(few_y)[: len(np.flatnonzero(few_y)) // 4]] = 0  # an unlucky sample
+    many_p, many_y = _shifted(60_000, 12, slope=1.0, intercept=0.3)
+    alone = fit_recalibration(few_p, few_y, index_date="d", min_events=50, min_events_slope=10**6)
+    pooled = fit_recalibration(
+        few_p, few_y, index_date="d", min_events=50, min_events_slope=10**6,
+        level=(many_p, many_y),
+    )  # fmt: skip
+    assert alone is not None and pooled is not None
+    assert abs(pooled.intercept - 0.3) < 0.05 < abs(alone.intercept - 0.3)
+    assert (pooled.level_rows, pooled.level_events) == (len(many_y), int(many_y.sum()))
+    assert pooled.slope == 1.0 and pooled.rows == len(few_y)
+    again = Calibrator.from_json(fit_sigmoid(*_scores(500, 1, "logistic")).with_recalibration(
+        pooled).to_json())  # fmt: skip
+    assert again.recalibration == pooled
