@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 from scipy.optimize import brentq
+from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
@@ -170,11 +171,12 @@ def _offset_intercept(z: np.ndarray, t: np.ndarray) -> float:
     """The maximum-likelihood intercept of a logistic model with z as offset: the shift at
     which the mean predicted probability equals the observed rate."""
     observed = float(t.sum())
-    return float(brentq(lambda c: float(_sigmoid(z + c).sum()) - observed, -20.0, 20.0))
+    low, high = -float(z.max()) - 40.0, -float(z.min()) + 40.0  # mean rate ~0 and ~1
+    return float(brentq(lambda c: float(_sigmoid(z + c).sum()) - observed, low, high))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    return np.asarray(expit(z), dtype=float)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from models.registered import BUNDLE_ARTIFACT
 from tests.models.frames import make_frame, small_features, split_latest
 from training.config import TrainingConfig
 from training.fit import TrainedModels, fit
+from training.metrics import paired_bootstrap_auroc_difference
 from training.pipeline import log_and_register
 from training.registry import (
     GateContext,
@@ -226,3 +227,16 @@ def test_baseline_check_refuses_a_model_worse_than_its_baseline(config: Training
     check = baseline_check(worse, config.gate, seed=0)
     assert not check.passed and check.name == "AUROC vs logistic baseline"
     assert baseline_check(_predictions(20_000, 2, noise=1.0), config.gate, seed=0).passed
+    # too few people to tell them apart is no reason to refuse; being clearly worse is
+    tied = _predictions(300, 4)
+    tied["p_baseline"] = tied["p"]
+    assert baseline_check(tied, config.gate, seed=0).passed
+    # a little worse, within the tolerance, but surely worse: refused too
+    slightly = _predictions(100_000, 5, noise=0.15)
+    slightly["p"], slightly["p_baseline"] = slightly["p_baseline"], slightly["p"]
+    diff, _, high = paired_bootstrap_auroc_difference(
+        slightly["y"].to_numpy(), slightly["p"].to_numpy(), slightly["p_baseline"].to_numpy(),
+        replicates=200, confidence=0.95, seed=0,
+    )  # fmt: skip
+    assert -config.gate.auroc_tolerance < diff and high < 0
+    assert not baseline_check(slightly, config.gate, seed=0).passed
