@@ -281,6 +281,22 @@ def _care_and_home() -> tuple[Feature, ...]:
     )  # fmt: skip
 
 
+def _fall_proneness() -> tuple[Feature, ...]:
+    """What GP and social care records show of gait, balance and falls work-up."""
+    gp = ("gp_event",)
+    return (
+        Feature("gait_balance_problem", "gait or balance problem recorded: {value}", gp,
+                kind="binary", modifiable=True, direction=_dir(1, 0)),
+        Feature("dizziness_365d", "dizziness recorded in the last 12 months: {value}", gp,
+                kind="binary", window_days=365, direction=_dir(1, 0)),
+        Feature("falls_assessment_365d",
+                "falls risk assessment or falls service referral in the last 12 months: {value}",
+                gp, kind="binary", window_days=365, direction=_dir(1, 0)),
+        Feature("mobility_equipment", "mobility equipment from social care: {value}",
+                ("social_care",), kind="binary", clinical=False, direction=_dir(1, 0)),
+    )  # fmt: skip
+
+
 def _recency_and_completeness() -> tuple[Feature, ...]:
     return (
         Feature("days_since_last_fall", "{value} days since the last recorded fall",
@@ -306,6 +322,7 @@ FEATURES: tuple[Feature, ...] = (
     *_conditions(),
     *_frailty_and_medicines(),
     *_care_and_home(),
+    *_fall_proneness(),
     *_recency_and_completeness(),
 )
 
