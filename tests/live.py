@@ -27,7 +27,7 @@ from features.outcomes import PRODUCT, Outcome
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / "tests" / "training-small.toml"
-ROLES = ("gp", "fire", "analyst", "admin")
+ROLES = ("gp", "fire", "analyst", "admin", "monitor")
 
 
 def carerisk(
@@ -74,6 +74,10 @@ def snapshot_people(home: Path, outcomes: Iterable[Outcome] = PRODUCT) -> dict[s
     return people
 
 
+def owner_only(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -102,7 +106,8 @@ class LiveService:
 
     def start(self, *extra: str, timeout: float = 180) -> LiveService:
         self.log_path = self.home / f"server-{self.port}.log"
-        log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        # owner-only, like everything else in a home (the server's log names no people)
+        log = open(self.log_path, "w", opener=owner_only)  # noqa: SIM115 - closed in stop()
         command = [sys.executable, "-m", "carerisk", "--home", str(self.home), "serve",
                    "--port", str(self.port), *extra]  # fmt: skip
         self.process = subprocess.Popen(

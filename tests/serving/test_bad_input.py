@@ -32,7 +32,7 @@ Request = Callable[[str], dict[str, Any]]
 def record(**changes: Any) -> dict[str, Any]:
     """A full feature record (every registry feature, null where unknown) with changes."""
     values: dict[str, Any] = {f.name: None for f in FEATURES}
-    values.update(age_years=80.0, person_ref="Pcaller00001")
+    values.update(age_years=80.0, in_care_home=False, person_ref="Pcaller00001")
     values.update(changes)
     return values
 
