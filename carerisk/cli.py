@@ -30,9 +30,6 @@ def _root(
     ),
 ) -> None:
     disable_telemetry(os.environ)
-    # Homes, stores, extracts, registers and the audit hold person-level data: everything this
-    # command (and the server it starts) creates is owner-only.
-    os.umask(OWNER_ONLY_UMASK)
     ctx.obj = load_settings(home)
 
 
@@ -40,4 +37,7 @@ register_all(app)
 
 
 def main() -> None:
+    # Homes, stores, extracts, registers and the audit hold person-level data: everything the
+    # command (and the server it starts) creates is owner-only.
+    os.umask(OWNER_ONLY_UMASK)
     app()

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_mod
 from starlette.concurrency import run_in_threadpool
 
 from features.contract import PERSON_ID_PATTERN
+from features.outcomes import Outcome
 from features.registry import FEATURES, Feature
 from serving.audit import AuditEntry, AuditUnavailable
 from serving.calls import Call, current_call, mark_audited
@@ -116,9 +117,11 @@ class RequestModels:
 
 
 def request_models(
-    outcomes: Sequence[str], features: Sequence[Feature] = FEATURES
+    served: Sequence[Outcome], features: Sequence[Feature] = FEATURES
 ) -> RequestModels:
-    """Request models whose `outcome` is one of `outcomes` (a 422 names the field otherwise)."""
+    """Request models whose `outcome` is one of those `served` (a 422 names the field
+    otherwise); the records' schema states each outcome's cohort rule."""
+    outcomes = [o.name for o in served]
     name: Any = Literal[tuple(outcomes)]  # type: ignore[valid-type]
     outcome = (name, Field(examples=[outcomes[0]]))
     records: Any = list[record_model(features)]  # type: ignore[misc]
@@ -127,17 +130,20 @@ def request_models(
         score=_request(
             "ScoreRequest",
             SCORE_DOC,
+            None,
             outcome=outcome,
             person_ids=(list[PersonId], Field(min_length=1, examples=[[EXAMPLE_ID]])),
         ),
         records=_request(
             "RecordsRequest",
             RECORDS_DOC,
+            cohort_rules(served),
             outcome=outcome,
             records=(records, Field(min_length=1)),
         ),
         fhir=_request(
             "FhirRequest",
+            None,
             None,
             outcome=outcome,
             person_id=(PersonId, Field(examples=[EXAMPLE_ID])),
@@ -145,10 +151,29 @@ def request_models(
     )
 
 
-def _request(name: str, doc: str | None, **fields: Any) -> type[BaseModel]:
+def _request(
+    name: str, doc: str | None, schema: dict[str, Any] | None, **fields: Any
+) -> type[BaseModel]:
+    config = ConfigDict(extra="forbid", json_schema_extra=schema)
     return create_model(  # type: ignore[no-any-return, call-overload]
-        name, __config__=ConfigDict(extra="forbid"), __doc__=doc, **fields
+        name, __config__=config, __doc__=doc, **fields
     )
+
+
+def cohort_rules(served: Sequence[Outcome]) -> dict[str, Any]:
+    """Each outcome's cohort rule in JSON Schema (if the outcome is this, then every record's
+    age is at least its minimum and, where it leaves care-home residents out, in_care_home is
+    false). Documentation: the route applies the rule itself, answering 422 with its words."""
+    rules = []
+    for item in served:
+        record: dict[str, Any] = {AGE: {"minimum": item.cohort.min_age}}
+        if item.cohort.exclude_care_home:
+            record[IN_CARE_HOME] = {"const": False}
+        rules.append({
+            "if": {"properties": {"outcome": {"const": item.name}}},
+            "then": {"properties": {"records": {"items": {"properties": record}}}},
+        })  # fmt: skip
+    return {"allOf": rules}
 
 
 # --- authentication and roles -------------------------------------------------------------

@@ -101,7 +101,7 @@ class CareRisk:
         self.state.metrics = Metrics()
         timeouts.SETTINGS.seconds = config.header_timeout_seconds
         timeouts.SETTINGS.on_timeout = self._head_timed_out
-        api.include_router(router(request_models([o.name for o in self.state.outcomes]), config))
+        api.include_router(router(request_models(self.state.outcomes), config))
         api.state.carerisk = self.state  # last: the gate serves /v1 once the state is here
         # The snapshot's long-lived objects (ids, lookups) never become garbage; kept out of the
         # collector's full passes, they stop stalling requests (20,000 people: batch p99 172 ms

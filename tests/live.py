@@ -24,6 +24,7 @@ import httpx
 
 from features.home import Home
 from features.outcomes import PRODUCT, Outcome
+from serving.audit import AuditLog, AuditRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / "tests" / "training-small.toml"
@@ -72,6 +73,14 @@ def snapshot_people(home: Path, outcomes: Iterable[Outcome] = PRODUCT) -> dict[s
             ).fetchall()
             people[outcome.name] = [row[0] for row in rows]
     return people
+
+
+def keyed_since(log: AuditLog, before: int) -> list[AuditRecord]:
+    """The audit records after seq `before` of calls made with a valid key (or from the command
+    line). Keyless refusals (role "none") are audited in groups up to a second after their
+    answers, so a count of records can include earlier tests' refusals: they are left out."""
+    added = log.tail(log.count() - before) if log.count() > before else []
+    return [r for r in added if r.role != "none"]
 
 
 def owner_only(path: str, flags: int) -> int:

@@ -182,9 +182,11 @@ def audit_tail(
     for r in records:
         people = ",".join(r.person_ids) or "-"
         bands = ",".join(r.bands) or "-"
+        times = f"  x{r.count}" if r.count else ""
         typer.echo(
-            f"{r.seq:>6}  {r.time}  {r.org}  {r.role}  {r.endpoint}  {r.outcome}  "
-            f"{r.status}  people={people}  bands={bands}  model={r.model_name}:{r.model_version}"
+            f"{r.seq:>6}  {r.time}  {r.org}  {r.role}  key={r.key_id}:{r.key_check or '-'}  "
+            f"client={r.client or '-'}  {r.endpoint}  {r.outcome}  {r.status}{times}  "
+            f"people={people}  bands={bands}  model={r.model_name}:{r.model_version}"
         )
 
 

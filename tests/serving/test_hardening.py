@@ -26,7 +26,7 @@ from features.home import Home
 from features.registry import FEATURES
 from serving.audit import AuditLog, AuditRecord
 from serving.keys import KeyStore
-from tests.live import LiveService, snapshot_people
+from tests.live import LiveService, keyed_since, snapshot_people
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -76,7 +76,7 @@ def outside_every_cohort(home: Path) -> str:
 JSON = {"content-type": "application/json"}
 # (name, method, path, request keyword arguments, status, endpoint recorded, outcome recorded)
 UNROUTED = [
-    ("undecodable-body", "POST", "/v1/person", {"content": b"\xff\xfe", "headers": JSON}, 400,
+    ("undecodable-body", "POST", "/v1/person", {"content": b"\x80abc", "headers": JSON}, 400,
      "person", "bad_request"),
     ("wrong-method", "GET", "/v1/score", {}, 405, "score", "wrong_method"),
     ("unknown-path", "GET", "/v1/people/P000bca2f3130", {}, 404, "unknown", "not_found"),
@@ -95,7 +95,7 @@ def test_answers_no_route_records_are_audited_before_they_leave(
     with live_service.client("gp") as client:
         response = client.request(method, path, **kwargs)
     assert response.status_code == status, response.text[:300]
-    added = added_since(audit_log, before)
+    added = keyed_since(audit_log, before)
     assert len(added) == 1, [(r.endpoint, r.status) for r in added]
     record = added[0]
     assert (record.endpoint, record.outcome, record.status) == (endpoint, outcome, status)
@@ -140,7 +140,7 @@ def test_a_person_outside_every_cohort(live_service: LiveService, audit_log: Aud
     outcomes = clinical.json()["outcomes"]
     assert {o["error"] for o in outcomes.values()} == {"outside_cohort"}
     assert "aged 65 or over" in outcomes["falls"]["message"]
-    records = added_since(audit_log, before)
+    records = keyed_since(audit_log, before)
     assert sorted(r.risk_outcome or "" for r in records) == ["complex_dependency", "falls"]
     assert {(r.outcome, r.status, r.person_ids) for r in records} == {
         ("outside_cohort", 200, (child,))
@@ -152,7 +152,7 @@ def test_a_person_outside_every_cohort(live_service: LiveService, audit_log: Aud
     assert hidden.status_code == unknown.status_code == 404
     assert hidden.json() == {**unknown.json(), "person_ids": [child]}
     assert "cohort" not in hidden.text and "aged" not in hidden.text
-    first, second = added_since(audit_log, before)
+    first, second = keyed_since(audit_log, before)
     assert (first.role, first.outcome, first.status, first.person_ids) == (
         "fire", "outside_cohort", 404, (child,)
     )  # fmt: skip
@@ -175,7 +175,7 @@ def test_the_fire_role_is_not_told_who_objected(
             told = gp.post("/v1/person", json={"person_id": objecting})
         assert hidden.status_code == 404 and "object" not in hidden.text
         assert told.status_code == 451
-        record = added_since(audit_log, before)[0]
+        record = keyed_since(audit_log, before)[0]
         assert (record.role, record.outcome, record.status) == ("fire", "objected", 404)
     finally:
         if saved is None:
@@ -358,7 +358,7 @@ def test_records_outside_the_cohort_are_refused_with_its_words(
     assert body["error"] == "OutsideCohort" and body["person_ids"] == ["Pcaller00001"]
     assert "alive and not living in a care home at the index date" in body["message"]
     assert accepted.status_code == 200
-    refused = added_since(audit_log, before)[0]
+    refused = keyed_since(audit_log, before)[0]
     assert (refused.endpoint, refused.outcome, refused.status) == ("score_records", "refused", 422)
 
 
@@ -452,7 +452,7 @@ def test_a_malformed_objections_list_is_422_by_line_and_the_old_one_kept(
     for secret in ("943 476 5919", "9434765919", "Jane"):
         assert secret not in response.text and secret not in live_service.log()
     assert kept.status_code == 451  # the list in use is the old one
-    record = added_since(audit_log, before)[0]
+    record = keyed_since(audit_log, before)[0]
     assert (record.endpoint, record.outcome, record.status) == ("reload_objections", "invalid", 422)
 
 
