@@ -262,21 +262,36 @@ def _fmt(v: float) -> str:
     return f"{v:.2f}" if math.isfinite(v) else "n/a"
 
 
-def _oe_flag(row: pd.Series, limits: FairnessLimits) -> str | None:
+def _oe_flag(row: pd.Series, limits: FairnessLimits, interval: tuple[float, float]) -> str | None:
+    """Flagged when the observed/expected interval (at the family's level) lies beyond a limit."""
     upper, lower = math.exp(limits.max_abs_log_oe), math.exp(-limits.max_abs_log_oe)
-    lo, hi = row["oe_ratio_lo"], row["oe_ratio_hi"]
-    interval = f"{_fmt(row['oe_ratio'])} ({_fmt(lo)}–{_fmt(hi)})"
+    lo, hi = interval
+    shown = f"{_fmt(row['oe_ratio'])} ({_fmt(lo)}–{_fmt(hi)})"
     if lo > upper:
         return (
-            f"observed events are {interval} times those predicted, above {upper:.2f}: "
+            f"observed events are {shown} times those predicted, above {upper:.2f}: "
             "the model under-predicts risk for this group"
         )
     if hi < lower:
         return (
-            f"observed events are {interval} times those predicted, below {lower:.2f}: "
+            f"observed events are {shown} times those predicted, below {lower:.2f}: "
             "the model over-predicts risk for this group"
         )
     return None
+
+
+def family_level(level: float, groups: int) -> float:
+    """Bonferroni: the level of each of `groups` intervals that keeps the chance of any one
+    missing its group's true value at 1 - `level`. Forty groups judged at 95% each would flag
+    a perfectly calibrated model's group by chance more often than not."""
+    return 1 - (1 - level) / max(groups, 1)
+
+
+def _oe_interval(row: pd.Series, level: float) -> tuple[float, float]:
+    """The exact observed/expected interval of one table row at `level`."""
+    expected = np.array([float(row["mean_predicted"]) * int(row["n"])])
+    lo, hi = poisson_ratio_interval(np.array([int(row["events"])]), expected, level)
+    return float(lo[0]), float(hi[0])
 
 
 def _auroc_flag(row: pd.Series, reference: float, limits: FairnessLimits) -> str | None:
@@ -311,10 +326,11 @@ def _gap_flag(row: pd.Series, metric: str, overall: float, limit: float) -> str 
 
 
 def _row_flags(
-    row: pd.Series, result: FairnessResult, limits: FairnessLimits, reference: float
+    row: pd.Series, result: FairnessResult, limits: FairnessLimits, reference: float, level: float
 ) -> list[Flag]:
+    oe = _oe_interval(row, level)
     found: list[tuple[str, str | None, bool]] = [
-        ("oe_ratio", _oe_flag(row, limits), True),
+        ("oe_ratio", _oe_flag(row, limits, oe), True),
         ("auroc", _auroc_flag(row, reference, limits), True),
     ]
     gaps = {
@@ -331,8 +347,8 @@ def _row_flags(
             group=str(row["group"]),
             metric=metric,
             value=float(row[metric]),
-            lo=float(row[f"{metric}_lo"]),
-            hi=float(row[f"{metric}_hi"]),
+            lo=oe[0] if metric == "oe_ratio" else float(row[f"{metric}_lo"]),
+            hi=oe[1] if metric == "oe_ratio" else float(row[f"{metric}_hi"]),
             blocking=blocking,
             reason=f"{row['descriptor']} = {row['group']} (n={int(row['n'])}): {reason}",
         )
@@ -342,14 +358,19 @@ def _row_flags(
 
 
 def fairness_flags(result: FairnessResult, limits: FairnessLimits) -> list[Flag]:
-    """Groups of at least `min_group_size` whose interval lies wholly beyond a limit."""
+    """Groups of at least `min_group_size` whose interval lies wholly beyond a limit. The
+    observed/expected intervals that flag are at the family's level (`family_level` over every
+    group judged); the table shows each group's own interval at `ci_level`."""
     big = result.table[result.table["n"] >= limits.min_group_size]
     judged = big[np.minimum(big["events"], big["n"] - big["events"]) >= limits.min_group_events]
     reference = judged.groupby("descriptor")["auroc"].median()
+    level = family_level(limits.ci_level, len(big))
     return [
         flag
         for _, row in big.iterrows()
-        for flag in _row_flags(row, result, limits, float(reference.get(row["descriptor"], np.nan)))
+        for flag in _row_flags(
+            row, result, limits, float(reference.get(row["descriptor"], np.nan)), level
+        )
     ]
 
 

@@ -87,6 +87,37 @@ def test_under_prediction_for_women_is_flagged() -> None:
     assert {"calibration by sex", "calibration by sex × age_band"} <= names
 
 
+def _districts(events: dict[int, int], groups: int = 40, size: int = 350, risk: float = 0.028):
+    """`groups` districts of `size` people, everyone at `risk`; each district has its expected
+    events (rounded) but those `events` names."""
+    y = np.zeros(groups * size, dtype=int)
+    for g in range(groups):
+        y[g * size : g * size + events.get(g, round(size * risk))] = 1
+    district = np.repeat([f"D{g:02d}" for g in range(groups)], size)
+    return y, np.full(len(y), risk), pd.DataFrame({"district": district})
+
+
+def test_one_of_many_groups_high_by_chance_is_not_flagged() -> None:
+    # the 20,000-person demo's falls model: women aged 65-74, 21 events against 10.0 predicted
+    # (11.1 by the county's truth), 95% interval 1.31-3.22, among about forty groups judged
+    y, p, groups = _districts({7: 21})
+    result = subgroup_table(y, p, groups, 0.15, LIMITS)
+    row = result.table[result.table["group"] == "D07"].iloc[0]
+    assert row["oe_ratio_lo"] > math.exp(LIMITS.max_abs_log_oe)  # beyond the limit at 95% alone
+    assert not [f for f in result.flags if f.metric == "oe_ratio"]
+    assert all(c.passed for c in subgroup_checks(result, LIMITS) if c.name.startswith("calib"))
+
+
+def test_one_of_many_groups_clearly_under_predicted_is_flagged() -> None:
+    y, p, groups = _districts({7: 40})
+    result = subgroup_table(y, p, groups, 0.15, LIMITS)
+    oe = [f for f in result.flags if f.metric == "oe_ratio"]
+    assert [f.group for f in oe] == ["D07"] and "under-predicts" in oe[0].reason
+    assert oe[0].lo > math.exp(LIMITS.max_abs_log_oe)
+    assert "calibration by district" in {c.name for c in subgroup_checks(result, LIMITS)
+                                         if not c.passed}  # fmt: skip
+
+
 def test_small_group_is_shown_but_never_flagged() -> None:
     y, p, groups = _fair()
     groups = groups.copy()
