@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
+
+if TYPE_CHECKING:
+    from features.outcomes import Outcome
 
 SCORES_TABLE = "scores_history"
 KEY: tuple[str, ...] = ("snapshot_date", "outcome", "person_id")
@@ -211,7 +215,9 @@ def read_scores(
             else:
                 sql += f" AND snapshot_date IN ({', '.join('?' for _ in dates)})"
                 params += dates
-        return con.execute(sql + " ORDER BY snapshot_date, person_id", params).df()
+        found = con.execute(sql + " ORDER BY snapshot_date, person_id", params).df()
+    found["snapshot_date"] = [pd.Timestamp(d).date() for d in found["snapshot_date"]]
+    return found
 
 
 def scored_snapshots(store_path: Path, outcome: str) -> pd.DataFrame:
@@ -219,8 +225,58 @@ def scored_snapshots(store_path: Path, outcome: str) -> pd.DataFrame:
     with duckdb.connect(str(store_path), read_only=True) as con:
         if not _exists(con, None):
             return pd.DataFrame(columns=["snapshot_date", "model_name", "model_version", "rows"])
-        return con.execute(
+        found = con.execute(
             "SELECT snapshot_date, model_name, model_version, count(*) AS rows "
             f'FROM "{SCORES_TABLE}" WHERE outcome = ? GROUP BY ALL ORDER BY snapshot_date',
             [outcome],
         ).df()
+    found["snapshot_date"] = [pd.Timestamp(d).date() for d in found["snapshot_date"]]
+    return found
+
+
+@dataclass(frozen=True)
+class Matured:
+    """The scores of an outcome whose horizon has passed, joined to what happened."""
+
+    rows: pd.DataFrame  # the history's columns, then label and died_before_event
+    pending: pd.DataFrame  # snapshot_date, model_version, rows, matures: not matured yet
+    unmatched: dict[str, int]  # snapshot date -> scores whose person the store no longer has
+
+
+def matures_on(day: date, horizon_months: int) -> date:
+    """The first day a score at `day` can be judged: its whole horizon lies in the data."""
+    from features.labels import add_months
+
+    return add_months(day, horizon_months)
+
+
+def matured_outcomes(
+    store_path: Path, outcome: Outcome, data_end: date, objections: Iterable[str] = ()
+) -> Matured:
+    """Every stored score of `outcome` whose horizon ends by `data_end` (the day after the
+    horizon is within the data: the rule of the training's index dates), with its label at
+    its own snapshot date from the store as it is now. Objectors are left out."""
+    from features.engines import open_sources
+    from features.labels import labels
+
+    blocked = set(objections)
+    history = scored_snapshots(store_path, outcome.name)
+    history["matures"] = [matures_on(d, outcome.horizon_months) for d in history["snapshot_date"]]
+    ripe = history["matures"] <= data_end + timedelta(days=1)
+    pending = history.loc[~ripe].reset_index(drop=True)
+    parts, unmatched = [], {}
+    days = sorted({pd.Timestamp(d).date() for d in history.loc[ripe, "snapshot_date"]})
+    if days:
+        scores = read_scores(store_path, outcome.name, days)
+        scores = scores[~scores["person_id"].isin(blocked)]
+        with open_sources(store_path) as src:
+            for day, part in scores.groupby("snapshot_date", sort=True):
+                when = pd.Timestamp(str(day)).date()
+                found = labels(src, outcome, when).to_pyarrow().to_pandas()
+                joined = part.merge(
+                    found[["person_id", "label", "died_before_event"]], on="person_id"
+                )
+                unmatched[when.isoformat()] = len(part) - len(joined)
+                parts.append(joined)
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return Matured(rows, pending, unmatched)
