@@ -62,22 +62,22 @@ def _name(database: str | None) -> str:
 
 
 def _exists(con: duckdb.DuckDBPyConnection, database: str | None) -> bool:
-    row = con.execute(
+    rows = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND database_name = "
         "coalesce(?, current_database())",
         [SCORES_TABLE, database],
-    ).fetchone()
-    return bool(row and row[0])
+    ).fetchall()
+    return bool(rows and rows[0][0])
 
 
 def withdraw(con: duckdb.DuckDBPyConnection, people: str, database: str | None = None) -> int:
     """Delete the rows of the people in table `people` (a person_id column); returns how many."""
     if not _exists(con, database):
         return 0
-    row = con.execute(
+    rows = con.execute(
         f"DELETE FROM {_name(database)} WHERE person_id IN (SELECT person_id FROM {people})"
-    ).fetchone()
-    return int(row[0]) if row else 0
+    ).fetchall()
+    return int(rows[0][0]) if rows else 0
 
 
 @dataclass(frozen=True)
@@ -167,12 +167,12 @@ def _write_one(
     try:
         if _same(con, len(part), stored, day, outcome):
             return Written(day, outcome, name, version, len(part), True, {}, withdrawn)
-        con.execute(f'DELETE FROM "{SCORES_TABLE}" WHERE {where}', [day, outcome])
+        con.execute(f'DELETE FROM "{SCORES_TABLE}" WHERE {where}', [day, outcome]).fetchall()
         names = ", ".join(f'"{c}"' for c in COLUMNS)
         con.execute(
             f'INSERT INTO "{SCORES_TABLE}" ({names}, "{SCORED_AT}") '
             f"SELECT {names}, now()::TIMESTAMP FROM new_scores"
-        )
+        ).fetchall()
     finally:
         con.unregister("new_scores")
     replaced = {str(v): int(n) for v, n in stored}
@@ -190,12 +190,12 @@ def _same(
     if sum(int(n) for _, n in stored) != rows:  # type: ignore[call-overload]
         return False
     same = " AND ".join(f'n."{c}" IS NOT DISTINCT FROM s."{c}"' for c in COLUMNS)
-    row = con.execute(
+    found = con.execute(
         f'SELECT count(*) FROM new_scores n JOIN "{SCORES_TABLE}" s '
         f"ON s.person_id = n.person_id AND s.snapshot_date = ? AND s.outcome = ? WHERE {same}",
         [day, outcome],
-    ).fetchone()
-    return row is not None and int(row[0]) == rows
+    ).fetchall()
+    return bool(found) and int(found[0][0]) == rows
 
 
 def read_scores(

@@ -43,7 +43,10 @@ FEATURES = (
     Feature("falls_365d", "{value} falls in the last 12 months", ("gp_event",)),
     Feature("lives_alone", "lives alone: {value}", ("person",), kind="binary"),
     Feature(
-        "smoking", "smoking status {value}", ("gp_event",), kind="categorical",
+        "smoking",
+        "smoking status {value}",
+        ("gp_event",),
+        kind="categorical",
         categories=("never", "ex", "current"),
     ),  # fmt: skip
     Feature("bmi", "BMI {value}", ("gp_event",)),
@@ -81,7 +84,10 @@ def risk(frame: pd.DataFrame) -> np.ndarray:
 def test_psi_is_zero_for_the_same_shares_and_grows_with_a_shift() -> None:
     base = np.array([100, 200, 300, 400])
     assert psi(base, base * 3) == pytest.approx(0.0, abs=1e-6)
-    small, large = psi(base, np.array([110, 200, 290, 400])), psi(base, np.array([400, 300, 200, 100]))
+    small, large = (
+        psi(base, np.array([110, 200, 290, 400])),
+        psi(base, np.array([400, 300, 200, 100])),
+    )
     assert 0 < small < 0.1 < 0.25 < large
     assert chi_square_p(base, base * 3) == pytest.approx(1.0)
     assert chi_square_p(base, np.array([400, 300, 200, 100])) < 1e-10
@@ -172,7 +178,9 @@ def test_worst_verdict_and_exit_codes() -> None:
 # ---------------------------------------------------------------- the monitor
 
 
-def monitor_input(now: pd.DataFrame, matured: pd.DataFrame | None = None, **kw: object) -> MonitorInput:
+def monitor_input(
+    now: pd.DataFrame, matured: pd.DataFrame | None = None, **kw: object
+) -> MonitorInput:
     before = people(4000, 1)
     rng = np.random.default_rng(9)
     p_ref = risk(before)
