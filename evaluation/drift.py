@@ -74,20 +74,22 @@ def _short(x: float) -> str:
 
 
 def _text(values: pd.Series, kind: str) -> pd.Series:
-    """Levels as text: yes/no features as "0"/"1", categories as they are; missing stays NA."""
+    """Levels as text: yes/no features as "0"/"1", categories as they are; missing stays NA.
+    Vectorised: only values other than 0 and 1 in a yes/no feature are worded one by one."""
     if kind == "binary":
-        numbers = pd.to_numeric(values, errors="coerce")
-        out = pd.Series(pd.NA, index=values.index, dtype="object")
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+        out = np.full(len(numbers), None, dtype=object)
         out[numbers == 1] = "1"
         out[numbers == 0] = "0"
-        other = numbers.notna() & ~numbers.isin([0, 1])
-        out[other] = numbers[other].map(_short)
-        return out
-    return (
-        values.astype("object")
-        .where(values.notna(), pd.NA)
-        .map(lambda v: v if v is pd.NA else str(v))
-    )
+        other = ~np.isnan(numbers) & (numbers != 0) & (numbers != 1)
+        out[other] = [_short(x) for x in numbers[other]]
+        return pd.Series(out, index=values.index, dtype="object")
+    text = values.astype("object")
+    if pd.api.types.infer_dtype(text, skipna=True) not in ("string", "empty"):
+        present = text.notna()
+        text = text.copy()
+        text[present] = text[present].astype(str)  # numbers or mixed: as text
+    return text.where(text.notna(), None)
 
 
 def bins_for(values: pd.Series, feature: Feature) -> Bins:
@@ -116,7 +118,7 @@ def codes_of(values: pd.Series, bins: Bins) -> tuple[np.ndarray, pd.Series]:
     known = pd.Categorical(text, categories=list(bins.levels)).codes.astype(np.int64)
     absent = text.isna().to_numpy()
     codes = np.where(absent, missing_bin, known)  # -1 stays for unseen levels
-    return codes, text[(codes == -1)]
+    return codes, text[codes == -1]
 
 
 def counts_of(codes: np.ndarray, bins: Bins) -> np.ndarray:
@@ -172,12 +174,18 @@ def _group_codes(values: pd.Series) -> tuple[list[str], np.ndarray]:
 def _counts_by(
     codes: np.ndarray, bins: Bins, names: list[str], group: np.ndarray
 ) -> dict[str, list[int]]:
-    """Counts per bin (missing last) within each group, from one bincount."""
-    width = len(bins.labels) + 1
-    keep = codes >= 0
-    flat = np.bincount(group[keep] * width + codes[keep], minlength=len(names) * width)
-    table = flat.reshape(len(names), width)
+    """Counts per bin (missing last) within each group."""
+    table = _counts_table(codes, bins, group, len(names))
     return {name: table[i].tolist() for i, name in enumerate(names)}
+
+
+def _counts_table(codes: np.ndarray, bins: Bins, group: np.ndarray, groups: int) -> np.ndarray:
+    """(groups, bins + missing) counts from one bincount; unseen levels and people in no
+    known group are left out."""
+    width = len(bins.labels) + 1
+    keep = (codes >= 0) & (group >= 0)
+    flat = np.bincount(group[keep] * width + codes[keep], minlength=groups * width)
+    return flat.reshape(groups, width)
 
 
 def check_profile(profile: Mapping[str, Any]) -> None:
@@ -290,26 +298,41 @@ def feature_drift(
     missing = [f.name for f in features if f.name not in profile["features"]]
     if missing:
         raise ProfileError(f"the reference profile has no feature {', '.join(missing)}")
-    groups = _group_masks(profile, current, limits)
-    alpha = limits.significance / max(len(features) * (1 + len(groups)), 1)
+    groups = _groups_now(profile, current, limits)
+    compared = sum(len(g.compared) for g in groups)
+    alpha = limits.significance / max(len(features) * (1 + compared), 1)
     return [_one_feature(profile, current, f, limits, alpha, groups) for f in features]
 
 
-def _group_masks(
+@dataclass(frozen=True)
+class _Groups:
+    """One descriptor's groups now: each person's group (-1: a group the reference lacks),
+    and the groups big enough to compare, with their reference sizes."""
+
+    descriptor: str
+    names: list[str]
+    codes: np.ndarray
+    compared: dict[int, int]  # position in names -> people at the reference date
+
+
+def _groups_now(
     profile: Mapping[str, Any], current: pd.DataFrame, limits: DriftLimits
-) -> list[tuple[str, str, int, np.ndarray]]:
-    """(descriptor, group, reference size, current rows) of the groups big enough to compare."""
+) -> list[_Groups]:
     out = []
-    for descriptor, groups in profile.get("groups", {}).items():
-        if descriptor not in current.columns:
+    first = next(iter(profile["features"].values()), None)
+    for descriptor, names in profile.get("groups", {}).items():
+        if descriptor not in current.columns or first is None:
             continue
-        values = current[descriptor].astype("object").fillna(MISSING).astype(str).to_numpy()
-        first = next(iter(profile["features"].values()))
-        for group in groups:
-            n_ref = int(np.sum(first["by"][descriptor][group]))
-            mask = values == group
-            if min(n_ref, int(mask.sum())) >= limits.min_group_size:
-                out.append((descriptor, group, n_ref, mask))
+        values = current[descriptor].astype("object").fillna(MISSING).astype(str)
+        codes = pd.Categorical(values, categories=names).codes.astype(np.int64)
+        sizes = np.bincount(codes[codes >= 0], minlength=len(names))
+        compared = {
+            i: n_ref
+            for i, name in enumerate(names)
+            if min(n_ref := int(np.sum(first["by"][descriptor][name])), int(sizes[i]))
+            >= limits.min_group_size
+        }
+        out.append(_Groups(descriptor, list(names), codes, compared))
     return out
 
 
@@ -319,7 +342,7 @@ def _one_feature(
     feature: Feature,
     limits: DriftLimits,
     alpha: float,
-    groups: list[tuple[str, str, int, np.ndarray]],
+    groups: list[_Groups],
 ) -> FeatureDrift:
     ref = profile["features"][feature.name]
     bins = Bins.from_dict(ref)
@@ -342,15 +365,17 @@ def _one_feature(
         new_levels={str(k): int(v) for k, v in unseen.value_counts().items()},
         new_share=float(len(unseen)) / len(current) if len(current) else 0.0,
     )
-    for descriptor, group, n_ref, mask in groups:
-        g_before = np.asarray(ref["by"][descriptor][group], dtype=np.int64)
-        g_now = counts_of(codes[mask], bins)
-        shift = GroupShift(
-            descriptor, group, n_ref, int(mask.sum()), psi(g_before, g_now),
-            chi_square_p(g_before, g_now),
-        )  # fmt: skip
-        if shift.psi >= limits.psi_watch and shift.p_value < alpha:
-            out.groups.append(shift)
+    for g in groups:
+        table = np.asarray(_counts_table(codes, bins, g.codes, len(g.names)))
+        for i, n_ref in g.compared.items():
+            g_before = np.asarray(ref["by"][g.descriptor][g.names[i]], dtype=np.int64)
+            g_now = table[i]
+            shift = GroupShift(
+                g.descriptor, g.names[i], n_ref, int(np.sum(g_now)), psi(g_before, g_now),
+                chi_square_p(g_before, g_now),
+            )  # fmt: skip
+            if shift.psi >= limits.psi_watch and shift.p_value < alpha:
+                out.groups.append(shift)
     return out
 
 

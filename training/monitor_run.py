@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -77,10 +77,10 @@ def monitor_champions(
     data_end = latest_event_date(store_path)
     if data_end is None:
         raise ValueError(f"the store {store_path} holds no dated events")
-    codes: dict[date, list[NewCodes]] = {}
+    shared = _Shared(store_path, snapshot)
     out = []
     for champion in champions:
-        inp = monitor_input(client, store_path, champion, snapshot, data_end, objections, codes)
+        inp = monitor_input(client, champion, shared, data_end, objections)
         result = monitor(inp, limits)
         html, js = write_report(result, reports_dir)
         folder = f"{REPORT_DIR}/{result.meta['snapshot_date']}" if log_to_run else None
@@ -91,24 +91,41 @@ def monitor_champions(
     return out
 
 
+@dataclass
+class _Shared:
+    """What the champions of one store share, each computed once: the feed's new codes since
+    a date, and the snapshot seen through a given length of history."""
+
+    store_path: Path
+    snapshot: pd.DataFrame
+    codes: dict[date, list[NewCodes]] = field(default_factory=dict)
+    windows: dict[int | None, pd.DataFrame] = field(default_factory=dict)
+
+    def new_codes(self, since: date) -> list[NewCodes]:
+        if since not in self.codes:
+            self.codes[since] = new_codes(self.store_path, since)
+        return self.codes[since]
+
+    def seen_through(self, history_days: int | None) -> pd.DataFrame:
+        if history_days not in self.windows:
+            self.windows[history_days] = same_history(self.store_path, self.snapshot, history_days)
+        return self.windows[history_days]
+
+
 def monitor_input(
     client: MlflowClient,
-    store_path: Path,
     champion: Champion,
-    snapshot: pd.DataFrame,
+    shared: _Shared,
     data_end: date,
     objections: frozenset[str],
-    codes: dict[date, list[NewCodes]],
 ) -> MonitorInput:
-    outcome, bundle = champion.outcome, champion.bundle
+    outcome, bundle, snapshot = champion.outcome, champion.bundle, shared.snapshot
     predictions, profile = run_reference(client, champion.run_id)
     reference_date = pd.Timestamp(predictions["index_date"].max()).date()
-    if reference_date not in codes:
-        codes[reference_date] = new_codes(store_path, reference_date)
     served = cohort_members(snapshot, outcome, objections)
     history = profile.get("history_days") if profile else None
-    current = same_history(store_path, snapshot, history, outcome, objections)
-    matured = matured_outcomes(store_path, outcome, data_end, objections)
+    current = cohort_members(shared.seen_through(history), outcome, objections)
+    matured = matured_outcomes(shared.store_path, outcome, data_end, objections)
     cuts = bundle.bands.cuts
     return MonitorInput(
         outcome=outcome.name,
@@ -132,32 +149,27 @@ def monitor_input(
         matured=matured.rows,
         pending=matured.pending,
         unmatched=matured.unmatched,
-        new_codes=codes[reference_date],
+        new_codes=shared.new_codes(reference_date),
         operating_threshold=float(cuts[-2] if len(cuts) > 1 else 0.1),
     )
 
 
 def same_history(
-    store_path: Path,
-    snapshot: pd.DataFrame,
-    history_days: int | None,
-    outcome: Outcome,
-    objections: frozenset[str],
+    store_path: Path, snapshot: pd.DataFrame, history_days: int | None
 ) -> pd.DataFrame:
-    """The cohort at the snapshot date with its features computed from the last
-    `history_days` of records only, as the validation date saw them (the snapshot itself when
-    the profile does not say, or the store holds no longer a history)."""
+    """The snapshot's people with their features computed from the last `history_days` of
+    records only, as the validation date saw them (the snapshot itself when the profile does
+    not say, or the store holds no longer a history)."""
     from features.engines import compute_features
     from features.extent import data_start
 
-    members = cohort_members(snapshot, outcome, objections)
     day = pd.Timestamp(snapshot["index_date"].iloc[0]).date()
     start = data_start(store_path)
     if not history_days or start is None or (day - start).days <= history_days:
-        return members
+        return snapshot
     frame = compute_features(store_path, day, history_from=day - timedelta(days=history_days))
-    extra = [c for c in members.columns if c not in frame.columns]
-    return members[["person_id", *extra]].merge(frame, on="person_id", validate="1:1")
+    extra = [c for c in snapshot.columns if c not in frame.columns]
+    return snapshot[["person_id", *extra]].merge(frame, on="person_id", validate="1:1")
 
 
 def run_reference(client: MlflowClient, run_id: str) -> tuple[pd.DataFrame, dict[str, Any] | None]:
