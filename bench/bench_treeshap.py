@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.bench_explain import CANONICAL, newest_bundle, snapshot_rows
+from bench.bench_explain import newest_bundle, snapshot_rows
 from bench.common import REPO, child_env, print_json
+from features.outcomes import PRODUCT
 from models.bundle import ModelBundle
 from models.encoding import encode_array
 from models.treeshap import TreeExplainer, lightgbm_threads
@@ -97,7 +98,7 @@ def _one_off(home: Path, outcome: str, cache_dir: str | None) -> dict[str, Any]:
 
 def first_call(home: Path, outcome: str) -> dict[str, Any]:
     """What one process pays before its first explanation (run in a fresh process)."""
-    bundle = ModelBundle.load(newest_bundle(home, CANONICAL.get(outcome, outcome)))
+    bundle = ModelBundle.load(newest_bundle(home, PRODUCT.get(outcome).name))
     rows = encode_array(snapshot_rows(home / "store.duckdb", 64), bundle.features)
     build, _, explainer = _timed(lambda: TreeExplainer.from_booster(bundle.booster))
     serial, _, _ = _timed(lambda: explainer.contributions(rows[:1]))
@@ -111,7 +112,7 @@ def first_call(home: Path, outcome: str) -> dict[str, Any]:
 
 
 def run_one(home: Path, outcome: str, rows: int, threads: int, repeats: int) -> dict[str, Any]:
-    outcome = CANONICAL.get(outcome, outcome)
+    outcome = PRODUCT.get(outcome).name
     bundle = ModelBundle.load(newest_bundle(home, outcome))
     x = encode_array(snapshot_rows(home / "store.duckdb", rows), bundle.features)
     build, _, explainer = _timed(lambda: TreeExplainer.from_booster(bundle.booster))
@@ -179,7 +180,7 @@ def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--home", type=Path, required=True)
-    parser.add_argument("--outcome", default="all", choices=["all", *sorted(CANONICAL)])
+    parser.add_argument("--outcome", default="all", choices=["all", *PRODUCT.names()])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--threads", type=int, default=None, help="default: LightGBM's")
     parser.add_argument("--repeats", type=int, default=3)
@@ -188,7 +189,7 @@ def main() -> None:
     if args.first_call:
         print_json(first_call(args.home, args.outcome))
         return
-    outcomes = sorted(CANONICAL) if args.outcome == "all" else [args.outcome]
+    outcomes = list(PRODUCT.names()) if args.outcome == "all" else [args.outcome]
     result = run(args.home, outcomes, args.rows, args.threads, args.repeats)
     print_json(result)
     if not result["agree"]:

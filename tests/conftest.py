@@ -28,6 +28,12 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def live_service(trained_home: Path) -> Iterator[LiveService]:
-    """`carerisk serve` (a real BentoML server) on a free loopback port, with a key per role."""
-    with LiveService(trained_home).running() as service:
+    """`carerisk serve` (a real BentoML server) on a free loopback port, with a key per role.
+    Every test calls from 127.0.0.1, and several send many keyless or wrong keys on purpose, so
+    the failed authentications an address may make are raised from 20 at once (2 a second) to
+    300 (20 a second); tests/serving/test_hardening.py floods from another loopback address."""
+    with LiveService(trained_home).running(*UNAUTHENTICATED_LIMITS) as service:
         yield service
+
+
+UNAUTHENTICATED_LIMITS = ("--unauthenticated-burst", "300", "--unauthenticated-rate", "20")

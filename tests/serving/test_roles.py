@@ -13,6 +13,8 @@ from tests.serving.builders import FEATURES, REASONS, make_result
 
 CLINICAL_ONLY = {"score", "score_records", "fhir"}
 ADMIN_ONLY = {"reload_objections", "audit_verify"}
+PEOPLE = {"register", "person"}  # every role that may see people
+EVERYONE = {"outcomes", "whoami", "openapi"}  # nothing about people
 
 
 def test_route_table_matches_the_policy():
@@ -23,11 +25,17 @@ def test_route_table_matches_the_policy():
             assert roles == {"gp", "analyst", "admin"}
         elif route in ADMIN_ONLY:
             assert roles == {"admin"}
+        elif route in PEOPLE:
+            assert roles == {"gp", "fire", "analyst", "admin"}
+        elif route == "metrics":
+            assert roles == {"admin", "monitor"}
         else:
-            assert route in {"register", "person", "outcomes", "whoami"}
+            assert route in EVERYONE
             assert roles == set(ROLES)
     fire_routes = {r for r in ROUTE_ROLES if is_allowed(r, "fire")}
-    assert fire_routes == {"register", "person", "outcomes", "whoami"}
+    assert fire_routes == PEOPLE | EVERYONE
+    monitor_routes = {r for r in ROUTE_ROLES if is_allowed(r, "monitor")}
+    assert monitor_routes == EVERYONE | {"metrics"}
 
 
 def test_unknown_routes_and_roles_are_denied():
