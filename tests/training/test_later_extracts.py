@@ -65,7 +65,7 @@ def test_a_clean_next_month_is_stable(
 @pytest.mark.parametrize(
     ("drift", "named"),
     [
-        ("gp-system", "within gp_system = {to_system}"),
+        ("gp-system", "gp_system = {from_system}|gp_system = {to_system}"),
         ("new-provider", "(home_care_now)"),
         ("prevalence", "(days_since_last_fall)"),
     ],
@@ -76,5 +76,6 @@ def test_a_drifted_next_month_is_flagged(
     manifest, results = monitored(trained_home, tmp_path / drift, drift)
     falls = results["falls"]
     assert falls.verdict in ("watch", "retrain") and falls.exit_code != 0
-    expected = named.format(**manifest["drift"])
-    assert any(expected in r.text for r in falls.reasons), [r.text for r in falls.reasons]
+    expected = named.format(**manifest["drift"]).split("|")  # any of these
+    texts = [r.text for r in falls.reasons]
+    assert any(e in t for e in expected for t in texts), texts
