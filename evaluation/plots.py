@@ -210,3 +210,34 @@ def beeswarm_plot(
         bar.set_label("Feature value")
     _finish(ax, "SHAP values per person", "SHAP value (log-odds)", "", legend=False)
     return to_data_uri(fig)
+
+
+def psi_plot(labels: Sequence[str], values: Sequence[float], watch: float, retrain: float) -> str:
+    """Horizontal bars of PSI per feature, largest at the top, with the two limits."""
+    fig, ax = _figure(6.8, max(2.5, 0.32 * len(labels) + 1.3))
+    ypos = np.arange(len(labels))[::-1]
+    colours = [
+        OKABE_ITO[1] if v >= retrain else OKABE_ITO[4] if v >= watch else OKABE_ITO[0]
+        for v in values
+    ]
+    ax.barh(ypos, values, color=colours)
+    ax.axvline(watch, color=GREY, linestyle="--", label=f"watch {watch:g}")
+    ax.axvline(retrain, color=OKABE_ITO[1], linestyle=":", label=f"retrain {retrain:g}")
+    ax.set_yticks(ypos, list(labels), fontsize=8)
+    _finish(ax, "Feature drift since the validation date", "Population stability index", "")
+    return to_data_uri(fig)
+
+
+def shares_plot(
+    bins: Sequence[str], reference: Sequence[int], current: Sequence[int], label: str
+) -> str:
+    """Share of people in each bin at the validation date and now, side by side."""
+    ref = np.asarray(reference, dtype=float)
+    cur = np.asarray(current, dtype=float)
+    fig, ax = _figure(6.4, 3.8)
+    x = np.arange(len(bins))
+    ax.bar(x - 0.2, ref / max(ref.sum(), 1), 0.4, color=OKABE_ITO[0], label="validation date")
+    ax.bar(x + 0.2, cur / max(cur.sum(), 1), 0.4, color=OKABE_ITO[4], hatch="//", label="now")
+    ax.set_xticks(x, list(bins), rotation=45, ha="right", fontsize=8)
+    _finish(ax, label[:60], "", "Share of people")
+    return to_data_uri(fig)

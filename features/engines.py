@@ -143,19 +143,40 @@ def compute_features(
     *,
     data_start: date | None = None,
     spark: Any | None = None,
+    history_from: date | None = None,
 ) -> pd.DataFrame:
     """Every registry feature at `index_date` for everyone alive and registered at it.
 
     `data_start` (the first day of the extract) sets `lookback_days`; by default it is the
     store's (features.extent.data_start). `spark` reuses an existing SparkSession.
+    `history_from`: compute them as an extract starting on that day would (`windowed`); it
+    is then the data start.
     """
     from features.extent import data_start as store_start
 
     store_path = Path(store_path)
     _check_store(store_path)
-    start = data_start or store_start(store_path)
+    start = history_from or data_start or store_start(store_path)
     with open_sources(store_path, engine, spark) as src:
-        return features_from_sources(src, index_date, start)
+        return features_from_sources(windowed(src, history_from) if history_from else src,
+                                     index_date, start)  # fmt: skip
+
+
+def windowed(src: Sources, start: date) -> Sources:
+    """The sources as an extract beginning on `start` holds them: activity dated before it
+    left out; a social care service kept while it runs on or after it (an extract lists the
+    services active in its window, whenever they began); people and deaths kept whole."""
+    from features.definitions import lit
+
+    out = {}
+    for spec in TABLES:
+        table = src[spec.name]
+        if spec.name == "social_care":
+            table = table.filter(table.end_date.isnull() | (table.end_date >= lit(start)))
+        elif spec.event_date and spec.name != "death":
+            table = table.filter(table[spec.event_date] >= lit(start))
+        out[spec.name] = table
+    return out
 
 
 __all__ = [
@@ -165,4 +186,5 @@ __all__ = [
     "normalise",
     "open_sources",
     "spark_session",
+    "windowed",
 ]

@@ -112,3 +112,22 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
     ).fetchall()
     return bool(rows and rows[0][0])
+
+
+def read_snapshot_people(store_path: Path) -> pd.DataFrame:
+    """The snapshot with each person's GP system from `person` (the fairness descriptors and
+    the monitor's groups need it; the service does not), sorted by person_id."""
+    frame = read_snapshot(store_path)
+    con = duckdb.connect(str(store_path), read_only=True)
+    try:
+        systems = con.execute("SELECT person_id, gp_system FROM person").df()
+    finally:
+        con.close()
+    found = systems.set_index("person_id")["gp_system"]
+    frame["gp_system"] = found.reindex(frame["person_id"]).to_numpy()
+    if frame["gp_system"].isna().any():
+        lost = frame["person_id"][frame["gp_system"].isna()].iloc[0]
+        raise ValueError(
+            f"snapshot row for {lost} has no person in {store_path}; run `carerisk features`"
+        )
+    return frame

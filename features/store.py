@@ -14,6 +14,17 @@ How a load runs:
    and merge the valid rows into the table: new keys are inserted, keys with changed
    content replaced, identical rows counted as unchanged. `load_log` gets one row per table.
 
+A later extract of the same sources says whether it is `full` (every row the sources hold) or an
+`increment` (new and changed rows only): `"kind"` in its manifest.json or the caller's `kind`,
+never guessed; a store that holds a load already refuses an extract that does not say. A full
+extract retires every stored row whose key it does not carry at all (a key read in one of its
+quarantined rows keeps the stored row), and with a retired person every stored row of theirs.
+A retired row and the stored version of a replaced row go to the table's history
+(`<table>_history`, with the load that moved them there and why): nothing leaves the store
+silently. Rows read = loaded (new keys) + updated + unchanged + quarantined, per table; rows
+retired are counted beside them. The objections list is applied again after every load: scores
+kept for people who have objected since are removed from the scores history.
+
 Quarantine on reload: a quarantined row is identified by its table, key and content as the
 contract reads them (`row_key`, `row_sha256`), not by its file: a row read again, whatever
 file or line it comes from, first deletes its earlier entries, so a reload never duplicates
@@ -32,24 +43,34 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import duckdb
 
-from features import contract, store_sql
+from features import contract, scores_history, store_sql
 from features.schemas import ALL_REASONS, MALFORMED_ROW, code_valid
 from features.store_csv import (
     ContractError,
     csv_header,
+    csv_keys,
     csv_source,
     malformed_lines,
     place_malformed,
 )
 from features.store_sql import literal, quote
 
-__all__ = ["ContractError", "LoadReport", "TableReport", "connect", "load_extract"]
+__all__ = [
+    "ContractError",
+    "ExtractKind",
+    "LoadReport",
+    "TableReport",
+    "connect",
+    "load_extract",
+]
 
 Progress = Callable[[str, int, int], None]
+ExtractKind = Literal["full", "increment"]
+KINDS: tuple[str, ...] = get_args(ExtractKind)
 LOAD_ORDER: tuple[str, ...] = (
     "person",
     "death",
@@ -69,6 +90,38 @@ LOAD_LOG_SQL = """CREATE TABLE IF NOT EXISTS load_log (
   load_id BIGINT, started_at TIMESTAMP, finished_at TIMESTAMP, extract_dir VARCHAR,
   extract_date DATE, table_name VARCHAR, source_file VARCHAR, source_sha256 VARCHAR,
   rows_read BIGINT, rows_loaded BIGINT, rows_unchanged BIGINT, rows_quarantined BIGINT)"""
+# Stores made before extracts said their kind lack these.
+LOAD_LOG_MORE_SQL = (
+    "ALTER TABLE load_log ADD COLUMN IF NOT EXISTS kind VARCHAR",
+    "ALTER TABLE load_log ADD COLUMN IF NOT EXISTS rows_updated BIGINT",
+    "ALTER TABLE load_log ADD COLUMN IF NOT EXISTS rows_retired BIGINT",
+)
+LOAD_LOG_COLUMNS = (
+    "load_id, started_at, finished_at, extract_dir, extract_date, table_name, source_file, "
+    "source_sha256, rows_read, rows_loaded, rows_unchanged, rows_quarantined, kind, "
+    "rows_updated, rows_retired"
+)
+# why a row went to its table's history
+REPLACED, RETIRED = "replaced", "retired"
+ABSENT = "absent from a full extract"
+PERSON_RETIRED = "their person was retired"
+HISTORY_COLUMNS = ("load_id", "change", "reason")
+
+
+def history_table(name: str) -> str:
+    """The history of a contract table: rows replaced or retired, with the load that did it."""
+    return f"{name}_history"
+
+
+def create_history_sql(spec: contract.Table) -> str:
+    clash = set(HISTORY_COLUMNS) & set(spec.column_names)
+    if clash:
+        raise RuntimeError(f"table {spec.name} has column(s) {sorted(clash)} its history adds")
+    cols = ", ".join(f"{quote(c.name)} {contract.DUCKDB_TYPES[c.kind]}" for c in spec.columns)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {quote(history_table(spec.name))} "
+        f"(load_id BIGINT, change VARCHAR, reason VARCHAR, {cols})"
+    )
 
 
 @dataclass
@@ -76,15 +129,28 @@ class TableReport:
     table: str
     source_file: str
     rows_read: int = 0
-    rows_loaded: int = 0  # new keys plus keys whose content changed
-    rows_updated: int = 0  # of rows_loaded, keys that were already stored with other content
+    rows_loaded: int = 0  # new keys
+    rows_updated: int = 0  # keys already stored with other content: replaced
     rows_unchanged: int = 0
     rows_quarantined: int = 0
+    rows_retired: int = 0  # stored rows a full extract no longer carries (beside the others)
     reasons: dict[str, int] = field(default_factory=dict)  # quarantine entries per reason
 
     @property
     def balanced(self) -> bool:
-        return self.rows_read == self.rows_loaded + self.rows_unchanged + self.rows_quarantined
+        return self.rows_read == (
+            self.rows_loaded + self.rows_updated + self.rows_unchanged + self.rows_quarantined
+        )
+
+
+COUNTS = (
+    "rows_read",
+    "rows_loaded",
+    "rows_updated",
+    "rows_unchanged",
+    "rows_quarantined",
+    "rows_retired",
+)
 
 
 @dataclass
@@ -93,12 +159,15 @@ class LoadReport:
     extract_date: date
     store_path: str | None  # None for a validation that writes nothing
     load_id: int | None = None
+    kind: ExtractKind | None = None  # None: not stated, which only a first load may be
     tables: list[TableReport] = field(default_factory=list)
     seconds: float = 0.0
+    objectors: int = 0  # people on the objections list who are in the store after the load
+    scores_withdrawn: int = 0  # their kept scores, removed from the scores history
 
     @property
     def ok(self) -> bool:
-        """Every row read is accounted for (loaded, unchanged or quarantined)."""
+        """Every row read is accounted for (loaded, updated, unchanged or quarantined)."""
         return all(t.balanced for t in self.tables)
 
     @property
@@ -113,8 +182,7 @@ class LoadReport:
         raise KeyError(name)
 
     def totals(self) -> dict[str, int]:
-        keys = ("rows_read", "rows_loaded", "rows_updated", "rows_unchanged", "rows_quarantined")
-        return {k: sum(getattr(t, k) for t in self.tables) for k in keys}
+        return {k: sum(getattr(t, k) for t in self.tables) for k in COUNTS}
 
     def reasons(self) -> dict[str, int]:
         out = dict.fromkeys(ALL_REASONS, 0)
@@ -129,11 +197,13 @@ class LoadReport:
             "extract_date": self.extract_date.isoformat(),
             "store_path": self.store_path,
             "load_id": self.load_id,
+            "kind": self.kind,
             "ok": self.ok,
             "clean": self.clean,
             "seconds": round(self.seconds, 3),
             "totals": self.totals(),
             "reasons": self.reasons(),
+            "objections": {"objectors": self.objectors, "scores_withdrawn": self.scores_withdrawn},
             "tables": [asdict(t) for t in self.tables],
         }
 
@@ -146,11 +216,19 @@ def load_extract(
     store_path: Path,
     *,
     extract_date: date | None = None,
+    kind: ExtractKind | None = None,
+    objections: frozenset[str] = frozenset(),
     progress: Progress | None = None,
     memory_limit: str = "4GB",
 ) -> LoadReport:
-    """Validate every row of an extract and load the valid ones into the DuckDB store."""
-    return _run(Path(extract_dir), Path(store_path), extract_date, progress, memory_limit)
+    """Validate every row of an extract and load the valid ones into the DuckDB store.
+
+    `kind` (else the manifest's "kind") says whether the extract is full or an increment; a
+    store that holds a load already refuses an extract that says neither. `objections`: the
+    person ids on the objections list, applied again to what the store keeps about people.
+    """
+    how = _How(resolve_kind(Path(extract_dir), kind), objections)
+    return _run(Path(extract_dir), Path(store_path), extract_date, progress, memory_limit, how)
 
 
 def validate_extract(
@@ -161,7 +239,8 @@ def validate_extract(
     memory_limit: str = "4GB",
 ) -> LoadReport:
     """The same checks as `load_extract` against an empty store; writes nothing."""
-    return _run(Path(extract_dir), None, extract_date, progress, memory_limit)
+    how = _How(resolve_kind(Path(extract_dir), None), frozenset())
+    return _run(Path(extract_dir), None, extract_date, progress, memory_limit, how)
 
 
 def connect(store_path: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
@@ -179,10 +258,63 @@ def create_store_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the contract tables, quarantine and load_log in the current database."""
     for spec in contract.TABLES:
         con.execute(contract.create_table_sql(spec))
+        con.execute(create_history_sql(spec))
     con.execute(QUARANTINE_SQL)
     for sql in QUARANTINE_IDENTITY_SQL:
         con.execute(sql)
     con.execute(LOAD_LOG_SQL)
+    for sql in LOAD_LOG_MORE_SQL:
+        con.execute(sql)
+
+
+def _manifest_field(extract_dir: Path, name: str) -> Any:
+    """A field of the folder's manifest.json; None without the file or the field."""
+    manifest = Path(extract_dir) / "manifest.json"
+    if not manifest.exists():
+        return None
+    try:
+        return json.loads(manifest.read_text()).get(name)
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ContractError(f"{manifest}: not a JSON object ({err})") from err
+
+
+def resolve_kind(extract_dir: Path, kind: str | None) -> ExtractKind | None:
+    """The argument, else manifest.json's "kind"; ContractError when either is not one of
+    full / increment or the two disagree. None when neither says."""
+    manifest = Path(extract_dir) / "manifest.json"
+    stated = _manifest_field(extract_dir, "kind")
+    for where, value in ((f"{manifest}: kind", stated), ("the extract kind", kind)):
+        if value is not None and value not in KINDS:
+            raise ContractError(f"{where} {value!r} is not one of {', '.join(KINDS)}")
+    if kind is not None and stated is not None and kind != stated:
+        raise ContractError(
+            f"{manifest} says the extract is {stated!r}, but it was loaded as {kind!r}; "
+            "correct one of them"
+        )
+    chosen = kind if kind is not None else stated
+    return None if chosen is None else _as_kind(str(chosen))
+
+
+def _as_kind(value: str) -> ExtractKind:
+    return "full" if value == "full" else "increment"
+
+
+def _refuse_unstated_kind(store_path: Path, extract_dir: Path) -> None:
+    """A store that holds a load already needs to be told what a new extract is."""
+    if not store_path.exists():
+        return
+    with duckdb.connect(str(store_path), read_only=True) as con:
+        found = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'load_log'"
+        ).fetchone()
+        loads = _count(con, "SELECT count(*) FROM load_log") if found and found[0] else 0
+    if loads:
+        raise ContractError(
+            f"{extract_dir}: the store {store_path} holds earlier loads, and the extract does "
+            'not say whether it is full or an increment: add "kind": "full" (every row the '
+            'sources hold; rows it lacks are retired) or "kind": "increment" (new and changed '
+            "rows only) to its manifest.json, or load it with --full or --increment"
+        )
 
 
 def resolve_extract_date(extract_dir: Path, extract_date: date | None) -> date:
@@ -191,10 +323,7 @@ def resolve_extract_date(extract_dir: Path, extract_date: date | None) -> date:
         return extract_date
     manifest = Path(extract_dir) / "manifest.json"
     if manifest.exists():
-        try:
-            value = json.loads(manifest.read_text()).get("extract_date")
-        except (json.JSONDecodeError, AttributeError) as err:
-            raise ContractError(f"{manifest}: not a JSON object ({err})") from err
+        value = _manifest_field(extract_dir, "extract_date")
         if value:
             try:
                 return date.fromisoformat(str(value))
@@ -264,6 +393,8 @@ def _stage(con: duckdb.DuckDBPyConnection, src: _Source) -> tuple[int, int]:
     lines = malformed_lines(con, spec, path) if csv else []
     if lines:
         place_malformed(con, spec, _stage_name(spec), _scratch("malformed", spec), lines)
+        src.header = csv_header(path)
+        src.malformed_text = [text for _, _, text in lines]
     return _count(con, f"SELECT count(*) FROM {_stage_name(spec)}"), len(lines)
 
 
@@ -287,6 +418,20 @@ class _Source:
     sha256: str = ""
     rows: int = 0  # rows read, malformed ones included
     malformed: int = 0
+    header: list[str] = field(default_factory=list)  # a CSV file's column names
+    malformed_text: list[str] = field(default_factory=list)  # its malformed lines
+
+
+@dataclass(frozen=True)
+class _How:
+    """What kind of extract this is, and who has objected."""
+
+    kind: ExtractKind | None
+    objections: frozenset[str]
+
+    @property
+    def full(self) -> bool:
+        return self.kind == "full"
 
 
 def _run(
@@ -295,11 +440,14 @@ def _run(
     extract_date: date | None,
     progress: Progress | None,
     memory_limit: str,
+    how: _How,
 ) -> LoadReport:
     started = datetime.now()
     clock = time.perf_counter()
     when = resolve_extract_date(extract_dir, extract_date)
     files = find_files(extract_dir)
+    if store_path is not None and how.kind is None:
+        _refuse_unstated_kind(store_path, extract_dir)
     spill = Path(tempfile.mkdtemp(prefix="carerisk-load-"))
     con = duckdb.connect(
         ":memory:",
@@ -316,9 +464,11 @@ def _run(
             if progress:
                 progress(src.spec.name, 0, src.rows)
         _refuse_nhs_numbers(con, sources)
-        report = LoadReport(str(extract_dir), when, str(store_path) if store_path else None)
+        report = LoadReport(
+            str(extract_dir), when, str(store_path) if store_path else None, kind=how.kind
+        )
         _attach(con, store_path)
-        _write(con, sources, report, started, progress)
+        _write(con, sources, report, started, progress, how)
         report.seconds = time.perf_counter() - clock
         return report
     finally:
@@ -362,25 +512,30 @@ def _write(
     report: LoadReport,
     started: datetime,
     progress: Progress | None,
+    how: _How,
 ) -> None:
     """Check every table (writing scratch tables in memory only), then write the store.
 
     DuckDB lets a transaction write to one database, so all checking happens first and the
     store is then written in one transaction that reads the scratch tables.
     """
-    checked = [_check_table(con, src, report.extract_date) for src in sources]
+    con.execute(f"CREATE OR REPLACE TABLE {RETIRED_PERSONS} (person_id VARCHAR)")
+    checked = [_check_table(con, src, report.extract_date, how.full) for src in sources]
+    _list_objectors(con, how.objections)
     row = con.execute("SELECT coalesce(max(load_id), 0) + 1 FROM store.main.load_log").fetchone()
     report.load_id = int(row[0]) if row else 1
     con.execute("BEGIN TRANSACTION")
     try:
         for src, result in zip(sources, checked, strict=True):
-            _merge(con, src, result)
+            _retire(con, src, result, report.load_id)
+            _merge(con, src, result, report.load_id)
             _quarantine(con, src, report.load_id)
             if not result.balanced:
                 raise RuntimeError(f"table {src.spec.name}: rows do not add up: {result}")
             report.tables.append(result)
             if progress:
                 progress(src.spec.name, src.rows, src.rows)
+        report.objectors, report.scores_withdrawn = _apply_objections(con)
         _log(con, report, sources, started)
         con.execute("COMMIT")
     except BaseException:
@@ -393,9 +548,12 @@ def _scratch(kind: str, spec: contract.Table) -> str:
 
 
 KNOWN_PERSONS = "memory.main.known_persons"  # person_id, birth_month, date_of_death
+RETIRED_PERSONS = "memory.main.retired_persons"  # person_id of people a full extract lacks
 
 
-def _check_table(con: duckdb.DuckDBPyConnection, src: _Source, when: date) -> TableReport:
+def _check_table(
+    con: duckdb.DuckDBPyConnection, src: _Source, when: date, full: bool
+) -> TableReport:
     """Find every problem of one staged table and count what the merge will do."""
     spec, stage = src.spec, _stage_name(src.spec)
     out = TableReport(spec.name, str(src.path), rows_read=src.rows)
@@ -422,8 +580,9 @@ def _check_table(con: duckdb.DuckDBPyConnection, src: _Source, when: date) -> Ta
     ).fetchall()
     out.reasons = {str(r): int(n) for r, n in counts}
     typed = store_sql.typed_select(spec, src.types, stage, bad)
+    out.rows_retired = _find_retired(con, src, full)
     if spec.name in ("person", "death"):
-        _know_persons(con, spec.name, typed)
+        _know_persons(con, spec, typed)
     _compare_with_store(con, src, typed, out)
     return out
 
@@ -438,24 +597,75 @@ def _mark_malformed(con: duckdb.DuckDBPyConnection, spec: contract.Table) -> Non
     )
 
 
-def _know_persons(con: duckdb.DuckDBPyConnection, table: str, typed: str) -> None:
-    """The people events are checked against: this extract's valid rows over the store's."""
-    if table == "person":
+def _know_persons(con: duckdb.DuckDBPyConnection, spec: contract.Table, typed: str) -> None:
+    """The people events are checked against: this extract's valid rows over the store's,
+    less the stored rows this (full) extract retires."""
+    retired = _scratch("retired", spec)
+    if spec.name == "person":
         con.execute(
             f"CREATE OR REPLACE TABLE {KNOWN_PERSONS} AS WITH new AS ({typed}) "
             "SELECT person_id, birth_month, NULL::DATE AS date_of_death FROM new UNION ALL "
             "SELECT person_id, birth_month, NULL FROM store.main.person "
-            "WHERE person_id NOT IN (SELECT person_id FROM new)"
+            "WHERE person_id NOT IN (SELECT person_id FROM new) "
+            f"AND person_id NOT IN (SELECT person_id FROM {retired})"
         )
         return
     con.execute(
         f"CREATE OR REPLACE TABLE {KNOWN_PERSONS} AS "
         f"WITH new AS ({typed}), deaths AS (SELECT person_id, date_of_death FROM new "
         "UNION ALL SELECT person_id, date_of_death FROM store.main.death "
-        "WHERE person_id NOT IN (SELECT person_id FROM new)) "
+        "WHERE person_id NOT IN (SELECT person_id FROM new) "
+        f"AND person_id NOT IN (SELECT person_id FROM {retired})) "
         f"SELECT k.person_id, k.birth_month, d.date_of_death FROM {KNOWN_PERSONS} k "
         "LEFT JOIN deaths d USING (person_id)"
     )
+
+
+def _find_retired(con: duckdb.DuckDBPyConnection, src: _Source, full: bool) -> int:
+    """Keys of the stored rows a full extract retires, with why, into a scratch table.
+
+    A stored row is retired when the extract carries its key in no row at all, valid or not
+    (a malformed CSV line's key is read from the line when it can be); and, in the tables of
+    people's records, when its person was retired. An increment retires nothing.
+    """
+    spec = src.spec
+    retired = _scratch("retired", spec)
+    keys = ", ".join(quote(k) for k in spec.key)
+    con.execute(
+        f"CREATE OR REPLACE TABLE {retired} AS SELECT {keys}, ''::VARCHAR AS reason "
+        f"FROM store.main.{quote(spec.name)} LIMIT 0"
+    )
+    if not full:
+        return 0
+    seen = _seen_keys(con, src)
+    target = f"store.main.{quote(spec.name)}"
+    on = " AND ".join(f"v.{quote(k)} = t.{quote(k)}" for k in spec.key)
+    first = spec.key[0]
+    person = "person_id" in spec.column_names and spec.name != "person"
+    gone = f" OR t.person_id IN (SELECT person_id FROM {RETIRED_PERSONS})" if person else ""
+    tkeys = ", ".join(f"t.{quote(k)}" for k in spec.key)
+    con.execute(
+        f"INSERT INTO {retired} SELECT {tkeys}, CASE WHEN v.{quote(first)} IS NULL "
+        f"THEN {literal(ABSENT)} ELSE {literal(PERSON_RETIRED)} END "
+        f"FROM {target} t LEFT JOIN {seen} v ON {on} WHERE v.{quote(first)} IS NULL{gone}"
+    )
+    if spec.name == "person":
+        con.execute(f"INSERT INTO {RETIRED_PERSONS} SELECT person_id FROM {retired}")
+    return _count(con, f"SELECT count(*) FROM {retired}")
+
+
+def _seen_keys(con: duckdb.DuckDBPyConnection, src: _Source) -> str:
+    """A scratch table of the distinct keys the extract carries, as the contract reads them."""
+    spec, seen = src.spec, _scratch("seen", src.spec)
+    cols = store_sql.column_sql(spec, src.types, "s")
+    keys = ", ".join(f"{cols[k].parsed} AS {quote(k)}" for k in spec.key)
+    con.execute(
+        f"CREATE OR REPLACE TABLE {seen} AS SELECT DISTINCT {keys} FROM {_stage_name(spec)} s"
+    )
+    lines = csv_keys(src.malformed_text, src.header, spec.key)
+    if lines:
+        con.executemany(f"INSERT INTO {seen} VALUES ({', '.join('?' for _ in spec.key)})", lines)
+    return seen
 
 
 def _compare_with_store(
@@ -463,7 +673,6 @@ def _compare_with_store(
 ) -> None:
     """Count valid rows already stored unchanged; keep the keys stored with other content."""
     spec, target = src.spec, f"store.main.{quote(src.spec.name)}"
-    keys = ", ".join(quote(k) for k in spec.key)
     on = " AND ".join(f"v.{quote(k)} = t.{quote(k)}" for k in spec.key)
     same = " AND ".join(
         f"v.{quote(c)} IS NOT DISTINCT FROM t.{quote(c)}" for c in spec.column_names
@@ -477,7 +686,6 @@ def _compare_with_store(
         con, f"SELECT count(*) FROM ({typed}) v JOIN {target} t ON {on} WHERE {same}"
     )
     out.rows_updated = _count(con, f"SELECT count(*) FROM {_scratch('changed', spec)}")
-    del keys
 
 
 def _bad_codes(con: duckdb.DuckDBPyConnection, src: _Source, stage: str) -> dict[str, list]:
@@ -555,19 +763,66 @@ def _forget_earlier(con: duckdb.DuckDBPyConnection, src: _Source, key: str, sha:
     )
 
 
-def _merge(con: duckdb.DuckDBPyConnection, src: _Source, out: TableReport) -> None:
-    """Replace stored rows whose content changed, insert new ones; counts rows_loaded."""
-    spec, target = src.spec, f"store.main.{quote(src.spec.name)}"
+def _to_history(
+    con: duckdb.DuckDBPyConnection,
+    spec: contract.Table,
+    keys_table: str,
+    load_id: int,
+    change: str,
+    reason: str,
+) -> None:
+    """Copy the stored rows whose keys are in `keys_table` to the history, then delete them."""
+    target = f"store.main.{quote(spec.name)}"
+    history = f"store.main.{quote(history_table(spec.name))}"
     keys = ", ".join(quote(k) for k in spec.key)
+    on = " AND ".join(f"k.{quote(k)} = t.{quote(k)}" for k in spec.key)
+    names = ", ".join(quote(c) for c in spec.column_names)
+    tcols = ", ".join(f"t.{quote(c)}" for c in spec.column_names)
+    con.execute(
+        f"INSERT INTO {history} (load_id, change, reason, {names}) "
+        f"SELECT {load_id}, {literal(change)}, {reason}, {tcols} "
+        f"FROM {target} t JOIN {keys_table} k ON {on}"
+    )
+    con.execute(f"DELETE FROM {target} WHERE ({keys}) IN (SELECT ({keys}) FROM {keys_table})")
+
+
+def _retire(con: duckdb.DuckDBPyConnection, src: _Source, out: TableReport, load_id: int) -> None:
+    """Move the rows a full extract retires to the table's history."""
+    if out.rows_retired:
+        _to_history(con, src.spec, _scratch("retired", src.spec), load_id, RETIRED, "k.reason")
+
+
+def _merge(con: duckdb.DuckDBPyConnection, src: _Source, out: TableReport, load_id: int) -> None:
+    """Replace stored rows whose content changed (the old version to the history), insert new
+    ones; counts rows_loaded (new keys)."""
+    spec, target = src.spec, f"store.main.{quote(src.spec.name)}"
     if out.rows_updated:
-        con.execute(
-            f"DELETE FROM {target} WHERE ({keys}) IN "
-            f"(SELECT ({keys}) FROM {_scratch('changed', spec)})"
-        )
+        reason = literal("changed in a later extract")
+        _to_history(con, spec, _scratch("changed", spec), load_id, REPLACED, reason)
     typed = store_sql.typed_select(spec, src.types, _stage_name(spec), _scratch("bad", spec))
     on = " AND ".join(f"v.{quote(k)} = t.{quote(k)}" for k in spec.key)
     fresh = f"SELECT * FROM ({typed}) v WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {on})"
-    out.rows_loaded = _count_rows(con.execute(f"INSERT INTO {target} {fresh}"))
+    out.rows_loaded = _count_rows(con.execute(f"INSERT INTO {target} {fresh}")) - out.rows_updated
+
+
+def _list_objectors(con: duckdb.DuckDBPyConnection, objections: frozenset[str]) -> None:
+    """The objections list as a scratch table (written before the store's transaction)."""
+    con.execute(f"CREATE OR REPLACE TABLE {OBJECTORS} (person_id VARCHAR)")
+    if objections:
+        con.executemany(f"INSERT INTO {OBJECTORS} VALUES (?)", [[p] for p in sorted(objections)])
+
+
+def _apply_objections(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """(people on the list now in the store, their scores removed from the scores history)."""
+    present = _count(
+        con,
+        f"SELECT count(*) FROM store.main.person "
+        f"WHERE person_id IN (SELECT person_id FROM {OBJECTORS})",
+    )
+    return present, scores_history.withdraw(con, OBJECTORS, database="store")
+
+
+OBJECTORS = "memory.main.objectors"
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
@@ -598,9 +853,11 @@ def _log(
             t.rows_loaded,
             t.rows_unchanged,
             t.rows_quarantined,
+            report.kind,
+            t.rows_updated,
+            t.rows_retired,
         ]
         for t in report.tables
     ]
-    con.executemany(
-        "INSERT INTO store.main.load_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
-    )
+    marks = ", ".join("?" for _ in LOAD_LOG_COLUMNS.split(","))
+    con.executemany(f"INSERT INTO store.main.load_log ({LOAD_LOG_COLUMNS}) VALUES ({marks})", rows)

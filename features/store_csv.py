@@ -44,6 +44,24 @@ def csv_header(path: Path) -> list[str]:
     return [h.strip() for h in header]
 
 
+def csv_keys(lines: list[str], header: list[str], key: tuple[str, ...]) -> list[list[str]]:
+    """The key of each malformed line that still shows one: its fields at the key columns'
+    places in the header, stripped, where the line has that many and none is empty."""
+    places = [header.index(k) for k in key if k in header]
+    if len(places) != len(key):
+        return []
+    found = []
+    for line in lines:
+        try:
+            fields = next(csv.reader([line]), [])
+        except csv.Error:
+            continue
+        values = [fields[i].strip() if i < len(fields) else "" for i in places]
+        if all(values):
+            found.append(values)
+    return found
+
+
 def rejects_table(spec: contract.Table) -> str:
     return f"rejects_{spec.name}"
 

@@ -19,7 +19,7 @@ from features import codes
 from features.contract import TABLES, Table
 from synthetic.assemble import person_ids, to_arrow
 from synthetic.baseline import prepare
-from synthetic.config import CountyConfig, GenerationSummary
+from synthetic.config import CountyConfig, GenerationSummary, add_months
 from synthetic.mess import Injector, mess_table
 from synthetic.outcomes import realised_outcomes
 from synthetic.people import build_geography, make_people, rng_for
@@ -88,10 +88,12 @@ def generate(
 
 
 def simulate_county(
-    config: CountyConfig, report: Progress
+    config: CountyConfig, report: Progress, index_months: list[int] | None = None
 ) -> tuple[dict[str, Part], TruthRows, TruthRows]:
     """Simulate every chunk of people: rows of all chunks gathered by table, the truth and
-    the records reference."""
+    the records reference (at `index_months`, months since the start; the config's own
+    index months unless given)."""
+    months_of_truth = config.index_months if index_months is None else index_months
     geo = build_geography(config)
     start_abs = config.start.year * 12 + config.start.month - 1
     cal = Calendar.build(start_abs, config.months)
@@ -109,7 +111,7 @@ def simulate_county(
             setup.base,
             start_abs,
             config.months,
-            config.index_months,
+            months_of_truth,
             setup.resident0,
             rng_for(config.seed, 4, chunk_no),
             config.structure,
@@ -160,14 +162,18 @@ def _outcome_sources(tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
     return sources
 
 
-def _truth_table(truth: TruthRows, pids: pa.Array, config: CountyConfig) -> pa.Table:
+def _truth_table(
+    truth: TruthRows, pids: pa.Array, config: CountyConfig, index_months: list[int] | None = None
+) -> pa.Table:
+    index_months = config.index_months if index_months is None else index_months
     person = np.concatenate(truth.person)
     month = np.concatenate(truth.month)
     outcome = np.concatenate(truth.outcome)
     prob = np.concatenate(truth.prob)
     order = np.lexsort((person, outcome, month))
-    days = np.array([(d - date(1970, 1, 1)).days for d in config.index_dates()], dtype=np.int32)
-    month_pos = {m: i for i, m in enumerate(config.index_months)}
+    dates = [add_months(config.start, m) for m in index_months]
+    days = np.array([(d - date(1970, 1, 1)).days for d in dates], dtype=np.int32)
+    month_pos = {m: i for i, m in enumerate(index_months)}
     day = (
         days[np.array([month_pos[m] for m in month[order].tolist()], dtype=np.int64)]
         if len(order)
@@ -218,6 +224,7 @@ def _write_manifest(
 ) -> None:
     manifest = {
         "generator": "carerisk.synthetic",
+        "kind": "full",  # every row of the window: a later load retires the rows it lacks
         "format": fmt,
         "extract_date": config.end.isoformat(),
         "start": config.start.isoformat(),

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from evaluation.drift import DriftLimits
+from evaluation.monitor import MonitorLimits
 from features.bands import RiskBands
 from features.outcomes import Outcome
 
@@ -89,6 +91,61 @@ class GateConfig(_Strict):
         return self
 
 
+class MonitorConfig(_Strict):
+    """When `carerisk monitor` says watch or retrain (evaluation/monitor.py, drift.py)."""
+
+    psi_watch: float = Field(default=0.10, gt=0)
+    psi_retrain: float = Field(default=0.25, gt=0)
+    significance: float = Field(default=0.01, gt=0, lt=1)
+    missing_shift_watch: float = Field(default=0.05, gt=0, le=1)
+    missing_shift_retrain: float = Field(default=0.20, gt=0, le=1)
+    new_level_share_watch: float = Field(default=0.01, gt=0, le=1)
+    min_group_size: int = Field(default=200, ge=1)
+    mean_risk_change_watch: float = Field(default=0.10, gt=0)
+    mean_risk_change_retrain: float = Field(default=0.25, gt=0)
+    new_code_min_rows: int = Field(default=50, ge=1)
+    auroc_drop_watch: float = Field(default=0.02, ge=0, lt=0.5)
+    auroc_drop_retrain: float = Field(default=0.05, ge=0, lt=0.5)
+    calibration_slope_range: tuple[float, float] = (0.8, 1.2)
+    observed_expected_range: tuple[float, float] = (0.8, 1.25)
+    min_matured_events: int = Field(default=50, ge=1)
+    bootstrap_replicates: int = Field(default=200, ge=10)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MonitorConfig:
+        self.limits()  # raises on watch limits above retrain limits
+        if self.auroc_drop_watch > self.auroc_drop_retrain:
+            raise ValueError("auroc_drop_watch must not exceed auroc_drop_retrain")
+        for name in ("calibration_slope_range", "observed_expected_range"):
+            low, high = getattr(self, name)
+            if not 0 < low < 1 < high:
+                raise ValueError(f"{name} must hold 1 and be positive: {low}, {high}")
+        return self
+
+    def limits(self) -> MonitorLimits:
+        drift = DriftLimits(
+            psi_watch=self.psi_watch,
+            psi_retrain=self.psi_retrain,
+            significance=self.significance,
+            missing_shift_watch=self.missing_shift_watch,
+            missing_shift_retrain=self.missing_shift_retrain,
+            new_level_share_watch=self.new_level_share_watch,
+            min_group_size=self.min_group_size,
+            mean_risk_change_watch=self.mean_risk_change_watch,
+            mean_risk_change_retrain=self.mean_risk_change_retrain,
+        )
+        return MonitorLimits(
+            drift=drift,
+            new_code_min_rows=self.new_code_min_rows,
+            auroc_drop_watch=self.auroc_drop_watch,
+            auroc_drop_retrain=self.auroc_drop_retrain,
+            slope_range=self.calibration_slope_range,
+            oe_range=self.observed_expected_range,
+            min_matured_events=self.min_matured_events,
+            n_boot=self.bootstrap_replicates,
+        )
+
+
 class TrainingConfig(_Strict):
     config_version: str
     seed: int = 0
@@ -97,6 +154,7 @@ class TrainingConfig(_Strict):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     bands: dict[str, BandConfig] = Field(default_factory=dict)  # overrides, by outcome name
     gate: GateConfig = Field(default_factory=GateConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @model_validator(mode="after")
     def _shares(self) -> TrainingConfig:

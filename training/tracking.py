@@ -30,6 +30,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from evaluation.drift import reference_profile
 from features.contract import TABLE_NAMES
 from features.outcomes import Outcome
 from features.registry import Feature
@@ -40,6 +41,8 @@ from training.config import TrainingConfig
 from training.fit import TrainedModels, baseline_coefficients
 
 PREDICTIONS_ARTIFACT = "validation/predictions.parquet"
+# everyone at the validation date, profiled for the monitor (evaluation/drift.py)
+PROFILE_ARTIFACT = "monitor/reference_profile.json"
 CHECKS_DIR = "checks"
 SHAP_ROWS = 5000
 
@@ -161,6 +164,7 @@ def log_training_run(
         mlflow.log_text(trained.bundle.calibrator.to_json(), "calibrator.json")
         with tempfile.TemporaryDirectory() as tmp:
             _log_files(trained, validation_frame, Path(tmp))
+        mlflow.log_dict(_profile(validation_frame, features), PROFILE_ARTIFACT)
         model_info = _log_lightgbm(trained.bundle, validation_frame)
         if inside_run is not None:
             inside_run(run_id)
@@ -218,6 +222,13 @@ def _log_files(trained: TrainedModels, validation_frame: pd.DataFrame, tmp: Path
     plot = tmp / "shap_summary.png"
     shap_summary_plot(trained.bundle, validation_frame, plot)
     mlflow.log_artifact(str(plot))
+
+
+def _profile(frame: pd.DataFrame, features: Sequence[Feature]) -> dict[str, Any]:
+    """The monitor's reference: everyone at the validation date (evaluation/drift.py)."""
+    day = pd.Timestamp(frame["index_date"].max()).date()
+    history = int(frame["lookback_days"].max()) if "lookback_days" in frame else None
+    return reference_profile(frame, features, day, history)
 
 
 def shap_summary_plot(bundle: ModelBundle, frame: pd.DataFrame, path: Path) -> Path:

@@ -23,9 +23,11 @@ from rich.table import Table
 from carerisk.commands._common import console, fail, print_json, settings_of
 
 if TYPE_CHECKING:
-    from features.store import LoadReport
+    from features.store import ExtractKind, LoadReport
 
 DATE_HELP = "Extract date (YYYY-MM-DD); default: manifest.json, else today."
+FULL_HELP = "The extract holds every row of its sources: stored rows it lacks are retired."
+INCREMENT_HELP = "The extract holds new and changed rows only: nothing is retired."
 
 
 def _parse_date(value: str | None) -> date | None:
@@ -65,17 +67,17 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
 def report_tables(report: LoadReport) -> list[Table]:
     """The load report as rich tables: rows per contract table, then quarantine reasons."""
     from features.schemas import ALL_REASONS
+    from features.store import COUNTS
 
     title = f"{'Loaded' if report.store_path else 'Validated'} {report.extract_dir}"
-    rows = Table(title=f"{title} (extract date {report.extract_date})")
-    for name in ("table", "read", "loaded", "unchanged", "quarantined"):
+    kind = f", {report.kind} extract" if report.kind else ""
+    rows = Table(title=f"{title} (extract date {report.extract_date}{kind})")
+    for name in ("table", "read", "loaded", "updated", "unchanged", "quarantined", "retired"):
         rows.add_column(name, justify="left" if name == "table" else "right")
     for t in report.tables:
-        counts = [t.rows_read, t.rows_loaded, t.rows_unchanged, t.rows_quarantined]
-        rows.add_row(t.table, *(f"{n:,}" for n in counts))
+        rows.add_row(t.table, *(f"{getattr(t, k):,}" for k in COUNTS))
     tot = report.totals()
-    sums = [tot["rows_read"], tot["rows_loaded"], tot["rows_unchanged"], tot["rows_quarantined"]]
-    rows.add_row("total", *(f"{n:,}" for n in sums), style="bold")
+    rows.add_row("total", *(f"{tot[k]:,}" for k in COUNTS), style="bold")
     if report.clean:
         return [rows]
     reasons = Table(title="Quarantine entries by reason (a row may have several)")
@@ -89,8 +91,14 @@ def report_tables(report: LoadReport) -> list[Table]:
 
 
 def _run(
-    ctx: typer.Context, folder: Path, extract_date: str | None, as_json: bool, write: bool
+    ctx: typer.Context,
+    folder: Path,
+    extract_date: str | None,
+    as_json: bool,
+    kind: ExtractKind | None = None,
+    write: bool = True,
 ) -> None:
+    from features.objections import ObjectionListError, read_objections
     from features.store import ContractError, load_extract, validate_extract
 
     when = _parse_date(extract_date)
@@ -100,19 +108,35 @@ def _run(
                 settings = settings_of(ctx)
                 settings.home.root.mkdir(parents=True, exist_ok=True)
                 report = load_extract(
-                    folder, settings.home.store_path, extract_date=when, progress=progress
+                    folder,
+                    settings.home.store_path,
+                    extract_date=when,
+                    kind=kind,
+                    objections=read_objections(settings.home.objections_path),
+                    progress=progress,
                 )
             else:
                 report = validate_extract(folder, extract_date=when, progress=progress)
-    except (ContractError, FileNotFoundError) as err:
+    except (ContractError, FileNotFoundError, ObjectionListError) as err:
         fail(str(err))
     if as_json:
         print_json(report.to_dict())
     else:
         for table in report_tables(report):
             Console().print(table)
+        if report.objectors or report.scores_withdrawn:
+            Console().print(
+                f"Objections applied again: {report.objectors:,} people in the store are on "
+                f"the list; {report.scores_withdrawn:,} kept scores of theirs were removed."
+            )
     if not report.ok:
-        fail("rows read do not equal rows loaded + unchanged + quarantined")
+        fail("rows read do not equal rows loaded + updated + unchanged + quarantined")
+
+
+def _kind(full: bool, increment: bool) -> ExtractKind | None:
+    if full and increment:
+        fail("--full and --increment contradict each other; give one")
+    return "full" if full else "increment" if increment else None
 
 
 def register(app: typer.Typer) -> None:
@@ -124,10 +148,16 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         folder: Path = typer.Argument(..., help="Extract folder: one CSV or Parquet per table."),
         extract_date: str | None = typer.Option(None, "--extract-date", help=DATE_HELP),
+        full: bool = typer.Option(False, "--full", help=FULL_HELP),
+        increment: bool = typer.Option(False, "--increment", help=INCREMENT_HELP),
         as_json: bool = typer.Option(False, "--json", help="Print the load report as JSON."),
     ) -> None:
-        """Check every row of an extract against the data contract and load it into the store."""
-        _run(ctx, folder, extract_date, as_json, write=True)
+        """Check every row of an extract against the data contract and load it into the store.
+
+        A later extract must say whether it is full or an increment (manifest.json "kind", or
+        --full / --increment): a full extract retires the stored rows it lacks, into the
+        tables' history."""
+        _run(ctx, folder, extract_date, as_json, _kind(full, increment))
 
     @app.command("validate")
     def validate(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -115,9 +116,14 @@ def small_extract() -> dict[str, pd.DataFrame]:
 
 
 def write_extract(
-    folder: Path, tables: dict[str, pd.DataFrame], fmt: str = "parquet", manifest: bool = True
+    folder: Path,
+    tables: dict[str, pd.DataFrame],
+    fmt: str = "parquet",
+    manifest: bool = True,
+    kind: str | None = "full",
 ) -> Path:
-    """Write one file per table (`parquet` or `csv`) and a manifest with the extract date."""
+    """Write one file per table (`parquet` or `csv`) and a manifest with the extract date and
+    its kind (full unless told; None leaves the kind out)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
         if fmt == "parquet":
@@ -125,7 +131,8 @@ def write_extract(
         else:
             frame.to_csv(folder / f"{name}.csv", index=False, date_format="%Y-%m-%d")
     if manifest:
-        (folder / "manifest.json").write_text(f'{{"extract_date": "{EXTRACT_DATE}"}}')
+        stated = {"extract_date": str(EXTRACT_DATE), **({"kind": kind} if kind else {})}
+        (folder / "manifest.json").write_text(json.dumps(stated))
     return folder
 
 

@@ -213,7 +213,8 @@ def quarantine(store: Path) -> set[tuple[str, int, str, str]]:
 def assert_balanced(report: LoadReport) -> None:
     assert report.ok
     for t in report.tables:
-        assert t.rows_read == t.rows_loaded + t.rows_unchanged + t.rows_quarantined, t
+        counted = t.rows_loaded + t.rows_updated + t.rows_unchanged + t.rows_quarantined
+        assert t.rows_read == counted, t
 
 
 def row_counts(store: Path) -> dict[str, int]:
@@ -424,7 +425,7 @@ def test_changed_rows_are_updated_and_new_rows_added(tmp_path: Path) -> None:
     plant(tables, "gp_event", {"event_id": "G50"})
     report = load_extract(write_extract(tmp_path / "b", tables), store)
     person, gp = report.table("person"), report.table("gp_event")
-    assert (person.rows_loaded, person.rows_updated, person.rows_unchanged) == (1, 1, 4)
+    assert (person.rows_loaded, person.rows_updated, person.rows_unchanged) == (0, 1, 4)
     assert (gp.rows_loaded, gp.rows_updated, gp.rows_unchanged) == (1, 0, 4)
     assert_balanced(report)
     with connect(store) as con:
@@ -437,9 +438,9 @@ def test_store_people_count_as_known(tmp_path: Path) -> None:
     store = tmp_path / "s.duckdb"
     load_extract(write_extract(tmp_path / "a", small_extract()), store)
     tables = small_extract()
-    tables["person"] = tables["person"].iloc[:1]  # later extract: only P00001
+    tables["person"] = tables["person"].iloc[:1]  # later increment: only P00001
     tables["death"] = tables["death"].iloc[:0]
-    report = load_extract(write_extract(tmp_path / "b", tables), store)
+    report = load_extract(write_extract(tmp_path / "b", tables, kind="increment"), store)
     assert report.totals()["rows_quarantined"] == 0  # the others are in the store
     assert_balanced(report)
 
@@ -640,6 +641,7 @@ def test_connect_read_only_needs_a_store(tmp_path: Path) -> None:
         tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
     finally:
         con.close()
-    assert tables == {*contract.TABLE_NAMES, "quarantine", "load_log"}
+    histories = {f"{name}_history" for name in contract.TABLE_NAMES}
+    assert tables == {*contract.TABLE_NAMES, *histories, "quarantine", "load_log"}
     with pytest.raises(duckdb.Error):
         connect(tmp_path / "new.duckdb").execute("DELETE FROM person")

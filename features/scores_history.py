@@ -1,0 +1,282 @@
+"""The scores history: the scores served at each snapshot, kept in the store.
+
+One row per (snapshot date, outcome, person): the calibrated probability, the band, the model
+name, version and run that scored the person, and the person's fairness descriptors at that
+snapshot (the evaluation's groups), so that once the outcome's horizon has passed the monitor
+joins what actually happened to the scores actually served, group by group.
+
+`carerisk score-all` writes it (models.score_all computes the rows); a later load withdraws the
+rows of people who have objected since (features.store).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+import pandas as pd
+
+if TYPE_CHECKING:
+    from features.outcomes import Outcome
+
+SCORES_TABLE = "scores_history"
+KEY: tuple[str, ...] = ("snapshot_date", "outcome", "person_id")
+GROUP_COLUMNS: tuple[str, ...] = (
+    "age_band",
+    "sex",
+    "ethnicity",
+    "imd_quintile",
+    "district",
+    "gp_system",
+    "completeness",
+)
+COLUMNS: dict[str, str] = {
+    "snapshot_date": "DATE",
+    "outcome": "VARCHAR",
+    "person_id": "VARCHAR",
+    "probability": "DOUBLE",
+    "band": "VARCHAR",
+    "model_name": "VARCHAR",
+    "model_version": "VARCHAR",
+    "run_id": "VARCHAR",
+    **dict.fromkeys(GROUP_COLUMNS, "VARCHAR"),
+}
+SCORED_AT = "scored_at"
+
+
+def create_sql(database: str | None = None) -> str:
+    table = _name(database)
+    cols = ", ".join(f'"{c}" {t}' for c, t in COLUMNS.items())
+    key = ", ".join(f'"{k}"' for k in KEY)
+    return (
+        f'CREATE TABLE IF NOT EXISTS {table} ({cols}, "{SCORED_AT}" TIMESTAMP, PRIMARY KEY ({key}))'
+    )
+
+
+def _name(database: str | None) -> str:
+    return f'{database}.main."{SCORES_TABLE}"' if database else f'"{SCORES_TABLE}"'
+
+
+def _exists(con: duckdb.DuckDBPyConnection, database: str | None) -> bool:
+    rows = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND database_name = "
+        "coalesce(?, current_database())",
+        [SCORES_TABLE, database],
+    ).fetchall()
+    return bool(rows and rows[0][0])
+
+
+def withdraw(con: duckdb.DuckDBPyConnection, people: str, database: str | None = None) -> int:
+    """Delete the rows of the people in table `people` (a person_id column); returns how many."""
+    if not _exists(con, database):
+        return 0
+    rows = con.execute(
+        f"DELETE FROM {_name(database)} WHERE person_id IN (SELECT person_id FROM {people})"
+    ).fetchall()
+    return int(rows[0][0]) if rows else 0
+
+
+@dataclass(frozen=True)
+class Written:
+    """What writing one (snapshot date, outcome) did."""
+
+    snapshot_date: date
+    outcome: str
+    model_name: str
+    model_version: str
+    rows: int
+    unchanged: bool  # the same scores were there already: nothing written
+    replaced: dict[str, int]  # model version -> rows of earlier scores replaced
+    withdrawn: int  # rows of people on the objections list removed
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "snapshot_date": self.snapshot_date.isoformat(),
+            "outcome": self.outcome,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "rows": self.rows,
+            "unchanged": self.unchanged,
+            "replaced": self.replaced,
+            "withdrawn": self.withdrawn,
+        }
+
+
+def write_scores(
+    store_path: Path, scores: pd.DataFrame, objections: Iterable[str] = ()
+) -> list[Written]:
+    """Store the scores of each (snapshot date, outcome) in `scores`, in one transaction.
+
+    Idempotent: a (snapshot date, outcome) whose stored rows are exactly these scores (people,
+    probabilities, bands, model and run) is left as it is, scored_at included. Otherwise its
+    rows are replaced whole (a new champion for the same snapshot). Rows of people on the
+    objections list are removed from the whole history.
+    """
+    missing = [c for c in COLUMNS if c not in scores.columns]
+    if missing:
+        raise ValueError(f"scores frame lacks column(s) {', '.join(missing)}")
+    frame = scores[list(COLUMNS)].copy()
+    frame["snapshot_date"] = pd.to_datetime(frame["snapshot_date"]).dt.date
+    out: list[Written] = []
+    with duckdb.connect(str(store_path)) as con:
+        con.execute(create_sql())
+        con.execute("BEGIN TRANSACTION")
+        try:
+            withdrawn = _withdraw_list(con, objections)
+            for (day, outcome), part in frame.groupby(["snapshot_date", "outcome"], sort=True):
+                when = day if isinstance(day, date) else pd.Timestamp(str(day)).date()
+                out.append(_write_one(con, part, when, str(outcome), withdrawn))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return out
+
+
+def _withdraw_list(con: duckdb.DuckDBPyConnection, objections: Iterable[str]) -> int:
+    people = pd.DataFrame({"person_id": sorted(set(objections))}, dtype="str")
+    if people.empty:
+        return 0
+    con.register("objectors_frame", people)
+    try:
+        return withdraw(con, "objectors_frame")
+    finally:
+        con.unregister("objectors_frame")
+
+
+def _write_one(
+    con: duckdb.DuckDBPyConnection, part: pd.DataFrame, day: date, outcome: str, withdrawn: int
+) -> Written:
+    models = part[["model_name", "model_version"]].drop_duplicates()
+    if len(models) != 1:
+        raise ValueError(f"scores of {outcome} at {day} come from more than one model")
+    name, version = (str(v) for v in models.iloc[0])
+    if part["person_id"].duplicated().any():
+        person = part["person_id"][part["person_id"].duplicated()].iloc[0]
+        raise ValueError(f"scores of {outcome} at {day} list person {person} twice")
+    where = "snapshot_date = ? AND outcome = ?"
+    stored = con.execute(
+        f'SELECT model_version, count(*) FROM "{SCORES_TABLE}" WHERE {where} GROUP BY 1',
+        [day, outcome],
+    ).fetchall()
+    con.register("new_scores", part)
+    try:
+        if _same(con, len(part), stored, day, outcome):
+            return Written(day, outcome, name, version, len(part), True, {}, withdrawn)
+        con.execute(f'DELETE FROM "{SCORES_TABLE}" WHERE {where}', [day, outcome]).fetchall()
+        names = ", ".join(f'"{c}"' for c in COLUMNS)
+        con.execute(
+            f'INSERT INTO "{SCORES_TABLE}" ({names}, "{SCORED_AT}") '
+            f"SELECT {names}, now()::TIMESTAMP FROM new_scores"
+        ).fetchall()
+    finally:
+        con.unregister("new_scores")
+    replaced = {str(v): int(n) for v, n in stored}
+    return Written(day, outcome, name, version, len(part), False, replaced, withdrawn)
+
+
+def _same(
+    con: duckdb.DuckDBPyConnection,
+    rows: int,
+    stored: list[tuple[object, ...]],
+    day: date,
+    outcome: str,
+) -> bool:
+    """The stored rows of (day, outcome) are exactly the new ones."""
+    if sum(int(n) for _, n in stored) != rows:  # type: ignore[call-overload]
+        return False
+    same = " AND ".join(f'n."{c}" IS NOT DISTINCT FROM s."{c}"' for c in COLUMNS)
+    found = con.execute(
+        f'SELECT count(*) FROM new_scores n JOIN "{SCORES_TABLE}" s '
+        f"ON s.person_id = n.person_id AND s.snapshot_date = ? AND s.outcome = ? WHERE {same}",
+        [day, outcome],
+    ).fetchall()
+    return bool(found) and int(found[0][0]) == rows
+
+
+def read_scores(
+    store_path: Path, outcome: str, snapshot_dates: Iterable[date] | None = None
+) -> pd.DataFrame:
+    """The stored scores of an outcome (at the dates asked for), by date and person."""
+    columns = ", ".join(f'"{c}"' for c in [*COLUMNS, SCORED_AT])
+    with duckdb.connect(str(store_path), read_only=True) as con:
+        if not _exists(con, None):
+            return pd.DataFrame({c: pd.Series(dtype="object") for c in [*COLUMNS, SCORED_AT]})
+        dates = None if snapshot_dates is None else sorted(set(snapshot_dates))
+        sql = f'SELECT {columns} FROM "{SCORES_TABLE}" WHERE outcome = ?'
+        params: list[object] = [outcome]
+        if dates is not None:
+            if not dates:
+                sql += " AND false"
+            else:
+                sql += f" AND snapshot_date IN ({', '.join('?' for _ in dates)})"
+                params += dates
+        found = con.execute(sql + " ORDER BY snapshot_date, person_id", params).df()
+    found["snapshot_date"] = [pd.Timestamp(d).date() for d in found["snapshot_date"]]
+    return found
+
+
+def scored_snapshots(store_path: Path, outcome: str) -> pd.DataFrame:
+    """snapshot_date, model_name, model_version, rows: what the history holds of an outcome."""
+    with duckdb.connect(str(store_path), read_only=True) as con:
+        if not _exists(con, None):
+            return pd.DataFrame(columns=["snapshot_date", "model_name", "model_version", "rows"])
+        found = con.execute(
+            "SELECT snapshot_date, model_name, model_version, count(*) AS rows "
+            f'FROM "{SCORES_TABLE}" WHERE outcome = ? GROUP BY ALL ORDER BY snapshot_date',
+            [outcome],
+        ).df()
+    found["snapshot_date"] = [pd.Timestamp(d).date() for d in found["snapshot_date"]]
+    return found
+
+
+@dataclass(frozen=True)
+class Matured:
+    """The scores of an outcome whose horizon has passed, joined to what happened."""
+
+    rows: pd.DataFrame  # the history's columns, then label and died_before_event
+    pending: pd.DataFrame  # snapshot_date, model_version, rows, matures: not matured yet
+    unmatched: dict[str, int]  # snapshot date -> scores whose person the store no longer has
+
+
+def matures_on(day: date, horizon_months: int) -> date:
+    """The first day a score at `day` can be judged: its whole horizon lies in the data."""
+    from features.labels import add_months
+
+    return add_months(day, horizon_months)
+
+
+def matured_outcomes(
+    store_path: Path, outcome: Outcome, data_end: date, objections: Iterable[str] = ()
+) -> Matured:
+    """Every stored score of `outcome` whose horizon ends by `data_end` (the day after the
+    horizon is within the data: the rule of the training's index dates), with its label at
+    its own snapshot date from the store as it is now. Objectors are left out."""
+    from features.engines import open_sources
+    from features.labels import labels
+
+    blocked = set(objections)
+    history = scored_snapshots(store_path, outcome.name)
+    history["matures"] = [matures_on(d, outcome.horizon_months) for d in history["snapshot_date"]]
+    ripe = history["matures"] <= data_end + timedelta(days=1)
+    pending = history.loc[~ripe].reset_index(drop=True)
+    parts, unmatched = [], {}
+    days = sorted({pd.Timestamp(d).date() for d in history.loc[ripe, "snapshot_date"]})
+    if days:
+        scores = read_scores(store_path, outcome.name, days)
+        scores = scores[~scores["person_id"].isin(blocked)]
+        with open_sources(store_path) as src:
+            for day, part in scores.groupby("snapshot_date", sort=True):
+                when = pd.Timestamp(str(day)).date()
+                found = labels(src, outcome, when).to_pyarrow().to_pandas()
+                joined = part.merge(
+                    found[["person_id", "label", "died_before_event"]], on="person_id"
+                )
+                unmatched[when.isoformat()] = len(part) - len(joined)
+                parts.append(joined)
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return Matured(rows, pending, unmatched)
