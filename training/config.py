@@ -15,6 +15,7 @@ from features.bands import RiskBands
 from features.outcomes import Outcome
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "training.toml"
+DEMO_CONFIG_PATH = DEFAULT_CONFIG_PATH.with_name("demo.toml")
 
 
 class ConfigError(ValueError):
@@ -198,7 +199,29 @@ class TrainingConfig(_Strict):
         if not path.is_file():
             raise ConfigError(f"training config {path} does not exist")
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-            return cls.model_validate(data)
+            return cls.model_validate(_read_toml(path))
         except (tomllib.TOMLDecodeError, ValidationError) as error:
             raise ConfigError(f"training config {path} is invalid: {error}") from error
+
+
+def _read_toml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The file's settings; with `extends = "other.toml"` (beside it), the other file's
+    settings with this file's laid over them, section by section."""
+    if path.resolve() in seen:
+        raise ConfigError(f"training config {path} extends itself")
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    parent = path.parent / str(base)
+    if not parent.is_file():
+        raise ConfigError(f"training config {path}: extends {base}, which does not exist")
+    return _overlay(_read_toml(parent, (*seen, path.resolve())), data)
+
+
+def _overlay(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _overlay(out[key], value) if both else value
+    return out

@@ -33,13 +33,17 @@ def demo(
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic county."),
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the service at the end."),
     port: int = typer.Option(3000, "--port", help="Loopback port of the service."),
-    config: Path | None = typer.Option(None, "--config", help="Training config TOML."),
+    config: Path | None = typer.Option(
+        None, "--config", help="Training config TOML (default: config/demo.toml)."
+    ),
 ) -> None:
     """Run everything on a synthetic county, then serve the champions on 127.0.0.1."""
     settings = settings_of(ctx)
     settings.home.root.mkdir(parents=True, exist_ok=True)
     extract = settings.home.extract_dir
-    cfg = ["--config", config] if config else []
+    from training.config import DEMO_CONFIG_PATH
+
+    cfg = ["--config", config or DEMO_CONFIG_PATH]
     outcomes = list(settings.outcomes())
     _step(ctx, "1. Synthetic county", "synth", "--people", people, "--seed", seed, "--out", extract)
     _step(ctx, "2. Load into the store (every row checked)", "load", extract)

@@ -9,7 +9,7 @@ import skops.io as sio
 from features.bands import RiskBands
 from features.outcomes import COMPLEX_DEPENDENCY, FALLS
 from tests.models.frames import make_frame, small_features, split_latest
-from training.config import ConfigError, TrainingConfig
+from training.config import DEMO_CONFIG_PATH, ConfigError, TrainingConfig
 from training.fit import TrainedModels, TrainingError, fit, inner_split, monotone_constraints
 
 
@@ -20,6 +20,31 @@ def test_shipped_config_loads() -> None:
     assert config.bands_for(FALLS).labels[-1] == "very high"
     assert config.bands_for(COMPLEX_DEPENDENCY).cuts == (0.05, 0.15, 0.30)
     assert config.bands == {}  # the outcomes' own bands (features/outcomes.py)
+
+
+def test_the_demo_config_is_the_shipped_one_with_its_gate_widened() -> None:
+    demo, shipped = TrainingConfig.load(DEMO_CONFIG_PATH), TrainingConfig.load()
+    assert demo.gate.observed_expected_tolerance > shipped.gate.observed_expected_tolerance
+    widened = demo.gate.model_copy(update={"observed_expected_tolerance": 0.0})
+    assert widened == shipped.gate and demo.config_version != shipped.config_version
+    for section in ("lightgbm", "calibration", "validation", "bands", "seed"):
+        assert getattr(demo, section) == getattr(shipped, section), section
+
+
+def test_extends_lays_a_file_over_another(tmp_path: Path) -> None:
+    (tmp_path / "base.toml").write_text('config_version = "a"\n[gate]\nauroc_tolerance = 0.02\n')
+    over = tmp_path / "over.toml"
+    over.write_text('extends = "base.toml"\n[gate]\nconfidence = 0.9\n')
+    config = TrainingConfig.load(over)
+    assert (config.config_version, config.gate.auroc_tolerance, config.gate.confidence) == (
+        "a", 0.02, 0.9,
+    )  # fmt: skip
+    over.write_text('extends = "over.toml"\n')
+    with pytest.raises(ConfigError, match="extends itself"):
+        TrainingConfig.load(over)
+    over.write_text('extends = "gone.toml"\n')
+    with pytest.raises(ConfigError, match="extends gone.toml, which does not exist"):
+        TrainingConfig.load(over)
 
 
 def test_bad_config_is_named(tmp_path: Path) -> None:
