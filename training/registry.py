@@ -190,12 +190,12 @@ def observed_expected_check(predictions: pd.DataFrame, gate: GateConfig) -> Chec
 
 def baseline_check(predictions: pd.DataFrame, gate: GateConfig, seed: int) -> Check:
     """The challenger against its own logistic baseline, fitted on the same rows and measured on
-    the same people: a boosted model that is worse than the simple one never reaches
-    practitioners. Worse means the difference is below minus the tolerance, or its whole
-    interval is below zero. (Against a champion the gate asks more, that the interval shows the
-    challenger no worse than the tolerance: there the status quo is a model already serving;
-    here the alternative serves nothing, so too few events to tell the two apart is no
-    reason to refuse.)"""
+    the same people: a boosted model worse than the simple one by more than the gate's
+    tolerance never reaches practitioners. The difference itself is judged, with its interval
+    logged: the interval's lower end (what the champion check uses) would refuse any model on a
+    small county (the 4,000-person test home: +0.039, -0.054 to +0.115), and "the whole
+    interval below zero" refuses a falls model 0.0024 behind at 600,000 people (-0.0044 to
+    -0.0006), well inside the tolerance the champion check allows."""
     diff, low, high = paired_bootstrap_auroc_difference(
         predictions["y"].to_numpy(),
         predictions["p"].to_numpy(),
@@ -204,11 +204,11 @@ def baseline_check(predictions: pd.DataFrame, gate: GateConfig, seed: int) -> Ch
         confidence=gate.confidence,
         seed=seed,
     )
-    passed = diff >= -gate.auroc_tolerance and high >= 0.0
+    passed = diff >= -gate.auroc_tolerance
     reason = (
         f"AUROC minus the logistic baseline's {diff:+.4f} ({gate.confidence:.0%} interval "
         f"{low:+.4f} to {high:+.4f}) on {len(predictions)} people; refused when below "
-        f"{-gate.auroc_tolerance:+.4f} or when the whole interval is below zero"
+        f"{-gate.auroc_tolerance:+.4f}"
     )
     return Check("AUROC vs logistic baseline", passed, reason)
 

@@ -227,11 +227,11 @@ def test_baseline_check_refuses_a_model_worse_than_its_baseline(config: Training
     check = baseline_check(worse, config.gate, seed=0)
     assert not check.passed and check.name == "AUROC vs logistic baseline"
     assert baseline_check(_predictions(20_000, 2, noise=1.0), config.gate, seed=0).passed
-    # too few people to tell them apart is no reason to refuse; being clearly worse is
+    # too few people to tell them apart is no reason to refuse
     tied = _predictions(300, 4)
     tied["p_baseline"] = tied["p"]
     assert baseline_check(tied, config.gate, seed=0).passed
-    # a little worse, within the tolerance, but surely worse: refused too
+    # surely worse, but by less than the tolerance, as the champion check allows
     slightly = _predictions(100_000, 5, noise=0.15)
     slightly["p"], slightly["p_baseline"] = slightly["p_baseline"], slightly["p"]
     diff, _, high = paired_bootstrap_auroc_difference(
@@ -239,4 +239,4 @@ def test_baseline_check_refuses_a_model_worse_than_its_baseline(config: Training
         replicates=200, confidence=0.95, seed=0,
     )  # fmt: skip
     assert -config.gate.auroc_tolerance < diff and high < 0
-    assert not baseline_check(slightly, config.gate, seed=0).passed
+    assert baseline_check(slightly, config.gate, seed=0).passed
