@@ -12,18 +12,10 @@ import pandas as pd
 
 from features.bands import RiskBands
 from features.registry import Feature
+from features.scores_history import GROUP_COLUMNS  # the fairness groups, stored with scores
 
 ThresholdKind = Literal["probability", "top_fraction"]
 
-GROUP_COLUMNS: tuple[str, ...] = (
-    "age_band",
-    "sex",
-    "ethnicity",
-    "imd_quintile",
-    "district",
-    "gp_system",
-    "completeness",
-)
 NOT_RECORDED = "Not recorded"
 INPUT_NAME = "EvaluationInput"
 
