@@ -35,6 +35,7 @@ from serving.api import (
 from serving.audit import AuditUnavailable
 from serving.fhir import risk_assessment
 from serving.keys import Principal
+from serving.referral_routes import fire_gate, read_result
 from serving.register import RegisterQuery, ranked_register, to_csv
 from serving.roles import scope_result, sees_clinical
 from serving.schemas import ScoreResponse, error_responses
@@ -119,6 +120,7 @@ def _people_routes(routes: APIRouter, models: RequestModels) -> None:
         request: Request, body: PersonRequest, principal: Principal = Depends(needs("person"))
     ) -> dict[str, Any]:
         state = state_of(request)
+        fire_gate(state, principal, "person")
         answers: dict[str, Any] = {}
         for outcome in state.scorer.models:
             try:
@@ -130,7 +132,8 @@ def _people_routes(routes: APIRouter, models: RequestModels) -> None:
                     raise refuse(state, principal, "person", outcome, error) from None
                 answers[outcome] = {"error": "outside_cohort", "message": error.message}
                 continue
-            audit(state, principal, "person", "ok", 200, person_ids=[body.person_id],
+            audit(state, principal, "person", read_result(state, principal), 200,
+                  person_ids=[body.person_id],
                   outcome=outcome, results=[result])  # fmt: skip
             answers[outcome] = scope_result(principal.role, result, FEATURES).model_dump(
                 mode="json"
@@ -173,6 +176,7 @@ def _people_routes(routes: APIRouter, models: RequestModels) -> None:
         principal: Principal = Depends(needs("register")),
     ) -> Any:
         state = state_of(request)
+        fire_gate(state, principal, "register")
         try:
             name = state.scorer.resolve(outcome)
         except ScoringError as error:
@@ -188,7 +192,7 @@ def _people_routes(routes: APIRouter, models: RequestModels) -> None:
             )
         query = RegisterQuery(name, district=district, practice=practice, top=top)
         try:
-            found = ranked_register(state, principal, query)
+            found = ranked_register(state, principal, query, result=read_result(state, principal))
         except AuditUnavailable:
             raise unaudited("register") from None
         if format == "csv":

@@ -20,8 +20,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from serving.api import ROUTE_NAMES, audit_async, presented_key, request_models, state_of
+from serving.cds_hooks import build_cds_app
 from serving.config import ServingConfig
 from serving.limits_http import BodyLimit
+from serving.referral_routes import referral_router
 from serving.routes import router
 from serving.state import build_state
 from serving.ui import build_ui_app
@@ -82,6 +84,7 @@ api.add_middleware(BodyLimit, max_bytes=ServingConfig.model_fields["max_body_byt
 @bentoml.service(name="carerisk", traffic={"timeout": 30})
 @bentoml.asgi_app(api, path="/v1")
 @bentoml.asgi_app(build_ui_app(), path="/ui")  # practitioner pages (serving/ui.py)
+@bentoml.asgi_app(build_cds_app(api), path="/")  # CDS Hooks: only /cds-services (cds_hooks.py)
 class CareRisk:
     """Loads the verified champions and the latest snapshot once, adds the routes for the
     outcomes served (serving/routes.py), then answers."""
@@ -92,6 +95,7 @@ class CareRisk:
         self.state = build_state(config)
         api.state.carerisk = self.state
         api.include_router(router(request_models([o.name for o in self.state.outcomes])))
+        api.include_router(referral_router())  # /v1/referrals (serving/referral_routes.py)
         # The snapshot's long-lived objects (ids, lookups) never become garbage; kept out of the
         # collector's full passes, they stop stalling requests (20,000 people: batch p99 172 ms
         # before, 51 ms after).

@@ -191,12 +191,27 @@ def serve(
         help="Server processes. Each holds the snapshot in memory and its own per-key rate "
         "limits (so a key may make rate x workers requests a second).",
     ),
+    fire_sharing: str = typer.Option(
+        "referrals",
+        "--fire-sharing",
+        help="What the fire role may read: referrals (only people referred with their "
+        "agreement) or register (also the ranked register, under a data-sharing agreement).",
+    ),
+    public_url: str = typer.Option(
+        "", "--public-url", help="The address callers reach the service at (CDS Hooks audience)."
+    ),
+    cds_origins: list[str] = typer.Option(
+        [], "--cds-cors-origin", help="A browser origin allowed to call /cds-services (repeat)."
+    ),
 ) -> None:
     """Check the champions, then run the scoring API until interrupted."""
     settings = settings_of(ctx)
+    if fire_sharing not in ("referrals", "register"):
+        fail(f"--fire-sharing must be referrals or register, not {fire_sharing!r}")
     config = serving_config(
         settings, max_batch=max_batch, stale_after_days=stale_after_days,
-        rate_per_second=rate, burst=burst,
+        rate_per_second=rate, burst=burst, fire_sharing=fire_sharing, public_url=public_url,
+        cds_cors_origins=tuple(cds_origins),
     )  # fmt: skip
     # Start-up asks the tracking server for the champions once; when it is down, fail fast and
     # serve the copies already imported instead of retrying for minutes.
