@@ -29,12 +29,10 @@ audited like the API's (role ``cds_client``, the client's organisation), before 
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
-import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -46,10 +44,10 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from features.contract import PERSON_ID_PATTERN
 from features.outcomes import Outcome
 from models.reasons import Reason
 from serving.api import audit
+from serving.cds_patients import FHIR_ID, PatientLookupError, lookup_at
 from serving.config import ServingConfig
 from serving.fhir import SNOMED
 from serving.fhir_requests import AT_RISK_OF_FALLS, suggested_request
@@ -74,7 +72,6 @@ OVERRIDE_REASONS = (
     ("not-now", "Not appropriate now"),
 )
 CLINICIANS = ("Practitioner", "PractitionerRole")
-FHIR_ID = r"[A-Za-z0-9\-\.]{1,64}"
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
 
 
@@ -128,84 +125,9 @@ class HookRequest(BaseModel):
         return self
 
 
-# --- the patient lookup -----------------------------------------------------------------------
-
-
-class PatientLookupError(Exception):
-    """The lookup file cannot be read or has a bad row (named)."""
-
-
-@dataclass
-class PatientLookup:
-    """Patient.id of the clinical system -> pseudonymised person id, from a CSV the deployment
-    supplies (re-read when it changes). A missing file maps nobody."""
-
-    path: Path
-    _ids: dict[str, str] = field(default_factory=dict, repr=False)
-    _stamp: tuple[int, int, int] | None = field(default=None, repr=False)
-    _mutex: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def person_of(self, patient_id: str) -> str | None:
-        with self._mutex:
-            stamp = _stamp(self.path)
-            if stamp != self._stamp:
-                self._ids, self._stamp = read_lookup(self.path), stamp
-            return self._ids.get(patient_id)
-
-
-def read_lookup(path: Path) -> dict[str, str]:
-    try:
-        handle = open(path, newline="", encoding="utf-8")  # noqa: SIM115
-    except FileNotFoundError:
-        return {}
-    ids: dict[str, str] = {}
-    with handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"patient_id", "person_id"} <= set(reader.fieldnames):
-            raise PatientLookupError(f"{path}: the header must have patient_id and person_id")
-        for row in reader:
-            patient, person = (
-                (row.get("patient_id") or "").strip(),
-                (row.get("person_id") or "").strip(),
-            )
-            if not re.fullmatch(FHIR_ID, patient):
-                raise PatientLookupError(
-                    f"{path}: line {reader.line_num}: patient_id {patient!r} is not a FHIR id"
-                )
-            if not re.fullmatch(PERSON_ID_PATTERN, person):
-                raise PatientLookupError(
-                    f"{path}: line {reader.line_num}: person_id {person!r} is not a pseudonymous id"
-                )
-            ids[patient] = person
-    return ids
-
-
-def write_identity_lookup(path: Path, person_ids: list[str]) -> int:
-    """The demo's lookup: each person's pseudonymised id is also their Patient.id."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["patient_id", "person_id"])
-        writer.writerows([p, p] for p in person_ids)
-    return len(person_ids)
-
-
-@lru_cache(maxsize=8)
-def lookup_at(path: Path) -> PatientLookup:
-    return PatientLookup(path)
-
-
 @lru_cache(maxsize=8)
 def clients_at(path: Path) -> CdsClients:
     return CdsClients(path)
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 # --- cards ------------------------------------------------------------------------------------

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from carerisk.commands import demo, features, serve, store, synth, train
+from carerisk.commands import demo, features, referrals, serve, store, synth, train
 
 
 def register_all(app: typer.Typer) -> None:
-    for module in (synth, store, features, train, serve, demo):
+    for module in (synth, store, features, train, serve, referrals, demo):
         module.register(app)
