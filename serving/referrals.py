@@ -275,8 +275,10 @@ class Referral(BaseModel):
         return self.status in OPEN
 
     def view(self, role: str) -> dict[str, Any]:
-        """The referral as JSON data for `role`: key ids only for the admin."""
+        """The referral as JSON data for `role`, with the moves open to it: key ids only for the
+        admin."""
         data = self.model_dump(mode="json")
+        data["moves"] = sorted(MOVES[self.status])  # what the receiving service may do next
         if role != "admin":
             data.pop("referred_by")
             for event in data["history"]:
