@@ -152,7 +152,7 @@ def test_only_public_asymmetric_keys_register(tmp_path: Path) -> None:
             {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "a"}]},
             "private or symmetric",
         ),
-        "no kid": ({"keys": [{k: v for k, v in small.items()}]}, "kid"),
+        "no kid": ({"keys": [dict(small)]}, "kid"),
         "empty": ({"keys": []}, "non-empty"),
         "hmac alg": ({"keys": [{**SigningClient().jwks()["keys"][0], "alg": "HS256"}]}, "alg"),
     }

@@ -45,15 +45,17 @@ FOUND = Findings(trip_hazards=True, smoke_alarm_working=False, smoker=False,
 
 
 def new(person: str = "Pabcdef000001", band: str = "high", district: str = "Wyre", **kw: str):
-    base = dict(
-        person_id=person, outcome="falls", model_name="carerisk-falls", model_version="3",
-        index_date=dt.date(2025, 4, 1), band=band,
-        reasons=[SharedReason(feature="lives_alone", label="lives alone: yes",
-                              direction="raises", modifiable=False)],
-        district=district, practice_code="M81010", referring_org="Elm Surgery",
-        referred_by="k-gp", receiving_org="North Fire", agreement=AgreementIn(**AGREED),
-    )  # fmt: skip
-    return NewReferral(**{**base, **kw})
+    reason = SharedReason(
+        feature="lives_alone", label="lives alone: yes", direction="raises", modifiable=False
+    )
+    base: dict[str, object] = {
+        "person_id": person, "outcome": "falls", "model_name": "carerisk-falls",
+        "model_version": "3", "index_date": dt.date(2025, 4, 1), "band": band,
+        "reasons": [reason], "district": district, "practice_code": "M81010",
+        "referring_org": "Elm Surgery", "referred_by": "k-gp", "receiving_org": "North Fire",
+        "agreement": AgreementIn(**AGREED),
+    }  # fmt: skip
+    return NewReferral(**{**base, **kw})  # type: ignore[arg-type]
 
 
 def visit(day: dt.date | None = None) -> StatusChange:
@@ -69,8 +71,9 @@ def store(tmp_path: Path) -> ReferralStore:
 
 
 def test_a_referral_needs_the_whole_agreement() -> None:
+    score = {"model_version": "3", "index_date": "2025-04-01", "band": "high"}
     body = {"person_id": "Pabcdef000001", "outcome": "falls", "receiving_org": "North Fire",
-            "score": {"model_version": "3", "index_date": "2025-04-01", "band": "high"}}  # fmt: skip
+            "score": score}  # fmt: skip
     with pytest.raises(ValidationError, match="agreement"):
         ReferralRequest.model_validate(body)
     partial = {**AGREED, "agreed_to": ["contact_details"]}
@@ -263,10 +266,8 @@ def test_visits_export_as_contract_rows_the_loader_accepts(
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["start"] == "2022-04-01" and manifest["extract_date"] == NOW.date().isoformat()
     rows = (out / "fire_home_visit.csv").read_text().splitlines()
-    assert (
-        rows[0]
-        == "visit_id,person_id,visit_date,trip_hazards,smoke_alarm_working,smoker,mobility_concern,referral_made"
-    )
+    header = "visit_id,person_id,visit_date,trip_hazards,smoke_alarm_working,smoker,"
+    assert rows[0] == header + "mobility_concern,referral_made"
     assert rows[1] == f"{seen.id},Pabcdef000001,{NOW.date()},true,false,false,true,false"
 
     store_path = tmp_path / "store.duckdb"
