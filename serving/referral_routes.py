@@ -128,8 +128,9 @@ def refused(status: int, error: str, message: str) -> HTTPException:
     return HTTPException(status, detail={"error": error, "message": message})
 
 
-def not_found(referral_id: str) -> HTTPException:
-    return refused(404, "not_found", f"no referral {referral_id} that this key may see")
+def not_found() -> HTTPException:
+    """The same answer for a referral that does not exist and one this key may not see."""
+    return refused(404, "not_found", "no such referral that this key may see")
 
 
 def unavailable() -> HTTPException:
@@ -380,5 +381,5 @@ def _visible(state: ServiceState, principal: Principal, route: str, referral_id:
         raise unavailable() from None
     if referral is None or not may_read(referral, principal):
         audit(state, principal, route, "not_found", 404)
-        raise not_found(referral_id)
+        raise not_found()
     return referral

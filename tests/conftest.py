@@ -28,6 +28,9 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def live_service(trained_home: Path) -> Iterator[LiveService]:
-    """`carerisk serve` (a real BentoML server) on a free loopback port, with a key per role."""
-    with LiveService(trained_home).running() as service:
+    """`carerisk serve` (a real BentoML server) on a free loopback port, with a key per role.
+    It shares the register with the fire role (`--fire-sharing register`, an area with a
+    data-sharing agreement), which the tests of the fire role's register and person views use;
+    the default, referrals only, is served in tests/serving/test_referrals_e2e.py."""
+    with LiveService(trained_home).running("--fire-sharing", "register") as service:
         yield service

@@ -13,11 +13,23 @@ from tests.serving.builders import FEATURES, REASONS, make_result
 
 CLINICAL_ONLY = {"score", "score_records", "fhir"}
 ADMIN_ONLY = {"reload_objections", "audit_verify"}
+# the referral loop: a GP records the agreement and refers, the receiving fire service moves
+# the referral on; neither the analyst nor (for those two acts) the admin can
+REFERRALS = {
+    "referral_form": {"gp", "admin"},
+    "referral_create": {"gp"},
+    "referral_queue": {"fire", "admin"},
+    "referral_read": {"gp", "fire", "admin"},
+    "referral_status": {"fire"},
+}
 
 
 def test_route_table_matches_the_policy():
     for route, roles in ROUTE_ROLES.items():
         assert roles <= set(ROLES), route
+        if route in REFERRALS:
+            assert roles == REFERRALS[route], route
+            continue
         assert "admin" in roles, route
         if route in CLINICAL_ONLY:
             assert roles == {"gp", "analyst", "admin"}
@@ -27,7 +39,9 @@ def test_route_table_matches_the_policy():
             assert route in {"register", "person", "outcomes", "whoami"}
             assert roles == set(ROLES)
     fire_routes = {r for r in ROUTE_ROLES if is_allowed(r, "fire")}
-    assert fire_routes == {"register", "person", "outcomes", "whoami"}
+    assert fire_routes == {"register", "person", "outcomes", "whoami", "referral_queue",
+                           "referral_read", "referral_status"}  # fmt: skip
+    assert not any(is_allowed(r, "analyst") for r in REFERRALS)
 
 
 def test_unknown_routes_and_roles_are_denied():
