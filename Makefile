@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy carerisk features training models evaluation serving synthetic
+	$(BIN)/mypy carerisk features training models evaluation serving synthetic bench
 
 # Debian packages the tests drive for real: Chromium (reports, pages), PostgreSQL (MLflow
 # server test), Java 17 (Spark). Installed only when missing; needs root and the Debian mirror.

@@ -93,10 +93,11 @@ def next_request(rng: random.Random, falls: list[str], adults: list[str]) -> Req
 
 
 def audits_implied(request: Request, answer: dict[str, Any]) -> int:
-    """Audit records a 200 answer implies: one, or one per outcome the person view scored."""
+    """Audit records a 200 answer implies: one, or one per outcome of the person view (scored
+    or outside its cohort)."""
     if request.kind != "person":
         return 1
-    return sum(1 for a in answer["outcomes"].values() if "error" not in a)
+    return len(answer["outcomes"])
 
 
 class Sender:

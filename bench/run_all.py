@@ -3,7 +3,9 @@
 python -m bench.run_all [--people 600000] [--quick] [--with-report]
 
 Order: generate + load (issue 2), the feature snapshot, features against pandas (issue 3),
-training both outcomes (issue 4), promotion, TreeSHAP against shap, the fast TreeSHAP against
+training both outcomes (issue 4), quality against the known risks on this realistic county and
+on an additive county of the same size (issue 14), promotion, TreeSHAP against shap, the fast
+TreeSHAP against
 pred_contrib (issue 19), then the serving benchmark (`python -m bench.bench_serving --home H`,
 written separately). Everything lives in bench/out/ (gitignored). --quick uses 20,000 people
 and writes bench/out/RESULTS-quick.md, to check the script works; a full run writes
@@ -151,6 +153,26 @@ def train_section(runs: list[dict[str, Any]]) -> str:
     return f"## 3. Training (issue 4)\n\n{markdown_table(HEADERS, rows)}\n"
 
 
+def quality_section(runs: list[dict[str, Any]]) -> str:
+    """Quality against the known risks, per structure and outcome (bench/bench_quality.py)."""
+    headers = ["structure", "outcome", "people (events)", "AUROC model", "baseline",
+               "records reference", "truth", "LightGBM - baseline (95% interval)",
+               "gap to reference", "slope", "O/E (95% interval)"]  # fmt: skip
+    rows = []
+    for run in runs:
+        for outcome, q in run["quality"].items():
+            a, (d, lo, hi), oe = q["auroc"], q["lightgbm_minus_baseline"], q["observed_expected"]
+            rows.append([run["structure"], outcome, f"{q['people']:,} ({q['events']:,})",
+                         a["model"], a["baseline"], a["records_reference"], a["truth"],
+                         f"{d:+.4f} ({lo:+.4f} to {hi:+.4f})", q["gap"]["records_reference"],
+                         q["calibration_slope"], f"{oe[0]} ({oe[1]} to {oe[2]})"])  # fmt: skip
+    commands = "\n".join(f"- `{run['command']}`" for run in runs)
+    return (
+        "## 3b. Quality against the known risks (issue 14)\n\n"
+        f"{markdown_table(headers, rows)}\n\n{commands}\n"
+    )
+
+
 def explain_section(r: dict[str, Any]) -> str:
     rows = [
         [f"ModelBundle.contributions ({r['rows']:,} rows, incl. encoding)",
@@ -233,6 +255,19 @@ def _measured_cli(suite: Suite, name: str, *args: str) -> dict[str, Any]:
             "cpu_seconds": m.cpu_seconds, "peak_rss_mib": m.peak_rss_mib}  # fmt: skip
 
 
+def _quality(suite: Suite, structure: str, people: int | None) -> dict[str, Any]:
+    """The realistic county's challengers as trained above, or (people given) a county of the
+    other structure built and trained in its own home."""
+    home = suite.home if people is None else OUT / f"home-{structure}-{people}"
+    command = [PYTHON, "-m", "bench.bench_quality", "--home", str(home), "--structure", structure]
+    if people is not None:
+        command += ["--people", str(people)]
+    m = run_measured(command).check()
+    result = m.json()
+    result.update(command=shell_text(command))
+    return dict(result)
+
+
 def _explain(suite: Suite) -> dict[str, Any]:
     command = [PYTHON, "-m", "bench.bench_explain", "--home", str(suite.home)]
     command += ["--rows", str(EXPLAIN_ROWS)]
@@ -280,6 +315,8 @@ def run(
         if with_report:
             suite.step(f"train_{outcome}_report",
                        partial(bench_train.run_one, home, outcome, True, config))  # fmt: skip
+    suite.step("quality_realistic", lambda: _quality(suite, "realistic", None))
+    suite.step("quality_additive", lambda: _quality(suite, "additive", people))
     for outcome in OUTCOMES:
         suite.step(f"promote_{outcome}",
                    partial(_measured_cli, suite, f"promote {outcome}", "promote", "--outcome",
@@ -305,6 +342,9 @@ def sections(results: dict[str, Any]) -> list[str]:
     trained = [ok(n) for n in results if n.startswith("train_") and ok(n)]
     if trained:
         out.append(train_section(trained))
+    quality = [ok(n) for n in ("quality_realistic", "quality_additive") if ok(n)]
+    if quality:
+        out.append(quality_section(quality))
     if ok("explain"):
         out.append(explain_section(ok("explain")))
     if ok("treeshap"):

@@ -12,6 +12,7 @@ import typer
 
 from carerisk.commands import register_all
 from carerisk.settings import disable_telemetry, load_settings
+from features.home import OWNER_ONLY_UMASK
 
 app = typer.Typer(
     name="carerisk",
@@ -36,4 +37,7 @@ register_all(app)
 
 
 def main() -> None:
+    # Homes, stores, extracts, registers and the audit hold person-level data: everything the
+    # command (and the server it starts) creates is owner-only.
+    os.umask(OWNER_ONLY_UMASK)
     app()

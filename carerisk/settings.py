@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 HOME_ENV = "CARERISK_HOME"
 OUTCOME_MODULES_ENV = "CARERISK_OUTCOME_MODULES"  # modules of extra outcomes, comma-separated
+# where checkpoints of the audit chain are kept: outside the home, not writable by the service
+CHECKPOINTS_ENV = "CARERISK_AUDIT_CHECKPOINTS"
 DEFAULT_HOME = ".carerisk"
 TELEMETRY_OFF = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -34,6 +36,7 @@ class Settings:
     home: Home
     tracking_uri: str
     outcome_modules: tuple[str, ...] = ()
+    audit_checkpoints: Path | None = None  # serving/checkpoints.py
 
     def outcomes(self) -> OutcomeRegistry:
         """The product's outcomes and the extra modules' (imported on first use: Ibis)."""
@@ -52,6 +55,7 @@ def load_settings(home: Path | None = None, env: Mapping[str, str] | None = None
         outcome_modules=tuple(
             m.strip() for m in env.get(OUTCOME_MODULES_ENV, "").split(",") if m.strip()
         ),
+        audit_checkpoints=Path(env[CHECKPOINTS_ENV]) if env.get(CHECKPOINTS_ENV) else None,
     )
 
 

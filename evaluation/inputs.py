@@ -93,6 +93,8 @@ class EvaluationInput:
     capacity_unit: str  # what the capacity view counts
     p_champion: np.ndarray | None = None
     p_true: np.ndarray | None = None
+    # the records reference: the truth with every latent no record reveals at its mean
+    p_reference: np.ndarray | None = None
     shap_values: np.ndarray | None = None
     feature_values: pd.DataFrame | None = None
     features: Sequence[Feature] = ()
@@ -194,6 +196,9 @@ def validated(inp: EvaluationInput) -> EvaluationInput:
         if inp.p_champion is None
         else _check_probabilities("p_champion", inp.p_champion, n),
         p_true=None if inp.p_true is None else _check_probabilities("p_true", inp.p_true, n),
+        p_reference=None
+        if inp.p_reference is None
+        else _check_probabilities("p_reference", inp.p_reference, n),
         shap_values=None if inp.shap_values is None else np.asarray(inp.shap_values, float),
         feature_values=inp.feature_values,
         features=list(inp.features),

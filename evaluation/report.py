@@ -115,6 +115,8 @@ def _scores(inp: EvaluationInput) -> dict[str, np.ndarray]:
         scores[inp.champion_label] = inp.p_champion
     if inp.p_true is not None:
         scores["true risk"] = inp.p_true
+    if inp.p_reference is not None:
+        scores["records reference"] = inp.p_reference
     return scores
 
 
@@ -169,7 +171,9 @@ def _meta(inp: EvaluationInput, threshold: float) -> dict[str, Any]:
 def _truth(inp: EvaluationInput, disc: dict[str, dict[str, m.Estimate]], cal) -> dict[str, Any]:
     assert inp.p_true is not None
     model, true = disc["model"], disc["true risk"]
+    reference = disc.get("records reference")
     return {
+        "reference": _reference(model, reference, cal) if reference else None,
         "auroc_model": model["auroc"].value,
         "auroc_true": true["auroc"].value,
         "auroc_gap": model["auroc"].value - true["auroc"].value,
@@ -180,6 +184,20 @@ def _truth(inp: EvaluationInput, disc: dict[str, dict[str, m.Estimate]], cal) ->
         "slope_true": cal["true risk"]["slope"],
         "mean_abs_difference": float(np.mean(np.abs(inp.p_model - inp.p_true))),
         "correlation": float(np.corrcoef(inp.p_model, inp.p_true)[0, 1]),
+    }
+
+
+def _reference(
+    model: dict[str, m.Estimate], reference: dict[str, m.Estimate], cal: Any
+) -> dict[str, Any]:
+    """The records reference: the pass criterion on synthetic data (what a model reading every
+    record perfectly could know); the truth also holds what no record shows."""
+    return {
+        "auroc": reference["auroc"].value,
+        "auroc_gap": model["auroc"].value - reference["auroc"].value,
+        "brier": reference["brier"].value,
+        "brier_gap": model["brier"].value - reference["brier"].value,
+        "slope": cal["records reference"]["slope"],
     }
 
 

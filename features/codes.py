@@ -132,6 +132,14 @@ FRAILTY_DIAGNOSIS_SNOMED: dict[str, str] = {
     "925861000000102": "severe",
 }
 
+# --- records of fall-proneness ------------------------------------------------------------
+# Gait or balance problems: abnormal gait, abnormal gait due to impaired balance, impairment
+# of balance, unsteady when walking.
+GAIT_BALANCE_SNOMED: frozenset[str] = frozenset({"22325002", "431524008", "387603000", "394616008"})
+# A falls risk assessment or a referral to a falls service.
+FALLS_ASSESSMENT_SNOMED: frozenset[str] = frozenset({"414191008", "408289007"})
+DIZZINESS_SNOMED: frozenset[str] = EFI_DEFICITS["dizziness"]
+
 # --- medicines: BNF paragraph prefixes of falls-risk-increasing drug classes -------------
 
 FRID_BNF_PREFIXES: dict[str, tuple[str, ...]] = {
@@ -202,3 +210,5 @@ def all_snomed_codes() -> Iterable[str]:
     yield from (BMI_SNOMED, ALCOHOL_UNITS_SNOMED, HEAVY_DRINKER_SNOMED)
     yield from SMOKING_STATUS_SNOMED
     yield from FRAILTY_DIAGNOSIS_SNOMED
+    yield from GAIT_BALANCE_SNOMED
+    yield from FALLS_ASSESSMENT_SNOMED

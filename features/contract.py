@@ -130,7 +130,16 @@ AMBULANCE_CATEGORIES = frozenset(
     {"fall", "long_lie", "breathing", "chest_pain", "stroke", "collapse", "other"}
 )
 CARE_SERVICES = frozenset(
-    {"assessment", "home_care", "reablement", "telecare", "day_care", "residential", "nursing"}
+    {
+        "assessment",
+        "home_care",
+        "reablement",
+        "telecare",
+        "day_care",
+        "residential",
+        "nursing",
+        "equipment",
+    }
 )
 
 

@@ -357,6 +357,28 @@ def fire_visits(src: Sources, day: date) -> ir.Table:
     return latest.mutate(fire_visited=1)
 
 
+def fall_proneness(src: Sources, day: date) -> ir.Table:
+    """Gait or balance codes ever, dizziness and falls assessments in the last year (GP), and
+    mobility equipment from social care ever, before D."""
+    gp = src["gp_event"]
+    wanted = sorted(
+        codes.GAIT_BALANCE_SNOMED | codes.DIZZINESS_SNOMED | codes.FALLS_ASSESSMENT_SNOMED
+    )
+    coded = gp.filter((gp.event_date < lit(day)) & gp.snomed_code.isin(wanted))
+    year = coded.event_date >= lit(day - timedelta(days=365))
+    gp_flags = coded.group_by("person_id").aggregate(
+        gait_balance_problem=coded.snomed_code.isin(sorted(codes.GAIT_BALANCE_SNOMED)).any(),
+        dizziness_365d=(coded.snomed_code.isin(sorted(codes.DIZZINESS_SNOMED)) & year).any(),
+        falls_assessment_365d=(
+            coded.snomed_code.isin(sorted(codes.FALLS_ASSESSMENT_SNOMED)) & year
+        ).any(),
+    )
+    care = src["social_care"]
+    equipment = care.filter((care.service_type == "equipment") & (care.start_date < lit(day)))
+    held = equipment.select("person_id").distinct().mutate(mobility_equipment=True)
+    return _outer(gp_flags, held)
+
+
 def _left(left: ir.Table, right: ir.Table) -> ir.Table:
     joined = left.left_join(right, "person_id")
     return joined.select(*[c for c in joined.columns if c != "person_id_right"])
@@ -397,6 +419,7 @@ def _joined(src: Sources, day: date) -> ir.Table:
         observations(src, day),
         social_care(src, day),
         fire_visits(src, day),
+        fall_proneness(src, day),
     )
     table = population(src, day)
     for family in families:

@@ -2,12 +2,21 @@
 
 The one place these names are spelled: the `carerisk` command's settings, the service's
 configuration, keys, audit, benchmarks and tests all ask a `Home` for their paths.
+
+A home holds person-level data (the store, the extract, registers, the audit), so it and
+everything in it are owner-only: the `carerisk` command sets the umask 077 before it creates
+anything (carerisk/cli.py), and `too_open` lists what a home holds that others may read, for a
+warning when the service starts.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+OWNER_ONLY_UMASK = 0o077
 
 
 @dataclass(frozen=True)
@@ -70,3 +79,24 @@ class Home:
     def extract_dir(self) -> Path:
         """Where `carerisk demo` writes its synthetic extract."""
         return self.root / "extract"
+
+    def too_open(self) -> list[Path]:
+        """The home itself and anything in it that its group or others may read, write or
+        enter (symbolic links are not followed)."""
+        if not self.root.exists():
+            return []
+        found = [self.root] if _open_to_others(self.root) else []
+        for folder, names, files in os.walk(self.root):
+            for name in [*names, *files]:
+                path = Path(folder) / name
+                if _open_to_others(path):
+                    found.append(path)
+        return found
+
+
+def _open_to_others(path: Path) -> bool:
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:  # removed meanwhile
+        return False
+    return not stat.S_ISLNK(mode) and bool(mode & 0o077)

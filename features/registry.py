@@ -43,6 +43,8 @@ class Feature:
     maximum: float | None = None
     # the label when the value is 1, for counts: "{value} recorded fall in the last 3 months"
     label_one: str = ""
+    # the words when the value is missing, where "unknown" would mislead: "no recorded fall"
+    label_missing: str = ""
 
     def direction_for(self, outcome: str) -> int:
         return int(self.direction.get(outcome, 0))
@@ -50,18 +52,25 @@ class Feature:
     def describe(self, value: object) -> str:
         """The label with the person's value filled in, in plain words."""
         plain = self.plain_value(value)
+        if plain == "unknown" and self.label_missing:
+            return self.label_missing
         label = self.label_one if self.label_one and plain == "1" else self.label
         return label.format(value=plain)
 
     def plain_value(self, value: object) -> str:
-        """yes/no for binary features, whole numbers without decimals, 'unknown' for missing."""
-        if value is None or value == "unknown" or (isinstance(value, float) and value != value):
+        """yes/no for binary features, whole numbers without decimals, 'unknown' for missing
+        and for a number that is not finite (never "inf" or "nan")."""
+        if value is None or value == "unknown" or (isinstance(value, float) and not _finite(value)):
             return "unknown"
         if self.kind == "binary" and isinstance(value, int | float | bool):
             return "yes" if value else "no"
         if isinstance(value, float):
             return str(int(value)) if value.is_integer() else f"{value:.2f}"
         return str(value)
+
+
+def _finite(value: float) -> bool:
+    return value == value and value not in (float("inf"), float("-inf"))
 
 
 # --- building blocks ------------------------------------------------------------------------
@@ -98,6 +107,7 @@ def _windowed(
             unit=unit,
             direction=_dir(falls, cd),
             minimum=0,
+            maximum=days,  # at most one a day (bed days: every day of the window)
             **kw,  # type: ignore[arg-type]
         )
         for days in WINDOWS
@@ -164,6 +174,8 @@ _FRID_WORDS: dict[str, tuple[str, str]] = {  # (many, one)
     "urinary_antimuscarinics": ("urinary antimuscarinics", "urinary antimuscarinic"),
 }
 ETHNIC_GROUP_LEVELS = ("white", "mixed", "asian", "black", "other")
+MAX_MEDICINES = 100  # different medicines issued in 3 months: more is not plausible
+MAX_DAYS = 44_000  # days since an event: about 120 years
 EFI_BAND_LEVELS = tuple(band for band, _ in EFI_BANDS)
 SMOKING_LEVELS = ("never", "ex", "current")
 
@@ -202,7 +214,7 @@ def _activity() -> tuple[Feature, ...]:
                    FRACTURE_SOURCES, "fractures", 1, 1),
         Feature("mental_health_admissions_730d",
                 "{value} mental health inpatient stays in the last 2 years", HOSPITAL,
-                window_days=730, unit="admissions", direction=_dir(0, 1), minimum=0,
+                window_days=730, unit="admissions", direction=_dir(0, 1), minimum=0, maximum=730,
                 label_one="{value} mental health inpatient stay in the last 2 years"),
     )  # fmt: skip
 
@@ -227,7 +239,8 @@ def _frailty_and_medicines() -> tuple[Feature, ...]:
     frid = tuple(
         Feature(f"frid_{name}_90d", f"{{value}} {many} issued in the last 3 months",
                 rx, window_days=90, unit="medicines", modifiable=True, direction=_dir(1, 0),
-                minimum=0, label_one=f"{{value}} {one} issued in the last 3 months")
+                minimum=0, maximum=MAX_MEDICINES,
+                label_one=f"{{value}} {one} issued in the last 3 months")
         for name in FRID_BNF_PREFIXES
         for many, one in [_FRID_WORDS[name]]
     )  # fmt: skip
@@ -238,15 +251,17 @@ def _frailty_and_medicines() -> tuple[Feature, ...]:
                 kind="categorical", categories=EFI_BAND_LEVELS),
         Feature("medicines_90d", "{value} different medicines in the last 3 months", rx,
                 window_days=90, unit="medicines", modifiable=True, direction=_dir(1, 1),
-                minimum=0, label_one="{value} medicine in the last 3 months"),
+                minimum=0, maximum=MAX_MEDICINES,
+                label_one="{value} medicine in the last 3 months"),
         *frid,
         Feature("frid_classes_90d",
                 "{value} classes of falls-risk-increasing drugs in the last 3 months", rx,
                 window_days=90, unit="classes", modifiable=True, direction=_dir(1, 0),
-                minimum=0,
+                minimum=0, maximum=len(FRID_BNF_PREFIXES),
                 label_one="{value} class of falls-risk-increasing drugs in the last 3 months"),
         Feature("bmi", "body mass index {value}", ("gp_event",), unit="kg/m2",
-                direction=_dir(-1, 0)),
+                direction=_dir(-1, 0), minimum=10, maximum=100,
+                label_missing="no body mass index recorded"),
         Feature("smoking_status", "smoking status {value}", ("gp_event",), kind="categorical",
                 modifiable=True, categories=SMOKING_LEVELS),
         Feature("heavy_drinking", "heavy drinking recorded: {value}", ("gp_event",),
@@ -260,7 +275,7 @@ def _care_and_home() -> tuple[Feature, ...]:
         Feature("home_care_now", "receives home care: {value}", sc, kind="binary",
                 clinical=False, direction=_dir(1, 0)),
         Feature("home_care_hours_now", "{value} hours of home care a week", sc,
-                unit="hours/week", clinical=False, modifiable=True, minimum=0,
+                unit="hours/week", clinical=False, modifiable=True, minimum=0, maximum=168,
                 label_one="{value} hour of home care a week"),
         Feature("telecare_now", "has a telecare alarm: {value}", sc, kind="binary",
                 clinical=False, modifiable=True, direction=_dir(1, 0)),
@@ -281,15 +296,33 @@ def _care_and_home() -> tuple[Feature, ...]:
     )  # fmt: skip
 
 
+def _fall_proneness() -> tuple[Feature, ...]:
+    """What GP and social care records show of gait, balance and falls work-up."""
+    gp = ("gp_event",)
+    return (
+        Feature("gait_balance_problem", "gait or balance problem recorded: {value}", gp,
+                kind="binary", modifiable=True, direction=_dir(1, 0)),
+        Feature("dizziness_365d", "dizziness recorded in the last 12 months: {value}", gp,
+                kind="binary", window_days=365, direction=_dir(1, 0)),
+        Feature("falls_assessment_365d",
+                "falls risk assessment or falls service referral in the last 12 months: {value}",
+                gp, kind="binary", window_days=365, direction=_dir(1, 0)),
+        Feature("mobility_equipment", "mobility equipment from social care: {value}",
+                ("social_care",), kind="binary", clinical=False, direction=_dir(1, 0)),
+    )  # fmt: skip
+
+
 def _recency_and_completeness() -> tuple[Feature, ...]:
     return (
         Feature("days_since_last_fall", "{value} days since the last recorded fall",
                 FALL_SOURCES, unit="days", clinical=False, direction=_dir(-1, -1), minimum=1,
-                label_one="{value} day since the last recorded fall"),
+                maximum=MAX_DAYS, label_one="{value} day since the last recorded fall",
+                label_missing="no recorded fall"),
         Feature("days_since_last_emergency_admission",
                 "{value} days since the last emergency admission", HOSPITAL, unit="days",
-                direction=_dir(0, -1), minimum=1,
-                label_one="{value} day since the last emergency admission"),
+                direction=_dir(0, -1), minimum=1, maximum=MAX_DAYS,
+                label_one="{value} day since the last emergency admission",
+                label_missing="no recorded emergency admission"),
         Feature("has_gp_event_730d", "any GP record in the last 2 years: {value}", ("gp_event",),
                 kind="binary", window_days=730),
         Feature("ethnicity_recorded", "ethnicity recorded: {value}", ("person",), kind="binary"),
@@ -306,6 +339,7 @@ FEATURES: tuple[Feature, ...] = (
     *_conditions(),
     *_frailty_and_medicines(),
     *_care_and_home(),
+    *_fall_proneness(),
     *_recency_and_completeness(),
 )
 

@@ -285,11 +285,13 @@ def _sha256(path: Path) -> str:
 
 
 def plain_value(value: Any) -> Any:
-    """A JSON-friendly scalar; None for missing."""
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+    """A JSON-friendly scalar; None for missing and for a number that is not finite."""
+    if value is None or value is pd.NA:
         return None
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
     return value
 
 

@@ -33,6 +33,7 @@ def feature_to_dict(feature: Feature) -> dict[str, Any]:
         "maximum": feature.maximum,
         "explain": feature.explain,
         "label_one": feature.label_one,
+        "label_missing": feature.label_missing,
     }
 
 
@@ -53,6 +54,7 @@ def feature_from_dict(data: dict[str, Any]) -> Feature:
         maximum=data["maximum"],
         explain=bool(data.get("explain", True)),
         label_one=str(data.get("label_one", "")),  # bundles before 2026-11-26 have none
+        label_missing=str(data.get("label_missing", "")),  # nor before 2026-11-29
     )
 
 

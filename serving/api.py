@@ -4,6 +4,11 @@ The routes themselves are built when the service starts (serving/routes.py); thi
 what they share, so each route reads as: authorise, score, audit, answer. Request models that
 name an outcome are built from the outcomes served (`request_models`): their `outcome` field is
 an enum of the registry's names, so a new outcome needs no edit here.
+
+Who may call a route is decided before the route runs, by the gate (serving/gate.py); `needs`
+hands the route the caller the gate admitted and declares the bearer scheme in the OpenAPI
+document. A route audits what it answers with `audit`/`audit_async`, which name the client and
+key presented and mark the request audited, so the gate adds no second record.
 """
 
 from __future__ import annotations
@@ -15,13 +20,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict, Unpack
 
-from fastapi import HTTPException, Request, Response
+from fastapi import HTTPException, Request, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 from starlette.concurrency import run_in_threadpool
 
 from features.contract import PERSON_ID_PATTERN
+from features.outcomes import Outcome
 from features.registry import FEATURES, Feature
 from serving.audit import AuditEntry, AuditUnavailable
+from serving.calls import Call, current_call, mark_audited
 from serving.keys import Principal
 from serving.roles import is_allowed
 from serving.schemas import ScoreResult
@@ -41,7 +49,31 @@ ROUTE_NAMES = {
     "/v1/whoami": "whoami",
     "/v1/admin/objections/reload": "reload_objections",
     "/v1/admin/audit/verify": "audit_verify",
+    "/v1/openapi.json": "openapi",
+    "/v1/referrals/form": "referral_form",
 }
+# the routes whose name depends on the method, or whose path holds a parameter
+METHOD_ROUTES = {
+    ("GET", "/v1/referrals"): "referral_queue",
+    ("POST", "/v1/referrals"): "referral_create",
+}
+TEMPLATE_ROUTES = (
+    ("GET", re.compile(r"/v1/referrals/[^/]+"), "referral_read"),
+    ("POST", re.compile(r"/v1/referrals/[^/]+/status"), "referral_status"),
+)
+
+
+def route_name(method: str, path: str) -> str:
+    """The route name (serving.roles.ROUTE_ROLES) a request answers to, or "unknown"."""
+    if path in ROUTE_NAMES:
+        return ROUTE_NAMES[path]
+    if (method, path) in METHOD_ROUTES:
+        return METHOD_ROUTES[(method, path)]
+    for verb, pattern, name in TEMPLATE_ROUTES:
+        if verb == method and pattern.fullmatch(path):
+            return name
+    return "unknown"
+
 
 PersonId = Annotated[str, StringConstraints(pattern=PERSON_ID_PATTERN)]
 EXAMPLE_ID = "P1a2b3c4d5e6f"
@@ -54,23 +86,39 @@ class PersonRequest(BaseModel):
 
 
 def _field_for(feature: Feature) -> tuple[Any, Any]:
-    """A feature as a required, nullable pydantic field with the registry's limits."""
+    """A feature as a required, nullable pydantic field of its registry type, strict: a
+    boolean for a binary feature (not "true" or 1), a finite number within the registry's
+    range for a numeric one (not true, NaN, Infinity or 1e308), one of the levels for a
+    categorical one."""
     if feature.kind == "binary":
-        return (bool | None, Field(description=feature.label))
+        return (bool | None, Field(strict=True, description=feature.label))
     if feature.kind == "categorical":
         if feature.categories:
             levels = Literal[feature.categories]  # type: ignore[valid-type,name-defined]
             return (levels | None, Field(description=feature.label))
-        return (str | None, Field(max_length=64, description=feature.label))
-    return (
-        float | None,
-        Field(ge=feature.minimum, le=feature.maximum, description=feature.label),
-    )
+        return (str | None, Field(strict=True, max_length=64, description=feature.label))
+    limits = Field(
+        strict=True, allow_inf_nan=False, ge=feature.minimum, le=feature.maximum,
+        description=feature.label,
+    )  # fmt: skip
+    if feature.name == AGE:  # every cohort rule needs the age
+        return (float, limits)
+    return (float | None, limits)
+
+
+AGE = "age_years"
+IN_CARE_HOME = "in_care_home"
+CARE_HOME_DOC = (
+    "true when the person lives in residential or nursing care on the day scored; outcomes "
+    "whose cohort leaves care-home residents out refuse such a record (not a model feature)"
+)
 
 
 def record_model(features: Sequence[Feature] = FEATURES) -> type[BaseModel]:
-    """A full feature record: every registry feature must be present (null where unknown)."""
+    """A full feature record: every registry feature must be present (null where unknown;
+    age_years always), with the person's care-home status for the cohort rule."""
     fields: dict[str, Any] = {f.name: _field_for(f) for f in features}
+    fields[IN_CARE_HOME] = (bool, Field(strict=True, description=CARE_HOME_DOC))
     fields["person_ref"] = (PersonId, Field(description="the caller's pseudonymised id"))
     return create_model(  # type: ignore[no-any-return, call-overload]
         "FeatureRecord", __config__=ConfigDict(extra="forbid"), **fields
@@ -85,33 +133,40 @@ RECORDS_DOC = "Score full feature records (for callers holding features, e.g. a 
 class RequestModels:
     """The request bodies that name an outcome, built for the outcomes served."""
 
+    outcomes: tuple[str, ...]  # the names of the outcomes served
     score: type[BaseModel]
     records: type[BaseModel]
     fhir: type[BaseModel]
 
 
 def request_models(
-    outcomes: Sequence[str], features: Sequence[Feature] = FEATURES
+    served: Sequence[Outcome], features: Sequence[Feature] = FEATURES
 ) -> RequestModels:
-    """Request models whose `outcome` is one of `outcomes` (a 422 names the field otherwise)."""
+    """Request models whose `outcome` is one of those `served` (a 422 names the field
+    otherwise); the records' schema states each outcome's cohort rule."""
+    outcomes = [o.name for o in served]
     name: Any = Literal[tuple(outcomes)]  # type: ignore[valid-type]
     outcome = (name, Field(examples=[outcomes[0]]))
     records: Any = list[record_model(features)]  # type: ignore[misc]
     return RequestModels(
+        outcomes=tuple(outcomes),
         score=_request(
             "ScoreRequest",
             SCORE_DOC,
+            None,
             outcome=outcome,
             person_ids=(list[PersonId], Field(min_length=1, examples=[[EXAMPLE_ID]])),
         ),
         records=_request(
             "RecordsRequest",
             RECORDS_DOC,
+            cohort_rules(served),
             outcome=outcome,
             records=(records, Field(min_length=1)),
         ),
         fhir=_request(
             "FhirRequest",
+            None,
             None,
             outcome=outcome,
             person_id=(PersonId, Field(examples=[EXAMPLE_ID])),
@@ -119,10 +174,29 @@ def request_models(
     )
 
 
-def _request(name: str, doc: str | None, **fields: Any) -> type[BaseModel]:
+def _request(
+    name: str, doc: str | None, schema: dict[str, Any] | None, **fields: Any
+) -> type[BaseModel]:
+    config = ConfigDict(extra="forbid", json_schema_extra=schema)
     return create_model(  # type: ignore[no-any-return, call-overload]
-        name, __config__=ConfigDict(extra="forbid"), __doc__=doc, **fields
+        name, __config__=config, __doc__=doc, **fields
     )
+
+
+def cohort_rules(served: Sequence[Outcome]) -> dict[str, Any]:
+    """Each outcome's cohort rule in JSON Schema (if the outcome is this, then every record's
+    age is at least its minimum and, where it leaves care-home residents out, in_care_home is
+    false). Documentation: the route applies the rule itself, answering 422 with its words."""
+    rules = []
+    for item in served:
+        record: dict[str, Any] = {AGE: {"minimum": item.cohort.min_age}}
+        if item.cohort.exclude_care_home:
+            record[IN_CARE_HOME] = {"const": False}
+        rules.append({
+            "if": {"properties": {"outcome": {"const": item.name}}},
+            "then": {"properties": {"records": {"items": {"properties": record}}}},
+        })  # fmt: skip
+    return {"allOf": rules}
 
 
 # --- authentication and roles -------------------------------------------------------------
@@ -135,56 +209,30 @@ def state_of(request: Request) -> ServiceState:
     return state  # type: ignore[no-any-return]
 
 
-def presented_key(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip() or None
-    return request.headers.get("x-api-key") or None
+BEARER = HTTPBearer(
+    auto_error=False,
+    description="An API key, `crk_<key id>_<secret>`, issued by `carerisk keys add`.",
+)
 
 
-def needs(route: str) -> Callable[[Request], Awaitable[Principal]]:
-    """A FastAPI dependency: a valid key (401) whose role may call `route` (403), within its
-    rate limit (429). Refusals are audited. It runs on the event loop (no thread hop)."""
+def needs(route: str) -> Callable[..., Awaitable[Principal]]:
+    """A FastAPI dependency: the caller the gate admitted for `route` (serving/gate.py checks
+    the key, its rate and its role before the body is read). Declares the bearer scheme."""
 
-    async def dependency(request: Request) -> Principal:
-        state = state_of(request)
-        check = state.keys.check(presented_key(request) or "")
-        if check.principal is None:
-            await audit_async(state, None, route, "unauthenticated", 401)
-            raise HTTPException(
-                401,
-                detail={"error": "unauthenticated", "message": _key_message(check.reason)},
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        principal = check.principal
-        if not is_allowed(route, principal.role):
-            await audit_async(state, principal, route, "forbidden", 403)
-            raise HTTPException(
-                403,
-                detail={
-                    "error": "forbidden",
-                    "message": f"the {principal.role} role may not use {route}",
-                },
-            )
-        if not state.limiter.allow(principal.key_id):
-            wait = max(1, round(state.limiter.retry_after(principal.key_id)))
-            await audit_async(state, principal, route, "rate_limited", 429)
-            raise HTTPException(
-                429,
-                detail={"error": "rate_limited", "message": f"too many requests; retry in {wait}s"},
-                headers={"Retry-After": str(wait)},
-            )
-        request.state.principal = principal
-        return principal
+    async def dependency(
+        request: Request,
+        _: HTTPAuthorizationCredentials | None = Security(BEARER),  # noqa: B008
+    ) -> Principal:
+        call = current_call()
+        if call is None or call.principal is None:  # only when served without the gate
+            detail = {"error": "unauthenticated", "message": "a valid API key is needed"}
+            raise HTTPException(401, detail=detail)
+        if not is_allowed(route, call.principal.role):
+            detail = {"error": "forbidden", "message": f"the role may not use {route}"}
+            raise HTTPException(403, detail=detail)
+        return call.principal
 
     return dependency
-
-
-def _key_message(reason: str) -> str:
-    return {
-        "expired": "this API key has expired; ask an administrator for a new one",
-        "revoked": "this API key has been revoked",
-    }.get(reason, "a valid API key is needed (Authorization: Bearer <key>)")
 
 
 # --- audit ------------------------------------------------------------------------------
@@ -201,12 +249,16 @@ def audit_entry(
     outcome: str | None = None,
     results: Sequence[ScoreResult] = (),
     bands: Sequence[str] = (),
+    call: Call | None = None,
 ) -> AuditEntry:
-    """The audit record of one request: who, what, which people and bands; never values."""
+    """The audit record of one request: who (and from where, with which key presented),
+    what, which people and bands; never values. `call` is the request being answered (by
+    default the current one; none for the command line)."""
     served = state.scorer.models.get(outcome) if outcome else None
+    call = call or current_call()
     return AuditEntry(
         org=principal.org if principal else "unknown",
-        key_id=principal.key_id if principal else "none",
+        key_id=principal.key_id if principal else (call.key_id if call else "none"),
         role=principal.role if principal else "none",
         endpoint=endpoint,
         outcome=result,
@@ -216,6 +268,8 @@ def audit_entry(
         model_version=served.version if served else None,
         bands=tuple(bands) or tuple(r.band for r in results),
         status=status,
+        client=call.client if call else None,
+        key_check=call.key_check if call else None,
     )
 
 
@@ -237,11 +291,19 @@ def audit(
     **details: Unpack[AuditDetails],
 ) -> None:
     """Append one record (from a worker thread); raise 503 when it cannot be written."""
-    entry = audit_entry(state, principal, endpoint, result, status, **details)
+    append_all(state, [audit_entry(state, principal, endpoint, result, status, **details)])
+
+
+def append_all(state: ServiceState, entries: Sequence[AuditEntry]) -> None:
+    """Append records as one group (from a worker thread) and mark the request audited;
+    raise 503 when they cannot be written."""
+    futures = [state.writer.submit(entry) for entry in entries]
     try:
-        state.writer.append(entry)
+        for future in futures:
+            future.result()
     except AuditUnavailable:
-        raise unaudited(endpoint) from None
+        raise unaudited(entries[0].endpoint) from None
+    mark_audited()
 
 
 async def audit_async(
@@ -258,6 +320,7 @@ async def audit_async(
         await state.writer.append_async(entry)
     except AuditUnavailable:
         raise unaudited(endpoint) from None
+    mark_audited()
 
 
 def unaudited(endpoint: str) -> HTTPException:

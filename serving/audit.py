@@ -4,8 +4,14 @@ Storage: SQLite (stdlib) at ``<home>/audit.sqlite`` in WAL mode with ``synchrono
 cannot be updated or deleted through SQL (triggers refuse it). Each record holds seq, UTC time,
 org, key_id, role, endpoint, outcome (of the request: ok, denied, error, ...), the pseudonymised
 person ids, the predicted outcome, model name and version, the bands returned and the HTTP
-status, then ``prev_hash`` and ``hash = sha256(prev_hash + canonical JSON of the record)``.
-Feature values and probabilities are never recorded: `AuditEntry` has no field for them.
+status, the client's address, how the key presented was judged (`key_check`: ok, missing,
+malformed, unknown, bad_secret, revoked, expired, or unchecked when the caller's address was
+refused first) and, for a grouped record of refusals, how many requests it stands for (`count`),
+then ``prev_hash`` and ``hash = sha256(prev_hash + canonical JSON of the record)``. The last
+three were added later: a record without them (NULL) is hashed without them, so records written
+before they existed still verify. Feature values and probabilities are never recorded:
+`AuditEntry` has no field for them. The key id is the one *presented* (`crk_<id>_...`); when
+`key_check` is not ok it was not verified, and the secret is never recorded.
 
 `AuditLog.append` commits (and fsyncs) before it returns and raises `AuditUnavailable` when it
 cannot, so the service can answer 503 instead of returning an unaudited score. Appends from
@@ -21,8 +27,10 @@ the group holding it is durable; when a group cannot be committed, every caller 
 `AuditUnavailable`.
 
 The chain is unkeyed: it proves the log was not edited, reordered or cut *relative to the
-anchor*. Someone able to rewrite both the database and the anchor can forge a history; keep a
-copy of the anchor elsewhere (``carerisk audit verify --json`` prints it) for that threat.
+anchor*. Someone able to rewrite both the database and the anchor (or delete both) can forge a
+history; checkpoints of the head exported to a place the service cannot write
+(serving/checkpoints.py, `carerisk audit checkpoint`) make that detectable: `verify` given them
+refuses a log that lacks, or differs at, a record a checkpoint saw.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -67,17 +75,18 @@ CREATE TABLE IF NOT EXISTS audit (
     bands TEXT NOT NULL,
     status INTEGER NOT NULL,
     prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    client TEXT,
+    key_check TEXT,
+    count INTEGER
 );
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 """
-_COLUMNS = (
-    "seq, time, org, key_id, role, endpoint, outcome, person_ids, risk_outcome, "
-    "model_name, model_version, bands, status, prev_hash, hash"
-)
+# Columns added after the first release: NULL in older rows, and then left out of the hash.
+LATER_COLUMNS = {"client": "TEXT", "key_check": "TEXT", "count": "INTEGER"}
 _JSON_COLUMNS = ("person_ids", "bands")
 
 PersonId = Annotated[str, StringConstraints(pattern=PERSON_ID_PATTERN)]
@@ -103,6 +112,9 @@ class AuditEntry(BaseModel):
     model_version: str | None = None
     bands: tuple[str, ...] = ()
     status: int = Field(ge=100, le=599)
+    client: str | None = Field(default=None, max_length=64, description="the caller's address")
+    key_check: str | None = Field(default=None, pattern=r"^[a-z_]{1,16}$")
+    count: int | None = Field(default=None, ge=2, description="requests a grouped record holds")
 
 
 class AuditRecord(AuditEntry):
@@ -127,9 +139,23 @@ class VerifyResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """The head of the chain as seen at `time`: record `seq` had hash `hash` (seq 0: empty)."""
+
+    seq: int
+    hash: str
+    time: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def record_hash(fields: dict[str, Any]) -> str:
     """sha256(prev_hash + canonical JSON of the record without its hash)."""
-    body = {k: v for k, v in fields.items() if k != "hash"}
+    body = {
+        k: v for k, v in fields.items() if k != "hash" and not (k in LATER_COLUMNS and v is None)
+    }
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256((body["prev_hash"] + canonical).encode("utf-8")).hexdigest()
 
@@ -193,6 +219,7 @@ class AuditLog:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(_SCHEMA)
+            _add_later_columns(conn)
             os.chmod(self.path, 0o600)
             self._conn, self._conn_pid = conn, os.getpid()
         return self._conn
@@ -246,10 +273,11 @@ class AuditLog:
 
     # -- reading --
 
-    def verify(self) -> VerifyResult:
-        """Walk the chain from seq 1 and compare its end with the anchor."""
+    def verify(self, checkpoints: Sequence[Checkpoint] = ()) -> VerifyResult:
+        """Walk the chain from seq 1, compare its end with the anchor, then check that every
+        record a checkpoint saw is still there, unchanged (see serving/checkpoints.py)."""
         with self._file_lock(fcntl.LOCK_SH, create=False):
-            rows = self._rows("SELECT " + _COLUMNS + " FROM audit ORDER BY seq")
+            rows = self._rows("SELECT * FROM audit ORDER BY seq")
             head = self._read_head()
         if isinstance(head, str):
             return VerifyResult(False, len(rows), None, head)
@@ -259,7 +287,15 @@ class AuditLog:
             if bad:
                 return VerifyResult(False, len(rows), bad[0], bad[1])
             prev = last_hash = row["hash"]
-        return _check_head(len(rows), last_hash, head)
+        against = _check_checkpoints([row["hash"] for row in rows], checkpoints)
+        if against is not None:
+            return against
+        result = _check_head(len(rows), last_hash, head)
+        if result.ok and checkpoints:
+            latest = max(checkpoints, key=lambda c: c.seq)
+            covered = f"; checkpoints cover seq 1-{latest.seq} (latest {latest.time})"
+            return replace(result, reason=result.reason + covered)
+        return result
 
     def count(self, endpoint: str | None = None) -> int:
         if endpoint is None:
@@ -270,7 +306,7 @@ class AuditLog:
 
     def tail(self, n: int = 20) -> list[AuditRecord]:
         """The last n records, oldest first."""
-        query = f"SELECT {_COLUMNS} FROM audit ORDER BY seq DESC LIMIT ?"
+        query = "SELECT * FROM audit ORDER BY seq DESC LIMIT ?"
         rows = self._rows(query, (max(int(n), 0),))
         return [_to_record(row) for row in reversed(rows)]
 
@@ -404,6 +440,14 @@ def _insert(
     return AuditRecord.model_validate(fields)
 
 
+def _add_later_columns(conn: sqlite3.Connection) -> None:
+    """Bring a log written before the later columns up to date (rows keep NULL in them)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(audit)")}
+    for name, kind in LATER_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE audit ADD COLUMN {name} {kind}")
+
+
 def _has_table(conn: sqlite3.Connection) -> bool:
     query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'"
     return conn.execute(query).fetchone() is not None
@@ -414,7 +458,7 @@ def _to_column(name: str, value: Any) -> Any:
 
 
 def _from_row(row: dict[str, Any]) -> dict[str, Any]:
-    fields = dict(row)
+    fields: dict[str, Any] = dict.fromkeys(LATER_COLUMNS) | dict(row)
     for name in _JSON_COLUMNS:
         fields[name] = json.loads(fields[name])
     return fields
@@ -437,6 +481,26 @@ def _check_row(row: dict[str, Any], expected: int, prev: str) -> tuple[int, str]
         return seq, f"record seq {seq}: stored JSON is malformed: {exc}"
     if record_hash(fields) != row["hash"]:
         return seq, f"record seq {seq}: hash does not match its contents (record was altered)"
+    return None
+
+
+def _check_checkpoints(hashes: list[str], checkpoints: Sequence[Checkpoint]) -> VerifyResult | None:
+    """A failed result when the log lacks, or differs at, a record a checkpoint saw."""
+    n = len(hashes)
+    for point in sorted(checkpoints, key=lambda c: c.seq):
+        if point.seq > n:
+            held = "the log is empty" if n == 0 else f"the log ends at seq {n}"
+            reason = (
+                f"{held} but the checkpoint of {point.time} saw {point.seq} records: "
+                "records were deleted"
+            )
+            return VerifyResult(False, n, n + 1, reason, point.seq, point.hash)
+        if point.seq and hashes[point.seq - 1] != point.hash:
+            reason = (
+                f"record seq {point.seq} differs from the checkpoint of {point.time}: "
+                "the chain was rewritten"
+            )
+            return VerifyResult(False, n, point.seq, reason, point.seq, point.hash)
     return None
 
 

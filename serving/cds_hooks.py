@@ -25,6 +25,8 @@ outside the cohort, has objected, or when the user is not a Practitioner or Prac
 without a clinician). CORS: the browser origins listed in the ``cds_cors_origins`` setting may
 call the service (no credentials; preflights answered by Starlette's CORSMiddleware). Each call is
 audited like the API's (role ``cds_client``, the client's organisation), before it is answered.
+The gate (serving/gate.py) applies the body limit and timeout and the address limit of failed
+authentications before the call reaches this app.
 """
 
 from __future__ import annotations
@@ -48,12 +50,10 @@ from features.outcomes import Outcome
 from models.reasons import Reason
 from serving.api import audit
 from serving.cds_patients import FHIR_ID, PatientLookupError, lookup_at
-from serving.config import ServingConfig
 from serving.fhir import SNOMED
 from serving.fhir_requests import AT_RISK_OF_FALLS, suggested_request
 from serving.jwt_auth import CdsClient, CdsClients, TokenRefused, bearer_token, verify_client_token
 from serving.keys import Principal
-from serving.limits_http import BodyLimit
 from serving.referral_routes import fire_organisations, store_of
 from serving.schemas import ScoreResult
 from serving.scoring import ObjectedPeople, OutsideCohort, ScoringError, UnknownPeople
@@ -315,6 +315,9 @@ def build_cds_app(api: FastAPI) -> FastAPI:
                 store_of(current).first_use,
             )  # fmt: skip
         except TokenRefused as refusal:
+            # counted against the address, like a bad API key (serving/gate.py); audited one
+            # by one, which that limit bounds
+            current.address_limiter.allow(request.client.host if request.client else "unknown")
             audit(current, None, _route(request), "unauthenticated", 401)
             raise HTTPException(
                 401, detail=str(refusal), headers={"WWW-Authenticate": "Bearer"}
@@ -354,7 +357,6 @@ def build_cds_app(api: FastAPI) -> FastAPI:
             raise HTTPException(404, detail=f"no CDS service {service!r}")
         return answer(current, principal(found), outcome, body, base_url(current, request))
 
-    app.add_middleware(BodyLimit, max_bytes=ServingConfig.model_fields["max_body_bytes"].default)
     app.add_middleware(LateCors, api=api)  # outermost: preflights are answered first
     return app
 

@@ -33,6 +33,13 @@ class ServingConfig(BaseModel):
     max_body_bytes: int = Field(default=2_000_000, ge=1_000)
     rate_per_second: float = Field(default=50.0, gt=0)
     burst: int = Field(default=100, ge=1)
+    # failed authentications a client address may make (a second, and at once) before the
+    # address is refused without its key being checked (serving/gate.py)
+    unauthenticated_per_second: float = Field(default=2.0, gt=0)
+    unauthenticated_burst: int = Field(default=20, ge=1)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=25)  # under BentoML's 30 s
+    audit_checkpoints: Path | None = None  # outside the home, not writable by the service
     stale_after_days: int = Field(default=120, ge=1)
     top_k: int = Field(default=5, ge=1, le=20)
     register_max: int = Field(default=5000, ge=1)
@@ -56,7 +63,9 @@ class ServingConfig(BaseModel):
     def to_env(self) -> dict[str, str]:
         """The variables `from_env` reads back."""
         values = self.model_dump(exclude=set(LISTS))
-        env = {PREFIX + key.upper(): str(value) for key, value in values.items()}
+        env = {
+            PREFIX + key.upper(): str(value) for key, value in values.items() if value is not None
+        }
         env.update({PREFIX + key.upper(): ",".join(getattr(self, key)) for key in LISTS})
         return env
 

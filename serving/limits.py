@@ -1,4 +1,5 @@
-"""A per-key token-bucket rate limiter (thread-safe, in memory, per process).
+"""A token-bucket rate limiter (thread-safe, in memory, per process), keyed by API key id or,
+for failed authentications, by client address (serving/gate.py).
 
 Each key has a bucket of `burst` tokens refilled at `rate` tokens a second; a request takes
 one token or is refused. With several service workers each holds its own buckets, so the
@@ -45,6 +46,11 @@ class RateLimiter:
                 bucket.tokens -= cost
                 return True
             return False
+
+    def ready(self, key_id: str, cost: float = 1.0) -> bool:
+        """True when `cost` tokens are there, without taking them."""
+        with self._lock:
+            return self._refilled(key_id).tokens >= cost
 
     def retry_after(self, key_id: str, cost: float = 1.0) -> float:
         """Seconds until `cost` tokens are available (0 when they are now)."""

@@ -9,8 +9,9 @@
 Object-level authorisation: a GP organisation reads the referrals it made, a fire organisation
 those it receives, the admin every one; any other referral is 404 to them, as is one that does
 not exist, so an id reveals nothing. Every answer, refusals included, is audited through
-serving.api before it is sent (a move records the status moved to, e.g. ``to_visited``), and so
-is a request that fails validation (`AuditedRoute`).
+serving.api before it is sent (a move records the status moved to, e.g. ``to_visited``); the gate
+(serving/gate.py) checks the key, its rate, its role and the body's size before a route runs, and
+audits what no route recorded (a request that fails validation, 422).
 
 What the fire role may read about people follows the deployment's `fire_sharing` setting
 (serving/config.py): ``referrals`` (the default) shares only the people referred to it with their
@@ -25,16 +26,12 @@ its signature.
 """
 
 import datetime as dt
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
 
 from features.registry import FEATURES
-from serving.api import audit, audit_async, needs, presented_key, refuse, state_of
+from serving.api import audit, needs, refuse, state_of
 from serving.fhir_requests import referral_request
 from serving.keys import KeyStore, Principal, utc_now
 from serving.referrals import (
@@ -137,37 +134,6 @@ def unavailable() -> HTTPException:
     return refused(503, "referrals_unavailable", "the referral store cannot be used just now")
 
 
-class AuditedRoute(APIRoute):
-    """A route whose invalid requests (422) are audited under its own name, as the service's
-    handler does for the routes it knows by path."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-        name = self.name
-
-        async def audited(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                return await _invalid(request, name, exc)
-
-        return audited
-
-
-async def _invalid(request: Request, route: str, exc: RequestValidationError) -> JSONResponse:
-    state = state_of(request)
-    principal = getattr(request.state, "principal", None)
-    if principal is None:
-        principal = state.keys.check(presented_key(request) or "").principal
-    await audit_async(state, principal, route, "invalid", 422)
-    fields = [
-        {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
-        for e in exc.errors()
-    ]
-    body = {"error": "invalid_request", "message": "the request does not fit", "fields": fields}
-    return JSONResponse(body, status_code=422)
-
-
 ReferralId = Path(
     pattern=ID_PATTERN, description="a referral id, e.g. ref-0123456789abcdef01234567"
 )
@@ -177,7 +143,7 @@ ReferralId = Path(
 
 
 def referral_router() -> APIRouter:
-    routes = APIRouter(prefix="/referrals", route_class=AuditedRoute, tags=["referrals"])
+    routes = APIRouter(prefix="/referrals", tags=["referrals"])
     _form_route(routes)
     _create_route(routes)
     _queue_route(routes)

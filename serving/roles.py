@@ -4,7 +4,9 @@
 it and a test walks it. A route missing from the table is denied to everyone.
 
 The fire role sees band, rank and non-clinical reasons only (previous falls, living alone, home
-care, home visit findings, age band): never diagnoses or medicines, and never a probability.
+care, home visit findings, age band): never diagnoses or medicines, and never a probability;
+nor whether an id it may not see a score of exists (serving/routes.py, `person`). The monitor
+role is for a metrics scraper: it may read /metrics and nothing about people.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from features.registry import Feature
 from models.reasons import Reason
 from serving.schemas import RestrictedScore, ScoreResult
 
-Role = Literal["gp", "fire", "analyst", "admin"]
+Role = Literal["gp", "fire", "analyst", "admin", "monitor"]
 ROLES: tuple[Role, ...] = get_args(Role)
 
 _CLINICAL_VIEW: frozenset[Role] = frozenset({"gp", "analyst", "admin"})
+_PEOPLE: frozenset[Role] = frozenset({"gp", "fire", "analyst", "admin"})  # may see people
 _EVERYONE: frozenset[Role] = frozenset(ROLES)
 _ADMIN: frozenset[Role] = frozenset({"admin"})
+_METRICS: frozenset[Role] = frozenset({"admin", "monitor"})
 
 # route name -> roles allowed to call it
 ROUTE_ROLES: Mapping[str, frozenset[Role]] = MappingProxyType(
@@ -30,12 +34,14 @@ ROUTE_ROLES: Mapping[str, frozenset[Role]] = MappingProxyType(
         "score": _CLINICAL_VIEW,  # POST /v1/score
         "score_records": _CLINICAL_VIEW,  # POST /v1/score/records
         "fhir": _CLINICAL_VIEW,  # POST /v1/fhir/risk-assessment
-        "person": _EVERYONE,  # POST /v1/person: full for clinical roles, restricted for fire
-        "register": _EVERYONE,  # GET /v1/register: restricted for fire
+        "person": _PEOPLE,  # POST /v1/person: full for clinical roles, restricted for fire
+        "register": _PEOPLE,  # GET /v1/register: restricted for fire
         "outcomes": _EVERYONE,  # GET /v1/outcomes: titles, cohorts and band labels
         "whoami": _EVERYONE,  # GET /v1/whoami
+        "openapi": _EVERYONE,  # GET /v1/openapi.json: the API's description
         "reload_objections": _ADMIN,  # POST /v1/admin/objections/reload
         "audit_verify": _ADMIN,  # GET /v1/admin/audit/verify
+        "metrics": _METRICS,  # GET /metrics (outside /v1; served by serving/gate.py)
         # the referral loop (serving/referral_routes.py); each referral is further limited to
         # the GP organisation that made it, the fire organisation receiving it and the admin
         "referral_form": frozenset({"gp", "admin"}),  # GET /v1/referrals/form

@@ -2,26 +2,33 @@
 
 Request bodies that name an outcome are models built from the outcome registry (serving.api
 `request_models`), so FastAPI validates an outcome against the registered names and the OpenAPI
-document lists them. Each route reads the service state from the request (serving.api
-`state_of`): authorise, score, audit, answer.
+document lists them. The gate (serving/gate.py) has admitted the caller before a route runs;
+each route reads the service state from the request (serving.api `state_of`): score, audit,
+answer. Every route declares what it answers, errors included (one `ErrorBody` shape), and its
+success's schema.
 
 This module does not use postponed annotations: FastAPI reads each route's parameter types from
 its signature, and the request models are local values, not names it could look up later.
 """
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from features.objections import ObjectionListError
 from features.outcomes import Outcome
 from features.registry import FEATURES
 from serving.api import (
+    IN_CARE_HOME,
     PersonRequest,
     RequestModels,
+    append_all,
     audit,
     audit_async,
+    audit_entry,
     check_batch,
     json_answer,
     needs,
@@ -32,21 +39,37 @@ from serving.api import (
     state_of,
     unaudited,
 )
-from serving.audit import AuditUnavailable
+from serving.audit import AuditEntry, AuditUnavailable
+from serving.checkpoints import CheckpointError, read_checkpoints
+from serving.config import ServingConfig
 from serving.fhir import risk_assessment
 from serving.keys import Principal
 from serving.referral_routes import fire_gate, read_result
 from serving.register import RegisterQuery, ranked_register, to_csv
 from serving.roles import scope_result, sees_clinical
-from serving.schemas import ScoreResponse, error_responses
-from serving.scoring import ObjectedPeople, ScoringError
+from serving.schemas import (
+    BODY_ERRORS,
+    FhirRiskAssessment,
+    ObjectionsAnswer,
+    OutcomesAnswer,
+    PersonAnswer,
+    RegisterAnswer,
+    ScoreResponse,
+    VerifyAnswer,
+    WhoAmI,
+    error_responses,
+)
+from serving.scoring import ObjectedPeople, OutsideCohort, ScoringError, UnknownPeople
+from serving.state import ServiceState
 
 
-def router(models: RequestModels) -> APIRouter:
+def router(models: RequestModels, config: ServingConfig) -> APIRouter:
     """Every /v1 route, with `models` as the bodies that name an outcome."""
     routes = APIRouter()
     _scoring_routes(routes, models)
-    _people_routes(routes, models)
+    _person_route(routes)
+    _fhir_route(routes, models)
+    _register_route(routes, models, config)
     _other_routes(routes)
     return routes
 
@@ -58,7 +81,7 @@ def _scoring_routes(routes: APIRouter, models: RequestModels) -> None:
         "/score",
         summary="Score people by id, with reasons",
         response_model=ScoreResponse,
-        responses=error_responses(401, 403, 404, 413, 422, 429, 451, 503),
+        responses=error_responses(*BODY_ERRORS, 404, 451),
     )
     async def score(
         request: Request,
@@ -83,8 +106,14 @@ def _scoring_routes(routes: APIRouter, models: RequestModels) -> None:
     @routes.post(
         "/score/records",
         summary="Score full feature records, with reasons",
+        description=(
+            "Each record holds every registry feature (null where unknown; age_years always), "
+            f"of its registry type and range, and `{IN_CARE_HOME}`. A record outside the "
+            "outcome's cohort (too young, or in a care home where the cohort leaves care-home "
+            "residents out) is refused with 422 and the cohort's definition."
+        ),
         response_model=ScoreResponse,
-        responses=error_responses(401, 403, 413, 422, 429, 451, 503),
+        responses=error_responses(*BODY_ERRORS, 451),
     )
     def score_records(
         request: Request,
@@ -98,6 +127,12 @@ def _scoring_routes(routes: APIRouter, models: RequestModels) -> None:
         check_batch(state, len(records))
         frame = pd.DataFrame([r.model_dump() for r in records])
         refs = frame.pop("person_ref").tolist()
+        in_care_home = frame.pop(IN_CARE_HOME).tolist()
+        definition = state.scorer.model(outcome).outcome
+        outside = outside_cohort(definition, frame["age_years"].tolist(), in_care_home, refs)
+        if outside:
+            error: ScoringError = OutsideCohort(definition.outside_cohort(), outside)
+            raise refuse(state, principal, "score_records", outcome, error)
         objected = [p for p in refs if p in state.scorer.objections]
         if objected:
             error = ObjectedPeople("these people have objected and are never scored", objected)
@@ -108,42 +143,108 @@ def _scoring_routes(routes: APIRouter, models: RequestModels) -> None:
         return json_answer(ScoreResponse.model_construct(results=results))
 
 
-def _people_routes(routes: APIRouter, models: RequestModels) -> None:
-    FhirBody = models.fhir
+def outside_cohort(
+    outcome: Outcome, ages: Sequence[float], in_care_home: Sequence[bool], refs: Sequence[str]
+) -> list[str]:
+    """The records' people the outcome's cohort rule leaves out (features/outcomes.py)."""
+    cohort = outcome.cohort
+    return [
+        ref
+        for ref, age, care in zip(refs, ages, in_care_home, strict=True)
+        if age < cohort.min_age or (cohort.exclude_care_home and care)
+    ]
 
+
+# --- one person --------------------------------------------------------------------------
+
+NO_SCORE = {"error": "no_score", "message": "no score for this outcome"}
+
+
+def _person_route(routes: APIRouter) -> None:
     @routes.post(
         "/person",
         summary="Every outcome for one person, as the caller's role may see",
-        responses=error_responses(401, 403, 404, 422, 429, 451, 503),
+        description=(
+            "The clinical roles see each outcome's score, or why there is none (outside its "
+            "cohort, with the cohort's definition); an unknown id is 404 and an objector 451. "
+            "The fire role sees the scores it may see; for an outcome without one it is told "
+            "only that there is none, and a person with no score it may see (unknown, "
+            "objected or outside every cohort) is 404, the same answer as an unknown id."
+        ),
+        response_model=None,
+        responses={
+            200: {"model": PersonAnswer, "description": "the person's outcomes"},
+            **error_responses(*BODY_ERRORS, 404, 451),
+        },  # fmt: skip
     )
     def person(
         request: Request, body: PersonRequest, principal: Principal = Depends(needs("person"))
     ) -> dict[str, Any]:
         state = state_of(request)
         fire_gate(state, principal, "person")
+        clinical = sees_clinical(principal.role)
+        read = read_result(state, principal)
         answers: dict[str, Any] = {}
+        entries: list[AuditEntry] = []
+        pid = body.person_id
         for outcome in state.scorer.models:
             try:
-                result = state.scorer.score_people(
-                    outcome, [body.person_id], clinical=sees_clinical(principal.role)
-                )[0]
-            except ScoringError as error:
-                if error.status != 422:  # unknown or objecting: refuse the whole request
-                    raise refuse(state, principal, "person", outcome, error) from None
-                answers[outcome] = {"error": "outside_cohort", "message": error.message}
+                result = state.scorer.score_people(outcome, [pid], clinical=clinical)[0]
+            except OutsideCohort as error:
+                answers[outcome] = (
+                    {"error": "outside_cohort", "message": error.message} if clinical else NO_SCORE
+                )
+                entries.append(audit_entry(state, principal, "person", "outside_cohort", 200,
+                                           person_ids=[pid], outcome=outcome))  # fmt: skip
                 continue
-            audit(state, principal, "person", read_result(state, principal), 200,
-                  person_ids=[body.person_id],
-                  outcome=outcome, results=[result])  # fmt: skip
+            except ScoringError as error:  # unknown or objecting: the whole request is refused
+                raise _refused_person(state, principal, pid, outcome, error, clinical) from None
+            entries.append(audit_entry(state, principal, "person", read, 200, person_ids=[pid],
+                                       outcome=outcome, results=[result]))  # fmt: skip
             answers[outcome] = scope_result(principal.role, result, FEATURES).model_dump(
                 mode="json"
             )
-        return {"person_id": body.person_id, "role": principal.role, "outcomes": answers}
+        if not clinical and all(a is NO_SCORE for a in answers.values()):
+            nowhere = OutsideCohort("outside every cohort", [pid])
+            raise _refused_person(state, principal, pid, None, nowhere, clinical)
+        append_all(state, entries)
+        return {"person_id": pid, "role": principal.role, "outcomes": answers}
+
+
+def _refused_person(
+    state: ServiceState,
+    principal: Principal,
+    pid: str,
+    outcome: str | None,
+    error: ScoringError,
+    clinical: bool,
+) -> HTTPException:
+    """The refusal of a person view. The fire role gets what an unknown id gets, whatever the
+    reason, so it cannot learn that the id exists or why it has no score; the audit records
+    the reason."""
+    if clinical:
+        return refuse(state, principal, "person", outcome or "", error)
+    shown = UnknownPeople("no person with these ids is in the latest snapshot", [pid])
+    reason = {ObjectedPeople: "objected", OutsideCohort: "outside_cohort"}.get(
+        type(error), "refused"
+    )
+    append_all(state, [audit_entry(state, principal, "person", reason, shown.status,
+                                   person_ids=[pid], outcome=outcome)])  # fmt: skip
+    detail = {"error": "UnknownPeople", "message": shown.message, "person_ids": [pid]}
+    return HTTPException(shown.status, detail=detail)
+
+
+def _fhir_route(routes: APIRouter, models: RequestModels) -> None:
+    FhirBody = models.fhir
 
     @routes.post(
         "/fhir/risk-assessment",
         summary="One person's score as a FHIR R4 RiskAssessment",
-        responses=error_responses(401, 403, 404, 422, 429, 451, 503),
+        response_model=None,
+        responses={
+            200: {"model": FhirRiskAssessment, "description": "a RiskAssessment"},
+            **error_responses(*BODY_ERRORS, 404, 451),
+        },  # fmt: skip
     )
     def fhir(
         request: Request,
@@ -161,38 +262,50 @@ def _people_routes(routes: APIRouter, models: RequestModels) -> None:
         definition = state.scorer.model(outcome).outcome
         return risk_assessment(result, definition, computed_at=now_utc())
 
+
+# --- registers -----------------------------------------------------------------------------
+
+
+def _register_route(routes: APIRouter, models: RequestModels, config: ServingConfig) -> None:
+    Outcomes: Any = Literal[models.outcomes]  # type: ignore[valid-type]
+    most = config.register_max
+    csv = {"text/csv": {"schema": {"type": "string", "description": "the register's rows"}}}
+
     @routes.get(
         "/register",
         summary="A ranked risk register for a district or practice",
-        responses=error_responses(401, 403, 422, 429, 503),
+        response_model=None,
+        responses={
+            200: {
+                "model": RegisterAnswer,
+                "content": csv,
+                "description": "the register, as JSON or (format=csv) CSV",
+            },
+            **error_responses(422),
+        },  # fmt: skip
     )
     def register(
         request: Request,
-        outcome: str,
-        district: str | None = None,
-        practice: str | None = None,
-        top: int = 100,
-        format: str = "json",
+        outcome: Outcomes,
+        district: str | None = Query(None, max_length=100),
+        practice: str | None = Query(None, max_length=20),
+        top: int = Query(
+            100, description=f"1 to {most}", json_schema_extra={"minimum": 1, "maximum": most}
+        ),  # fmt: skip
+        format: Literal["json", "csv"] = "json",
         principal: Principal = Depends(needs("register")),
     ) -> Any:
         state = state_of(request)
         fire_gate(state, principal, "register")
-        try:
-            name = state.scorer.resolve(outcome)
-        except ScoringError as error:
-            raise refuse(state, principal, "register", outcome, error) from None
         if not 1 <= top <= state.config.register_max:
-            audit(state, principal, "register", "refused", 422, outcome=name)
-            raise HTTPException(
-                422,
-                detail={
-                    "error": "invalid_top",
-                    "message": f"top must be 1 to {state.config.register_max}",
-                },  # fmt: skip
-            )
-        query = RegisterQuery(name, district=district, practice=practice, top=top)
+            audit(state, principal, "register", "refused", 422, outcome=outcome)
+            message = f"top must be 1 to {state.config.register_max}"
+            raise HTTPException(422, detail={"error": "invalid_top", "message": message})
+        query = RegisterQuery(outcome, district=district, practice=practice, top=top)
         try:
             found = ranked_register(state, principal, query, result=read_result(state, principal))
+        except ScoringError as error:
+            raise refuse(state, principal, "register", outcome, error) from None
         except AuditUnavailable:
             raise unaudited("register") from None
         if format == "csv":
@@ -200,8 +313,16 @@ def _people_routes(routes: APIRouter, models: RequestModels) -> None:
         return {"outcome": found.outcome, "role": principal.role, "people": found.scoped()}
 
 
+# --- the rest ----------------------------------------------------------------------------
+
+
 def _other_routes(routes: APIRouter) -> None:
-    @routes.get("/outcomes", summary="The outcomes served: titles, cohorts and band labels")
+    @routes.get(
+        "/outcomes",
+        summary="The outcomes served: titles, cohorts and band labels",
+        response_model=OutcomesAnswer,
+        responses=error_responses(),
+    )
     def outcomes(
         request: Request, principal: Principal = Depends(needs("outcomes"))
     ) -> dict[str, Any]:
@@ -210,27 +331,54 @@ def _other_routes(routes: APIRouter) -> None:
         return {"outcomes": [_described(m.outcome, m.bundle.bands.labels)
                              for m in state.scorer.models.values()]}  # fmt: skip
 
-    @routes.get("/whoami", summary="The organisation and role of the key presented")
+    @routes.get(
+        "/whoami",
+        summary="The organisation and role of the key presented",
+        response_model=WhoAmI,
+        responses=error_responses(),
+    )
     def whoami(request: Request, principal: Principal = Depends(needs("whoami"))) -> dict[str, Any]:
         audit(state_of(request), principal, "whoami", "ok", 200)
         return {"org": principal.org, "role": principal.role, "key_id": principal.key_id}
 
-    @routes.post("/admin/objections/reload", summary="Re-read the objections list")
+    @routes.post(
+        "/admin/objections/reload",
+        summary="Re-read the objections list",
+        description="A malformed file is 422 naming its line (never its content); the list "
+        "in use is kept.",
+        response_model=ObjectionsAnswer,
+        responses=error_responses(422),
+    )
     def reload_objections(
         request: Request, principal: Principal = Depends(needs("reload_objections"))
     ) -> dict[str, Any]:
         state = state_of(request)
-        count = state.scorer.objections.reload()
+        try:
+            count = state.scorer.objections.reload()
+        except ObjectionListError as error:
+            audit(state, principal, "reload_objections", "invalid", 422)
+            detail = {"error": "invalid_objections", "message": str(error)}
+            raise HTTPException(422, detail=detail) from None
         audit(state, principal, "reload_objections", "ok", 200)
         return {"objections": count}
 
-    @routes.get("/admin/audit/verify", summary="Verify the audit hash chain")
+    @routes.get(
+        "/admin/audit/verify",
+        summary="Verify the audit hash chain (against the checkpoints, when configured)",
+        response_model=VerifyAnswer,
+        responses=error_responses(),
+    )
     def audit_verify(
         request: Request, principal: Principal = Depends(needs("audit_verify"))
     ) -> Any:
         state = state_of(request)
         audit(state, principal, "audit_verify", "ok", 200)
-        return state.audit.verify().to_dict()
+        folder = state.config.audit_checkpoints
+        try:
+            checkpoints = read_checkpoints(folder) if folder else []
+        except CheckpointError as error:
+            return {"ok": False, "records": state.audit.count(), "reason": str(error)}
+        return state.audit.verify(checkpoints).to_dict()
 
 
 def _described(outcome: Outcome, bands: tuple[str, ...]) -> dict[str, Any]:

@@ -15,15 +15,19 @@ import logging
 from typing import Any
 
 import bentoml
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
-from serving.api import ROUTE_NAMES, audit_async, presented_key, request_models, state_of
+from serving import timeouts
+from serving.api import request_models
 from serving.cds_hooks import build_cds_app
 from serving.config import ServingConfig
-from serving.limits_http import BodyLimit
+from serving.gate import Gate
+from serving.metrics import Metrics
 from serving.referral_routes import referral_router
+from serving.refusals import Refusal
 from serving.routes import router
 from serving.state import build_state
 from serving.ui import build_ui_app
@@ -44,16 +48,12 @@ api = FastAPI(
     redoc_url=None,
 )
 
+ERROR_NAMES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+
 
 @api.exception_handler(RequestValidationError)
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 naming each field's path; audited (without the values) when the key is valid."""
-    state = state_of(request)
-    principal = getattr(request.state, "principal", None)
-    if principal is None:  # the body failed to parse before the key was checked
-        principal = state.keys.check(presented_key(request) or "").principal
-    route = ROUTE_NAMES.get(request.url.path, "unknown")
-    await audit_async(state, principal, route, "invalid", 422)
+    """422 naming each field's path, never its value (the gate audits it)."""
     errors = [
         {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
         for e in exc.errors()
@@ -66,9 +66,11 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
 
 @api.exception_handler(HTTPException)
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Every HTTP error, FastAPI's and Starlette's (400, 405), as an ErrorBody."""
     detail: Any = exc.detail
     if not isinstance(detail, dict):
-        detail = {"error": f"http_{exc.status_code}", "message": str(detail)}
+        code = ERROR_NAMES.get(exc.status_code, f"http_{exc.status_code}")
+        detail = {"error": code, "message": str(detail)}
     return JSONResponse(detail, status_code=exc.status_code, headers=exc.headers)
 
 
@@ -78,10 +80,16 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "internal", "message": "unexpected error"}, status_code=500)
 
 
-api.add_middleware(BodyLimit, max_bytes=ServingConfig.model_fields["max_body_bytes"].default)
+# uvicorn's protocol with a header read timeout (serving/timeouts.py): in effect in the process
+# that imports the service, which is the BentoML worker, before its server starts.
+timeouts.install()
 
 
-@bentoml.service(name="carerisk", traffic={"timeout": 30})
+@bentoml.service(
+    name="carerisk",
+    traffic={"timeout": 30},
+    metrics={"enabled": False},  # its middleware labels series by raw path; serving/metrics.py
+)
 @bentoml.asgi_app(api, path="/v1")
 @bentoml.asgi_app(build_ui_app(), path="/ui")  # practitioner pages (serving/ui.py)
 @bentoml.asgi_app(build_cds_app(api), path="/")  # CDS Hooks: only /cds-services (cds_hooks.py)
@@ -93,10 +101,29 @@ class CareRisk:
         logging.getLogger("carerisk").setLevel(logging.INFO)  # counts and names, no people
         config = ServingConfig.from_env()
         self.state = build_state(config)
-        api.state.carerisk = self.state
-        api.include_router(router(request_models([o.name for o in self.state.outcomes])))
+        self.state.metrics = Metrics()
+        timeouts.SETTINGS.seconds = config.header_timeout_seconds
+        timeouts.SETTINGS.on_timeout = self._head_timed_out
+        api.include_router(router(request_models(self.state.outcomes), config))
         api.include_router(referral_router())  # /v1/referrals (serving/referral_routes.py)
+        api.state.carerisk = self.state  # last: the gate serves /v1 once the state is here
         # The snapshot's long-lived objects (ids, lookups) never become garbage; kept out of the
         # collector's full passes, they stop stalling requests (20,000 people: batch p99 172 ms
         # before, 51 ms after).
         gc.freeze()
+
+    def _head_timed_out(self, client: str, under_v1: bool) -> None:
+        if under_v1:
+            refusal = Refusal(client, "unknown", 408, "none", "unchecked")
+            self.state.refusals.add(refusal)
+
+    @bentoml.on_shutdown
+    async def _flush_audit(self) -> None:
+        """Write the refusals still counted, then what the audit writer holds."""
+        await self.state.refusals.close()
+        self.state.writer.close()
+
+
+# Every request passes the gate first (serving/gate.py): what the origin serves, who may call,
+# body limits and timeouts, the audit of every /v1 answer, headers and metrics.
+CareRisk.add_asgi_middleware(Gate, api=api)  # type: ignore[attr-defined]

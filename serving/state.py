@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
+from features.home import Home
 from features.outcomes import Outcome
 from features.snapshot import read_snapshot
 from serving.audit import AuditLog, AuditWriter
@@ -12,7 +14,9 @@ from serving.champions import ChampionError, import_champions, load_champions
 from serving.config import ServingConfig
 from serving.keys import KeyStore
 from serving.limits import RateLimiter
+from serving.metrics import Metrics
 from serving.objections import ObjectionList
+from serving.refusals import RefusalTally
 from serving.scoring import Scorer, Snapshot
 
 log = logging.getLogger("carerisk.serving")
@@ -25,8 +29,11 @@ class ServiceState:
     scorer: Scorer
     keys: KeyStore
     audit: AuditLog
-    limiter: RateLimiter
+    limiter: RateLimiter  # per key
     writer: AuditWriter  # the service's appends go through it, in groups
+    address_limiter: RateLimiter  # failed authentications, per client address
+    refusals: RefusalTally  # refusals that disclose nothing, audited in groups
+    metrics: Metrics | None = None  # created in the server process (serving/service.py)
 
 
 def refresh_champions(config: ServingConfig, outcomes: tuple[Outcome, ...]) -> str:
@@ -49,6 +56,7 @@ def build_state(
     With `warm`, every cohort member's probability now and their reasons in the background
     (a one-off command such as `carerisk register` computes only what it asks for)."""
     layout = config.layout
+    warn_if_open(layout)
     outcomes = config.served_outcomes()
     if import_from_registry:
         log.info(refresh_champions(config, outcomes))
@@ -64,6 +72,7 @@ def build_state(
     if warm:
         scorer.precompute()
     audit = AuditLog(layout.audit_path)
+    writer = AuditWriter(audit)
     return ServiceState(
         config=config,
         outcomes=outcomes,
@@ -71,5 +80,23 @@ def build_state(
         keys=KeyStore(layout.keys_path),
         audit=audit,
         limiter=RateLimiter(config.rate_per_second, config.burst),
-        writer=AuditWriter(audit),
+        writer=writer,
+        address_limiter=RateLimiter(
+            config.unauthenticated_per_second, config.unauthenticated_burst
+        ),
+        refusals=RefusalTally(writer),
     )
+
+
+def warn_if_open(layout: Home) -> list[Path]:
+    """Warn, naming a few, when the home or anything in it is open to others; returns them."""
+    found = layout.too_open()
+    if found:
+        names = ", ".join(str(p.relative_to(layout.root)) or "." for p in found[:5])
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        log.warning(
+            "%d path(s) in the home %s are open to other users (%s%s); it holds person-level "
+            "data: run chmod -R go-rwx %s",
+            len(found), layout.root, names, more, layout.root,
+        )  # fmt: skip
+    return found

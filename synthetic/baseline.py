@@ -8,7 +8,7 @@ import numpy as np
 
 from synthetic import catalogue as cat
 from synthetic.people import CONDITION_NAMES, People
-from synthetic.process import FRAILTY_GROWTH, Baseline
+from synthetic.process import FRAILTY_GROWTH, REALISTIC_CARE, Baseline, Structure
 
 NEVER = 10_000  # a month far beyond any extract
 
@@ -26,9 +26,10 @@ class Setup:
     care_home_nursing: np.ndarray
     home_care_hours0: np.ndarray  # 0 when none at the start
     telecare0: np.ndarray
+    structure: Structure  # how traits combine in the monthly process (process.month_rates)
 
 
-def prepare(p: People, rng: np.random.Generator, start_abs: int) -> Setup:
+def prepare(p: People, rng: np.random.Generator, start_abs: int, structure: Structure) -> Setup:
     age = p.age_years(start_abs)
     adult = age >= 18
     n_cond = sum(p.conditions[c].astype(float) for c in CONDITION_NAMES)
@@ -44,6 +45,9 @@ def prepare(p: People, rng: np.random.Generator, start_abs: int) -> Setup:
     dem = p.conditions["dementia"]
     u = rng.random((4, p.n))
     logit_home = -5.9 + 1.1 * a + 0.08 * d0 + 1.6 * dem + 0.5 * p.lives_alone
+    if structure == "realistic":
+        alone = dem & p.lives_alone & ~p.informal_carer
+        logit_home = logit_home + REALISTIC_CARE["dementia_alone_no_carer"] * alone
     resident0 = (age >= 65) & (u[0] < 1 / (1 + np.exp(-logit_home)))
     logit_hc = -5.2 + 0.8 * a + 0.08 * d0 + 0.8 * dem + 0.6 * p.lives_alone
     home_care = (age >= 50) & ~resident0 & (u[1] < 1 / (1 + np.exp(-logit_hc)))
@@ -60,6 +64,7 @@ def prepare(p: People, rng: np.random.Generator, start_abs: int) -> Setup:
         care_home_nursing=u[3] < 0.4,
         home_care_hours0=np.clip(hours, 0, 60),
         telecare0=telecare,
+        structure=structure,
     )
 
 

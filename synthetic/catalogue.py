@@ -160,6 +160,8 @@ def _snomed_vocab() -> Vocab:
     values.extend([codes.BMI_SNOMED, codes.ALCOHOL_UNITS_SNOMED, codes.HEAVY_DRINKER_SNOMED])
     values.extend(codes.SMOKING_STATUS_SNOMED)
     values.extend(codes.FRAILTY_DIAGNOSIS_SNOMED)
+    values.extend(sorted(codes.GAIT_BALANCE_SNOMED))
+    values.extend(sorted(codes.FALLS_ASSESSMENT_SNOMED))
     values.extend(OTHER_SNOMED)
     return Vocab(tuple(dict.fromkeys(values)))
 

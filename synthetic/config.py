@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -19,6 +19,10 @@ class CountyConfig(BaseModel):
     start: date = date(2022, 4, 1)
     end: date = date(2025, 3, 31)
     mess_rate: Annotated[float, Field(ge=0.0, le=0.2)] = 0.0
+    # how traits combine into risk: "realistic" (non-additive effects that real linked data
+    # show; synthetic/process.py REALISTIC_*) or "additive" (the control: every log-hazard a
+    # sum of traits, the logistic baseline's own form)
+    structure: Literal["realistic", "additive"] = "realistic"
     underrecording_practice_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.15
     # people simulated together (bounds memory; part of the seed's meaning)
     chunk_people: Annotated[int, Field(ge=1_000)] = 50_000

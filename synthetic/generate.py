@@ -56,18 +56,22 @@ def generate(
     report = progress or (lambda stage, fraction: None)
     out_dir = Path(out_dir)
     (out_dir / "truth").mkdir(parents=True, exist_ok=True)
-    parts, truth = simulate_county(config, report)
+    parts, truth, reference = simulate_county(config, report)
     report("assembling tables", 0.75)
     geo = build_geography(config)
     pids = pa.array(person_ids(config.seed, np.arange(config.people)), type=pa.string())
     tables = {spec.name: to_arrow(spec, parts.pop(spec.name), pids, geo) for spec in TABLES}
     truth_table = _truth_table(truth, pids, config)
+    reference_table = _truth_table(reference, pids, config).rename_columns(
+        ["person_id", "index_date", "outcome", "reference_probability"]
+    )
     report("computing outcomes", 0.82)
     cohort = truth_table.select(["person_id", "index_date", "outcome"])
     outcomes = realised_outcomes(_outcome_sources(tables), cohort, config.end)
     report("writing files", 0.9)
     written, mess_rows = _write_tables(config, tables, out_dir, fmt)
     pq.write_table(truth_table, out_dir / "truth" / "true_risk.parquet")
+    pq.write_table(reference_table, out_dir / "truth" / "records_reference.parquet")
     pq.write_table(outcomes, out_dir / "truth" / "outcomes.parquet")
     pq.write_table(mess_rows, out_dir / "truth" / "mess.parquet")
     pq.write_table(_practices(config), out_dir / "truth" / "practices.parquet")
@@ -83,21 +87,24 @@ def generate(
     )
 
 
-def simulate_county(config: CountyConfig, report: Progress) -> tuple[dict[str, Part], TruthRows]:
-    """Simulate every chunk of people; rows of all chunks, gathered by table."""
+def simulate_county(
+    config: CountyConfig, report: Progress
+) -> tuple[dict[str, Part], TruthRows, TruthRows]:
+    """Simulate every chunk of people: rows of all chunks gathered by table, the truth and
+    the records reference."""
     geo = build_geography(config)
     start_abs = config.start.year * 12 + config.start.month - 1
     cal = Calendar.build(start_abs, config.months)
     gathered: dict[str, list[Part]] = {spec.name: [] for spec in TABLES}
-    truth = TruthRows()
+    truth, reference = TruthRows(), TruthRows()
     firsts = range(0, config.people, config.chunk_people)
     for k, first in enumerate(firsts):
         count = min(config.chunk_people, config.people - first)
         report("simulating people", 0.7 * k / len(firsts))
         chunk_no = first // config.chunk_people
         p = make_people(config, geo, first, count, start_abs)
-        setup = prepare(p, rng_for(config.seed, 3, chunk_no), start_abs)
-        ev, rows = simulate(
+        setup = prepare(p, rng_for(config.seed, 3, chunk_no), start_abs, config.structure)
+        ev, rows, ref_rows = simulate(
             p,
             setup.base,
             start_abs,
@@ -105,6 +112,7 @@ def simulate_county(config: CountyConfig, report: Progress) -> tuple[dict[str, P
             config.index_months,
             setup.resident0,
             rng_for(config.seed, 4, chunk_no),
+            config.structure,
         )
         c = make_chunk(
             p, setup, ev, cal, config.months, start_abs, rng_for(config.seed, 5, chunk_no),
@@ -122,16 +130,14 @@ def simulate_county(config: CountyConfig, report: Progress) -> tuple[dict[str, P
         gathered["fire_home_visit"].append(fire_part(c))
         gathered["gp_event"].append(gp_part(c, falls))
         gathered["prescription"].append(prescription_part(c))
-        truth.person.extend(p.index[idx] for idx in rows.person)
-        truth.month.extend(rows.month)
-        truth.outcome.extend(rows.outcome)
-        truth.prob.extend(rows.prob)
+        truth.extend(rows, p.index)
+        reference.extend(ref_rows, p.index)
     parts: dict[str, Part] = {}
     for name in list(gathered):
         chunks = gathered.pop(name)  # free each table's chunks as soon as it is joined
         parts[name] = {key: np.concatenate([pt[key] for pt in chunks]) for key in chunks[0]}
         del chunks
-    return parts, truth
+    return parts, truth, reference
 
 
 def _practices(config: CountyConfig) -> pa.Table:
@@ -218,6 +224,7 @@ def _write_manifest(
         "end": config.end.isoformat(),
         "seed": config.seed,
         "people": config.people,
+        "structure": config.structure,
         "mess_rate": config.mess_rate,
         "underrecording_practice_share": config.underrecording_practice_share,
         "rows": rows,
@@ -225,6 +232,7 @@ def _write_manifest(
         "index_dates": [d.isoformat() for d in config.index_dates()],
         "truth": {
             "true_risk": "truth/true_risk.parquet",
+            "records_reference": "truth/records_reference.parquet",
             "outcomes": "truth/outcomes.parquet",
             "mess": "truth/mess.parquet",
             "practices": "truth/practices.parquet",

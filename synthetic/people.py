@@ -48,6 +48,12 @@ CONDITION_SUBSETS: dict[str, tuple[str, float]] = {
     "hemiplegia": ("stroke", 0.2),
 }
 CONDITION_NAMES: tuple[str, ...] = (*CONDITION_PREVALENCE, *CONDITION_SUBSETS)
+# Fall-proneness is half gait and balance impairment, which GP codes, falls assessments and
+# social care equipment reveal in part, and half what no record shows (behaviour, footwear,
+# hazards outside the home): a stated assumption, in variance shares.
+GAIT_SHARE = 0.5
+GAIT_LOADING = float(np.sqrt(GAIT_SHARE))
+UNSEEN_LOADING = float(np.sqrt(1.0 - GAIT_SHARE))
 
 
 def rng_for(seed: int, stream: int, chunk: int = 0) -> np.random.Generator:
@@ -94,13 +100,25 @@ def build_geography(config: CountyConfig) -> Geography:
     )
 
 
+MAX_AGE = 109  # oldest age at the start of the extract
+# Above 65, people at the start follow a Gompertz survival curve, hazard A * exp(B * (age - 65)),
+# scaled so that about 23% of people are 65+. A and B were fitted so that, two to three years on
+# (the simulated deaths and birthdays included), the shares of all people aged 85+, 90+ and 100+
+# match Census 2021 for England and Wales: about 2.4%, 0.9% and 0.02% (clinical.md). Measured
+# among the living at 2024-04-01 in two 200,000-person counties: 2.3%, 0.78-0.80% and
+# 0.019-0.028% (40-55 people), and 23.2% aged 65+.
+GOMPERTZ_A = 0.0428
+GOMPERTZ_B = 0.0507
+OLD_SCALE = 1.45
+
+
 def age_weights() -> np.ndarray:
-    """Relative numbers of people by single year of age 0..100 (about 23% aged 65+)."""
-    ages = np.arange(101, dtype=float)
+    """Relative numbers of people by single year of age 0..MAX_AGE (about 23% aged 65+)."""
+    ages = np.arange(MAX_AGE + 1, dtype=float)
     w = np.where(ages < 50, 1.0, 1.08)
     old = ages >= 65
-    k = ages[old] - 65
-    w[old] = 1.0 * np.exp(-0.012 * k - 0.0021 * k**2)
+    k = ages[old] - 65 + 0.5
+    w[old] = OLD_SCALE * np.exp(-(GOMPERTZ_A / GOMPERTZ_B) * np.expm1(GOMPERTZ_B * k))
     return w / w.sum()
 
 
@@ -126,7 +144,8 @@ class People:
     ex_smoker: np.ndarray
     heavy_drinker: np.ndarray
     bmi: np.ndarray
-    z_fall: np.ndarray  # latent fall-proneness
+    z_gait: np.ndarray  # gait and balance impairment: the part of fall-proneness records show
+    z_unseen: np.ndarray  # the rest of fall-proneness: no record ever shows it
     z_frail: np.ndarray  # latent frailty
     home_hazard: np.ndarray  # trip hazards at home (seen by fire visits)
     conditions: dict[str, np.ndarray]  # latent, present for the whole extract
@@ -134,6 +153,11 @@ class People:
     @property
     def n(self) -> int:
         return len(self.index)
+
+    @property
+    def z_fall(self) -> np.ndarray:
+        """Latent fall-proneness, N(0, 1): a recordable and a never-recorded part."""
+        return GAIT_LOADING * self.z_gait + UNSEEN_LOADING * self.z_unseen
 
     def age_years(self, abs_month: int | np.ndarray) -> np.ndarray:
         return (abs_month - self.birth_month) / 12.0
@@ -143,7 +167,7 @@ def make_people(
     config: CountyConfig, geo: Geography, first: int, count: int, start_abs: int
 ) -> People:
     rng = rng_for(config.seed, 2, first // config.chunk_people)
-    age0 = rng.choice(101, size=count, p=age_weights())
+    age0 = rng.choice(MAX_AGE + 1, size=count, p=age_weights())
     birth_month = start_abs - age0 * 12 - rng.integers(0, 12, count)
     age = (start_abs - birth_month) / 12.0
     adult = age >= 18
@@ -183,7 +207,8 @@ def make_people(
         ex_smoker=ex_smoker,
         heavy_drinker=adult & (rng.random(count) < np.where(smoker, 0.12, 0.04)),
         bmi=np.clip(bmi, 13, 65),
-        z_fall=rng.standard_normal(count),
+        z_gait=rng.standard_normal(count),
+        z_unseen=rng.standard_normal(count),
         z_frail=z_frail,
         home_hazard=rng.random(count) < np.where(old, 0.3, 0.15),
         conditions={},

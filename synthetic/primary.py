@@ -85,12 +85,44 @@ def gp_part(c: Chunk, falls: Falls) -> Part:
         }
     )
     parts.extend(_observations(c, age, record_p))
+    parts.extend(_proneness_codes(c, falls, age, record_p))
     # routine entries with codes no list names
     rate = np.where(age >= 65, 0.25, np.where(age >= 18, 0.08, 0.05))
     person, month = _poisson_rows(c, rate)
     other = cat.SNOMED.indices(cat.OTHER_SNOMED)
     parts.append(_gp_rows(c, person, month, other[rng.integers(0, len(other), len(person))]))
     return _concat(parts)
+
+
+# Codes that reveal gait and balance impairment (People.z_gait), the recordable part of
+# fall-proneness, for people aged 50+: (codes, log monthly rate at 75, loading on z_gait,
+# change per decade of age). Stated assumptions: about 8% of people aged 65+ get a gait or
+# balance code in two years (a third of those with z_gait above 1.5), fewer at practices that
+# under-record; dizziness and falls assessments are rarer and less tied to gait.
+PRONENESS_CODES: tuple[tuple[frozenset[str], float, float, float], ...] = (
+    (codes.GAIT_BALANCE_SNOMED, -6.0, 1.1, 0.5),
+    (codes.DIZZINESS_SNOMED, -6.6, 0.7, 0.3),
+    (codes.FALLS_ASSESSMENT_SNOMED, -7.2, 0.9, 0.6),
+)
+ASSESSED_AFTER_FALL = 0.25  # a recorded fall leads to a falls assessment within 3 months
+
+
+def _proneness_codes(c: Chunk, falls: Falls, age: np.ndarray, record_p: np.ndarray) -> list[Part]:
+    p, rng = c.p, c.rng
+    a = (age - 75.0) / 10.0
+    seen = np.where(age >= 50, record_p / c.record_prob, 0.0)
+    parts: list[Part] = []
+    for snomed, log_rate, gait, per_decade in PRONENESS_CODES:
+        rate = seen * np.exp(log_rate + gait * p.z_gait + per_decade * a)
+        person, month = _poisson_rows(c, rate)
+        pos = cat.SNOMED.indices(sorted(snomed))
+        parts.append(_gp_rows(c, person, month, pos[rng.integers(0, len(pos), len(person))]))
+    after = np.flatnonzero(rng.random(len(falls.person)) < ASSESSED_AFTER_FALL)
+    person = falls.person[after]
+    month = falls.month[after] + rng.integers(0, 3, len(after))
+    pos = cat.SNOMED.indices(sorted(codes.FALLS_ASSESSMENT_SNOMED))
+    parts.append(_gp_rows(c, person, month, pos[rng.integers(0, len(pos), len(person))]))
+    return parts
 
 
 def _deficit_codes(rng: np.random.Generator, deficit: np.ndarray) -> np.ndarray:

@@ -32,7 +32,15 @@ AMBULANCE_CATEGORIES = (
 )
 CARE_SERVICES = (
     "assessment", "home_care", "reablement", "telecare", "day_care", "residential", "nursing",
+    "equipment",
 )  # fmt: skip
+EQUIPMENT = CARE_SERVICES.index("equipment")
+# Mobility equipment and adaptations from social care (walking aids, rails, bathing aids) for
+# people aged 65+, revealing gait impairment (People.z_gait): held at the start with logit
+# -3.6 + 0.9 z_gait + 0.6 per decade past 75 + 0.05 per deficit; new ones at log monthly rate
+# -7.0 + 0.9 z_gait + 0.5 per decade + 0.04 per deficit, and after 12% of recorded falls
+# (stated assumptions: about 12% of people aged 65+ hold equipment).
+EQUIPMENT_AFTER_FALL = 0.12
 
 # string columns stored as positions: (table, column) -> vocabulary
 VOCABS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -326,7 +334,7 @@ def hospital_part(c: Chunk, falls: Falls) -> tuple[Part, Part]:
 
 def elective_part(c: Chunk) -> Part:
     p, rng = c.p, c.rng
-    r = month_rates(p, c.s.base, c.start_abs, c.months // 2)
+    r = month_rates(p, c.s.base, c.start_abs, c.months // 2, c.s.structure)
     rate = r.po * 0.9
     person, month = _poisson_rows(c, rate)
     n = len(person)
@@ -389,7 +397,7 @@ def ae_ambulance_parts(c: Chunk, falls: Falls, emergency: Part) -> tuple[Part, P
         "conveyed": np.ones(len(via_amb), dtype=bool),
     }
     # attendances and call-outs that are not falls and do not lead to admission
-    r = month_rates(p, c.s.base, c.start_abs, c.months // 2)
+    r = month_rates(p, c.s.base, c.start_abs, c.months // 2, c.s.structure)
     d = frailty(c.s.base, c.months // 2)
     a = (p.age_years(c.start_abs) - 75) / 10
     rate = np.exp(-4.3 + 0.2 * a + 0.05 * np.minimum(d, 20) + 0.2 * p.z_frail + 0.25 * p.smoker)
@@ -489,6 +497,7 @@ def social_care_part(c: Chunk, falls: Falls, emergency: Part, crisis_care: Part)
                 "hours_per_week": hours,
             }
         )
+    parts.extend(_equipment(c, falls))
     # telecare after a fall
     idx = np.flatnonzero(rng.random(len(falls.person)) < 0.15)
     start = falls.day[idx] + rng.integers(7, 40, len(idx))
@@ -504,6 +513,42 @@ def social_care_part(c: Chunk, falls: Falls, emergency: Part, crisis_care: Part)
         }
     )
     return _concat(parts)
+
+
+def _equipment(c: Chunk, falls: Falls) -> list[Part]:
+    p, rng = c.p, c.rng
+    age = p.age_years(c.start_abs)
+    a = (age - 75.0) / 10.0
+    d0 = c.s.base.d0
+    old = age >= 65
+    logit = -3.6 + 0.9 * p.z_gait + 0.6 * a + 0.05 * d0
+    held = old & (rng.random(p.n) < 1.0 / (1.0 + np.exp(-logit)))
+    start_day = int(c.cal.starts[c.cal.offset])
+    first = np.flatnonzero(held)
+    rate = np.where(old, np.exp(-7.0 + 0.9 * p.z_gait + 0.5 * a + 0.04 * d0), 0.0)
+    person, month = _poisson_rows(c, rate)
+    after = np.flatnonzero(rng.random(len(falls.person)) < EQUIPMENT_AFTER_FALL)
+    late = falls.person[after]
+    late_day = falls.day[after] + rng.integers(7, 60, len(after))
+    who = np.concatenate([first, person, late])
+    day = np.concatenate(
+        [
+            start_day - rng.integers(30, 1500, len(first)),
+            c.date(person, month, rng.random(len(person))),
+            late_day,
+        ]
+    )
+    keep = (day <= c.cal.end_day) & (day <= c.death_day[who])
+    n = int(keep.sum())
+    return [
+        {
+            "person": p.index[who[keep]],
+            "service_type": np.full(n, EQUIPMENT, dtype=np.int64),
+            "start_date": day[keep],
+            "end_date": np.full(n, NO_DATE, dtype=np.int64),
+            "hours_per_week": np.full(n, np.nan),
+        }
+    ]
 
 
 # --- fire and rescue home visits -----------------------------------------------------------

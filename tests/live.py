@@ -24,10 +24,11 @@ import httpx
 
 from features.home import Home
 from features.outcomes import PRODUCT, Outcome
+from serving.audit import AuditLog, AuditRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / "tests" / "training-small.toml"
-ROLES = ("gp", "fire", "analyst", "admin")
+ROLES = ("gp", "fire", "analyst", "admin", "monitor")
 
 
 def carerisk(
@@ -74,6 +75,18 @@ def snapshot_people(home: Path, outcomes: Iterable[Outcome] = PRODUCT) -> dict[s
     return people
 
 
+def keyed_since(log: AuditLog, before: int) -> list[AuditRecord]:
+    """The audit records after seq `before` of calls made with a valid key (or from the command
+    line). Keyless refusals (role "none") are audited in groups up to a second after their
+    answers, so a count of records can include earlier tests' refusals: they are left out."""
+    added = log.tail(log.count() - before) if log.count() > before else []
+    return [r for r in added if r.role != "none"]
+
+
+def owner_only(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -102,7 +115,8 @@ class LiveService:
 
     def start(self, *extra: str, timeout: float = 180) -> LiveService:
         self.log_path = self.home / f"server-{self.port}.log"
-        log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        # owner-only, like everything else in a home (the server's log names no people)
+        log = open(self.log_path, "w", opener=owner_only)  # noqa: SIM115 - closed in stop()
         command = [sys.executable, "-m", "carerisk", "--home", str(self.home), "serve",
                    "--port", str(self.port), *extra]  # fmt: skip
         self.process = subprocess.Popen(

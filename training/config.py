@@ -37,6 +37,8 @@ class LightGBMConfig(_Strict):
     force_col_wise: Literal[True] = True
     num_threads: int = Field(default=2, ge=1)
     monotone_constraints: bool = True
+    # boost again for the early-stopped rounds on the boosting and early-stopping rows together
+    refit: bool = True
 
 
 class CalibrationConfig(_Strict):
@@ -76,6 +78,8 @@ class GateConfig(_Strict):
     bootstrap_replicates: int = Field(default=500, ge=10)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     calibration_slope_range: tuple[float, float] = (0.8, 1.2)
+    # the observed/expected interval on the validation people must reach 1 within this
+    observed_expected_tolerance: float = Field(default=0.0, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> GateConfig:

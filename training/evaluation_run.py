@@ -63,6 +63,7 @@ def evaluation_input(
     train_dates: Sequence[date],
     p_champion: np.ndarray | None = None,
     p_true: np.ndarray | None = None,
+    p_reference: np.ndarray | None = None,
 ) -> EvaluationInput:
     """Inputs on the validation people: `frame` and `predictions` row-aligned by person."""
     features: Sequence[Feature] = bundle.features
@@ -82,6 +83,7 @@ def evaluation_input(
         groups=groups_of(frame),
         p_champion=p_champion,
         p_true=p_true,
+        p_reference=p_reference,
         shap_values=contributions,
         feature_values=frame[names].reset_index(drop=True),
         features=features,
@@ -109,20 +111,39 @@ def aligned(frame: pd.DataFrame, predictions: pd.DataFrame) -> tuple[pd.DataFram
     )
 
 
-def true_probabilities(truth: Path | None, outcome: str, frame: pd.DataFrame) -> np.ndarray | None:
-    """The synthetic generator's true probabilities for these rows, when the truth is known."""
-    if truth is None or not truth.is_file():
+@dataclass(frozen=True)
+class TruthFiles:
+    """A synthetic extract's known risks: the true probabilities (person_id, index_date,
+    outcome, true_probability) and the records reference (the same with
+    reference_probability), when the generator wrote one. The entry point finds them
+    (synthetic/truth_files.py); training and evaluation never import synthetic."""
+
+    true_risk: Path
+    records_reference: Path | None = None
+
+    def true(self, outcome: str, frame: pd.DataFrame) -> np.ndarray | None:
+        return _known(self.true_risk, "true_probability", outcome, frame)
+
+    def reference(self, outcome: str, frame: pd.DataFrame) -> np.ndarray | None:
+        if self.records_reference is None:
+            return None
+        return _known(self.records_reference, "reference_probability", outcome, frame)
+
+
+def _known(path: Path, column: str, outcome: str, frame: pd.DataFrame) -> np.ndarray | None:
+    """The file's `column` for these rows, or None when the file or any row is missing."""
+    if not path.is_file():
         return None
-    rows = pd.read_parquet(truth)
+    rows = pd.read_parquet(path, columns=["person_id", "index_date", "outcome", column])
     rows = rows[rows["outcome"] == outcome]
     rows = rows.assign(index_date=pd.to_datetime(rows["index_date"]))
     keyed = frame[["person_id", "index_date"]].assign(
         index_date=pd.to_datetime(frame["index_date"])
     )
     merged = keyed.merge(rows, on=["person_id", "index_date"], how="left")
-    if merged["true_probability"].isna().any():
+    if merged[column].isna().any():
         return None
-    return merged["true_probability"].to_numpy(dtype=float)
+    return merged[column].to_numpy(dtype=float)
 
 
 def champion_probabilities(
@@ -177,10 +198,10 @@ def evaluate_version(
     reports_dir: Path,
     outcomes: OutcomeRegistry,
     limits: FairnessLimits | None = None,
-    truth: Path | None = None,
+    truth: TruthFiles | None = None,
 ) -> ReportFiles:
     """Re-evaluate a registered version on its validation people, rebuilt from the store.
-    `truth`: the synthetic extract's true probabilities, when there are any."""
+    `truth`: the synthetic extract's known risks, when there are any."""
     from features.training_sets import build_training_set
 
     client = client_for(tracking_uri)
@@ -204,6 +225,8 @@ def evaluate_version(
     inp = evaluation_input(
         bundle, outcome, frame, predictions,
         version=str(mv.version), train_dates=[date.fromisoformat(d) for d in train_dates],
-        p_champion=p_champion, p_true=true_probabilities(truth, outcome.name, frame),
+        p_champion=p_champion,
+        p_true=truth.true(outcome.name, frame) if truth else None,
+        p_reference=truth.reference(outcome.name, frame) if truth else None,
     )  # fmt: skip
     return report_and_log(client, run_id, inp, reports_dir, limits or FairnessLimits())

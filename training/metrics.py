@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from evaluation.fairness import poisson_ratio_interval
 from evaluation.metrics import auprc, auroc, brier, calibration_slope
 
 
@@ -80,3 +81,44 @@ def paired_bootstrap_auroc_difference(
     tail = (1 - confidence) / 2
     low, high = np.quantile(diffs, [tail, 1 - tail])
     return fast_auroc(t, a) - fast_auroc(t, b), float(low), float(high)
+
+
+def observed_expected(
+    y: np.ndarray, p: np.ndarray, confidence: float
+) -> tuple[float, float, float]:
+    """Observed over expected events, with its exact (Poisson) interval."""
+    observed, expected = float(np.sum(y)), float(np.sum(p))
+    low, high = poisson_ratio_interval(np.array(observed), np.array(expected), confidence)
+    return observed / expected, float(low), float(high)
+
+
+def against_known_risks(
+    y: np.ndarray,
+    p: np.ndarray,
+    p_baseline: np.ndarray,
+    known: dict[str, np.ndarray],
+    *,
+    replicates: int,
+    seed: int,
+    confidence: float = 0.95,
+) -> dict[str, object]:
+    """A model's quality on validation people where the risks are known (synthetic data):
+    AUROC of the model, its baseline and each known risk (`known`: e.g. records reference and
+    truth), the gap to each, LightGBM minus the baseline with its paired bootstrap interval,
+    the calibration slope and observed/expected with its interval."""
+    t = np.asarray(y, dtype=int)
+    scores = {"model": p, "baseline": p_baseline, **known}
+    aurocs = {name: fast_auroc(t, np.asarray(q, dtype=float)) for name, q in scores.items()}
+    diff, low, high = paired_bootstrap_auroc_difference(
+        t, p, p_baseline, replicates=replicates, confidence=confidence, seed=seed
+    )
+    return {
+        "people": len(t),
+        "events": int(t.sum()),
+        "auroc": aurocs,
+        "gap": {name: aurocs[name] - aurocs["model"] for name in known},
+        "lightgbm_minus_baseline": (diff, low, high),
+        "calibration_slope": calibration_slope_intercept(t, p)[0],
+        "observed_expected": observed_expected(t, p, confidence),
+        "known_slopes": {name: calibration_slope_intercept(t, q)[0] for name, q in known.items()},
+    }

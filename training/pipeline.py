@@ -16,7 +16,7 @@ from evaluation import FairnessLimits
 from features.outcomes import Outcome
 from features.registry import Feature
 from training.config import TrainingConfig
-from training.evaluation_run import TRAIN_DATES_PARAM
+from training.evaluation_run import TRAIN_DATES_PARAM, TruthFiles
 from training.fit import TrainedModels, fit
 from training.tracking import (
     client_for,
@@ -61,11 +61,11 @@ def train_outcome(
     engine: Literal["duckdb", "spark"] = "duckdb",
     objections: Iterable[str] = (),
     reports_dir: Path | None = None,
-    truth: Path | None = None,
+    truth: TruthFiles | None = None,
 ) -> TrainingResult:
     """Build the training set from the store (objectors left out), fit, log to MLflow with the
-    evaluation report and its subgroup checks, and register a challenger. `truth` is a file of
-    the people's true probabilities, when the extract is synthetic (its gap goes in the report).
+    evaluation report and its subgroup checks, and register a challenger. `truth`: the
+    people's known risks, when the extract is synthetic (the report measures the gaps).
     """
     from features import registry, training_sets  # lazily: written by the features stage
 
@@ -113,7 +113,7 @@ def evaluate_trained(
     train_dates: Sequence[date],
     tracking_uri: str,
     reports_dir: Path,
-    truth: Path | None = None,
+    truth: TruthFiles | None = None,
 ) -> None:
     """The evaluation report of a model just trained, logged inside its run."""
     from training.evaluation_run import (
@@ -121,7 +121,6 @@ def evaluate_trained(
         champion_probabilities,
         evaluation_input,
         report_and_log,
-        true_probabilities,
     )
 
     client = client_for(tracking_uri)
@@ -130,7 +129,8 @@ def evaluate_trained(
     inp = evaluation_input(
         trained.bundle, outcome, frame, predictions,
         version=f"run {run_id[:8]}", train_dates=train_dates, p_champion=p_champion,
-        p_true=true_probabilities(truth, outcome.name, frame),
+        p_true=truth.true(outcome.name, frame) if truth else None,
+        p_reference=truth.reference(outcome.name, frame) if truth else None,
     )  # fmt: skip
     report_and_log(client, run_id, inp, reports_dir, FairnessLimits())
 

@@ -16,7 +16,11 @@ from evaluation import Check
 from features.outcomes import Outcome
 from models.registered import CHALLENGER, CHAMPION
 from training.config import GateConfig
-from training.metrics import calibration_slope_intercept, paired_bootstrap_auroc_difference
+from training.metrics import (
+    calibration_slope_intercept,
+    observed_expected,
+    paired_bootstrap_auroc_difference,
+)
 from training.tracking import CHECKS_DIR, PREDICTIONS_ARTIFACT, client_for, version_by_alias
 
 
@@ -142,7 +146,11 @@ def load_predictions(client: MlflowClient, run_id: str) -> pd.DataFrame:
 def _run_checks(
     context: GateContext, gate: GateConfig, extra_checks: Sequence[ExtraCheck], seed: int
 ) -> list[Check]:
-    checks = [calibration_check(context.challenger, gate)]
+    checks = [
+        calibration_check(context.challenger, gate),
+        observed_expected_check(context.challenger, gate),
+        baseline_check(context.challenger, gate, seed),
+    ]
     if context.champion is not None:
         checks.append(auroc_check(context.challenger, context.champion, gate, seed))
     checks += logged_checks(context.client, context.challenger_run_id)
@@ -163,6 +171,46 @@ def calibration_check(predictions: pd.DataFrame, gate: GateConfig) -> Check:
     passed = low <= slope <= high
     reason = f"slope {slope:.3f} (intercept {intercept:.3f}); allowed [{low}, {high}]"
     return Check("calibration slope", passed, reason)
+
+
+def observed_expected_check(predictions: pd.DataFrame, gate: GateConfig) -> Check:
+    """Calibration in the large: the exact interval of observed/expected events on the
+    validation people must reach 1, give or take the gate's tolerance."""
+    y, p = predictions["y"].to_numpy(), predictions["p"].to_numpy()
+    ratio, low, high = observed_expected(y, p, gate.confidence)
+    tolerance = gate.observed_expected_tolerance
+    passed = low - tolerance <= 1.0 <= high + tolerance
+    reason = (
+        f"observed/expected {ratio:.3f} ({gate.confidence:.0%} interval {low:.3f} to "
+        f"{high:.3f}; {int(y.sum())} events, {p.sum():.1f} expected); the interval must reach 1 "
+        f"within {tolerance}"
+    )
+    return Check("observed/expected", passed, reason)
+
+
+def baseline_check(predictions: pd.DataFrame, gate: GateConfig, seed: int) -> Check:
+    """The challenger against its own logistic baseline, fitted on the same rows and measured on
+    the same people: a boosted model that is worse than the simple one never reaches
+    practitioners. Worse means the difference is below minus the tolerance, or its whole
+    interval is below zero. (Against a champion the gate asks more, that the interval shows the
+    challenger no worse than the tolerance: there the status quo is a model already serving;
+    here the alternative serves nothing, so too few events to tell the two apart is no
+    reason to refuse.)"""
+    diff, low, high = paired_bootstrap_auroc_difference(
+        predictions["y"].to_numpy(),
+        predictions["p"].to_numpy(),
+        predictions["p_baseline"].to_numpy(),
+        replicates=gate.bootstrap_replicates,
+        confidence=gate.confidence,
+        seed=seed,
+    )
+    passed = diff >= -gate.auroc_tolerance and high >= 0.0
+    reason = (
+        f"AUROC minus the logistic baseline's {diff:+.4f} ({gate.confidence:.0%} interval "
+        f"{low:+.4f} to {high:+.4f}) on {len(predictions)} people; refused when below "
+        f"{-gate.auroc_tolerance:+.4f} or when the whole interval is below zero"
+    )
+    return Check("AUROC vs logistic baseline", passed, reason)
 
 
 def auroc_check(

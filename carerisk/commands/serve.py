@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sys
 from pathlib import Path
@@ -92,26 +93,74 @@ def keys_revoke(ctx: typer.Context, key_id: str = typer.Argument(..., help="Key 
     typer.echo(f"revoked {record.key_id} ({record.org}, {record.role}) at {record.revoked_at}")
 
 
+CHECKPOINTS_HELP = (
+    "Folder (or file) of audit checkpoints, outside the home and not writable by the service "
+    "(default: $CARERISK_AUDIT_CHECKPOINTS)."
+)
+
+
 @audit_app.command("verify")
 def audit_verify(
-    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+    ctx: typer.Context,
+    checkpoints: Path | None = typer.Option(None, "--checkpoints", help=CHECKPOINTS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Walk the hash chain and compare it with the anchor; exit 1 if it is broken."""
+    """Walk the hash chain, compare it with the anchor and with the checkpoints; exit 1 if it
+    is broken (a log emptier, shorter or other than a checkpoint saw is broken)."""
     from serving.audit import AuditLog, AuditUnavailable
+    from serving.checkpoints import CheckpointError, read_checkpoints
 
+    settings = settings_of(ctx)
+    location = checkpoints or settings.audit_checkpoints
     try:
-        result = AuditLog(settings_of(ctx).home.audit_path).verify()
-    except AuditUnavailable as exc:
+        points = read_checkpoints(location) if location else []
+        result = AuditLog(settings.home.audit_path).verify(points)
+    except (AuditUnavailable, CheckpointError) as exc:
         fail(str(exc))
     if as_json:
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), "checkpoints": len(points)})
     elif result.ok:
         typer.echo(f"audit chain intact: {result.records} records ({result.reason})")
+        if not location:
+            typer.echo(
+                "no checkpoints given: a log deleted or rewritten with its anchor cannot be "
+                "told from a genuine one (see carerisk audit checkpoint)",
+                err=True,
+            )
     else:
         where = f" at seq {result.first_bad_seq}" if result.first_bad_seq else ""
         typer.echo(f"audit chain BROKEN{where}: {result.reason}")
     if not result.ok:
         raise typer.Exit(code=1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    ctx: typer.Context,
+    checkpoints: Path | None = typer.Option(None, "--checkpoints", help=CHECKPOINTS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Verify the chain against the earlier checkpoints, then append its head to them. Run it
+    often (e.g. from root's crontab) as a user the service's account is not."""
+    from serving.audit import AuditLog, AuditUnavailable
+    from serving.checkpoints import CheckpointError, write_checkpoint
+
+    settings = settings_of(ctx)
+    location = checkpoints or settings.audit_checkpoints
+    if location is None:
+        fail("give --checkpoints DIR or set CARERISK_AUDIT_CHECKPOINTS")
+    try:
+        point, written = write_checkpoint(
+            AuditLog(settings.home.audit_path), location, settings.home.root
+        )
+    except (AuditUnavailable, CheckpointError) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json({**point.to_dict(), "written": written})
+    else:
+        typer.echo(json.dumps(point.to_dict(), sort_keys=True))
+        if not written:
+            typer.echo("unchanged since the latest checkpoint: nothing written", err=True)
 
 
 @audit_app.command("tail")
@@ -133,9 +182,11 @@ def audit_tail(
     for r in records:
         people = ",".join(r.person_ids) or "-"
         bands = ",".join(r.bands) or "-"
+        times = f"  x{r.count}" if r.count else ""
         typer.echo(
-            f"{r.seq:>6}  {r.time}  {r.org}  {r.role}  {r.endpoint}  {r.outcome}  "
-            f"{r.status}  people={people}  bands={bands}  model={r.model_name}:{r.model_version}"
+            f"{r.seq:>6}  {r.time}  {r.org}  {r.role}  key={r.key_id}:{r.key_check or '-'}  "
+            f"client={r.client or '-'}  {r.endpoint}  {r.outcome}  {r.status}{times}  "
+            f"people={people}  bands={bands}  model={r.model_name}:{r.model_version}"
         )
 
 
@@ -151,6 +202,7 @@ def serving_config(settings: Settings, **overrides: Any) -> Any:
         home=settings.home.root,
         tracking_uri=settings.tracking_uri,
         outcome_modules=settings.outcome_modules,
+        audit_checkpoints=settings.audit_checkpoints,
         **overrides,
     )
 
@@ -191,6 +243,26 @@ def serve(
         help="Server processes. Each holds the snapshot in memory and its own per-key rate "
         "limits (so a key may make rate x workers requests a second).",
     ),
+    unauthenticated_rate: float = typer.Option(
+        2.0,
+        "--unauthenticated-rate",
+        min=0.1,
+        help="Failed authentications a second a client address may make before it is refused "
+        "without its key being checked.",
+    ),
+    unauthenticated_burst: int = typer.Option(
+        20, "--unauthenticated-burst", min=1, help="Failed authentications it may burst to."
+    ),
+    header_timeout: float = typer.Option(
+        10.0, "--header-timeout", min=0.1, max=120, help="Seconds to receive a request head."
+    ),
+    body_timeout: float = typer.Option(
+        10.0,
+        "--body-timeout",
+        min=0.1,
+        max=25,
+        help="Seconds to wait for each part of a request body.",
+    ),
     fire_sharing: str = typer.Option(
         "referrals",
         "--fire-sharing",
@@ -210,7 +282,9 @@ def serve(
         fail(f"--fire-sharing must be referrals or register, not {fire_sharing!r}")
     config = serving_config(
         settings, max_batch=max_batch, stale_after_days=stale_after_days,
-        rate_per_second=rate, burst=burst, fire_sharing=fire_sharing, public_url=public_url,
+        rate_per_second=rate, burst=burst, unauthenticated_per_second=unauthenticated_rate,
+        unauthenticated_burst=unauthenticated_burst, header_timeout_seconds=header_timeout,
+        body_timeout_seconds=body_timeout, fire_sharing=fire_sharing, public_url=public_url,
         cds_cors_origins=tuple(cds_origins),
     )  # fmt: skip
     # Start-up asks the tracking server for the champions once; when it is down, fail fast and

@@ -20,6 +20,11 @@ def synth(
     out: Path = typer.Option(..., "--out", help="Folder to write the extract into."),
     mess: float = typer.Option(0.0, "--mess", help="Share of bad rows to inject (0 = clean)."),
     fmt: str = typer.Option("parquet", "--format", help="parquet or csv."),
+    structure: str = typer.Option(
+        "realistic",
+        "--structure",
+        help="realistic (non-additive risk, as real data show) or additive (the control).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Generate a seeded synthetic county: one file per contract table, a manifest and truth/."""
@@ -31,7 +36,9 @@ def synth(
     if fmt not in ("parquet", "csv"):
         fail(f"--format must be parquet or csv, not {fmt!r}")
     try:
-        config = CountyConfig(people=people, seed=seed, mess_rate=mess)
+        config = CountyConfig.model_validate(
+            {"people": people, "seed": seed, "mess_rate": mess, "structure": structure}
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         fail(f"invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}")

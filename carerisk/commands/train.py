@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from training.evaluation_run import TruthFiles
 
 from carerisk.commands._common import (
     OUTCOME_HELP,
@@ -133,14 +137,18 @@ def promote(
         fail("promotion refused: " + "; ".join(verdict.reasons))
 
 
-def synthetic_truth(store_path: Path) -> Path | None:
-    """The true probabilities of the extract last loaded into the store, when it is a synthetic
+def synthetic_truth(store_path: Path) -> TruthFiles | None:
+    """The known risks of the extract last loaded into the store, when it is a synthetic
     county's (the report then measures the model against them)."""
     from features.extent import last_extract
-    from synthetic.truth_files import true_risk_path
+    from synthetic.truth_files import records_reference_path, true_risk_path
+    from training.evaluation_run import TruthFiles
 
     extract = last_extract(store_path)
-    return true_risk_path(extract.folder) if extract else None
+    true = true_risk_path(extract.folder) if extract else None
+    if extract is None or true is None:
+        return None
+    return TruthFiles(true, records_reference_path(extract.folder))
 
 
 def register(app: typer.Typer) -> None:

@@ -155,3 +155,21 @@ def test_real_data_has_no_truth_section_numbers() -> None:
     html = render_html(res)
     assert "Not applicable: these are real records" in html
     assert "No SHAP values were supplied" in html
+
+
+def test_records_reference_is_the_criterion_and_the_truth_is_shown_beside_it() -> None:
+    base = make_input(3000)
+    assert base.p_true is not None
+    # a reference between the model and the truth: the truth less a never-recorded part
+    reference = np.clip(base.p_true * np.exp(np.random.default_rng(5).normal(0, 0.3, 3000)), 0, 1)
+    res = evaluate(make_input(3000, p_reference=reference), FairnessLimits())
+    assert res.truth is not None and res.truth["reference"] is not None
+    ref = res.truth["reference"]
+    assert ref["auroc"] == pytest.approx(res.discrimination["records reference"]["auroc"].value)
+    assert ref["auroc_gap"] == pytest.approx(res.truth["auroc_model"] - ref["auroc"])
+    page = render_html(res)
+    assert "Records reference (criterion)" in page
+    assert "Judged against the records reference" in page
+    without = render_html(evaluate(make_input(3000), FairnessLimits()))
+    assert "Records reference (criterion)" not in without
+    assert "this extract has no records reference" in without

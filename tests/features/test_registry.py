@@ -26,10 +26,36 @@ def test_counts_of_one_are_worded_in_the_singular() -> None:
         one, two = item.describe(1.0), item.describe(2)
         assert one.startswith("1 ") and two.startswith("2 "), item.name
         assert one[2:] != two[2:], f"{item.name}: the same words for 1 and 2"
-        assert item.describe(None).startswith("unknown "), item.name
+        missing = item.label_missing or item.label.format(value="unknown")
+        assert item.describe(None) == missing, item.name
     assert feature("falls_90d").describe(1) == "1 recorded fall in the last 3 months"
     assert feature("falls_90d").describe(3.0) == "3 recorded falls in the last 3 months"
     assert feature("home_care_hours_now").describe(1.5) == "1.50 hours of home care a week"
+
+
+def test_missing_and_non_finite_values_are_worded_plainly() -> None:
+    """Issue 16 items 4 and 9: never "unknown days since the last recorded fall", never
+    "body mass index inf"."""
+    assert feature("days_since_last_fall").describe(None) == "no recorded fall"
+    assert feature("days_since_last_fall").describe("unknown") == "no recorded fall"
+    assert feature("days_since_last_fall").describe(12.0) == "12 days since the last recorded fall"
+    for value in (float("inf"), float("-inf"), float("nan"), None):
+        for item in FEATURES:
+            words = item.describe(value)
+            assert "inf" not in words.split() and "nan" not in words.split(), (item.name, words)
+            assert not words.startswith("unknown days since"), (item.name, words)
+    assert feature("bmi").describe(float("inf")) == "no body mass index recorded"
+
+
+def test_every_numeric_feature_has_a_plausible_range() -> None:
+    """Issue 16 item 4: the request schema of POST /v1/score/records refuses values outside."""
+    for item in FEATURES:
+        if item.kind == "numeric":
+            assert item.minimum is not None and item.maximum is not None, item.name
+            assert item.minimum < item.maximum, item.name
+            if item.window_days:
+                assert item.maximum <= max(item.window_days, 100), item.name
+    assert (feature("bmi").minimum, feature("bmi").maximum) == (10, 100)
 
 
 def test_directions_use_known_outcomes_and_signs() -> None:

@@ -1,4 +1,6 @@
-"""Small synthetic training frames with a known logistic signal, shared by model tests."""
+"""Small synthetic training frames with a known signal, shared by model tests: logistic in
+the features plus a threshold and an interaction (as real data have), so that a boosted model
+has something a linear one misses, as the gate's baseline check expects."""
 
 from __future__ import annotations
 
@@ -60,7 +62,8 @@ def small_features() -> list[Feature]:
 
 
 def make_frame(people: int = 2500, seed: int = 0, shuffle_labels: bool = False) -> pd.DataFrame:
-    """Two index dates per person; the label follows a known logistic model."""
+    """Two index dates per person; the label follows a known model: additive log-odds plus
+    8+ medicines and living alone after a fall (both raise the risk further)."""
     rng = np.random.default_rng(seed)
     rows = people * len(INDEX_DATES)
     frame = pd.DataFrame(
@@ -83,6 +86,8 @@ def make_frame(people: int = 2500, seed: int = 0, shuffle_labels: bool = False) 
         + 0.08 * frame["medicines"]
         + 0.4 * frame["lives_alone"]
         + band_effect
+        + 0.8 * (frame["medicines"] >= 8)
+        + 0.8 * (frame["lives_alone"] & (frame["falls_12m"] > 0))
     )
     risk = 1 / (1 + np.exp(-logit.to_numpy()))
     label = (rng.random(rows) < risk).astype(int)

@@ -40,7 +40,7 @@ def test_few_positives_force_sigmoid() -> None:
 def test_choice_by_held_out_loss() -> None:
     s, y = _scores(6000, 4, "step")
     chosen = choose_calibrator(s, y, min_positives_isotonic=200)
-    assert chosen.kind == "isotonic"
+    assert chosen.kind == "centred_isotonic"
     assert chosen.info["isotonic"] < chosen.info["sigmoid"]
     s, y = _scores(6000, 5, "logistic")
     assert choose_calibrator(s, y, min_positives_isotonic=200, metric="log_loss").kind == "sigmoid"
@@ -53,6 +53,26 @@ def test_isotonic_is_monotone_and_clipped() -> None:
     p = calibrator.apply(grid)
     assert (np.diff(p) >= 0).all()
     assert p.min() >= 0 and p.max() <= 1
+
+
+def test_isotonic_is_strictly_increasing_so_it_keeps_the_ranking() -> None:
+    """No two different scores share a probability, inside the knots or beyond them, so the
+    calibrated probabilities rank people exactly as the scores do."""
+    s, y = _scores(5000, 9, "step")
+    calibrator = fit_isotonic(s, y)
+    assert calibrator.kind == "centred_isotonic" and len(calibrator.x) > 2
+    grid = np.linspace(-12, 12, 5001)
+    assert (np.diff(calibrator.apply(grid)) > 0).all()
+    ranks = np.argsort(np.argsort(s))
+    assert np.array_equal(np.argsort(np.argsort(calibrator.apply(s))), ranks)
+    # near the knots it follows the isotonic fit's event rates
+    knots = np.asarray(calibrator.x)
+    np.testing.assert_allclose(calibrator.apply(knots), calibrator.y, rtol=1e-9)
+
+
+def test_bundles_with_step_isotonic_still_apply_as_before() -> None:
+    old = Calibrator.from_dict({"kind": "isotonic", "x": [-1.0, 0.0, 1.0], "y": [0.1, 0.1, 0.5]})
+    np.testing.assert_allclose(old.apply(np.array([-2.0, -0.5, 0.5, 3.0])), [0.1, 0.1, 0.3, 0.5])
 
 
 def test_bad_inputs_are_refused() -> None:
@@ -112,3 +132,24 @@ def test_recalibrated_calibrator_round_trips_and_old_json_still_loads() -> None:
     bad["recalibration"]["slope"] = -1.0
     with pytest.raises(ValueError, match="slope must be positive"):
         Calibrator.from_dict(bad)
+
+
+def test_the_level_comes_from_more_people_with_the_slope_fixed() -> None:
+    """The slope from the few held-out people, the intercept from many more: the level lands
+    near the true shift although the few people's own event rate is off."""
+    few_p, few_y = _shifted(3_000, 11, slope=1.0, intercept=0.3)
+    few_y = few_y.copy()
+    few_y[np.flatnonzero(few_y)[: len(np.flatnonzero(few_y)) // 4]] = 0  # an unlucky sample
+    many_p, many_y = _shifted(60_000, 12, slope=1.0, intercept=0.3)
+    alone = fit_recalibration(few_p, few_y, index_date="d", min_events=50, min_events_slope=10**6)
+    pooled = fit_recalibration(
+        few_p, few_y, index_date="d", min_events=50, min_events_slope=10**6,
+        level=(many_p, many_y),
+    )  # fmt: skip
+    assert alone is not None and pooled is not None
+    assert abs(pooled.intercept - 0.3) < 0.05 < abs(alone.intercept - 0.3)
+    assert (pooled.level_rows, pooled.level_events) == (len(many_y), int(many_y.sum()))
+    assert pooled.slope == 1.0 and pooled.rows == len(few_y)
+    again = Calibrator.from_json(fit_sigmoid(*_scores(500, 1, "logistic")).with_recalibration(
+        pooled).to_json())  # fmt: skip
+    assert again.recalibration == pooled

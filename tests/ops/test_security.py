@@ -43,6 +43,8 @@ def route_calls(people: dict[str, list[str]]) -> dict[str, Call]:
         "whoami": Call("GET", "/v1/whoami"),
         "reload_objections": Call("POST", "/v1/admin/objections/reload"),
         "audit_verify": Call("GET", "/v1/admin/audit/verify"),
+        "openapi": Call("GET", "/v1/openapi.json"),
+        "metrics": Call("GET", "/metrics"),
         # the referral routes: an empty body is refused (422) only after the role check, and a
         # referral nobody has is 404 to the roles allowed
         "referral_form": Call("GET", "/v1/referrals/form"),
@@ -55,6 +57,15 @@ def route_calls(people: dict[str, list[str]]) -> dict[str, Call]:
     }
 
 
+# The routes open without a key (BentoML's probes: whether the process is up and ready), and
+# what the origin answers elsewhere: the pages' redirect, and 404 for BentoML's own pages.
+OPEN = {"/livez": 200, "/readyz": 200}
+ELSEWHERE = {
+    "/": 307, "/ui": 307, "/docs.json": 404, "/schema.json": 404, "/healthz": 404,
+    "/static_content/index.css": 404, "/assets/index.js": 404, "/docs": 404,
+    "/v1/docs": 401, "/v1/nothing": 401,
+}  # fmt: skip
+UNLISTED = {"/v1/openapi.json", "/metrics"}  # keyed routes the OpenAPI document does not list
 NO_REFERRAL = "ref-" + "0" * 24
 ALLOWED_ANSWERS = {"score_records": {200, 422}, "referral_create": {422},
                    "referral_read": {404}, "referral_status": {404}}  # fmt: skip
@@ -67,11 +78,10 @@ def send(client: httpx.Client, call: Call) -> httpx.Response:
 def test_the_walk_covers_every_route(live_service: LiveService) -> None:
     calls = route_calls(snapshot_people(live_service.home))
     assert set(calls) == set(ROUTE_ROLES)
-    with live_service.client() as client:
+    with live_service.client("gp") as client:
         served = set(client.get("/v1/openapi.json").json()["paths"])
-    assert {c.path.replace(NO_REFERRAL, "{referral_id}") for c in calls.values()} == {
-        "/v1" + p for p in served
-    }
+    walked = {c.path.replace(NO_REFERRAL, "{referral_id}") for c in calls.values()}
+    assert walked == {"/v1" + p for p in served} | UNLISTED
 
 
 def test_every_route_with_every_role(live_service: LiveService) -> None:
@@ -89,6 +99,13 @@ def test_every_route_with_every_role(live_service: LiveService) -> None:
                 expected = {403}
             if status not in expected:
                 wrong.append(f"{route} as {role}: {status}, expected {sorted(expected)}")
+    for path, status in {**OPEN, **ELSEWHERE}.items():
+        for role in (None, *ROLES):
+            with live_service.client(role) as client:
+                answered = client.get(path).status_code
+            want = 404 if role and path in ("/v1/docs", "/v1/nothing") else status
+            if answered != want:
+                wrong.append(f"{path} as {role}: {answered}, expected {want}")
     assert not wrong, "\n".join(wrong)
 
 

@@ -91,10 +91,13 @@ def make_result(**changes: object) -> ScoreResult:
 
 
 def label_features(label: str) -> list[Feature]:
-    """The registry features whose label templates (for any value, and for 1) could have
-    produced this text."""
+    """The registry features whose label templates (for any value, and for 1) or words for a
+    missing value could have produced this text."""
     found = []
     for feature in REGISTRY:
+        if feature.label_missing and label == feature.label_missing:
+            found.append(feature)
+            continue
         for template in filter(None, (feature.label, feature.label_one)):
             head, _, tail = template.partition("{value}")
             if re.fullmatch(re.escape(head) + ".+?" + re.escape(tail), label):

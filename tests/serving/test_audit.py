@@ -368,3 +368,55 @@ def test_the_anchor_is_rewritten_whole_in_place(tmp_path):
     assert log.head_path.stat().st_ino == inode and log.head_path.stat().st_size == 128
     assert json.loads(log.head_path.read_text()) == {"seq": 4, "hash": log.tail(1)[0].hash}
     assert log.verify().ok
+
+
+OLD_SCHEMA = """
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY, time TEXT NOT NULL, org TEXT NOT NULL, key_id TEXT NOT NULL,
+    role TEXT NOT NULL, endpoint TEXT NOT NULL, outcome TEXT NOT NULL, person_ids TEXT NOT NULL,
+    risk_outcome TEXT, model_name TEXT, model_version TEXT, bands TEXT NOT NULL,
+    status INTEGER NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+);
+"""
+
+
+def test_a_log_written_before_the_client_columns_still_verifies_and_grows(tmp_path):
+    """Records from before `client`, `key_check` and `count` existed hash without them."""
+    path = Home(tmp_path).audit_path
+    conn = sqlite3.connect(path)
+    conn.executescript(OLD_SCHEMA)
+    prev = GENESIS_HASH
+    for seq in (1, 2):
+        fields = entry(seq).model_dump(mode="json", exclude={"client", "key_check", "count"})
+        fields.update(seq=seq, time="2026-01-01T00:00:00.000000+00:00", prev_hash=prev)
+        fields["hash"] = prev = record_hash(fields)
+        row = {k: json.dumps(v) if k in ("person_ids", "bands") else v for k, v in fields.items()}
+        conn.execute(f"INSERT INTO audit ({', '.join(row)}) VALUES "
+                     f"({', '.join(':' + k for k in row)})", row)  # fmt: skip
+    conn.commit()
+    conn.close()
+    Home(tmp_path).audit_path.with_suffix(".head").write_text(
+        json.dumps({"seq": 2, "hash": prev}).ljust(127) + "\n"
+    )
+    log = AuditLog(path)
+    assert log.verify().ok
+    log.append(entry(3, client="10.0.0.1", key_check="ok"))
+    assert log.verify().ok
+    assert [(r.client, r.key_check) for r in log.tail(3)] == [(None, None)] * 2 + [
+        ("10.0.0.1", "ok")
+    ]
+
+
+def test_the_client_key_check_and_count_are_sealed_into_the_chain(tmp_path):
+    log = AuditLog.in_home(tmp_path)
+    log.append(entry(0, client="10.0.0.1", key_check="ok"))
+    log.append(entry(1, person_ids=[], client="10.0.0.2", key_check="missing", count=40,
+                     status=401, org="unknown", role="none", key_id="none"))  # fmt: skip
+    assert log.verify().ok and log.tail(1)[0].count == 40
+    tamper(log, "UPDATE audit SET count = 2 WHERE seq = 2")
+    assert log.verify().first_bad_seq == 2
+    tamper(log, "UPDATE audit SET count = 40 WHERE seq = 2")
+    tamper(log, "UPDATE audit SET client = NULL WHERE seq = 1")
+    assert log.verify().first_bad_seq == 1
+    with pytest.raises(ValidationError, match="count"):
+        entry(2, count=1)  # one request is a record of its own, not a group

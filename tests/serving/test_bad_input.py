@@ -17,7 +17,7 @@ from features.snapshot import SNAPSHOT_TABLE
 from serving.audit import AuditLog
 from serving.champions import POINTER_FILE
 from serving.config import ServingConfig
-from tests.live import LiveService, snapshot_people
+from tests.live import LiveService, keyed_since, snapshot_people
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -32,7 +32,7 @@ Request = Callable[[str], dict[str, Any]]
 def record(**changes: Any) -> dict[str, Any]:
     """A full feature record (every registry feature, null where unknown) with changes."""
     values: dict[str, Any] = {f.name: None for f in FEATURES}
-    values.update(age_years=80.0, person_ref="Pcaller00001")
+    values.update(age_years=80.0, in_care_home=False, person_ref="Pcaller00001")
     values.update(changes)
     return values
 
@@ -130,8 +130,7 @@ def send(live_service: LiveService, case: tuple[Any, ...], person: str) -> tuple
     before = audit.count()
     with live_service.client("gp") as client:
         response = client.request(method, path, **request(person))
-    added = audit.count() - before
-    return response, audit.tail(added) if added else []
+    return response, keyed_since(audit, before)
 
 
 def check_refusal(live_service: LiveService, case: tuple[Any, ...], person: str) -> None:

@@ -15,6 +15,7 @@ import duckdb
 import pytest
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
+from evaluation.report import report_stem
 from features.home import Home
 from features.outcomes import PRODUCT
 from tests import emergency_outcome
@@ -65,7 +66,9 @@ def test_the_new_outcome_is_trained_and_registered(home: Path) -> None:
     client = MlflowClient(tracking_uri=Home(home).default_tracking_uri)
     champion = client.get_model_version_by_alias(NEW.model_name, "champion")
     assert champion.tags["outcome"] == NEW.name
-    assert (Home(home).reports_dir / f"{NEW.model_name}-vrun {champion.run_id[:8]}.html").is_file()
+    stem = report_stem(NEW.model_name, f"run {champion.run_id[:8]}")
+    assert stem == f"{NEW.model_name}-run-{champion.run_id[:8]}"
+    assert (Home(home).reports_dir / f"{stem}.html").is_file()
     people = snapshot_people(home, [NEW, *PRODUCT])
     assert 0 < len(people["falls"]) < len(people[NEW.name])  # aged 16+ v 65+
 

@@ -43,3 +43,23 @@ def test_bad_rows_are_errors_naming_file_column_and_line(tmp_path):
     path.write_text("nhs_number\n1234567890\n")
     with pytest.raises(ObjectionListError, match="header must contain a 'person_id'"):
         ObjectionList.load(path)
+
+
+def test_a_malformed_file_is_named_by_line_never_by_content(tmp_path):
+    """Issue 16 item 7: the row may be an NHS number or a name; the error never repeats it."""
+    path = Home(tmp_path).objections_path
+    for content, line in [
+        (b"person_id\nP0001234aaaa\n943 476 5919\n", 3),
+        (b"person_id\nP0001234aaaa\nPok000000001\n\xff\xfeJane Smith\n", 4),
+        (b"person_id\nP0001234aaaa\nJane Smith\x00\n", 3),
+    ]:
+        path.write_bytes(content)
+        with pytest.raises(ObjectionListError, match=f"line {line}") as caught:
+            ObjectionList.load(path)
+        assert "943" not in str(caught.value) and "Jane" not in str(caught.value)
+
+
+def test_a_byte_order_mark_is_allowed(tmp_path):
+    path = Home(tmp_path).objections_path
+    path.write_bytes(b"\xef\xbb\xbfperson_id\r\nP0001234aaaa\r\n")
+    assert "P0001234aaaa" in ObjectionList.load(path)

@@ -22,6 +22,8 @@ REFERRALS = {
     "referral_read": {"gp", "fire", "admin"},
     "referral_status": {"fire"},
 }
+PEOPLE = {"register", "person"}  # every role that may see people
+EVERYONE = {"outcomes", "whoami", "openapi"}  # nothing about people
 
 
 def test_route_table_matches_the_policy():
@@ -35,13 +37,19 @@ def test_route_table_matches_the_policy():
             assert roles == {"gp", "analyst", "admin"}
         elif route in ADMIN_ONLY:
             assert roles == {"admin"}
+        elif route in PEOPLE:
+            assert roles == {"gp", "fire", "analyst", "admin"}
+        elif route == "metrics":
+            assert roles == {"admin", "monitor"}
         else:
-            assert route in {"register", "person", "outcomes", "whoami"}
+            assert route in EVERYONE
             assert roles == set(ROLES)
     fire_routes = {r for r in ROUTE_ROLES if is_allowed(r, "fire")}
-    assert fire_routes == {"register", "person", "outcomes", "whoami", "referral_queue",
-                           "referral_read", "referral_status"}  # fmt: skip
-    assert not any(is_allowed(r, "analyst") for r in REFERRALS)
+    assert fire_routes == PEOPLE | EVERYONE | {"referral_queue", "referral_read",
+                                               "referral_status"}  # fmt: skip
+    assert not any(is_allowed(r, "analyst") or is_allowed(r, "monitor") for r in REFERRALS)
+    monitor_routes = {r for r in ROUTE_ROLES if is_allowed(r, "monitor")}
+    assert monitor_routes == EVERYONE | {"metrics"}
 
 
 def test_unknown_routes_and_roles_are_denied():

@@ -31,7 +31,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
     generate(config, tmp_path / "b")
     generate(config.model_copy(update={"seed": 12}), tmp_path / "c")
     a, b, c = (_files(tmp_path / x) for x in "abc")
-    assert len(a) == len(TABLE_NAMES) + 5  # tables, manifest, four truth files
+    assert len(a) == len(TABLE_NAMES) + 6  # tables, manifest, five truth files
     assert a == b
     for name in ("person.parquet", "gp_event.parquet", "truth/true_risk.parquet"):
         assert a[name] != c[name]

@@ -16,7 +16,7 @@ from features import codes
 from synthetic import CountyConfig, GenerationSummary
 from synthetic.baseline import prepare
 from synthetic.people import People, build_geography, make_people, rng_for
-from synthetic.process import Baseline, Events, Window, _step, month_rates
+from synthetic.process import Baseline, Events, Structure, Window, _step, month_rates
 from synthetic.realism import realism_figures
 
 VALIDATION = "2024-01-01"
@@ -193,12 +193,16 @@ def _replicate(p: People, who: int, k: int) -> People:
     return People(**values)  # type: ignore[arg-type]
 
 
-def test_truth_matches_brute_force_simulation() -> None:
-    """The exact window probabilities equal the frequency of outcomes over many futures."""
+@pytest.mark.parametrize(
+    ("structure", "earlier_falls"), [("realistic", 0), ("realistic", 1), ("additive", 0)]
+)
+def test_truth_matches_brute_force_simulation(structure: Structure, earlier_falls: int) -> None:
+    """The exact window probabilities equal the frequency of outcomes over many futures,
+    whatever the structure and the falls recorded before the window."""
     config = CountyConfig(people=2_000, seed=9)
     start_abs = config.start.year * 12 + config.start.month - 1
     p = make_people(config, build_geography(config), 0, 2_000, start_abs)
-    setup = prepare(p, rng_for(9, 3), start_abs)
+    setup = prepare(p, rng_for(9, 3), start_abs, structure)
     age = p.age_years(start_abs)
     frail = setup.base.d0 * (age >= 80) * p.conditions["dementia"]
     people = [int(np.argmax(frail)), int(np.argmax(age * (age < 90))), 7]
@@ -209,13 +213,13 @@ def test_truth_matches_brute_force_simulation() -> None:
         base = Baseline(*(np.repeat(getattr(setup.base, f.name)[who], k) for f in fields(Baseline)))
         alive = np.ones(k, dtype=bool)
         resident = np.zeros(k, dtype=bool)
-        fallen = np.zeros(k, dtype=bool)  # no fall yet
-        w = Window.open(month, alive, resident, fallen)
+        falls = np.full(k, earlier_falls, dtype=np.int8)
+        w = Window.open(month, alive, resident, falls)
         ev = Events(death_month=np.full(k, -1, dtype=np.int64))
         for t in range(month, month + 12):
-            r = month_rates(rp, base, start_abs, t)
+            r = month_rates(rp, base, start_abs, t, structure)
             w.step(r)
-            _step(t, r, rng, alive, resident, fallen, ev.death_month, ev)
+            _step(t, r, rng, alive, resident, falls, ev.death_month, ev)
         sim_falls = _first_before_death(ev, k)
         assert abs(sim_falls - w.p_falls[0]) < 4 * math.sqrt(w.p_falls[0] / k) + 1e-3
         sim_cd = _cd_rate(ev, k)

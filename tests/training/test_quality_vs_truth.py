@@ -1,69 +1,63 @@
-"""Quality against the truth: on a 100,000-person synthetic county, trained with the DEFAULT
-config, each outcome's model on the validation date must
+"""Quality against the county's known risks: on a 100,000-person realistic county (the
+default structure), trained with the DEFAULT config, each outcome's model on its validation
+people (a quarter of the people, held out of training at every date) must
 
-- discriminate within 0.02 AUROC of the generator's true probabilities (the oracle),
-- be calibrated: calibration slope of the calibrated probabilities between 0.9 and 1.1,
-- discriminate at least as well as the logistic baseline.
+- be calibrated: calibration slope between 0.9 and 1.1, and the exact 95% interval of
+  observed/expected events including 1;
+- be no worse than its own logistic baseline, fitted on the same rows, beyond the gate's
+  tolerance (the gate refuses such a model);
+- for complex dependency, discriminate within 0.015 AUROC of the records reference: the true
+  risk recomputed with every latent quantity that no record ever reveals at its population mean
+  (synthetic/process.py).
 
-The county is built through the real CLI (synth, load, train --no-report); the validation
-predictions are the ones the run logged to MLflow: a quarter of the people, held out of
-training at every date (training/fit.py inner_split). The `features` snapshot step is skipped:
-training builds its own feature sets from the store and never reads the snapshot.
+Two of issue 14's targets are not met and are not asserted here; the README's "Quality against
+the known risks" gives the figures and the owner decides. Falls' gap to the records reference
+is about 0.02-0.03 at 100k (and 0.019 at 600k): the reference keeps gait impairment, which the
+records show only in part (the features explain 13% of its variance). LightGBM ties its
+logistic baseline (point estimates -0.005 to +0.003) instead of gaining 0.005 or more: the
+county's non-linear effects, at their literature sizes, are worth about 0.002 AUROC to a learner
+fitted to the reference itself.
+
+On an additive county of the same size (the control: risks a sum of traits, the baseline's own
+form) the two model families must tie. The gap to the full truth, which also holds what no record
+shows, is printed with every assertion but not judged.
+
+The counties are built through the real CLI (synth, load, train --no-report); the validation
+predictions are the ones the runs logged to MLflow.
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+import duckdb
 import pandas as pd
 import pytest
-from sklearn.metrics import roc_auc_score
+from scipy import stats
 
 from carerisk.settings import load_settings
 from features.home import Home
 from features.outcomes import PRODUCT
 from models.registered import CHALLENGER
-from synthetic.truth_files import true_risk_path
+from synthetic.truth_files import records_reference_path, true_risk_path
 from tests.live import ROOT, carerisk
 from training.config import TrainingConfig
-from training.metrics import calibration_slope_intercept
+from training.metrics import against_known_risks
 from training.tracking import PREDICTIONS_ARTIFACT, client_for
 
-# building the county and training with the default config takes ~8 minutes on 2 busy cores
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+# each county: synth, load and training with the default config, a few minutes on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 PEOPLE = 100_000
 SEED = 3
 DEFAULT_CONFIG = ROOT / "config" / "training.toml"
 OUTCOMES = PRODUCT.names()
-ORACLE_GAP = 0.02
+REFERENCE_GAP = 0.015
 SLOPE_RANGE = (0.9, 1.1)
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One outcome's validation rows: label, model, baseline and true probability."""
-
-    outcome: str
-    frame: pd.DataFrame  # person_id, index_date, y, p, p_baseline, true_probability
-
-    def auroc(self, column: str) -> float:
-        return float(roc_auc_score(self.frame["y"], self.frame[column]))
-
-    def slope(self, column: str) -> float:
-        y = self.frame["y"].to_numpy()
-        return calibration_slope_intercept(y, self.frame[column].to_numpy())[0]
-
-    def summary(self) -> str:
-        return (
-            f"{self.outcome}: n={len(self.frame)}, events={int(self.frame['y'].sum())}, "
-            f"AUROC model {self.auroc('p'):.4f} baseline {self.auroc('p_baseline'):.4f} "
-            f"truth {self.auroc('true_probability'):.4f}; "
-            f"slope model {self.slope('p'):.3f} truth {self.slope('true_probability'):.3f}"
-        )
+TIE = 0.005
+REPLICATES = 1000
 
 
 def run(home: Path, *args: str) -> None:
@@ -71,98 +65,146 @@ def run(home: Path, *args: str) -> None:
     assert result.returncode == 0, f"{args}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
 
 
-@pytest.fixture(scope="module")
-def county(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A home with a 100,000-person county loaded and both outcomes trained (default config)."""
-    home = tmp_path_factory.mktemp("quality-home")
+def county(home: Path, structure: str, outcomes: tuple[str, ...]) -> Path:
     extract = Home(home).extract_dir
-    run(home, "synth", "--people", str(PEOPLE), "--seed", str(SEED), "--out", str(extract))
+    run(home, "synth", "--people", str(PEOPLE), "--seed", str(SEED), "--structure", structure,
+        "--out", str(extract))  # fmt: skip
     run(home, "load", str(extract))
-    for outcome in OUTCOMES:
+    for outcome in outcomes:
         run(home, "train", "--outcome", outcome, "--config", str(DEFAULT_CONFIG), "--no-report")
     return home
 
 
 @pytest.fixture(scope="module")
-def scored(county: Path) -> dict[str, Scored]:
-    truth_file = true_risk_path(Home(county).extract_dir)
-    assert truth_file is not None
-    truth = pd.read_parquet(truth_file)
-    truth["index_date"] = pd.to_datetime(truth["index_date"])
-    client = client_for(load_settings(county, env={}).tracking_uri)
-    out = {}
-    for outcome in OUTCOMES:
-        version = client.get_model_version_by_alias(PRODUCT.get(outcome).model_name, CHALLENGER)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(str(version.run_id), PREDICTIONS_ARTIFACT, tmp)
-            predictions = pd.read_parquet(path)
-        out[outcome] = Scored(outcome, with_truth(predictions, truth, outcome))
-    return out
+def realistic_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return county(tmp_path_factory.mktemp("realistic-home"), "realistic", OUTCOMES)
 
 
-def with_truth(predictions: pd.DataFrame, truth: pd.DataFrame, outcome: str) -> pd.DataFrame:
-    """Validation predictions matched to the true probability on person_id and index_date."""
-    rows = truth.loc[truth["outcome"] == outcome, ["person_id", "index_date", "true_probability"]]
-    keyed = predictions.assign(index_date=pd.to_datetime(predictions["index_date"]))
-    merged = keyed.merge(rows, on=["person_id", "index_date"], how="left", validate="one_to_one")
-    missing = int(merged["true_probability"].isna().sum())
-    assert missing == 0, f"{outcome}: {missing} validation rows have no true probability"
+@pytest.fixture(scope="module")
+def realistic(realistic_home: Path) -> dict[str, dict[str, Any]]:
+    return {outcome: measured(realistic_home, outcome) for outcome in OUTCOMES}
+
+
+@pytest.fixture(scope="module")
+def additive(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The control, falls only: the family comparison needs one outcome, and complex
+    dependency's training is the suite's costliest step (both outcomes are in bench/)."""
+    home = county(tmp_path_factory.mktemp("additive-home"), "additive", ("falls",))
+    return measured(home, "falls")
+
+
+def measured(home: Path, outcome: str) -> dict[str, Any]:
+    """The challenger's validation predictions against the records reference and the truth."""
+    client = client_for(load_settings(home, env={}).tracking_uri)
+    version = client.get_model_version_by_alias(PRODUCT.get(outcome).model_name, CHALLENGER)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(str(version.run_id), PREDICTIONS_ARTIFACT, tmp)
+        rows = pd.read_parquet(path)
+    extract = Home(home).extract_dir
+    rows = with_known(rows, true_risk_path(extract), "true_probability", outcome)
+    rows = with_known(rows, records_reference_path(extract), "reference_probability", outcome)
+    return against_known_risks(
+        rows["y"].to_numpy(),
+        rows["p"].to_numpy(),
+        rows["p_baseline"].to_numpy(),
+        {
+            "records reference": rows["reference_probability"].to_numpy(),
+            "truth": rows["true_probability"].to_numpy(),
+        },
+        replicates=REPLICATES,
+        seed=0,
+    )
+
+
+def with_known(rows: pd.DataFrame, path: Path | None, column: str, outcome: str) -> pd.DataFrame:
+    assert path is not None, f"the extract has no {column}"
+    known = pd.read_parquet(path, columns=["person_id", "index_date", "outcome", column])
+    known = known[known["outcome"] == outcome].drop(columns="outcome")
+    known["index_date"] = pd.to_datetime(known["index_date"])
+    keyed = rows.assign(index_date=pd.to_datetime(rows["index_date"]))
+    merged = keyed.merge(known, on=["person_id", "index_date"], how="left", validate="one_to_one")
+    assert merged[column].notna().all(), f"{outcome}: validation rows without {column}"
     assert merged["index_date"].nunique() == 1, "validation is one index date"
-    assert np.isfinite(merged[["p", "p_baseline", "true_probability"]].to_numpy()).all()
     return merged
 
 
-@pytest.mark.parametrize(
-    "outcome",
-    [
-        pytest.param(
-            "falls",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="measured gap 0.032 at 100k (seed 3) on held-out people; no model can "
-                "reach 0.02: the truth's latent fall-proneness shows in no record, and a "
-                "predictor knowing every other latent state exactly scores 0.810 against the "
-                "truth's 0.832 (python -m bench.falls_ceiling)",
-            ),
-        ),
-        "complex_dependency",
-    ],
-)
-def test_model_auroc_is_close_to_the_truth(scored: dict[str, Scored], outcome: str) -> None:
-    result = scored[outcome]
-    gap = result.auroc("true_probability") - result.auroc("p")
-    assert gap <= ORACLE_GAP, f"oracle gap {gap:.4f} > {ORACLE_GAP}; {result.summary()}"
+def summary(found: dict[str, Any]) -> str:
+    auroc = ", ".join(f"{k} {v:.4f}" for k, v in found["auroc"].items())
+    diff = ", ".join(f"{v:+.4f}" for v in found["lightgbm_minus_baseline"])
+    oe = ", ".join(f"{v:.3f}" for v in found["observed_expected"])
+    return (
+        f"n={found['people']}, events={found['events']}; AUROC {auroc}; LightGBM - baseline "
+        f"{diff}; slope {found['calibration_slope']:.3f}; O/E {oe}"
+    )
+
+
+@pytest.mark.parametrize("outcome", ["complex_dependency"])
+def test_model_is_close_to_the_records_reference(
+    realistic: dict[str, dict[str, Any]], outcome: str
+) -> None:
+    found = realistic[outcome]
+    assert found["gap"]["records reference"] <= REFERENCE_GAP, summary(found)
 
 
 @pytest.mark.parametrize("outcome", OUTCOMES)
-def test_calibrated_model_has_slope_near_one(scored: dict[str, Scored], outcome: str) -> None:
-    result = scored[outcome]
+def test_calibration_slope_is_near_one(realistic: dict[str, dict[str, Any]], outcome: str) -> None:
+    found = realistic[outcome]
     low, high = SLOPE_RANGE
-    assert low <= result.slope("p") <= high, result.summary()
-
-
-BASELINE_XFAIL = pytest.mark.xfail(
-    strict=False,
-    reason="on people held out of training the logistic baseline edges LightGBM (falls 0.7997 v "
-    "0.8043, complex dependency 0.9172 v 0.9190 at 100k): the generator's log-hazards are "
-    "additive, which is the baseline's own form; trees boosted from the baseline's log-odds "
-    "stop after 1-2 rounds at 600k (python -m bench.tune_lightgbm)",
-)
-
-
-@pytest.mark.parametrize("outcome", [pytest.param(o, marks=BASELINE_XFAIL) for o in OUTCOMES])
-def test_model_discriminates_at_least_as_well_as_the_baseline(
-    scored: dict[str, Scored], outcome: str
-) -> None:
-    result = scored[outcome]
-    assert result.auroc("p") >= result.auroc("p_baseline"), result.summary()
+    assert low <= found["calibration_slope"] <= high, summary(found)
 
 
 @pytest.mark.parametrize("outcome", OUTCOMES)
-def test_model_is_not_worse_than_the_baseline_beyond_the_gate_tolerance(
-    scored: dict[str, Scored], outcome: str
+def test_observed_expected_interval_includes_one(
+    realistic: dict[str, dict[str, Any]], outcome: str
 ) -> None:
-    """The promotion gate's AUROC tolerance, applied to the baseline."""
-    result = scored[outcome]
+    found = realistic[outcome]
+    _, low, high = found["observed_expected"]
+    assert low <= 1.0 <= high, summary(found)
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES)
+def test_lightgbm_is_not_worse_than_its_baseline_beyond_the_gate(
+    realistic: dict[str, dict[str, Any]], outcome: str
+) -> None:
+    found = realistic[outcome]
     tolerance = TrainingConfig.load(DEFAULT_CONFIG).gate.auroc_tolerance
-    assert result.auroc("p") >= result.auroc("p_baseline") - tolerance, result.summary()
+    assert found["lightgbm_minus_baseline"][1] > -tolerance, summary(found)
+
+
+def test_on_the_additive_county_the_families_tie(additive: dict[str, Any]) -> None:
+    diff, low, high = additive["lightgbm_minus_baseline"]
+    assert low <= 0.0 <= high or abs(diff) <= TIE, summary(additive)
+
+
+# Census 2021, England and Wales (shared/reference/clinical.md): share of all people by age;
+# 65+ is the county's own (Worcestershire, about 23%)
+AGE_SHARES = {65: 0.23, 85: 0.024, 90: 0.009, 100: 0.0002}
+AGE_TOLERANCE = 0.2
+
+
+def test_the_county_has_the_census_age_structure(realistic_home: Path) -> None:
+    """Among the living at the validation date, the shares aged 65+, 85+ and 90+ are within 20%
+    of the table. A 100,000-person county holds about 20 people aged 100+, too few to judge a
+    20% band (bench/ measures it at 600,000): the count must be consistent with the table's
+    share (inside its 99.9% Poisson interval), which rules out the hundreds the old county had."""
+    extract = Home(realistic_home).extract_dir
+    ages = (
+        duckdb.connect()
+        .execute(
+            f"""SELECT date_diff('year', birth_month, DATE '2024-04-01')
+                   - (strftime(birth_month, '%m-%d') > '04-01')::INT
+            FROM '{extract}/person.parquet' p LEFT JOIN '{extract}/death.parquet' d
+            USING (person_id)
+            WHERE d.date_of_death IS NULL OR d.date_of_death >= DATE '2024-04-01'"""
+        )
+        .fetchnumpy()
+    )
+    age = next(iter(ages.values()))
+    for low, share in AGE_SHARES.items():
+        found = float((age >= low).mean())
+        if low < 100:
+            assert abs(found / share - 1) <= AGE_TOLERANCE, (low, found, share)
+        else:
+            count = int((age >= low).sum())
+            lo, hi = stats.poisson.ppf([0.0005, 0.9995], share * len(age))
+            assert lo <= count <= hi, (low, count, share * len(age))

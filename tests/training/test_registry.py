@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -15,8 +16,15 @@ from models.registered import BUNDLE_ARTIFACT
 from tests.models.frames import make_frame, small_features, split_latest
 from training.config import TrainingConfig
 from training.fit import TrainedModels, fit
+from training.metrics import paired_bootstrap_auroc_difference
 from training.pipeline import log_and_register
-from training.registry import GateContext, log_checks, promote
+from training.registry import (
+    GateContext,
+    baseline_check,
+    log_checks,
+    observed_expected_check,
+    promote,
+)
 from training.tracking import (
     data_fingerprint,
     frame_fingerprint,
@@ -36,8 +44,12 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 
 @pytest.fixture(scope="module")
 def config(config: TrainingConfig) -> TrainingConfig:
-    """A wider calibration range: 2,000 training rows give a noisy slope."""
-    gate = config.gate.model_copy(update={"calibration_slope_range": (0.5, 1.6)})
+    """Wider calibration limits: 2,000 training rows at one earlier date give a noisy slope and
+    a level that moves between the dates (these tests are about the registry's moves; the
+    checks themselves are tested below on predictions made for them)."""
+    gate = config.gate.model_copy(
+        update={"calibration_slope_range": (0.5, 1.6), "observed_expected_tolerance": 0.15}
+    )
     return config.model_copy(update={"gate": gate})
 
 
@@ -182,3 +194,49 @@ def test_logged_and_extra_checks_can_refuse(
     assert verdict.reasons == ["subgroup AUROC 85+: 0.55 below 0.6"]
     assert seen == [len(trained.validation_predictions)]
     assert _alias(client, "champion") == champion
+
+
+def _predictions(n: int, seed: int, scale: float = 1.0, noise: float = 0.0) -> pd.DataFrame:
+    """Validation predictions whose outcomes follow `p`; the served `p` is `scale` times it,
+    and the baseline's is `p` blurred by `noise` on the log-odds scale."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(-2.5, 1.2, n)
+    p = 1 / (1 + np.exp(-z))
+    y = (rng.random(n) < p).astype(int)
+    blurred = 1 / (1 + np.exp(-(z + rng.normal(0, noise, n))))
+    return pd.DataFrame({"y": y, "p": np.clip(scale * p, 0, 1), "p_baseline": blurred})
+
+
+def test_observed_expected_check_refuses_a_model_off_in_the_large(config: TrainingConfig) -> None:
+    strict = config.gate.model_copy(update={"observed_expected_tolerance": 0.0})
+    assert observed_expected_check(_predictions(20_000, 1), strict).passed
+    low = observed_expected_check(_predictions(20_000, 1, scale=0.8), strict)
+    assert not low.passed and "observed/expected 1.2" in low.reason
+    assert not observed_expected_check(_predictions(20_000, 1, scale=1.25), strict).passed
+    # a tolerance widens what counts as reaching 1
+    wide = strict.model_copy(update={"observed_expected_tolerance": 0.3})
+    assert observed_expected_check(_predictions(20_000, 1, scale=0.8), wide).passed
+
+
+def test_baseline_check_refuses_a_model_worse_than_its_baseline(config: TrainingConfig) -> None:
+    # the baseline knows the risk exactly, the served model only through noise
+    worse = _predictions(20_000, 2)
+    worse["p"], worse["p_baseline"] = worse["p_baseline"].to_numpy(), worse["p"].to_numpy()
+    z = np.log(worse["p_baseline"] / (1 - worse["p_baseline"]))
+    worse["p"] = 1 / (1 + np.exp(-(z + np.random.default_rng(3).normal(0, 1.0, len(z)))))
+    check = baseline_check(worse, config.gate, seed=0)
+    assert not check.passed and check.name == "AUROC vs logistic baseline"
+    assert baseline_check(_predictions(20_000, 2, noise=1.0), config.gate, seed=0).passed
+    # too few people to tell them apart is no reason to refuse; being clearly worse is
+    tied = _predictions(300, 4)
+    tied["p_baseline"] = tied["p"]
+    assert baseline_check(tied, config.gate, seed=0).passed
+    # a little worse, within the tolerance, but surely worse: refused too
+    slightly = _predictions(100_000, 5, noise=0.15)
+    slightly["p"], slightly["p_baseline"] = slightly["p_baseline"], slightly["p"]
+    diff, _, high = paired_bootstrap_auroc_difference(
+        slightly["y"].to_numpy(), slightly["p"].to_numpy(), slightly["p_baseline"].to_numpy(),
+        replicates=200, confidence=0.95, seed=0,
+    )  # fmt: skip
+    assert -config.gate.auroc_tolerance < diff and high < 0
+    assert not baseline_check(slightly, config.gate, seed=0).passed

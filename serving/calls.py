@@ -1,0 +1,56 @@
+"""The request being answered, as the gate (serving/gate.py) judged it: who is calling from
+where, with which key, and whether a route handler has audited it yet.
+
+The gate sets it for every /v1 request before the handlers run; the audit functions read it
+(to name the client and the key presented) and mark it audited, so the gate writes a record
+only for the answers no handler recorded. A context variable carries it: handlers that run in
+a worker thread see the same object (the context is copied, the object shared).
+"""
+
+from __future__ import annotations
+
+import re
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from serving.keys import Principal
+
+# the key id a key text presents, crk_<id>_...: read without checking the rest (never the secret)
+_PRESENTED_ID = re.compile(r"^crk_([0-9a-f]{12})_")
+
+
+@dataclass
+class Call:
+    client: str  # the peer's address as the server saw it
+    endpoint: str  # route name (serving.roles.ROUTE_ROLES) or "unknown"
+    key_id: str  # the key id presented ("none" without one); verified only when key_check is ok
+    key_check: str  # ok, missing, malformed, unknown, bad_secret, revoked, expired, unchecked
+    principal: Principal | None = None
+    audited: bool = False
+
+
+CURRENT: ContextVar[Call | None] = ContextVar("carerisk_call", default=None)
+
+
+def current_call() -> Call | None:
+    return CURRENT.get()
+
+
+def mark_audited() -> None:
+    call = CURRENT.get()
+    if call is not None:
+        call.audited = True
+
+
+def presented_key_id(text: str | None) -> str:
+    """The key id in a presented key's text, or "none"; the secret is never read."""
+    match = _PRESENTED_ID.match(text or "")
+    return match.group(1) if match else "none"
+
+
+def bearer_key(authorization: str | None) -> str | None:
+    """The key in an `Authorization: Bearer <key>` header value."""
+    header = authorization or ""
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return None
