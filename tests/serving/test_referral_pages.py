@@ -68,12 +68,13 @@ def test_gp_refers_with_the_persons_agreement(
     form.wait_for()
     wording = api_json(live_service, "gp", "GET", "/v1/referrals/form")["agreement"]["items"]
     for words in wording.values():
-        assert page.get_by_label(words).count() == 1  # each agreement item, in the API's words
-    page.get_by_label("Fire and rescue service").select_option("Test fire org")
+        # each agreement item, in the API's words
+        assert page.get_by_label(words, exact=True).count() == 1
+    page.get_by_label("Fire and rescue service", exact=True).select_option("Test fire org")
     page.get_by_role("button", name="Refer to the fire service").click()
     assert "must agree to everything" in status_text(page)
     for words in wording.values():
-        page.get_by_label(words).check()
+        page.get_by_label(words, exact=True).check()
     page.get_by_label("Agreement recorded by").fill("Dr A Patel, GP")
     page.get_by_role("button", name="Refer to the fire service").click()
     assert "Confirm that the person agreed today" in status_text(page)

@@ -18,10 +18,10 @@ import pytest
 
 from features.home import Home
 from features.registry import FEATURES
-from serving.audit import AuditLog
+from serving.audit import AuditLog, AuditRecord
 from serving.jwt_auth import CdsClients
 from serving.keys import KeyStore
-from tests.live import LiveService, snapshot_people
+from tests.live import LiveService, keyed_since, snapshot_people
 from tests.serving.cds_spec import (
     SPEC_PATIENT_ID,
     SigningClient,
@@ -65,6 +65,7 @@ def cast(live_service: LiveService) -> Cast:
         "none": None, "gp": live_service.keys["gp"], "other_gp": other_gp,
         "fire": live_service.keys["fire"], "other_fire": other_fire,
         "analyst": live_service.keys["analyst"], "admin": live_service.keys["admin"],
+        "monitor": live_service.keys["monitor"],
     }  # fmt: skip
     return Cast(keys, "Test fire org", live_service.url)
 
@@ -101,19 +102,19 @@ def referral(cast: Cast, people: dict[str, list[str]]) -> dict[str, Any]:
 
 # --- the walk ----------------------------------------------------------------------------------
 
-WHO = ("none", "gp", "other_gp", "fire", "other_fire", "analyst", "admin")
+WHO = ("none", "gp", "other_gp", "fire", "other_fire", "analyst", "admin", "monitor")
 # route -> the status each party gets for the walk's request about `referral`
 EXPECTED = {
     "form": {"none": 401, "gp": 200, "other_gp": 200, "fire": 403, "other_fire": 403,
-             "analyst": 403, "admin": 200},
+             "analyst": 403, "admin": 200, "monitor": 403},
     "queue": {"none": 401, "gp": 403, "other_gp": 403, "fire": 200, "other_fire": 200,
-              "analyst": 403, "admin": 200},
+              "analyst": 403, "admin": 200, "monitor": 403},
     "read": {"none": 401, "gp": 200, "other_gp": 404, "fire": 200, "other_fire": 404,
-             "analyst": 403, "admin": 200},
+             "analyst": 403, "admin": 200, "monitor": 403},
     "status": {"none": 401, "gp": 403, "other_gp": 403, "fire": 200, "other_fire": 404,
-               "analyst": 403, "admin": 403},
+               "analyst": 403, "admin": 403, "monitor": 403},
     "create": {"none": 401, "gp": 409, "other_gp": 409, "fire": 403, "other_fire": 403,
-               "analyst": 403, "admin": 403},
+               "analyst": 403, "admin": 403, "monitor": 403},
 }  # fmt: skip
 
 
@@ -146,8 +147,11 @@ def test_every_referral_route_with_every_party(
             answer = cast.call(who, method, path, **kw)
             if answer.status_code != statuses[who]:
                 wrong.append(f"{route} as {who}: {answer.status_code} {answer.text[:200]}")
-            if log.count() != before + 1:
-                wrong.append(f"{route} as {who}: {log.count() - before} audit records, not 1")
+            # one record for each keyed call; keyless refusals are audited in groups, up to a
+            # second later (serving/refusals.py), so they are not counted here
+            records = len(keyed_since(log, before))
+            if records != (0 if who == "none" else 1):
+                wrong.append(f"{route} as {who}: {records} keyed audit records")
             reveals(route, who, answer, referral, wrong)
     assert not wrong, "\n".join(wrong)
     history = cast.call("admin", "GET", f"/v1/referrals/{referral['referral']['id']}").json()
@@ -215,7 +219,7 @@ def test_refusals_say_why_and_are_audited(
     })  # fmt: skip
     assert no_agreement.status_code == 422
     assert "body.agreement" in [f["path"] for f in no_agreement.json()["fields"]]
-    assert log.tail(1)[0].endpoint == "referral_create" and log.count() == before + 1
+    assert [r.endpoint for r in keyed_since(log, before)] == ["referral_create"]
     with cast.client("gp") as gp:
         outside = gp.post("/v1/referrals", json={
             "person_id": young, "outcome": "falls", "receiving_org": "Test fire org",
@@ -229,7 +233,7 @@ def test_refusals_say_why_and_are_audited(
     for answer, status, error in cases:
         assert answer.status_code == status, answer.text
         assert answer.json()["error"] == error
-    made = [r for r in log.tail(log.count() - start) if r.endpoint == "referral_create"]
+    made = [r for r in keyed_since(log, start) if r.endpoint == "referral_create"]
     assert [(r.status, r.outcome) for r in made] == [
         (451, "refused"), (404, "refused"), (422, "unknown_receiver"), (422, "invalid"),
         (422, "refused"), (201, "ok"), (409, "already_referred"),
@@ -275,7 +279,7 @@ def test_moves_the_state_machine_refuses_are_409_and_audited(
     for body, status in moves:
         answer = cast.call("fire", "POST", f"/v1/referrals/{rid}/status", json=body)
         assert answer.status_code == status, (body, answer.text)
-    records = log.tail(log.count() - before)
+    records = keyed_since(log, before)
     assert [r.status for r in records] == [s for _, s in moves]
     assert [r.outcome for r in records if r.status == 200] == ["to_accepted", "to_visited",
                                                                "to_closed"]  # fmt: skip
@@ -288,18 +292,16 @@ def test_fire_reads_are_audited_with_the_sharing_that_applied(
     cast: Cast, live_service: LiveService, referral: dict[str, Any]
 ) -> None:
     log = AuditLog.in_home(live_service.home)
+    top = {"outcome": "falls", "top": 3}
+    calls = [("fire", "/v1/referrals", {}, "ok_register"),
+             ("fire", "/v1/register", top, "ok_register"),
+             ("gp", "/v1/register", top, "ok")]  # fmt: skip
+    for who, path, params, outcome in calls:
+        before = log.count()
+        answer = cast.call(who, "GET", path, params=params)
+        assert answer.status_code == 200
+        assert [r.outcome for r in keyed_since(log, before)] == [outcome], (who, path)
     assert cast.call("fire", "GET", "/v1/referrals").json()["sharing"] == "register"
-    assert log.tail(1)[0].outcome == "ok_register"
-    assert (
-        cast.call("fire", "GET", "/v1/register", params={"outcome": "falls", "top": 3}).status_code
-        == 200
-    )
-    assert log.tail(1)[0].outcome == "ok_register"
-    assert (
-        cast.call("gp", "GET", "/v1/register", params={"outcome": "falls", "top": 3}).status_code
-        == 200
-    )
-    assert log.tail(1)[0].outcome == "ok"
 
 
 # --- CDS Hooks on the live server ---------------------------------------------------------------
@@ -321,6 +323,12 @@ def cds(live_service: LiveService, people: dict[str, list[str]]) -> Iterator[Sig
         CdsClients(home.cds_clients_path).remove(client.iss)
 
 
+def cds_since(log: AuditLog, before: int) -> list[AuditRecord]:
+    """The audit records of CDS Hooks calls after seq `before` (the API's keyless refusals are
+    written in groups and may land in between)."""
+    return [r for r in log.tail(log.count() - before) if r.endpoint.startswith("cds_")]
+
+
 def service_url(live: LiveService, service: str = "carerisk-falls") -> str:
     return f"{live.url}/cds-services/{service}"
 
@@ -335,6 +343,7 @@ def test_the_specifications_patient_view_example_gets_a_valid_card(
     assert {s["id"] for s in discovery.json()["services"]} == {
         "carerisk-falls", "carerisk-complex-dependency"
     }  # fmt: skip
+    before = AuditLog.in_home(live_service.home).count()
     answer = httpx.post(url, json=spec_request(), headers=cds.bearer(url))
     assert answer.status_code == 200, answer.text
     assert response_problems(answer.json()) == []
@@ -352,7 +361,7 @@ def test_the_specifications_patient_view_example_gets_a_valid_card(
     assert (
         card["suggestions"][0]["label"] == "Offer a home safety and falls check by the fire service"
     )
-    record = AuditLog.in_home(live_service.home).tail(1)[0]
+    record = cds_since(AuditLog.in_home(live_service.home), before)[-1]
     assert (record.endpoint, record.role, record.org, record.person_ids) == (
         "cds_service", "cds_client", "Test gp org EHR", (person,)
     )  # fmt: skip
@@ -381,8 +390,22 @@ def test_a_bad_client_token_is_401(
     answer = httpx.post(url, json=spec_request(), headers=headers)
     assert answer.status_code == 401, answer.text
     assert answer.headers["www-authenticate"] == "Bearer" and "cards" not in answer.text
-    log = AuditLog.in_home(live_service.home)
-    assert log.count() == before + 1 and log.tail(1)[0].outcome == "unauthenticated"
+    records = cds_since(AuditLog.in_home(live_service.home), before)
+    assert [(r.endpoint, r.outcome, r.status) for r in records] == [
+        ("cds_service", "unauthenticated", 401)
+    ]
+
+
+def test_an_api_key_is_not_a_cds_clients_token(live_service: LiveService, cast: Cast) -> None:
+    """Every party's API key, at both CDS Hooks routes: 401, nothing shown, nothing scored."""
+    wrong = []
+    for who in WHO:
+        for method, path in (("GET", "/cds-services"), ("POST", "/cds-services/carerisk-falls")):
+            body = spec_request() if method == "POST" else None
+            answer = cast.call(who, method, path, json=body)
+            if answer.status_code != 401 or "cards" in answer.text or "services" in answer.text:
+                wrong.append(f"{method} {path} as {who}: {answer.status_code}")
+    assert not wrong, wrong
 
 
 def test_empty_cards_outside_the_cohort_or_the_lookup(
@@ -427,9 +450,11 @@ def test_empty_cards_for_a_person_who_objected(
     with live_service.client("admin") as admin:
         admin.post("/v1/admin/objections/reload")
         try:
+            log = AuditLog.in_home(live_service.home)
+            seq = log.count()
             answer = httpx.post(url, json=spec_request(), headers=cds.bearer(url))
             assert answer.json() == {"cards": []}
-            assert AuditLog.in_home(live_service.home).tail(1)[0].outcome == "objected"
+            assert [r.outcome for r in cds_since(log, seq)] == ["objected"]
         finally:
             if before is None:
                 path.unlink(missing_ok=True)
