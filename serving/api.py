@@ -58,8 +58,8 @@ METHOD_ROUTES = {
     ("POST", "/v1/referrals"): "referral_create",
 }
 TEMPLATE_ROUTES = (
-    ("GET", re.compile(r"/v1/referrals/[^/]+"), "referral_read"),
-    ("POST", re.compile(r"/v1/referrals/[^/]+/status"), "referral_status"),
+    ("GET", re.compile(r"/v1/referrals/[^/\n]+"), "referral_read"),
+    ("POST", re.compile(r"/v1/referrals/[^/\n]+/status"), "referral_status"),
 )
 
 

@@ -58,6 +58,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 PROBES = frozenset({"/livez", "/readyz"})
 CDS = "/cds-services"
+PARAMETER = r"[^/\n]+"  # a path parameter as the mounted app's routing matches it
 SECURITY_HEADERS = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
 OUTCOMES = {
     400: "bad_request", 403: "forbidden", 404: "not_found", 405: "wrong_method",
@@ -105,7 +106,7 @@ class Gate:
             paths = [*self.api.openapi()["paths"], self.api.openapi_url]
             self._v1_paths = frozenset("/v1" + path for path in paths)
             self._templates = tuple(
-                (re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path))), path)
+                (re.compile(re.sub(r"\\\{[^/]+?\\\}", lambda _: PARAMETER, re.escape(path))), path)
                 for path in self._v1_paths
                 if "{" in path
             )

@@ -26,9 +26,10 @@ its signature.
 """
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from pydantic import BaseModel, Field
 
 from features.registry import FEATURES
 from serving.api import audit, needs, refuse, state_of
@@ -51,7 +52,7 @@ from serving.referrals import (
     store_at,
 )
 from serving.roles import scope_reasons
-from serving.schemas import ErrorBody, error_responses
+from serving.schemas import BODY_ERRORS, ErrorBody, error_responses
 from serving.scoring import ScoringError
 from serving.state import ServiceState
 
@@ -108,13 +109,38 @@ def may_read(referral: Referral, principal: Principal) -> bool:
     return False
 
 
-def answers(*statuses: int) -> dict[int | str, dict[str, object]]:
-    """OpenAPI `responses` of a referral route: the service's refusals, with a conflict and a
-    referral not found said in this route's words."""
+def answers(
+    ok: tuple[int, type[BaseModel], str], *statuses: int
+) -> dict[int | str, dict[str, object]]:
+    """OpenAPI `responses` of a referral route: its answer (`ok`: status, model, words), the
+    service's refusals (the gate's among them), with a conflict and a referral not found said in
+    this route's words."""
     own = {404: NOT_FOUND, 409: CONFLICT}
     known = error_responses(*(s for s in statuses if s not in own))
     known.update({s: {"model": ErrorBody, "description": own[s]} for s in statuses if s in own})
+    known[ok[0]] = {"model": ok[1], "description": ok[2]}
     return known
+
+
+class FormAnswer(BaseModel):
+    organisations: list[str] = Field(description="the fire organisations taking referrals")
+    agreement: dict[str, Any] = Field(description="the agreement's wording and its items")
+
+
+class ReferralAnswer(BaseModel):
+    referral: dict[str, Any] = Field(description="the referral as this role may see it")
+    service_request: dict[str, Any] | None = Field(
+        default=None, description="the referral as a FHIR R4 ServiceRequest"
+    )
+
+
+class QueueAnswer(BaseModel):
+    organisation: str | None = Field(description="the receiving organisation (none: admin)")
+    role: str
+    sharing: Literal["referrals", "register"] = Field(
+        description="what this deployment shares with the fire service"
+    )
+    referrals: list[dict[str, Any]]
 
 
 NOT_FOUND = "no such referral that this key may see, or (creating one) no such person"
@@ -156,7 +182,8 @@ def _form_route(routes: APIRouter) -> None:
         "/form",
         name="referral_form",
         summary="What a referral form needs: the fire organisations and the agreement's words",
-        responses=answers(401, 403, 422, 429, 503),
+        response_model=None,
+        responses=answers((200, FormAnswer, "the form's choices and words"), 422),
     )
     def referral_form(
         request: Request, principal: Principal = Depends(needs("referral_form"))
@@ -175,7 +202,10 @@ def _create_route(routes: APIRouter) -> None:
         name="referral_create",
         status_code=201,
         summary="Refer a person to a fire service, with their recorded agreement",
-        responses=answers(401, 403, 404, 409, 422, 429, 451, 503),
+        response_model=None,
+        responses=answers(
+            (201, ReferralAnswer, "the referral made"), *BODY_ERRORS, 404, 409, 451
+        ),  # fmt: skip
     )
     def referral_create(
         request: Request,
@@ -257,7 +287,8 @@ def _queue_route(routes: APIRouter) -> None:
         "",
         name="referral_queue",
         summary="The referrals a fire organisation receives (the admin sees every one)",
-        responses=answers(401, 403, 422, 429, 503),
+        response_model=None,
+        responses=answers((200, QueueAnswer, "the queue"), 422),
     )
     def referral_queue(
         request: Request,
@@ -290,7 +321,8 @@ def _read_routes(routes: APIRouter) -> None:
         "/{referral_id}",
         name="referral_read",
         summary="One referral with its history and ServiceRequest",
-        responses=answers(401, 403, 404, 422, 429, 503),
+        response_model=None,
+        responses=answers((200, ReferralAnswer, "the referral and its history"), 404, 422),
     )
     def referral_read(
         request: Request,
@@ -312,7 +344,10 @@ def _read_routes(routes: APIRouter) -> None:
         name="referral_status",
         summary="Move a referral on: accepted, visited (with findings), declined, no_access "
         "or closed",
-        responses=answers(401, 403, 404, 409, 422, 429, 503),
+        response_model=None,
+        responses=answers(
+            (200, ReferralAnswer, "the referral moved on"), *BODY_ERRORS, 404, 409
+        ),  # fmt: skip
     )
     def referral_status(
         request: Request,

@@ -140,6 +140,8 @@ class AgreementIn(BaseModel):
     recorded_at: AwareDatetime = Field(description="when the person agreed (with a time zone)")
     agreed_to: list[AgreementItem] = Field(
         min_length=1,
+        # every item, each once (the validator says which is missing)
+        json_schema_extra={"minItems": len(get_args(AgreementItem)), "uniqueItems": True},
         description="what the person agreed to share: both contact_details and reason_category",
         examples=[["contact_details", "reason_category"]],
     )

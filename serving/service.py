@@ -18,7 +18,9 @@ import bentoml
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from serving import timeouts
 from serving.api import request_models
@@ -71,7 +73,20 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     if not isinstance(detail, dict):
         code = ERROR_NAMES.get(exc.status_code, f"http_{exc.status_code}")
         detail = {"error": code, "message": str(detail)}
-    return JSONResponse(detail, status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:  # every method the path takes, not only the first route's
+        headers = {**(headers or {}), "Allow": ", ".join(_methods_of(request))}
+    return JSONResponse(detail, status_code=exc.status_code, headers=headers)
+
+
+def _methods_of(request: Request) -> list[str]:
+    """The methods the routes at this request's path answer (GET and POST /v1/referrals are two
+    routes, and Starlette's 405 names only the first)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 @api.exception_handler(Exception)
