@@ -26,10 +26,11 @@ its signature.
 """
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from features.registry import FEATURES
 from serving.api import audit, needs, refuse, state_of
@@ -168,10 +169,11 @@ ReferralId = Path(
 # --- the routes -----------------------------------------------------------------------------
 
 
-def referral_router() -> APIRouter:
+def referral_router(outcomes: Sequence[str]) -> APIRouter:
+    """The /v1/referrals routes; a referral's `outcome` is one of the `outcomes` served."""
     routes = APIRouter(prefix="/referrals", tags=["referrals"])
     _form_route(routes)
-    _create_route(routes)
+    _create_route(routes, request_for(outcomes))
     _queue_route(routes)
     _read_routes(routes)
     return routes
@@ -196,7 +198,18 @@ def _form_route(routes: APIRouter) -> None:
         }
 
 
-def _create_route(routes: APIRouter) -> None:
+def request_for(outcomes: Sequence[str]) -> type[ReferralRequest]:
+    """ReferralRequest whose `outcome` is an enum of the outcomes served (a 422 names it)."""
+    name: Any = Literal[tuple(outcomes)]  # type: ignore[valid-type]
+    return create_model(  # type: ignore[no-any-return, call-overload]
+        "ReferralRequest",
+        __base__=ReferralRequest,
+        __doc__=ReferralRequest.__doc__,
+        outcome=(name, Field(examples=[outcomes[0]])),
+    )
+
+
+def _create_route(routes: APIRouter, Body: type[ReferralRequest]) -> None:
     @routes.post(
         "",
         name="referral_create",
@@ -209,9 +222,10 @@ def _create_route(routes: APIRouter) -> None:
     )
     def referral_create(
         request: Request,
-        body: ReferralRequest,
+        made: Body,  # type: ignore[valid-type]
         principal: Principal = Depends(needs("referral_create")),
     ) -> dict[str, Any]:
+        body: ReferralRequest = made
         state = state_of(request)
         route = "referral_create"
         try:

@@ -202,10 +202,23 @@ class Findings(BaseModel):
     referral_made: bool = Field(description="an onward referral was made")
 
 
+# A visit brings its date and findings and no other move does: the rule in JSON Schema, for the
+# OpenAPI document (the validator below applies it, with the dates)
+VISIT_RULE = {
+    "if": {"properties": {"status": {"const": "visited"}}},
+    "then": {
+        "required": ["visit_date", "findings"],
+        "properties": {"visit_date": {"not": {"type": "null"}},
+                       "findings": {"not": {"type": "null"}}},
+    },
+    "else": {"properties": {"visit_date": {"type": "null"}, "findings": {"type": "null"}}},
+}  # fmt: skip
+
+
 class StatusChange(BaseModel):
     """POST /v1/referrals/{id}/status: the next status; a visit brings its date and findings."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=VISIT_RULE)
 
     status: Move
     visit_date: dt.date | None = None

@@ -120,7 +120,8 @@ class CareRisk:
         timeouts.SETTINGS.seconds = config.header_timeout_seconds
         timeouts.SETTINGS.on_timeout = self._head_timed_out
         api.include_router(router(request_models(self.state.outcomes), config))
-        api.include_router(referral_router())  # /v1/referrals (serving/referral_routes.py)
+        served = [o.name for o in self.state.outcomes]
+        api.include_router(referral_router(served))  # /v1/referrals (serving/referral_routes.py)
         api.state.carerisk = self.state  # last: the gate serves /v1 once the state is here
         # The snapshot's long-lived objects (ids, lookups) never become garbage; kept out of the
         # collector's full passes, they stop stalling requests (20,000 people: batch p99 172 ms

@@ -42,14 +42,14 @@ def config_text(people: list[str], referrals: list[str], keys: dict[str, str]) -
     may do neither). Those two operations may also answer valid data with 422: a date in the
     future (the agreement's, the visit's) or a visit before the referral, and a receiving
     organisation that holds no fire key, are rules JSON Schema cannot state."""
-    writes = [("/referrals", keys["gp"]), ("/referrals/{referral_id}/status", keys["fire"])]
+    writes = [("/referrals", keys["gp"], WRITE_WARNINGS),
+              ("/referrals/{referral_id}/status", keys["fire"], WRITE_WARNINGS)]  # fmt: skip
     operations = "".join(f"""
 [[operations]]
-include-path = "{path}"
-include-method = "POST"
+include-name = "POST {path}"
 headers = {{ Authorization = "Bearer {key}" }}
 checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}]
-""" for path, key in writes)  # fmt: skip
+{warnings}""" for path, key, warnings in writes)  # fmt: skip
     return f"""
 [warnings]
 fail-on = true
@@ -69,6 +69,18 @@ values = {json.dumps(referrals)}
 
 # schemathesis's own list for valid data, and 422 (see config_text)
 ACCEPTED = '"2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"'
+# A referral is accepted only when made from the score served now (the person's model version,
+# snapshot date and band) with an agreement recorded in the past, and a move only for a referral
+# of the fire organisation in a state that allows it (a visit dated between the referral and
+# today), which generated data almost never is: nearly every valid request the two get is
+# refused (404, 409, 422), so the two warnings about such operations (no test data; validation
+# stricter than the schema) are not shown for them; every other warning is, and every check runs.
+# tests/serving/test_referrals_live.py makes referrals, moves them and tests each refusal.
+WRITE_WARNINGS = """warnings = { display = ["missing_auth", "base_url_mismatch",
+  "missing_deserializer", "unused_openapi_auth", "unsupported_regex", "method_not_allowed",
+  "constants_extraction", "unmatched_filter", "unresolvable_reference", "rate_limited",
+  "dictionary_mismatch", "timeout_units"], fail-on = true }
+"""
 
 
 def fuzz(
@@ -77,7 +89,7 @@ def fuzz(
     """Run schemathesis against the service at `url` with the admin's key (a GP's and a fire
     service's for the referral writes); (exit code, what it printed)."""
     config = folder / "schemathesis.toml"
-    referrals = make_referrals(url, keys, people[1:4])
+    referrals = make_referrals(url, keys, people[1:11])
     config.write_text(config_text(people, referrals, keys), encoding="utf-8")
     command = [
         str(SCHEMATHESIS), "--config-file", str(config), "run", f"{url}/v1/openapi.json",
