@@ -53,6 +53,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
 
 from features.contract import PERSON_ID_PATTERN
 from features.home import Home
@@ -204,7 +205,7 @@ class Findings(BaseModel):
 
 # A visit brings its date and findings and no other move does: the rule in JSON Schema, for the
 # OpenAPI document (the validator below applies it, with the dates)
-VISIT_RULE = {
+VISIT_RULE: JsonDict = {
     "if": {"properties": {"status": {"const": "visited"}}},
     "then": {
         "required": ["visit_date", "findings"],
