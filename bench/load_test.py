@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     service = LiveService(args.home.resolve())
     service.add_keys()
-    service.start()
+    service.start("--fire-sharing", "register")  # its fire calls read the register
     try:
         summary = run_load(
             service, args.seconds, args.rate, warmup=args.warmup, workers=args.workers

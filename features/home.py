@@ -61,6 +61,21 @@ class Home:
         return self.root / "objections.csv"
 
     @property
+    def referrals_path(self) -> Path:
+        """The referral loop's store (SQLite, WAL): referrals, their history, CDS token ids."""
+        return self.root / "referrals.sqlite"
+
+    @property
+    def cds_clients_path(self) -> Path:
+        """CDS Hooks clients the admin registered: issuer, organisation, public keys."""
+        return self.root / "cds_clients.json"
+
+    @property
+    def cds_patients_path(self) -> Path:
+        """The deployment's lookup from a clinical system's Patient.id to the pseudonymised id."""
+        return self.root / "cds_patients.csv"
+
+    @property
     def extract_dir(self) -> Path:
         """Where `carerisk demo` writes its synthetic extract."""
         return self.root / "extract"

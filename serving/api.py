@@ -50,7 +50,30 @@ ROUTE_NAMES = {
     "/v1/admin/objections/reload": "reload_objections",
     "/v1/admin/audit/verify": "audit_verify",
     "/v1/openapi.json": "openapi",
+    "/v1/referrals/form": "referral_form",
 }
+# the routes whose name depends on the method, or whose path holds a parameter
+METHOD_ROUTES = {
+    ("GET", "/v1/referrals"): "referral_queue",
+    ("POST", "/v1/referrals"): "referral_create",
+}
+TEMPLATE_ROUTES = (
+    ("GET", re.compile(r"/v1/referrals/[^/\n]+"), "referral_read"),
+    ("POST", re.compile(r"/v1/referrals/[^/\n]+/status"), "referral_status"),
+)
+
+
+def route_name(method: str, path: str) -> str:
+    """The route name (serving.roles.ROUTE_ROLES) a request answers to, or "unknown"."""
+    if path in ROUTE_NAMES:
+        return ROUTE_NAMES[path]
+    if (method, path) in METHOD_ROUTES:
+        return METHOD_ROUTES[(method, path)]
+    for verb, pattern, name in TEMPLATE_ROUTES:
+        if verb == method and pattern.fullmatch(path):
+            return name
+    return "unknown"
+
 
 PersonId = Annotated[str, StringConstraints(pattern=PERSON_ID_PATTERN)]
 EXAMPLE_ID = "P1a2b3c4d5e6f"

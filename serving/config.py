@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,7 +19,7 @@ from features.home import Home
 from features.outcomes import Outcome, outcome_registry
 
 PREFIX = "CARERISK_"
-LISTS = ("outcomes", "outcome_modules")  # comma-separated in the environment
+LISTS = ("outcomes", "outcome_modules", "cds_cors_origins")  # comma-separated in the environment
 
 
 class ServingConfig(BaseModel):
@@ -42,6 +43,11 @@ class ServingConfig(BaseModel):
     stale_after_days: int = Field(default=120, ge=1)
     top_k: int = Field(default=5, ge=1, le=20)
     register_max: int = Field(default=5000, ge=1)
+    # what the fire role may read: only people referred with their agreement, or the register
+    # of everyone in a cohort (an area with a data-sharing agreement); serving/referrals.py
+    fire_sharing: Literal["referrals", "register"] = "referrals"
+    public_url: str = ""  # the service's address as callers reach it; "" = the request's own
+    cds_cors_origins: tuple[str, ...] = ()  # browser origins of CDS clients allowed by CORS
 
     @property
     def layout(self) -> Home:

@@ -22,6 +22,10 @@ every request, and it is the one place that decides:
 - **The headers**: `Cache-Control: no-store` and `X-Content-Type-Options: nosniff` on every
   answer, no `Server` header, and every error under /v1 in the one `ErrorBody` shape.
 - **Metrics**: one count and one latency per answer, labelled by route template.
+- **CDS Hooks** (/cds-services, serving/cds_hooks.py): no API key; the client's signed JWT is
+  checked by the service itself. The gate applies the address limit of failed
+  authentications (a JWT refused counts against it), the body limit and the body timeout, and
+  names the client's address for the audit.
 
 Nothing here leaves the event loop: the key check is one SHA-256, the limits are in memory,
 and the one audit write it may make goes through the service's audit writer like a route's.
@@ -32,11 +36,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from serving.api import ROUTE_NAMES, audit_entry
+from serving.api import audit_entry, route_name
 from serving.audit import AuditUnavailable
 from serving.calls import CURRENT, Call, bearer_key, presented_key_id
 from serving.metrics import route_label
@@ -52,6 +57,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 PROBES = frozenset({"/livez", "/readyz"})
+CDS = "/cds-services"
+PARAMETER = r"[^/\n]+"  # a path parameter as the mounted app's routing matches it
 SECURITY_HEADERS = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
 OUTCOMES = {
     400: "bad_request", 403: "forbidden", 404: "not_found", 405: "wrong_method",
@@ -87,6 +94,7 @@ class Gate:
         self.app = app
         self.api = api
         self._v1_paths: frozenset[str] = frozenset()
+        self._templates: tuple[tuple[re.Pattern[str], str], ...] = ()
 
     def state(self) -> ServiceState | None:
         return getattr(self.api.state, "carerisk", None)
@@ -97,7 +105,18 @@ class Gate:
         if not self._v1_paths and self.state() is not None:
             paths = [*self.api.openapi()["paths"], self.api.openapi_url]
             self._v1_paths = frozenset("/v1" + path for path in paths)
+            self._templates = tuple(
+                (re.compile(re.sub(r"\\\{[^/]+?\\\}", lambda _: PARAMETER, re.escape(path))), path)
+                for path in self._v1_paths
+                if "{" in path
+            )
         return self._v1_paths
+
+    def template_of(self, path: str) -> str | None:
+        """The /v1 path template a path answers to (`/v1/referrals/{referral_id}`), or None."""
+        if path in self.v1_paths():
+            return path
+        return next((t for pattern, t in self._templates if pattern.fullmatch(path)), None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,13 +150,16 @@ class Gate:
             await self._metrics(scope, send)
         elif path == "/v1" or path.startswith("/v1/"):
             await self._v1(scope, receive, send)
+        elif path == CDS or path.startswith(CDS + "/"):
+            await self._cds(scope, receive, send)
         else:
             await answer(send, 404, NOT_FOUND)
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
         state = self.state()
         if state is not None and state.metrics is not None:
-            route = route_label(scope["path"], self.v1_paths())
+            path = scope["path"]
+            route = route_label(self.template_of(path) or path, self.v1_paths())
             state.metrics.observe(route, scope.get("method", ""), status, seconds)
 
     # --- /v1 --------------------------------------------------------------------------
@@ -148,8 +170,8 @@ class Gate:
             await answer(send, 503, STARTING)
             return
         path = scope["path"]
-        known = path in self.v1_paths()
-        endpoint = ROUTE_NAMES.get(path, "unknown")
+        known = self.template_of(path) is not None
+        endpoint = route_name(scope.get("method", ""), path)
         call = await self._admit(state, scope, endpoint, send)
         if call is None:
             return
@@ -223,7 +245,7 @@ class Gate:
         self, state: ServiceState, scope: Scope, endpoint: str, send: Send
     ) -> Call | None:
         """The call when the client, key, rate and role allow it; else answer and None."""
-        client = (scope.get("client") or ("unknown",))[0] or "unknown"
+        client = _client(scope)
         presented = bearer_key(_header(scope, b"authorization"))
         key_id = presented_key_id(presented)
         if not state.address_limiter.ready(client):
@@ -254,6 +276,39 @@ class Gate:
             await self._refuse(state, call, send, 403, detail)
             return None
         return call
+
+    # --- CDS Hooks ----------------------------------------------------------------------------
+
+    async def _cds(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A CDS Hooks call: limits here, the client's JWT in serving/cds_hooks.py."""
+        state = self.state()
+        if state is None:
+            await answer(send, 503, STARTING)
+            return
+        if scope.get("method") == "OPTIONS":  # a CORS preflight: no body, no credentials
+            await self.app(scope, receive, send)
+            return
+        client = _client(scope)
+        endpoint = "cds_discovery" if scope["path"].rstrip("/") == CDS else "cds_service"
+        if not state.address_limiter.ready(client):
+            wait = state.address_limiter.retry_after(client)
+            state.refusals.add(Refusal(client, endpoint, 429, "none", "unchecked"))
+            await answer(send, 429, error("rate_limited", _retry(wait)), _retry_after(wait))
+            return
+        try:
+            body = await read_body(scope, receive, state.config.max_body_bytes,
+                                   state.config.body_timeout_seconds)  # fmt: skip
+        except BodyRefused as refused:
+            state.refusals.add(Refusal(client, endpoint, refused.status, "none", "unchecked"))
+            await answer(send, refused.status, refused.detail, [(b"connection", b"close")])
+            return
+        if body is None:
+            return
+        token = CURRENT.set(Call(client, endpoint, "none", "client_jwt"))
+        try:
+            await self.app(scope, replay(body, receive), send)
+        finally:
+            CURRENT.reset(token)
 
     async def _metrics(self, scope: Scope, send: Send) -> None:
         state = self.state()
@@ -338,6 +393,11 @@ def _secured(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     kept = [(k, v) for k, v in headers if k.lower() != b"server"]
     names = {k.lower() for k, _ in kept}
     return kept + [(k, v) for k, v in SECURITY_HEADERS if k not in names]
+
+
+def _client(scope: Scope) -> str:
+    """The peer's address as the server saw it."""
+    return str((scope.get("client") or ("unknown",))[0] or "unknown")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

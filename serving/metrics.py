@@ -19,7 +19,7 @@ from typing import Any
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OPEN_ROUTES = ("/livez", "/readyz")
-UI_ROUTES = ("/ui/", "/ui/person", "/ui/register")
+UI_ROUTES = ("/ui/", "/ui/person", "/ui/register", "/ui/referrals")
 
 
 def route_label(path: str, v1_paths: Collection[str]) -> str:
@@ -30,6 +30,10 @@ def route_label(path: str, v1_paths: Collection[str]) -> str:
         return "/ui/static/{name}"
     if path == "/v1" or path.startswith("/v1/"):
         return "/v1/{unknown}"
+    if path == "/cds-services":
+        return path
+    if path.startswith("/cds-services/"):
+        return "/cds-services/{service}"
     return "other"
 
 

@@ -42,6 +42,13 @@ ROUTE_ROLES: Mapping[str, frozenset[Role]] = MappingProxyType(
         "reload_objections": _ADMIN,  # POST /v1/admin/objections/reload
         "audit_verify": _ADMIN,  # GET /v1/admin/audit/verify
         "metrics": _METRICS,  # GET /metrics (outside /v1; served by serving/gate.py)
+        # the referral loop (serving/referral_routes.py); each referral is further limited to
+        # the GP organisation that made it, the fire organisation receiving it and the admin
+        "referral_form": frozenset({"gp", "admin"}),  # GET /v1/referrals/form
+        "referral_create": frozenset({"gp"}),  # POST /v1/referrals: records an agreement
+        "referral_queue": frozenset({"fire", "admin"}),  # GET /v1/referrals
+        "referral_read": frozenset({"gp", "fire", "admin"}),  # GET /v1/referrals/{id}
+        "referral_status": frozenset({"fire"}),  # POST /v1/referrals/{id}/status
     }
 )
 

@@ -44,6 +44,7 @@ from serving.checkpoints import CheckpointError, read_checkpoints
 from serving.config import ServingConfig
 from serving.fhir import risk_assessment
 from serving.keys import Principal
+from serving.referral_routes import fire_gate, read_result
 from serving.register import RegisterQuery, ranked_register, to_csv
 from serving.roles import scope_result, sees_clinical
 from serving.schemas import (
@@ -180,7 +181,9 @@ def _person_route(routes: APIRouter) -> None:
         request: Request, body: PersonRequest, principal: Principal = Depends(needs("person"))
     ) -> dict[str, Any]:
         state = state_of(request)
+        fire_gate(state, principal, "person")
         clinical = sees_clinical(principal.role)
+        read = read_result(state, principal)
         answers: dict[str, Any] = {}
         entries: list[AuditEntry] = []
         pid = body.person_id
@@ -196,7 +199,7 @@ def _person_route(routes: APIRouter) -> None:
                 continue
             except ScoringError as error:  # unknown or objecting: the whole request is refused
                 raise _refused_person(state, principal, pid, outcome, error, clinical) from None
-            entries.append(audit_entry(state, principal, "person", "ok", 200, person_ids=[pid],
+            entries.append(audit_entry(state, principal, "person", read, 200, person_ids=[pid],
                                        outcome=outcome, results=[result]))  # fmt: skip
             answers[outcome] = scope_result(principal.role, result, FEATURES).model_dump(
                 mode="json"
@@ -293,13 +296,14 @@ def _register_route(routes: APIRouter, models: RequestModels, config: ServingCon
         principal: Principal = Depends(needs("register")),
     ) -> Any:
         state = state_of(request)
+        fire_gate(state, principal, "register")
         if not 1 <= top <= state.config.register_max:
             audit(state, principal, "register", "refused", 422, outcome=outcome)
             message = f"top must be 1 to {state.config.register_max}"
             raise HTTPException(422, detail={"error": "invalid_top", "message": message})
         query = RegisterQuery(outcome, district=district, practice=practice, top=top)
         try:
-            found = ranked_register(state, principal, query)
+            found = ranked_register(state, principal, query, result=read_result(state, principal))
         except ScoringError as error:
             raise refuse(state, principal, "register", outcome, error) from None
         except AuditUnavailable:

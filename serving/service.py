@@ -18,13 +18,17 @@ import bentoml
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from serving import timeouts
 from serving.api import request_models
+from serving.cds_hooks import build_cds_app
 from serving.config import ServingConfig
 from serving.gate import Gate
 from serving.metrics import Metrics
+from serving.referral_routes import referral_router
 from serving.refusals import Refusal
 from serving.routes import router
 from serving.state import build_state
@@ -69,7 +73,20 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     if not isinstance(detail, dict):
         code = ERROR_NAMES.get(exc.status_code, f"http_{exc.status_code}")
         detail = {"error": code, "message": str(detail)}
-    return JSONResponse(detail, status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:  # every method the path takes, not only the first route's
+        headers = {**(headers or {}), "Allow": ", ".join(_methods_of(request))}
+    return JSONResponse(detail, status_code=exc.status_code, headers=headers)
+
+
+def _methods_of(request: Request) -> list[str]:
+    """The methods the routes at this request's path answer (GET and POST /v1/referrals are two
+    routes, and Starlette's 405 names only the first)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 @api.exception_handler(Exception)
@@ -90,6 +107,7 @@ timeouts.install()
 )
 @bentoml.asgi_app(api, path="/v1")
 @bentoml.asgi_app(build_ui_app(), path="/ui")  # practitioner pages (serving/ui.py)
+@bentoml.asgi_app(build_cds_app(api), path="/")  # CDS Hooks: only /cds-services (cds_hooks.py)
 class CareRisk:
     """Loads the verified champions and the latest snapshot once, adds the routes for the
     outcomes served (serving/routes.py), then answers."""
@@ -102,6 +120,8 @@ class CareRisk:
         timeouts.SETTINGS.seconds = config.header_timeout_seconds
         timeouts.SETTINGS.on_timeout = self._head_timed_out
         api.include_router(router(request_models(self.state.outcomes), config))
+        served = [o.name for o in self.state.outcomes]
+        api.include_router(referral_router(served))  # /v1/referrals (serving/referral_routes.py)
         api.state.carerisk = self.state  # last: the gate serves /v1 once the state is here
         # The snapshot's long-lived objects (ids, lookups) never become garbage; kept out of the
         # collector's full passes, they stop stalling requests (20,000 people: batch p99 172 ms

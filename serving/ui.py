@@ -33,11 +33,14 @@ PAGES: dict[str, str] = {
     "/": "signin.html",
     "/person": "person.html",
     "/register": "register.html",
+    "/referrals": "referrals.html",  # the fire service's referral queue (referrals.js)
 }
 # the only other files served, with their media types
 ASSETS: dict[str, str] = {
     "ui.css": "text/css; charset=utf-8",
     "ui.js": "text/javascript; charset=utf-8",
+    "referrals.css": "text/css; charset=utf-8",
+    "referrals.js": "text/javascript; charset=utf-8",
 }
 
 SECURITY_HEADERS: dict[str, str] = {

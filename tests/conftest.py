@@ -29,10 +29,14 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def live_service(trained_home: Path) -> Iterator[LiveService]:
     """`carerisk serve` (a real BentoML server) on a free loopback port, with a key per role.
+    It shares the register with the fire role (`--fire-sharing register`, an area with a
+    data-sharing agreement), which the tests of the fire role's register and person views use;
+    the default, referrals only, is served in tests/serving/test_referrals_e2e.py.
     Every test calls from 127.0.0.1, and several send many keyless or wrong keys on purpose, so
     the failed authentications an address may make are raised from 20 at once (2 a second) to
     300 (20 a second); tests/serving/test_hardening.py floods from another loopback address."""
-    with LiveService(trained_home).running(*UNAUTHENTICATED_LIMITS) as service:
+    sharing = ("--fire-sharing", "register")
+    with LiveService(trained_home).running(*UNAUTHENTICATED_LIMITS, *sharing) as service:
         yield service
 
 

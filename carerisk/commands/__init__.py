@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from carerisk.commands import demo, features, monitor, refresh, serve, store, synth, train
+from carerisk.commands import (
+    demo,
+    features,
+    monitor,
+    referrals,
+    refresh,
+    serve,
+    store,
+    synth,
+    train,
+)
 
 
 def register_all(app: typer.Typer) -> None:
-    for module in (synth, store, features, train, monitor, refresh, serve, demo):
+    for module in (synth, store, features, train, monitor, refresh, serve, referrals, demo):
         module.register(app)

@@ -57,6 +57,7 @@ def demo(
               "--outcome", outcome.cli_name, *cfg)  # fmt: skip
     registers(ctx, settings.home.reports_dir, outcomes)
     keys = demo_keys(ctx)
+    cds_patients(ctx)
     console.rule("[bold]Done")
     console.print(f"Evaluation reports: {settings.home.reports_dir}")
     console.print(f"MLflow: .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}")
@@ -94,6 +95,17 @@ def demo_keys(ctx: typer.Context) -> dict[str, str]:
     return keys
 
 
+def cds_patients(ctx: typer.Context) -> None:
+    """The CDS Hooks patient lookup of the demo: each Patient.id is the pseudonymised id."""
+    from features.snapshot import read_snapshot
+    from serving.cds_patients import write_identity_lookup
+
+    home = settings_of(ctx).home
+    people = read_snapshot(home.store_path)["person_id"].tolist()
+    count = write_identity_lookup(home.cds_patients_path, people)
+    console.print(f"CDS Hooks patient lookup: {count} people, mapped one to one")
+
+
 def first_person(register_csv: Path) -> str:
     import pandas as pd
 
@@ -111,8 +123,7 @@ def print_examples(keys: dict[str, str], port: int, outcome: Outcome, person_id:
         soft_wrap=True,
     )
     console.print(
-        f"curl -s '{base}/register?outcome={name}&top=10' "
-        f"-H 'Authorization: Bearer {keys['fire']}'",
+        f"curl -s '{base}/referrals' -H 'Authorization: Bearer {keys['fire']}'",
         soft_wrap=True,
     )
 

@@ -263,14 +263,29 @@ def serve(
         max=25,
         help="Seconds to wait for each part of a request body.",
     ),
+    fire_sharing: str = typer.Option(
+        "referrals",
+        "--fire-sharing",
+        help="What the fire role may read: referrals (only people referred with their "
+        "agreement) or register (also the ranked register, under a data-sharing agreement).",
+    ),
+    public_url: str = typer.Option(
+        "", "--public-url", help="The address callers reach the service at (CDS Hooks audience)."
+    ),
+    cds_origins: list[str] = typer.Option(
+        [], "--cds-cors-origin", help="A browser origin allowed to call /cds-services (repeat)."
+    ),
 ) -> None:
     """Check the champions, then run the scoring API until interrupted."""
     settings = settings_of(ctx)
+    if fire_sharing not in ("referrals", "register"):
+        fail(f"--fire-sharing must be referrals or register, not {fire_sharing!r}")
     config = serving_config(
         settings, max_batch=max_batch, stale_after_days=stale_after_days,
         rate_per_second=rate, burst=burst, unauthenticated_per_second=unauthenticated_rate,
         unauthenticated_burst=unauthenticated_burst, header_timeout_seconds=header_timeout,
-        body_timeout_seconds=body_timeout,
+        body_timeout_seconds=body_timeout, fire_sharing=fire_sharing, public_url=public_url,
+        cds_cors_origins=tuple(cds_origins),
     )  # fmt: skip
     # Start-up asks the tracking server for the champions once; when it is down, fail fast and
     # serve the copies already imported instead of retrying for minutes.

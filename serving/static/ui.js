@@ -111,6 +111,7 @@
         }
         return "That API key was not recognised. Check it and sign in again.";
       case 403:
+        if (error.code === "not_shared") return sentence(error.message);
         return "Your role may not see this. Ask your administrator if you need access.";
       case 404:
         return personId
@@ -204,6 +205,9 @@
         el("strong", { text: session.role, "data-role": session.role }),
       );
     }
+    for (const link of document.querySelectorAll("nav [data-roles]")) {
+      link.hidden = !link.dataset.roles.split(" ").includes(session.role);
+    }
     const button = document.getElementById("sign-out");
     if (button) button.addEventListener("click", signOut);
   }
@@ -219,7 +223,7 @@
       box.hidden = false;
       box.replaceChildren(
         `You are signed in as ${current.org} (${current.role}). `,
-        el("a", { href: landing(current.role), text: "Continue" }),
+        el("a", { href: landing(current.role, current.sharing), text: "Continue" }),
         " or sign in with another key.",
       );
     }
@@ -235,9 +239,10 @@
       button.disabled = true;
       try {
         const who = await call(key, "/whoami");
-        saveSession({ key, org: who.org, role: who.role, keyId: who.key_id });
+        const sharing = await fireSharing(key, who.role);
+        saveSession({ key, org: who.org, role: who.role, keyId: who.key_id, sharing });
         input.value = "";
-        window.location.assign(landing(who.role));
+        window.location.assign(landing(who.role, sharing));
       } catch (error) {
         sessionStorage.removeItem(SESSION);
         showStatus(plainError(error));
@@ -248,8 +253,19 @@
     });
   }
 
-  function landing(role) {
-    return role === "fire" ? "/ui/register" : "/ui/person";
+  // The fire role lands on its referral queue, or on the register where the area shares it.
+  function landing(role, sharing) {
+    if (role !== "fire") return "/ui/person";
+    return sharing === "register" ? "/ui/register" : "/ui/referrals";
+  }
+
+  async function fireSharing(key, role) {
+    if (role !== "fire") return null;
+    try {
+      return (await call(key, "/referrals?limit=1")).sharing;
+    } catch (_) {
+      return null;
+    }
   }
 
   // --- person view --------------------------------------------------------------------------
@@ -289,6 +305,8 @@
       const outcomes = await servedOutcomes(session.key);
       showStatus("");
       result.replaceChildren(renderPerson(answer, outcomes));
+      // other scripts (referrals.js) add to the person view
+      document.dispatchEvent(new CustomEvent("carerisk:person", { detail: { session, answer, outcomes } }));
     } catch (error) {
       handleError(error, personId);
     }
@@ -580,6 +598,13 @@
   // --- start --------------------------------------------------------------------------------
 
   const pages = { signin: initSignIn, person: initPerson, register: initRegister };
-  const start = pages[document.body.dataset.page];
-  if (start) start();
+  // what other page scripts (referrals.js) use; they add their pages before the DOM is ready
+  window.carerisk = {
+    pages, call, ApiError, plainError, sentence, capitalised, el, showStatus, handleError,
+    sessionOrSignIn, showActingAs, bandBadge, servedOutcomes, outcomeTitle, ID_PATTERN,
+  };
+  document.addEventListener("DOMContentLoaded", () => {
+    const start = pages[document.body.dataset.page];
+    if (start) start();
+  });
 })();

@@ -207,7 +207,10 @@ def test_no_host_reflection_no_server_header_no_versions(live_service: LiveServi
 def test_metrics_need_a_key_and_are_labelled_by_route_template(
     live_service: LiveService, people: dict[str, list[str]]
 ) -> None:
-    person = people["falls"][0]
+    # an id of the snapshot's form that no answer returns: BentoML's access log records raw
+    # paths, and tests/ops/test_security.py greps the logs for the ids the service returned
+    person = "P" + "e" * 12
+    assert person not in people["falls"]
     with live_service.client("gp") as gp:  # raw paths that must not become series
         gp.get(f"/v1/person/{person}")
         gp.get(f"/v1/{person}")
@@ -476,7 +479,8 @@ def test_the_openapi_document_declares_what_the_server_does(live_service: LiveSe
                 if status.startswith(("4", "5")):
                     schema = answer["content"]["application/json"]["schema"]
                     assert schema == {"$ref": error_ref}, (where, status)
-            ok = responses["200"]["content"]["application/json"]["schema"]
+            [success] = [s for s in responses if s.startswith("2")]  # 201 for a referral made
+            ok = responses[success]["content"]["application/json"]["schema"]
             assert ok.get("$ref", "").startswith("#/components/schemas/"), (where, ok)
     register = spec["paths"]["/register"]["get"]
     params = {p["name"]: p["schema"] for p in register["parameters"]}

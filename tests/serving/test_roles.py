@@ -13,6 +13,15 @@ from tests.serving.builders import FEATURES, REASONS, make_result
 
 CLINICAL_ONLY = {"score", "score_records", "fhir"}
 ADMIN_ONLY = {"reload_objections", "audit_verify"}
+# the referral loop: a GP records the agreement and refers, the receiving fire service moves
+# the referral on; neither the analyst nor (for those two acts) the admin can
+REFERRALS = {
+    "referral_form": {"gp", "admin"},
+    "referral_create": {"gp"},
+    "referral_queue": {"fire", "admin"},
+    "referral_read": {"gp", "fire", "admin"},
+    "referral_status": {"fire"},
+}
 PEOPLE = {"register", "person"}  # every role that may see people
 EVERYONE = {"outcomes", "whoami", "openapi"}  # nothing about people
 
@@ -20,6 +29,9 @@ EVERYONE = {"outcomes", "whoami", "openapi"}  # nothing about people
 def test_route_table_matches_the_policy():
     for route, roles in ROUTE_ROLES.items():
         assert roles <= set(ROLES), route
+        if route in REFERRALS:
+            assert roles == REFERRALS[route], route
+            continue
         assert "admin" in roles, route
         if route in CLINICAL_ONLY:
             assert roles == {"gp", "analyst", "admin"}
@@ -33,7 +45,9 @@ def test_route_table_matches_the_policy():
             assert route in EVERYONE
             assert roles == set(ROLES)
     fire_routes = {r for r in ROUTE_ROLES if is_allowed(r, "fire")}
-    assert fire_routes == PEOPLE | EVERYONE
+    assert fire_routes == PEOPLE | EVERYONE | {"referral_queue", "referral_read",
+                                               "referral_status"}  # fmt: skip
+    assert not any(is_allowed(r, "analyst") or is_allowed(r, "monitor") for r in REFERRALS)
     monitor_routes = {r for r in ROUTE_ROLES if is_allowed(r, "monitor")}
     assert monitor_routes == EVERYONE | {"metrics"}
 
