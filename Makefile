@@ -46,8 +46,10 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need; \
 	fi
 
+# Two workers, whole files each (a module's shared county or server stays in one worker); each
+# worker builds its own trained home and live service, so audit counts never mix.
 pytest: $(STAMP) system-deps
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 test: lint typecheck pytest
 

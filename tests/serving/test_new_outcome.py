@@ -82,7 +82,7 @@ def test_the_service_scores_the_new_outcome_with_its_own_bands(served: LiveServi
         fhir = client.post(
             "/v1/fhir/risk-assessment", json={"outcome": NEW.name, "person_id": asked[0]}
         )
-        register = client.get("/v1/register", params={"outcome": NEW.cli_name, "top": 20})
+        register = client.get("/v1/register", params={"outcome": NEW.name, "top": 20})
         spec = client.get("/v1/openapi.json").json()
     assert [o["name"] for o in listed] == [*PRODUCT.names(), NEW.name]
     assert (
