@@ -3,7 +3,8 @@
 `export_visits` writes an extract folder that `carerisk load` accepts: one ``fire_home_visit``
 row per visited referral (``visit_id`` is the referral id, so exporting again adds nothing: the
 loader finds the same rows unchanged), every other contract table as a header-only CSV, and a
-``manifest.json`` with the extract date and the store's data start (the loader reads the start
+``manifest.json`` with the extract date, ``"kind": "increment"`` (it adds visits; it is not the
+whole of any source) and the store's data start (the loader reads the start
 from the extract loaded last; without it, the data's start would move to the earliest event in
 the store). The next `carerisk features` then sees the visits: ``fire_visited`` and the findings
 of the last visit.
@@ -92,6 +93,7 @@ def export_visits(
         manifest: dict[str, Any] = {
             "extract_date": extract_date.isoformat(),
             "generator": "carerisk referrals export",
+            "kind": "increment",  # visits only: a full extract would retire every other row
             "rows": {VISIT_TABLE: len(rows)},
         }
         if data_start is not None:
