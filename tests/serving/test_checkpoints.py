@@ -16,6 +16,7 @@ from features.home import Home
 from serving.audit import AuditEntry, AuditLog, record_hash
 from serving.checkpoints import CHECKPOINT_FILE, CheckpointError, read_checkpoints, write_checkpoint
 from tests.live import carerisk
+from tests.serving.test_audit import tamper
 
 
 def entry(i: int) -> AuditEntry:
@@ -59,15 +60,6 @@ def rows(log: AuditLog) -> list[dict[str, object]]:
     return found
 
 
-def forge(log: AuditLog, sql: str, *params: object) -> None:
-    conn = sqlite3.connect(log.path)
-    conn.execute("DROP TRIGGER IF EXISTS audit_no_update")
-    conn.execute("DROP TRIGGER IF EXISTS audit_no_delete")
-    conn.execute(sql, params)
-    conn.commit()
-    conn.close()
-
-
 def rewrite_anchor(log: AuditLog) -> None:
     """What a careful forger does after changing the log: make the anchor agree."""
     last = rows(log)[-1] if rows(log) else None
@@ -105,7 +97,7 @@ def test_a_deleted_log_is_caught(home: Path, outside: Path) -> None:
 def test_a_cut_tail_with_a_rewritten_anchor_is_caught(home: Path, outside: Path) -> None:
     checkpoint(home, outside)
     log = AuditLog.in_home(home)
-    forge(log, "DELETE FROM audit WHERE seq > 7")
+    tamper(log, "DELETE FROM audit WHERE seq > 7")
     rewrite_anchor(log)
     assert verify(home).returncode == 0  # the chain and anchor agree with each other
     done = verify(home, "--checkpoints", str(outside))
@@ -123,7 +115,7 @@ def test_an_edited_and_rechained_log_is_caught(home: Path, outside: Path) -> Non
             fields["person_ids"] = ["Pinnocent000"]
         fields["prev_hash"] = prev
         prev = record_hash(fields)
-        forge(log, "UPDATE audit SET person_ids = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+        tamper(log, "UPDATE audit SET person_ids = ?, prev_hash = ?, hash = ? WHERE seq = ?",
               json.dumps(fields["person_ids"]), fields["prev_hash"], prev, row["seq"])  # fmt: skip
     rewrite_anchor(log)
     assert verify(home).returncode == 0
@@ -134,7 +126,7 @@ def test_an_edited_and_rechained_log_is_caught(home: Path, outside: Path) -> Non
 
 
 def test_a_broken_chain_is_never_checkpointed(home: Path, outside: Path) -> None:
-    forge(AuditLog.in_home(home), "UPDATE audit SET org = 'x' WHERE seq = 3")
+    tamper(AuditLog.in_home(home), "UPDATE audit SET org = 'x' WHERE seq = 3")
     done = carerisk(home, "audit", "checkpoint", "--checkpoints", str(outside))
     assert done.returncode == 1 and "no checkpoint written" in done.stdout + done.stderr
     assert not (outside / CHECKPOINT_FILE).exists()
