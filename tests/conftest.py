@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import LiveService, build_home
+from tests.live import LiveService, build_home, shared_home
 
 # Telemetry off for everything the tests start, in this process and its children.
 for _name, _value in {
@@ -20,10 +20,15 @@ for _name, _value in {
 
 
 @pytest.fixture(scope="session")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_home(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """A home where `carerisk demo --no-serve` ran on a 4,000-person county: store, snapshot,
-    both outcomes trained, evaluated and promoted, registers written."""
-    return build_home(tmp_path_factory.mktemp("trained-home"))
+    both outcomes trained, evaluated and promoted, registers written. Under xdist one worker
+    builds it and every worker gets its own copy (tests.live.shared_home)."""
+    own = tmp_path_factory.mktemp("trained-home")
+    if worker_id == "master":
+        return build_home(own)
+    shared = tmp_path_factory.getbasetemp().parent / "trained-home-shared"
+    return shared_home(shared, own / "home")
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,12 @@ train and evaluate both outcomes, promote, registers). `LiveService` starts `car
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -60,6 +63,68 @@ def build_home(home: Path, people: int = 4000, seed: int = 11) -> Path:
     if result.returncode != 0:
         raise RuntimeError(f"demo failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return home
+
+
+BUILT = ".built"  # written last: a shared home without it was never finished
+
+
+def shared_home(shared: Path, own: Path) -> Path:
+    """A private copy of the trained home that one process per test run builds at `shared`:
+    the first xdist worker to get the lock builds it, the others wait and copy it. Each worker
+    serves and writes only its own copy, so audit counts never mix."""
+    with _locked(shared.with_name(shared.name + ".lock")):
+        if not (shared / BUILT).exists():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir(mode=0o700)
+            build_home(shared)
+            (shared / BUILT).touch()
+    return copy_home(shared, own)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def copy_home(source: Path, home: Path) -> Path:
+    """A copy of `source` at `home` (without server logs) that names itself: the paths the
+    tracking store and the load log record are moved to the copy, so nothing it writes or
+    reads later reaches back into `source`."""
+    shutil.copytree(source, home, ignore=shutil.ignore_patterns("server-*.log", BUILT))
+    _relocate_tracking(Home(home).mlflow_db, str(source), str(home))
+    _relocate_store(Home(home).store_path, str(source), str(home))
+    return home
+
+
+def _relocate_tracking(db: Path, old: str, new: str) -> None:
+    with contextlib.closing(sqlite3.connect(db)) as con, con:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for column in con.execute(f"PRAGMA table_info('{table}')").fetchall():
+                if str(column[2]).upper().startswith(("TEXT", "VARCHAR")):
+                    _replace(con, table, column[1], old, new)
+
+
+def _replace(con: Any, table: str, column: str, old: str, new: str) -> None:
+    name = f'"{column}"'
+    sql = f'UPDATE "{table}" SET {name} = replace({name}, ?, ?) WHERE instr({name}, ?) > 0'
+    con.execute(sql, [old, new, old])
+
+
+def _relocate_store(store: Path, old: str, new: str) -> None:
+    with duckdb.connect(str(store)) as con:
+        columns = con.execute(
+            "SELECT c.table_name, c.column_name FROM information_schema.columns c "
+            "JOIN information_schema.tables t USING (table_schema, table_name) "
+            "WHERE c.data_type = 'VARCHAR' AND t.table_type = 'BASE TABLE'"
+        ).fetchall()
+        for table, column in columns:
+            _replace(con, table, column, old, new)
 
 
 def snapshot_people(home: Path, outcomes: Iterable[Outcome] = PRODUCT) -> dict[str, list[str]]:

@@ -7,7 +7,6 @@ Each destructive test works on its own copy of the trained home.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
 
@@ -39,9 +39,7 @@ DEAD_TRACKING = {
 
 def copy_home(trained_home: Path, tmp_path: Path) -> Path:
     """A private copy of the trained home (without the shared server's logs)."""
-    home = tmp_path / "home"
-    shutil.copytree(trained_home, home, ignore=shutil.ignore_patterns("server-*.log"))
-    return home
+    return tests.live.copy_home(trained_home, tmp_path / "home")
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +222,21 @@ def test_training_killed_half_way_leaves_the_registry(trained_home: Path, tmp_pa
     assert process.returncode == -signal.SIGKILL
     assert run_count(home) > runs  # it really was part way through
     assert registry_state(home) == before
+
+
+def test_a_copied_home_names_only_itself(trained_home: Path, tmp_path: Path) -> None:
+    """The copies the destructive tests (and each xdist worker) use write nothing into the home
+    they came from: the tracking store and the load log name the copy."""
+    home = copy_home(trained_home, tmp_path)
+    paths = {
+        "runs": "artifact_uri", "experiments": "artifact_location",
+        "model_versions": "storage_location", "logged_models": "artifact_location",
+    }  # fmt: skip
+    with sqlite3.connect(Home(home).mlflow_db) as con:
+        for table, column in paths.items():
+            found = [str(r[0]) for r in con.execute(f"SELECT {column} FROM {table}")]
+            assert not [f for f in found if str(trained_home) in f], (table, found)
+            assert [f for f in found if str(home) in f], (table, found)
+    with duckdb.connect(str(Home(home).store_path), read_only=True) as store:
+        found = [r[0] for r in store.execute("SELECT extract_dir FROM load_log")]
+    assert found and all(f.startswith(str(home)) for f in found), found
