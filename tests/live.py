@@ -91,11 +91,12 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def copy_home(source: Path, home: Path) -> Path:
-    """A copy of `source` at `home` (without server logs) that names itself: the paths the
-    tracking store and the load log record are moved to the copy, so nothing it writes or
-    reads later reaches back into `source`."""
-    shutil.copytree(source, home, ignore=shutil.ignore_patterns("server-*.log", BUILT))
+def copy_home(source: Path, home: Path, *left_out: str) -> Path:
+    """A copy of `source` at `home` (without server logs or the `left_out` patterns) that names
+    itself: the paths the tracking store and the load log record are moved to the copy, so
+    nothing it writes or reads later reaches back into `source`."""
+    ignore = shutil.ignore_patterns("server-*.log", BUILT, *left_out)
+    shutil.copytree(source, home, ignore=ignore)
     _relocate_tracking(Home(home).mlflow_db, str(source), str(home))
     _relocate_store(Home(home).store_path, str(source), str(home))
     return home

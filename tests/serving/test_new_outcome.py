@@ -6,7 +6,6 @@ demo home, by the real commands and a real server on loopback, with no other fil
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 from evaluation.report import report_stem
 from features.home import Home
 from features.outcomes import PRODUCT
-from tests import emergency_outcome
+from tests import emergency_outcome, live
 from tests.emergency_outcome import EMERGENCY_ADMISSION as NEW
 from tests.live import ROOT, TEST_CONFIG, LiveService, carerisk, snapshot_people
 
@@ -38,7 +37,7 @@ def run(home: Path, *args: str) -> dict[str, Any]:
 def home(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the demo home with the new outcome in its snapshot, trained and promoted."""
     copy = tmp_path_factory.mktemp("new-outcome") / "home"
-    shutil.copytree(trained_home, copy, ignore=shutil.ignore_patterns("server-*.log"))
+    live.copy_home(trained_home, copy)
     run(copy, "features")
     run(copy, "train", "--outcome", NEW.cli_name, "--config", str(TEST_CONFIG))
     verdict = run(copy, "promote", "--outcome", NEW.cli_name, "--config", str(TEST_CONFIG))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import pytest
 from features.home import Home
 from serving.audit import AuditLog
 from serving.keys import KeyStore
+from tests import live
 from tests.live import LiveService, carerisk
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -39,8 +39,7 @@ NOT_COPIED = ("audit.*", "referrals.sqlite*", "keys.json*", "cds_clients.json*",
 @pytest.fixture(scope="module")
 def loop_home(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("loop") / "home"
-    shutil.copytree(trained_home, home, ignore=shutil.ignore_patterns(*NOT_COPIED))
-    return home
+    return live.copy_home(trained_home, home, *NOT_COPIED)
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 from pathlib import Path
 
 import pytest
 
 from serving.audit import AuditLog
+from tests import live
 from tests.live import LiveService, carerisk
 from tests.serving.builders import label_features
 
@@ -24,8 +24,7 @@ FIRE_COLUMNS = [
 @pytest.fixture(scope="module")
 def home_copy(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy = tmp_path_factory.mktemp("register-cli") / "home"
-    shutil.copytree(trained_home, copy, ignore=shutil.ignore_patterns("server-*.log"))
-    return copy
+    return live.copy_home(trained_home, copy)
 
 
 def run_register(home: Path, role: str, top: int, out: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from carerisk.commands.serve import worker_options
 from serving.audit import AuditLog
+from tests import live
 from tests.live import LiveService, descendants, snapshot_people
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -38,7 +38,7 @@ def worker_ids(service: LiveService) -> set[str]:
 
 def test_two_workers_answer_and_audit_into_one_chain(trained_home: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    shutil.copytree(trained_home, home, ignore=shutil.ignore_patterns("server-*.log"))
+    live.copy_home(trained_home, home)
     before = AuditLog.in_home(home).count("score")  # the shared home's earlier calls
     service = LiveService(home)
     service.add_keys()
