@@ -1,14 +1,16 @@
 """Issue 17: the monthly cycle's stages on a trained home; the target is the monitor under two
 minutes at 600,000 people.
 
-python -m bench.bench_monitor --home H [--promote-config config/demo.toml]
+python -m bench.bench_monitor --home H [--promote-config config/demo.toml] [--earlier 2024-04-01]
 
 H is a home whose challengers are trained (bench.bench_quality leaves one: synth, load,
 train). Without champions the challengers are promoted first through the real gate with
 `--promote-config` (its verdict printed). Then each stage is the real CLI in its own process,
 measured by os.wait4: the snapshot (`carerisk features`), the scores of everyone in each
 cohort (`carerisk score-all`), and `carerisk monitor --no-log --json` for every champion:
-data drift against the validation date, prediction drift and realised performance.
+data drift against the validation date, prediction drift and realised performance. With
+`--earlier D` the champions first score a snapshot at D (12 months or more before the data end),
+so the monitor also joins those scores to their matured outcomes, as it does every month.
 """
 
 from __future__ import annotations
@@ -47,9 +49,12 @@ def promote(cli: list[str], config: Path) -> list[dict[str, Any]]:
     return done
 
 
-def run(home: Path, promote_config: Path | None) -> dict[str, Any]:
+def run(home: Path, promote_config: Path | None, earlier: str | None) -> dict[str, Any]:
     cli = [PYTHON, "-m", "carerisk", "--home", str(home)]
     stages = promote(cli, promote_config) if promote_config else []
+    if earlier:
+        stages.append(_stage("earlier snapshot", [*cli, "features", "--index-date", earlier]))
+        stages.append(_stage("earlier scores", [*cli, "score-all", "--json"]))
     stages.append(_stage("snapshot", [*cli, "features", "--json"]))
     stages.append(_stage("scores", [*cli, "score-all", "--json"]))
     monitor = _stage("monitor", [*cli, "monitor", "--no-log", "--json"], (0, 3, 4))
@@ -68,8 +73,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--promote-config", type=Path, default=None)
+    parser.add_argument("--earlier", default=None, help="YYYY-MM-DD: a snapshot scored first")
     args = parser.parse_args()
-    print_json(run(args.home, args.promote_config))
+    print_json(run(args.home, args.promote_config, args.earlier))
 
 
 if __name__ == "__main__":
