@@ -274,13 +274,19 @@ def _same(
 
 
 def read_scores(
-    store_path: Path, outcome: str, snapshot_dates: Iterable[date] | None = None
+    store_path: Path,
+    outcome: str,
+    snapshot_dates: Iterable[date] | None = None,
+    *,
+    reasons: bool = True,
 ) -> pd.DataFrame:
-    """The stored scores of an outcome (at the dates asked for), by date and person."""
+    """The stored scores of an outcome (at the dates asked for), by date and person; without
+    the reasons columns when `reasons` is False (the monitor does not read them)."""
+    wanted = [c for c in [*COLUMNS, SCORED_AT] if reasons or c not in REASON_COLUMNS.values()]
     with duckdb.connect(str(store_path), read_only=True) as con:
         if not _exists(con, None):
-            return pd.DataFrame({c: pd.Series(dtype="object") for c in [*COLUMNS, SCORED_AT]})
-        columns = _stored_columns(con)
+            return pd.DataFrame({c: pd.Series(dtype="object") for c in wanted})
+        columns = _stored_columns(con, wanted)
         dates = None if snapshot_dates is None else sorted(set(snapshot_dates))
         sql = f'SELECT {columns} FROM "{SCORES_TABLE}" WHERE outcome = ?'
         params: list[object] = [outcome]
@@ -295,9 +301,9 @@ def read_scores(
     return found
 
 
-def _stored_columns(con: duckdb.DuckDBPyConnection) -> str:
-    """The SELECT list of COLUMNS and scored_at; a column an older table lacks reads as NULL
-    (a read-only reader cannot add it)."""
+def _stored_columns(con: duckdb.DuckDBPyConnection, wanted: list[str]) -> str:
+    """The SELECT list of these columns (of COLUMNS and scored_at); a column an older table
+    lacks reads as NULL (a read-only reader cannot add it)."""
     present = {
         str(r[0])
         for r in con.execute(
@@ -308,7 +314,7 @@ def _stored_columns(con: duckdb.DuckDBPyConnection) -> str:
     }
     kinds = {**COLUMNS, SCORED_AT: "TIMESTAMP"}
     return ", ".join(
-        f'"{c}"' if c in present else f'CAST(NULL AS {kinds[c]}) AS "{c}"' for c in kinds
+        f'"{c}"' if c in present else f'CAST(NULL AS {kinds[c]}) AS "{c}"' for c in wanted
     )
 
 
@@ -330,7 +336,7 @@ def scored_snapshots(store_path: Path, outcome: str) -> pd.DataFrame:
 class Matured:
     """The scores of an outcome whose horizon has passed, joined to what happened."""
 
-    rows: pd.DataFrame  # the history's columns, then label and died_before_event
+    rows: pd.DataFrame  # the history's columns but the reasons, then label, died_before_event
     pending: pd.DataFrame  # snapshot_date, model_version, rows, matures: not matured yet
     unmatched: dict[str, int]  # snapshot date -> scores whose person the store no longer has
 
@@ -359,7 +365,7 @@ def matured_outcomes(
     parts, unmatched = [], {}
     days = sorted({pd.Timestamp(d).date() for d in history.loc[ripe, "snapshot_date"]})
     if days:
-        scores = read_scores(store_path, outcome.name, days)
+        scores = read_scores(store_path, outcome.name, days, reasons=False)
         scores = scores[~scores["person_id"].isin(blocked)]
         with open_sources(store_path) as src:
             for day, part in scores.groupby("snapshot_date", sort=True):

@@ -57,8 +57,11 @@ def score_all(
         from features.engines import spark_session
         from models.score_spark import score_snapshot_spark
 
-        scores = score_snapshot_spark(store, champions, spark_session("carerisk-score-all"),
-                                      objections)  # fmt: skip
+        session = spark_session("carerisk-score-all")
+        try:
+            scores = score_snapshot_spark(store, champions, session, objections)
+        finally:
+            session.stop()
     elif engine == "duckdb":
         from features.snapshot import read_snapshot_people
         from models.score_all import score_snapshot

@@ -133,6 +133,9 @@ def test_an_old_scores_table_reads_and_gains_the_columns_keeping_its_rows(tmp_pa
     assert sorted(after.loc[after["snapshot_date"] == D, "person_id"]) == sorted(r[0] for r in TIES)
     again = write_scores(store, ranked(TIES).reset_index())  # idempotent on the grown table
     assert again[0].unchanged
+    lean = read_scores(store, "falls", reasons=False)  # what the monitor reads
+    assert "reasons_clinical" not in lean.columns and "rank_county" in lean.columns
+    assert lean["person_id"].tolist() == after["person_id"].tolist()
 
 
 # --- on the trained home ------------------------------------------------------------------
