@@ -29,8 +29,14 @@ ENGINES: tuple[Engine, ...] = ("duckdb", "spark")
 
 
 def spark_session(app_name: str = "carerisk-features") -> Any:
-    """A local two-core Spark session with no UI and small shuffles; nothing leaves the host."""
+    """A local two-core Spark session with no UI and small shuffles; nothing leaves the host.
+    Its Python workers (mapInPandas) run this interpreter, unless PYSPARK_PYTHON says another."""
+    import os
+    import sys
+
     from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     return (
         SparkSession.builder.master("local[2]")

@@ -3,7 +3,10 @@
 One row per (snapshot date, outcome, person): the calibrated probability, the band, the model
 name, version and run that scored the person, and the person's fairness descriptors at that
 snapshot (the evaluation's groups), so that once the outcome's horizon has passed the monitor
-joins what actually happened to the scores actually served, group by group.
+joins what actually happened to the scores actually served, group by group. It also carries
+what a service would serve: the person's practice, rank within practice, district and county
+(RANK_SQL, the one rank rule of both engines) and the top reasons of each audience (compact
+JSON text, models.score_all).
 
 `carerisk score-all` writes it (models.score_all computes the rows); a later load withdraws the
 rows of people who have objected since (features.store).
@@ -44,8 +47,55 @@ COLUMNS: dict[str, str] = {
     "model_version": "VARCHAR",
     "run_id": "VARCHAR",
     **dict.fromkeys(GROUP_COLUMNS, "VARCHAR"),
+    "practice_code": "VARCHAR",
+    "rank_practice": "INTEGER",
+    "rank_district": "INTEGER",
+    "rank_county": "INTEGER",
+    "reasons_clinical": "VARCHAR",
+    "reasons_non_clinical": "VARCHAR",
 }
 SCORED_AT = "scored_at"
+# audience -> its reasons column; an audience is a roles' view (serving/roles.py): the clinical
+# roles see every reason, the fire service only non-clinical ones
+REASON_COLUMNS: dict[str, str] = {
+    "clinical": "reasons_clinical",
+    "non_clinical": "reasons_non_clinical",
+}
+# rank column -> the place it ranks within (besides snapshot date and outcome); county: all
+RANK_SCOPES: dict[str, tuple[str, ...]] = {
+    "rank_practice": ("practice_code",),
+    "rank_district": ("district",),
+    "rank_county": (),
+}
+RANK_COLUMNS: tuple[str, ...] = tuple(RANK_SCOPES)
+RANKED: tuple[str, ...] = tuple(c for c in COLUMNS if c not in RANK_SCOPES)  # before ranking
+
+
+def rank_sql(scope: tuple[str, ...]) -> str:
+    """One rank: 1 = highest probability, ties broken by person_id. Plain SQL that DuckDB and
+    Spark SQL both run, so the two engines rank by the same text."""
+    within = ", ".join(["snapshot_date", "outcome", *scope])
+    return (
+        f"CAST(row_number() OVER (PARTITION BY {within} "
+        "ORDER BY probability DESC, person_id ASC) AS INTEGER)"
+    )
+
+
+def ranked_sql(source: str) -> str:
+    """SELECT the scores of `source` (a table or view holding RANKED) with the ranks added,
+    in COLUMNS order."""
+    ranks = {c: f"{rank_sql(scope)} AS {c}" for c, scope in RANK_SCOPES.items()}
+    return f"SELECT {', '.join(ranks.get(c, c) for c in COLUMNS)} FROM {source}"
+
+
+def rank_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """The scores (RANKED columns) with their ranks, by DuckDB, in COLUMNS order."""
+    missing = [c for c in RANKED if c not in scores.columns]
+    if missing:
+        raise ValueError(f"scores frame lacks column(s) {', '.join(missing)}")
+    with duckdb.connect() as con:
+        con.register("unranked", scores[list(RANKED)])
+        return con.execute(ranked_sql("unranked")).df()
 
 
 def create_sql(database: str | None = None) -> str:
@@ -55,6 +105,12 @@ def create_sql(database: str | None = None) -> str:
     return (
         f'CREATE TABLE IF NOT EXISTS {table} ({cols}, "{SCORED_AT}" TIMESTAMP, PRIMARY KEY ({key}))'
     )
+
+
+def add_missing_columns(con: duckdb.DuckDBPyConnection, database: str | None = None) -> None:
+    """A table made before a column was kept gains it (NULL in its rows, which are kept)."""
+    for column, kind in COLUMNS.items():
+        con.execute(f'ALTER TABLE {_name(database)} ADD COLUMN IF NOT EXISTS "{column}" {kind}')
 
 
 def _name(database: str | None) -> str:
@@ -71,13 +127,30 @@ def _exists(con: duckdb.DuckDBPyConnection, database: str | None) -> bool:
 
 
 def withdraw(con: duckdb.DuckDBPyConnection, people: str, database: str | None = None) -> int:
-    """Delete the rows of the people in table `people` (a person_id column); returns how many."""
+    """Delete the rows of the people in table `people` (a person_id column) and rank the rest
+    of their (snapshot date, outcome)s again, so ranks stay 1..n; returns how many."""
     if not _exists(con, database):
         return 0
-    rows = con.execute(
-        f"DELETE FROM {_name(database)} WHERE person_id IN (SELECT person_id FROM {people})"
+    add_missing_columns(con, database)
+    table, chosen = _name(database), f"person_id IN (SELECT person_id FROM {people})"
+    touched = con.execute(
+        f"SELECT DISTINCT snapshot_date, outcome FROM {table} WHERE {chosen}"
     ).fetchall()
+    rows = con.execute(f"DELETE FROM {table} WHERE {chosen}").fetchall()
+    for day, outcome in touched:
+        _rerank(con, table, day, outcome)
     return int(rows[0][0]) if rows else 0
+
+
+def _rerank(con: duckdb.DuckDBPyConnection, table: str, day: date, outcome: str) -> None:
+    ranks = ", ".join(f"{rank_sql(scope)} AS {c}" for c, scope in RANK_SCOPES.items())
+    sets = ", ".join(f'"{c}" = r.{c}' for c in RANK_SCOPES)
+    con.execute(
+        f"UPDATE {table} AS s SET {sets} FROM (SELECT person_id, {ranks} FROM {table} "
+        "WHERE snapshot_date = ? AND outcome = ?) AS r "
+        "WHERE s.snapshot_date = ? AND s.outcome = ? AND s.person_id = r.person_id",
+        [day, outcome, day, outcome],
+    )
 
 
 @dataclass(frozen=True)
@@ -112,7 +185,8 @@ def write_scores(
     """Store the scores of each (snapshot date, outcome) in `scores`, in one transaction.
 
     Idempotent: a (snapshot date, outcome) whose stored rows are exactly these scores (people,
-    probabilities, bands, model and run) is left as it is, scored_at included. Otherwise its
+    probabilities, bands, ranks, reasons, model and run) is left as it is, scored_at included.
+    A table from before the ranks and reasons gains their columns, its rows kept. Otherwise its
     rows are replaced whole (a new champion for the same snapshot). Rows of people on the
     objections list are removed from the whole history.
     """
@@ -124,6 +198,7 @@ def write_scores(
     out: list[Written] = []
     with duckdb.connect(str(store_path)) as con:
         con.execute(create_sql())
+        add_missing_columns(con)
         con.execute("BEGIN TRANSACTION")
         try:
             withdrawn = _withdraw_list(con, objections)
@@ -199,13 +274,19 @@ def _same(
 
 
 def read_scores(
-    store_path: Path, outcome: str, snapshot_dates: Iterable[date] | None = None
+    store_path: Path,
+    outcome: str,
+    snapshot_dates: Iterable[date] | None = None,
+    *,
+    reasons: bool = True,
 ) -> pd.DataFrame:
-    """The stored scores of an outcome (at the dates asked for), by date and person."""
-    columns = ", ".join(f'"{c}"' for c in [*COLUMNS, SCORED_AT])
+    """The stored scores of an outcome (at the dates asked for), by date and person; without
+    the reasons columns when `reasons` is False (the monitor does not read them)."""
+    wanted = [c for c in [*COLUMNS, SCORED_AT] if reasons or c not in REASON_COLUMNS.values()]
     with duckdb.connect(str(store_path), read_only=True) as con:
         if not _exists(con, None):
-            return pd.DataFrame({c: pd.Series(dtype="object") for c in [*COLUMNS, SCORED_AT]})
+            return pd.DataFrame({c: pd.Series(dtype="object") for c in wanted})
+        columns = _stored_columns(con, wanted)
         dates = None if snapshot_dates is None else sorted(set(snapshot_dates))
         sql = f'SELECT {columns} FROM "{SCORES_TABLE}" WHERE outcome = ?'
         params: list[object] = [outcome]
@@ -218,6 +299,23 @@ def read_scores(
         found = con.execute(sql + " ORDER BY snapshot_date, person_id", params).df()
     found["snapshot_date"] = [pd.Timestamp(d).date() for d in found["snapshot_date"]]
     return found
+
+
+def _stored_columns(con: duckdb.DuckDBPyConnection, wanted: list[str]) -> str:
+    """The SELECT list of these columns (of COLUMNS and scored_at); a column an older table
+    lacks reads as NULL (a read-only reader cannot add it)."""
+    present = {
+        str(r[0])
+        for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
+            "AND database_name = current_database()",
+            [SCORES_TABLE],
+        ).fetchall()
+    }
+    kinds = {**COLUMNS, SCORED_AT: "TIMESTAMP"}
+    return ", ".join(
+        f'"{c}"' if c in present else f'CAST(NULL AS {kinds[c]}) AS "{c}"' for c in wanted
+    )
 
 
 def scored_snapshots(store_path: Path, outcome: str) -> pd.DataFrame:
@@ -238,7 +336,7 @@ def scored_snapshots(store_path: Path, outcome: str) -> pd.DataFrame:
 class Matured:
     """The scores of an outcome whose horizon has passed, joined to what happened."""
 
-    rows: pd.DataFrame  # the history's columns, then label and died_before_event
+    rows: pd.DataFrame  # the history's columns but the reasons, then label, died_before_event
     pending: pd.DataFrame  # snapshot_date, model_version, rows, matures: not matured yet
     unmatched: dict[str, int]  # snapshot date -> scores whose person the store no longer has
 
@@ -267,7 +365,7 @@ def matured_outcomes(
     parts, unmatched = [], {}
     days = sorted({pd.Timestamp(d).date() for d in history.loc[ripe, "snapshot_date"]})
     if days:
-        scores = read_scores(store_path, outcome.name, days)
+        scores = read_scores(store_path, outcome.name, days, reasons=False)
         scores = scores[~scores["person_id"].isin(blocked)]
         with open_sources(store_path) as src:
             for day, part in scores.groupby("snapshot_date", sort=True):

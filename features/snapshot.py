@@ -131,3 +131,32 @@ def read_snapshot_people(store_path: Path) -> pd.DataFrame:
             f"snapshot row for {lost} has no person in {store_path}; run `carerisk features`"
         )
     return frame
+
+
+def copy_snapshot_people(store_path: Path, target: Path) -> int:
+    """read_snapshot_people's rows, sorted by person_id, as a Parquet file at `target` (for an
+    engine that reads files: Spark); returns the number of rows."""
+    con = duckdb.connect(str(store_path), read_only=True)
+    try:
+        if not _has_table(con, SNAPSHOT_TABLE):
+            raise LookupError(
+                f"the store {store_path} has no {SNAPSHOT_TABLE}; run `carerisk features`"
+            )
+        lost = con.execute(
+            f'SELECT s.person_id FROM "{SNAPSHOT_TABLE}" s ANTI JOIN person p USING (person_id) '
+            "ORDER BY 1 LIMIT 1"
+        ).fetchall()
+        if lost:
+            raise ValueError(
+                f"snapshot row for {lost[0][0]} has no person in {store_path}; "
+                "run `carerisk features`"
+            )
+        target_text = str(target).replace("'", "''")
+        con.execute(
+            f'COPY (SELECT s.*, p.gp_system FROM "{SNAPSHOT_TABLE}" s JOIN person p '
+            f"USING (person_id) ORDER BY s.person_id) TO '{target_text}' (FORMAT parquet)"
+        )
+        found = con.execute(f'SELECT count(*) FROM "{SNAPSHOT_TABLE}"').fetchall()
+    finally:
+        con.close()
+    return int(found[0][0])

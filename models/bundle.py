@@ -218,6 +218,38 @@ class ModelBundle:
         label = feature.describe("unknown" if value is None else value)
         return make_reason(feature, label, value, float(contribution))
 
+    # --- as one JSON text (shipped to Spark executors) -----------------------------------
+
+    def to_json(self) -> str:
+        """The bundle as one JSON text: model text, calibrator, features, bands, metadata.
+        Plain data only, so it can be shipped and rebuilt (`from_json`) without pickles."""
+        return json.dumps(
+            {
+                "format": BUNDLE_FORMAT,
+                "outcome": self.outcome,
+                "model": self.model_text,
+                "calibrator": self.calibrator.to_dict(),
+                "features": [feature_to_dict(f) for f in self.features],
+                "bands": self.bands.to_dict(),
+                "metadata": self.metadata,
+            },
+            default=str,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelBundle:
+        data = json.loads(text)
+        if data.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"not a format-{BUNDLE_FORMAT} bundle text")
+        return cls(
+            model_text=data["model"],
+            calibrator=Calibrator.from_dict(data["calibrator"]),
+            features=tuple(feature_from_dict(f) for f in data["features"]),
+            outcome=data["outcome"],
+            bands=RiskBands.from_dict(data["bands"]),
+            metadata=dict(data["metadata"]),
+        )
+
     # --- files -------------------------------------------------------------------------
 
     def save(self, directory: Path) -> Path:

@@ -1,24 +1,80 @@
 """Everyone in each outcome's cohort scored at a snapshot: the rows of the scores history.
 
-A plain function of the snapshot frame and the champions' bundles (features.scores_history
-stores the rows; `carerisk score-all` runs it on DuckDB, a Spark engine later runs the same
-function per partition). People on the objections list are left out.
+`score_people` is the one per-partition function: rows of the snapshot in, each model's
+cohort members scored, banded and explained (top reasons per audience) out. `carerisk
+score-all` runs it on DuckDB/pandas (`score_snapshot`, in chunks) or on Spark
+(models.score_spark, inside mapInPandas); both then rank by the same SQL
+(features.scores_history.ranked_sql) and features.scores_history stores the rows. People on
+the objections list are left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from features.outcomes import Outcome
-from features.scores_history import COLUMNS, GROUP_COLUMNS
+from features.registry import FEATURES
+from features.scores_history import COLUMNS, GROUP_COLUMNS, RANKED, REASON_COLUMNS, rank_scores
 from features.training_sets import descriptors
-from models.bundle import ModelBundle
+from models.bundle import ModelBundle, TopReasons, plain_value
+from models.encoding import encode_array
+from models.reasons import reason_fields
 
 CHUNK_ROWS = 200_000  # people encoded and predicted at once: bounds memory at 600k
+TOP_K = 5  # reasons kept per person and audience (the service's default)
+
+# audience -> the features it may be shown (None: all). The roles' views (serving/roles.py):
+# gp, analyst and admin see every reason; the fire service sees non-clinical ones only.
+AUDIENCES: Mapping[str, frozenset[str] | None] = MappingProxyType(
+    {
+        "clinical": None,
+        "non_clinical": frozenset(f.name for f in FEATURES if not f.clinical),
+    }
+)
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """What scoring a partition needs of a champion: plain data and the bundle, so that it
+    travels as JSON text (`to_json`) to a Spark executor and is rebuilt there."""
+
+    outcome: str
+    cohort_column: str
+    bundle: ModelBundle
+    model_name: str
+    version: str
+    run_id: str
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "outcome": self.outcome,
+                "cohort_column": self.cohort_column,
+                "bundle": self.bundle.to_json(),
+                "model_name": self.model_name,
+                "version": self.version,
+                "run_id": self.run_id,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ScoringModel:
+        data = json.loads(text)
+        return cls(
+            outcome=data["outcome"],
+            cohort_column=data["cohort_column"],
+            bundle=ModelBundle.from_json(data["bundle"]),
+            model_name=data["model_name"],
+            version=data["version"],
+            run_id=data["run_id"],
+        )
 
 
 @dataclass(frozen=True)
@@ -30,6 +86,16 @@ class Champion:
     model_name: str
     version: str
     run_id: str
+
+    def scoring(self) -> ScoringModel:
+        return ScoringModel(
+            self.outcome.name,
+            self.outcome.cohort_column,
+            self.bundle,
+            self.model_name,
+            self.version,
+            self.run_id,
+        )
 
 
 def groups_of(frame: pd.DataFrame) -> pd.DataFrame:
@@ -43,29 +109,67 @@ def score_snapshot(
     champions: Sequence[Champion],
     objections: Iterable[str] = (),
     chunk_rows: int = CHUNK_ROWS,
+    top_k: int = TOP_K,
 ) -> pd.DataFrame:
-    """One row per outcome and cohort member of the snapshot (COLUMNS of the scores history).
+    """One row per outcome and cohort member of the snapshot (COLUMNS of the scores history),
+    on DuckDB/pandas: `score_people` a chunk at a time, then ranked.
 
     `snapshot` is features.snapshot.read_snapshot_people's frame: the registry's features,
-    index_date, each outcome's cohort flag, district and gp_system.
+    index_date, each outcome's cohort flag, district, practice_code and gp_system.
     """
-    blocked = set(objections)
-    parts = [_score_one(snapshot, c, blocked, chunk_rows) for c in champions]
+    blocked = frozenset(objections)
+    models = [c.scoring() for c in champions]
+    parts = [
+        score_people(snapshot.iloc[i : i + chunk_rows], models, blocked, top_k)
+        for i in range(0, len(snapshot), chunk_rows)
+    ]
+    unranked = pd.concat(parts, ignore_index=True) if parts else empty_scores(RANKED)
+    return finish(rank_scores(unranked))
+
+
+def empty_scores(columns: Iterable[str] = COLUMNS) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+
+
+def finish(scores: pd.DataFrame) -> pd.DataFrame:
+    """Ranked scores as both engines return them: COLUMNS, dates as dates, ranks as int64,
+    sorted by outcome and person."""
+    out = scores[list(COLUMNS)].copy()
+    out["snapshot_date"] = [pd.Timestamp(d).date() for d in out["snapshot_date"]]
+    for column in ("rank_practice", "rank_district", "rank_county"):
+        out[column] = out[column].astype("int64")
+    out = out.sort_values(["outcome", "person_id"], kind="stable")
+    return out.reset_index(drop=True)
+
+
+def score_people(
+    people: pd.DataFrame,
+    models: Sequence[ScoringModel],
+    objections: Collection[str] = frozenset(),
+    top_k: int = TOP_K,
+) -> pd.DataFrame:
+    """The per-partition function of both engines: for each model, its cohort members among
+    `people` (snapshot rows with gp_system; objectors left out) scored, banded and explained.
+    The RANKED columns: everything but the ranks, which need the whole snapshot."""
+    blocked = objections if isinstance(objections, (set, frozenset)) else set(objections)
+    parts = [_score_model(people, m, blocked, top_k) for m in models]
     if not parts:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
-    return pd.concat(parts, ignore_index=True)[list(COLUMNS)]
+        return empty_scores(RANKED)
+    return pd.concat(parts, ignore_index=True)[list(RANKED)]
 
 
 def cohort_members(
     snapshot: pd.DataFrame, outcome: Outcome, objections: Iterable[str] = ()
 ) -> pd.DataFrame:
     """The snapshot's rows in the outcome's cohort, objectors left out, in snapshot order."""
-    flag = outcome.cohort_column
+    return _members(snapshot, outcome.cohort_column, set(objections))
+
+
+def _members(snapshot: pd.DataFrame, flag: str, blocked: Collection[str]) -> pd.DataFrame:
     if flag not in snapshot.columns:
         raise ValueError(
             f"the snapshot has no {flag} column; run `carerisk features` to rebuild it"
         )
-    blocked = set(objections)
     keep = snapshot[flag].fillna(False).astype(bool) & ~snapshot["person_id"].isin(blocked)
     members = snapshot.loc[keep.to_numpy()].reset_index(drop=True)
     days = pd.to_datetime(members["index_date"]).dt.date.unique()
@@ -82,22 +186,58 @@ def predict(bundle: ModelBundle, frame: pd.DataFrame, chunk_rows: int = CHUNK_RO
     return np.concatenate(parts) if parts else np.empty(0)
 
 
-def _score_one(
-    snapshot: pd.DataFrame, champion: Champion, blocked: set[str], chunk_rows: int
+def _score_model(
+    people: pd.DataFrame, model: ScoringModel, blocked: Collection[str], top_k: int
 ) -> pd.DataFrame:
-    outcome = champion.outcome
-    members = cohort_members(snapshot, outcome, blocked)
-    p = predict(champion.bundle, members, chunk_rows)
+    members = _members(people, model.cohort_column, blocked)
+    bundle = model.bundle
+    p, tops = bundle.score_arrays(encode_array(members, bundle.features), top_k, AUDIENCES)
     rows = pd.DataFrame(
         {
             "snapshot_date": pd.to_datetime(members["index_date"]).dt.date,
-            "outcome": outcome.name,
+            "outcome": model.outcome,
             "person_id": members["person_id"].astype(str),
             "probability": p,
-            "band": champion.bundle.bands.band(p),
-            "model_name": champion.model_name,
-            "model_version": champion.version,
-            "run_id": champion.run_id,
+            "band": bundle.bands.band(p),
+            "model_name": model.model_name,
+            "model_version": model.version,
+            "run_id": model.run_id,
+            "practice_code": members["practice_code"].astype(str),
         }
     )
+    for audience, column in REASON_COLUMNS.items():
+        rows[column] = reasons_json(bundle, members, tops[audience])
     return pd.concat([rows, groups_of(members)], axis=1)
+
+
+def reasons_json(bundle: ModelBundle, members: pd.DataFrame, top: TopReasons) -> list[str]:
+    """Each person's top reasons as compact JSON text: [[feature, value, contribution], ...],
+    largest |SHAP| first; `stored_reasons` turns one back into the reasons served."""
+    names = bundle.feature_names
+    used = np.unique(top.picks)
+    values = {int(j): members[names[j]].to_numpy(dtype=object) for j in used.tolist()}
+    return [
+        json.dumps(
+            [
+                [names[j], plain_value(values[j][i]), c]
+                for j, c in zip(picks, contributions, strict=True)
+            ],
+            separators=(",", ":"),
+        )
+        for i, (picks, contributions) in enumerate(
+            zip(top.picks.tolist(), top.contributions.tolist(), strict=True)
+        )
+    ]
+
+
+def stored_reasons(bundle: ModelBundle, text: str) -> list[dict[str, Any]]:
+    """A stored reasons column's value as the reasons served (models.reasons field order)."""
+    by_name = {f.name: f for f in bundle.features}
+    out = []
+    for name, value, contribution in json.loads(text):
+        feature = by_name.get(name)
+        if feature is None:
+            raise ValueError(f"stored reason names {name!r}, not a feature of the model")
+        label = feature.describe("unknown" if value is None else value)
+        out.append(reason_fields(feature, label, value, float(contribution)))
+    return out

@@ -19,6 +19,7 @@ from carerisk.commands._common import OUTCOME_HELP, console, fail, outcome_of, p
 from carerisk.settings import Settings
 
 if TYPE_CHECKING:
+    from features.engines import Engine
     from features.outcomes import Outcome
     from features.scores_history import Written
     from training.monitor_run import MonitorFiles
@@ -40,18 +41,35 @@ def _objections(settings: Settings) -> frozenset[str]:
 
 
 def score_all(
-    settings: Settings, outcomes: list[Outcome], objections: frozenset[str]
+    settings: Settings,
+    outcomes: list[Outcome],
+    objections: frozenset[str],
+    engine: Engine = "duckdb",
 ) -> list[Written]:
-    """Score the snapshot's cohorts with the registry's champions; store them in the history."""
+    """Score the snapshot's cohorts with the registry's champions on `engine`; store them in the
+    history."""
     from features.scores_history import write_scores
-    from features.snapshot import read_snapshot_people
-    from models.score_all import score_snapshot
     from training.champions import registry_champions
 
     champions = registry_champions(settings.tracking_uri, outcomes)
-    snapshot = read_snapshot_people(settings.home.store_path)
-    scores = score_snapshot(snapshot, champions, objections)
-    return write_scores(settings.home.store_path, scores, objections)
+    store = settings.home.store_path
+    if engine == "spark":
+        from features.engines import spark_session
+        from models.score_spark import score_snapshot_spark
+
+        session = spark_session("carerisk-score-all")
+        try:
+            scores = score_snapshot_spark(store, champions, session, objections)
+        finally:
+            session.stop()
+    elif engine == "duckdb":
+        from features.snapshot import read_snapshot_people
+        from models.score_all import score_snapshot
+
+        scores = score_snapshot(read_snapshot_people(store), champions, objections)
+    else:
+        raise ValueError(f"unknown engine {engine!r}; choose duckdb or spark")
+    return write_scores(store, scores, objections)
 
 
 def _written_table(written: list[Written]) -> Table:
@@ -126,17 +144,27 @@ def register(app: typer.Typer) -> None:
     def score_all_command(
         ctx: typer.Context,
         outcome: list[str] | None = typer.Option(None, "--outcome", help=OUTCOME_HELP),
+        engine: str = typer.Option("duckdb", "--engine", help="duckdb or spark."),
         as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
     ) -> None:
-        """Score everyone in each cohort at the snapshot with the registry's champions and keep
-        the scores in the store's scores history (idempotent for the same snapshot and
-        champions). DuckDB engine."""
+        """Score and explain everyone in each cohort at the snapshot with the registry's
+        champions and keep the scores (probability, band, ranks within practice, district and
+        county, top reasons per audience) in the store's scores history (idempotent for the
+        same snapshot and champions)."""
         from carerisk.commands._common import settings_of
+        from features.engines import ENGINES
         from training.champions import NoChampion
 
+        if engine not in ENGINES:
+            fail(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
         settings = settings_of(ctx)
         try:
-            written = score_all(settings, _outcomes(settings, outcome), _objections(settings))
+            written = score_all(
+                settings,
+                _outcomes(settings, outcome),
+                _objections(settings),
+                engine,  # type: ignore[arg-type]
+            )
         except (NoChampion, LookupError, ValueError, FileNotFoundError) as err:
             fail(str(err))
         if as_json:
