@@ -74,16 +74,15 @@ def reregister_champions(home: Path) -> dict[str, str]:
 
     from features.home import Home
     from features.outcomes import PRODUCT
-    from models.registered import CHAMPION
+    from models.registered import BUNDLE_ARTIFACT, CHAMPION
 
     uri = Home(home).default_tracking_uri
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     versions = {}
     for outcome in PRODUCT:
         champion = client.get_model_version_by_alias(outcome.model_name, CHAMPION)
-        new = client.create_model_version(
-            outcome.model_name, champion.source, run_id=champion.run_id
-        )
+        source = f"{client.get_run(champion.run_id).info.artifact_uri}/{BUNDLE_ARTIFACT}"
+        new = client.create_model_version(outcome.model_name, source, run_id=champion.run_id)
         client.set_registered_model_alias(outcome.model_name, CHAMPION, new.version)
         versions[outcome.name] = str(new.version)
     return versions

@@ -79,7 +79,8 @@ CREATE TABLE IF NOT EXISTS audit (
     hash TEXT NOT NULL,
     client TEXT,
     key_check TEXT,
-    count INTEGER
+    count INTEGER,
+    snapshot_date TEXT
 );
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
@@ -451,7 +452,11 @@ def _add_later_columns(conn: sqlite3.Connection) -> None:
     have = {row[1] for row in conn.execute("PRAGMA table_info(audit)")}
     for name, kind in LATER_COLUMNS.items():
         if name not in have:
-            conn.execute(f"ALTER TABLE audit ADD COLUMN {name} {kind}")
+            try:
+                conn.execute(f"ALTER TABLE audit ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as error:  # another process added it meanwhile
+                if "duplicate column" not in str(error):
+                    raise
 
 
 def _has_table(conn: sqlite3.Connection) -> bool:

@@ -44,12 +44,11 @@ class Marks:
     snapshot: str
 
 
-def champion_versions(tracking_uri: str, outcomes: Sequence[Outcome]) -> Versions:
-    """(registered model, champion version) per outcome; "none" where it has no champion."""
-    from mlflow import MlflowClient
+def champion_versions(client: Any, outcomes: Sequence[Outcome]) -> Versions:
+    """(registered model, champion version) per outcome; "none" where it has no champion (or
+    the registry did not answer)."""
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=tracking_uri)
     found = []
     for outcome in outcomes:
         try:
@@ -75,10 +74,10 @@ def snapshot_fingerprint(store_path: Path) -> str:
     return "/".join(str(v) for v in row or ())
 
 
-def read_marks(config: ServingConfig, outcomes: Sequence[Outcome]) -> Marks:
+def read_marks(client: Any, config: ServingConfig, outcomes: Sequence[Outcome]) -> Marks:
+    """The marks now; `client` is an MlflowClient of the config's tracking store."""
     return Marks(
-        champion_versions(config.tracking_uri, outcomes),
-        snapshot_fingerprint(config.layout.store_path),
+        champion_versions(client, outcomes), snapshot_fingerprint(config.layout.store_path)
     )
 
 
@@ -117,6 +116,7 @@ class Reloads:
     ) -> None:
         self.holder, self.config, self.outcomes, self.frozen = holder, config, outcomes, frozen
         self._lock = threading.Lock()
+        self._client: Any = None  # an MlflowClient, made once
         self.marks: Marks | None = self._marks_or_none()
         self.refused: Marks | None = None  # marks a reload was refused for
         self.generation = read_generation(generation_path(config))
@@ -166,7 +166,12 @@ class Reloads:
 
     def _marks_or_none(self) -> Marks | None:
         try:
-            return read_marks(self.config, self.outcomes)
+            if self._client is None:
+                from mlflow import MlflowClient
+
+                uri = self.config.tracking_uri
+                self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            return read_marks(self._client, self.config, self.outcomes)
         except Exception as error:  # noqa: BLE001 - the store is being written, the server down
             log.warning("cannot read the champions' versions or the snapshot: %s",
                         reason_of(error))  # fmt: skip

@@ -160,7 +160,8 @@ def reregister(home: Path, outcome: str) -> str:
     client = registry(home)
     name = next(o.model_name for o in PRODUCT if o.name == outcome)
     champion = client.get_model_version_by_alias(name, CHAMPION)
-    version = client.create_model_version(name, champion.source, run_id=champion.run_id)
+    source = f"{client.get_run(champion.run_id).info.artifact_uri}/{BUNDLE_ARTIFACT}"
+    version = client.create_model_version(name, source, run_id=champion.run_id)
     client.set_registered_model_alias(name, CHAMPION, version.version)
     return str(version.version)
 
