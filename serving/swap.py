@@ -155,9 +155,10 @@ def describe(served: dict[str, Any]) -> str:
 
 
 def release(old: Scorer, *, frozen: bool, wait: float = RELEASE_WAIT_SECONDS) -> threading.Thread:
-    """Stop the old scorer's background pass and, once the requests still using it are done,
-    collect it (in a thread; returned). In a frozen process the collector is unfrozen for the
-    pass and frozen again after, else the old state's cycles would never be collected."""
+    """Stop the old scorer's background pass and wait, in a thread (returned), until the
+    requests still using it are done and it is freed. Should a reference cycle keep it, the
+    collector runs, unfrozen for the pass in a frozen process (else the frozen old state would
+    never be collected) and frozen again after."""
     old.close()
     gone = weakref.ref(old)
     del old
@@ -170,16 +171,20 @@ def release(old: Scorer, *, frozen: bool, wait: float = RELEASE_WAIT_SECONDS) ->
 
 def _collect(gone: weakref.ref[Scorer], frozen: bool, wait: float) -> None:
     deadline = time.monotonic() + wait
-    while True:
-        settle = time.monotonic() + 2.0  # requests in flight end in milliseconds
-        while gone() is not None and time.monotonic() < min(settle, deadline):
-            time.sleep(0.02)
-        _full_collection(frozen)  # also what a cycle kept, and the cycles of earlier requests
-        if gone() is None or time.monotonic() >= deadline:
-            break
-        time.sleep(1.0)
+    settle = time.monotonic() + 2.0  # requests in flight end in milliseconds
+    while gone() is not None and time.monotonic() < min(settle, deadline):
+        time.sleep(0.02)
+    # A scorer holds no reference cycle, so the last request's end frees it; the collector
+    # (a pass over every object: hundreds of milliseconds of stalled requests) is the fallback
+    # for whatever a cycle still keeps.
+    while gone() is not None and time.monotonic() < deadline:
+        _full_collection(frozen)
+        if gone() is not None:
+            time.sleep(1.0)
     if gone() is not None:
         log.warning("a swapped-out scorer is still referenced after %.0f s", wait)
+    if frozen:
+        gc.freeze()  # the new state's long-lived objects join the frozen ones, as at start
 
 
 def _full_collection(frozen: bool) -> None:

@@ -101,6 +101,32 @@ def test_release_refreezes_a_frozen_process() -> None:
         gc.unfreeze()
 
 
+class Acyclic:
+    """A scorer as the real one is: freed by its last reference, no cycle."""
+
+    def close(self) -> None:
+        pass
+
+
+def test_releasing_an_acyclic_scorer_runs_no_full_collection() -> None:
+    full: list[int] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(1)
+
+    gc.callbacks.append(seen)
+    try:
+        old = Acyclic()
+        gone = weakref.ref(old)
+        thread = release(old, frozen=False, wait=10)  # type: ignore[arg-type]
+        del old
+        thread.join(10)
+    finally:
+        gc.callbacks.remove(seen)
+    assert gone() is None and not full  # a full pass stalls every request for its length
+
+
 def test_generation_file_changes_when_bumped(tmp_path: Path) -> None:
     path = tmp_path / "serving-generation"
     assert read_generation(path) == ""
