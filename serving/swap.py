@@ -170,7 +170,8 @@ def release(old: Scorer, *, frozen: bool, wait: float = RELEASE_WAIT_SECONDS) ->
 
 
 def _collect(gone: weakref.ref[Scorer], frozen: bool, wait: float) -> None:
-    deadline = time.monotonic() + wait
+    began = time.monotonic()
+    deadline = began + wait
     settle = time.monotonic() + 2.0  # requests in flight end in milliseconds
     while gone() is not None and time.monotonic() < min(settle, deadline):
         time.sleep(0.02)
@@ -183,8 +184,11 @@ def _collect(gone: weakref.ref[Scorer], frozen: bool, wait: float) -> None:
             time.sleep(1.0)
     if gone() is not None:
         log.warning("a swapped-out scorer is still referenced after %.0f s", wait)
-    if frozen:
-        gc.freeze()  # the new state's long-lived objects join the frozen ones, as at start
+    else:
+        log.info("swapped-out scorer freed %.1f s after the swap", time.monotonic() - began)
+    if frozen:  # the build's garbage goes (a pass over the objects made since the last freeze,
+        gc.collect()  # not the frozen ones); the new state's objects join the frozen, as at start
+        gc.freeze()
 
 
 def _full_collection(frozen: bool) -> None:

@@ -356,6 +356,7 @@ def test_a_reload_under_load_answers_everyone_and_switches(served: LiveService) 
     reloads = [r for r in records if r.endpoint == "reload_service"]
     assert [(r.outcome, r.status) for r in reloads] == [("ok", 200)]
     assert audit.verify().ok
+    wait_for(lambda: served.log().count("swapped-out scorer freed") == 2, 30)  # both workers
 
 
 def wait_until_all_workers_serve(service: LiveService, person: str, version: str) -> None:
