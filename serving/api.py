@@ -49,6 +49,7 @@ ROUTE_NAMES = {
     "/v1/whoami": "whoami",
     "/v1/admin/objections/reload": "reload_objections",
     "/v1/admin/audit/verify": "audit_verify",
+    "/v1/admin/reload": "reload_service",
     "/v1/openapi.json": "openapi",
     "/v1/referrals/form": "referral_form",
 }
@@ -203,10 +204,15 @@ def cohort_rules(served: Sequence[Outcome]) -> dict[str, Any]:
 
 
 def state_of(request: Request) -> ServiceState:
+    """The request's state, pinned by the gate to the scorer served when it arrived (a route
+    reads every score, model and snapshot of one request from it)."""
+    call = current_call()
+    if call is not None and call.state is not None:
+        return call.state  # type: ignore[no-any-return]
     state = getattr(request.app.state, "carerisk", None)
     if state is None:
         raise HTTPException(503, detail={"error": "starting", "message": "service is starting"})
-    return state  # type: ignore[no-any-return]
+    return state.pin()  # type: ignore[no-any-return]
 
 
 BEARER = HTTPBearer(
@@ -266,11 +272,17 @@ def audit_entry(
         risk_outcome=outcome,
         model_name=served.name if served else None,
         model_version=served.version if served else None,
+        snapshot_date=snapshot_date(state, endpoint) if served else None,
         bands=tuple(bands) or tuple(r.band for r in results),
         status=status,
         client=call.client if call else None,
         key_check=call.key_check if call else None,
     )
+
+
+def snapshot_date(state: ServiceState, endpoint: str) -> str | None:
+    """The snapshot's date a scoring call used (records sent in are scored without it)."""
+    return None if endpoint == "score_records" else state.scorer.snapshot.index_date.isoformat()
 
 
 class AuditDetails(TypedDict, total=False):

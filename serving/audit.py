@@ -6,10 +6,11 @@ org, key_id, role, endpoint, outcome (of the request: ok, denied, error, ...), t
 person ids, the predicted outcome, model name and version, the bands returned and the HTTP
 status, the client's address, how the key presented was judged (`key_check`: ok, missing,
 malformed, unknown, bad_secret, revoked, expired, or unchecked when the caller's address was
-refused first) and, for a grouped record of refusals, how many requests it stands for (`count`),
-then ``prev_hash`` and ``hash = sha256(prev_hash + canonical JSON of the record)``. The last
-three were added later: a record without them (NULL) is hashed without them, so records written
-before they existed still verify. Feature values and probabilities are never recorded:
+refused first), for a grouped record of refusals, how many requests it stands for (`count`), and
+for a score the date of the snapshot it came from (`snapshot_date`), then ``prev_hash`` and
+``hash = sha256(prev_hash + canonical JSON of the record)``. The last four were added later: a
+record without them (NULL) is hashed without them, so records written before they existed still
+verify. Feature values and probabilities are never recorded:
 `AuditEntry` has no field for them. The key id is the one *presented* (`crk_<id>_...`); when
 `key_check` is not ok it was not verified, and the secret is never recorded.
 
@@ -78,7 +79,8 @@ CREATE TABLE IF NOT EXISTS audit (
     hash TEXT NOT NULL,
     client TEXT,
     key_check TEXT,
-    count INTEGER
+    count INTEGER,
+    snapshot_date TEXT
 );
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
@@ -86,7 +88,9 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 """
 # Columns added after the first release: NULL in older rows, and then left out of the hash.
-LATER_COLUMNS = {"client": "TEXT", "key_check": "TEXT", "count": "INTEGER"}
+LATER_COLUMNS = {
+    "client": "TEXT", "key_check": "TEXT", "count": "INTEGER", "snapshot_date": "TEXT"
+}  # fmt: skip
 _JSON_COLUMNS = ("person_ids", "bands")
 
 PersonId = Annotated[str, StringConstraints(pattern=PERSON_ID_PATTERN)]
@@ -115,6 +119,9 @@ class AuditEntry(BaseModel):
     client: str | None = Field(default=None, max_length=64, description="the caller's address")
     key_check: str | None = Field(default=None, pattern=r"^[a-z_]{1,16}$")
     count: int | None = Field(default=None, ge=2, description="requests a grouped record holds")
+    snapshot_date: str | None = Field(
+        default=None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="the snapshot a score came from"
+    )
 
 
 class AuditRecord(AuditEntry):
@@ -445,7 +452,11 @@ def _add_later_columns(conn: sqlite3.Connection) -> None:
     have = {row[1] for row in conn.execute("PRAGMA table_info(audit)")}
     for name, kind in LATER_COLUMNS.items():
         if name not in have:
-            conn.execute(f"ALTER TABLE audit ADD COLUMN {name} {kind}")
+            try:
+                conn.execute(f"ALTER TABLE audit ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as error:  # another process added it meanwhile
+                if "duplicate column" not in str(error):
+                    raise
 
 
 def _has_table(conn: sqlite3.Connection) -> bool:

@@ -3,7 +3,9 @@ where, with which key, and whether a route handler has audited it yet.
 
 The gate sets it for every /v1 request before the handlers run; the audit functions read it
 (to name the client and the key presented) and mark it audited, so the gate writes a record
-only for the answers no handler recorded. A context variable carries it: handlers that run in
+only for the answers no handler recorded. It also carries the service state the request uses,
+pinned to the scorer served when the request was admitted (a reload swaps the scorer between
+requests, never within one). A context variable carries it: handlers that run in
 a worker thread see the same object (the context is copied, the object shared).
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import re
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 from serving.keys import Principal
 
@@ -27,6 +30,7 @@ class Call:
     key_check: str  # ok, missing, malformed, unknown, bad_secret, revoked, expired, unchecked
     principal: Principal | None = None
     audited: bool = False
+    state: Any = None  # the ServiceState pinned to one scorer for this request (serving/state.py)
 
 
 CURRENT: ContextVar[Call | None] = ContextVar("carerisk_call", default=None)

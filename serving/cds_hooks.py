@@ -49,6 +49,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from features.outcomes import Outcome
 from models.reasons import Reason
 from serving.api import audit
+from serving.calls import current_call
 from serving.cds_patients import FHIR_ID, PatientLookupError, lookup_at
 from serving.fhir import SNOMED
 from serving.fhir_requests import AT_RISK_OF_FALLS, suggested_request
@@ -300,10 +301,13 @@ def build_cds_app(api: FastAPI) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
     def state() -> ServiceState:
+        call = current_call()  # the gate pinned the request's state to one scorer
+        if call is not None and call.state is not None:
+            return call.state  # type: ignore[no-any-return]
         found = getattr(api.state, "carerisk", None)
         if found is None:
             raise HTTPException(503, detail="the service is starting")
-        return found  # type: ignore[no-any-return]
+        return found.pin()  # type: ignore[no-any-return]
 
     def client(request: Request, authorization: str = Header(default="")) -> CdsClient:
         current = state()

@@ -30,9 +30,10 @@ class ChampionError(RuntimeError):
 
 
 def import_champions(
-    tracking_uri: str, bentoml_home: Path, outcomes: Sequence[Outcome]
+    tracking_uri: str, bentoml_home: Path, outcomes: Sequence[Outcome], *, point: bool = True
 ) -> dict[str, str]:
     """Copy each outcome's champion from MLflow into the BentoML store; returns outcome -> tag.
+    With `point`, the pointer file then names them (a reload points only once they verify).
 
     Raises ChampionError when an outcome has no champion. Raises the tracking client's error when
     the tracking server cannot be reached (the caller then serves the copies already imported).
@@ -54,7 +55,8 @@ def import_champions(
                 ) from None
             raise
         tags[outcome.name] = _import_version(client, outcome, version)
-    _write_pointer(bentoml_home, tags)
+    if point:
+        write_pointer(bentoml_home, tags)
     return tags
 
 
@@ -76,10 +78,13 @@ def _import_version(client: Any, outcome: Outcome, version: Any) -> str:
             "registered_version": str(version.version),
             "run_id": version.run_id,
         }
-        with bentoml.models.create(
-            tag, labels={"outcome": outcome.name, "source": "mlflow"}, metadata=metadata
-        ) as model:
-            shutil.copytree(local, Path(model.path) / BUNDLE_ARTIFACT)
+        try:
+            with bentoml.models.create(
+                tag, labels={"outcome": outcome.name, "source": "mlflow"}, metadata=metadata
+            ) as model:
+                shutil.copytree(local, Path(model.path) / BUNDLE_ARTIFACT)
+        except bentoml.exceptions.BentoMLException:
+            bentoml.models.get(tag)  # another worker imported it meanwhile; else raise
     return tag
 
 
@@ -87,7 +92,8 @@ def _pointer_path(bentoml_home: Path) -> Path:
     return Path(bentoml_home) / POINTER_FILE
 
 
-def _write_pointer(bentoml_home: Path, tags: dict[str, str]) -> None:
+def write_pointer(bentoml_home: Path, tags: dict[str, str]) -> None:
+    """Name these copies as the champions served (the file is replaced, never half-written)."""
     path = _pointer_path(bentoml_home)
     current = _read_pointer(bentoml_home)
     current.update(tags)
@@ -105,12 +111,17 @@ def _read_pointer(bentoml_home: Path) -> dict[str, str]:
 
 
 def load_champions(
-    bentoml_home: Path, outcomes: Sequence[Outcome], registry: Sequence[Feature] = FEATURES
+    bentoml_home: Path,
+    outcomes: Sequence[Outcome],
+    registry: Sequence[Feature] = FEATURES,
+    *,
+    tags: dict[str, str] | None = None,
 ) -> dict[str, ServedModel]:
-    """The imported champions, verified: checksums and feature list against the registry."""
+    """The imported champions (those the pointer file names, or `tags`), verified: checksums
+    and feature list against the registry."""
     import bentoml
 
-    pointer = _read_pointer(bentoml_home)
+    pointer = _read_pointer(bentoml_home) if tags is None else tags
     served: dict[str, ServedModel] = {}
     for outcome in outcomes:
         tag = pointer.get(outcome.name)

@@ -48,6 +48,10 @@ class ServingConfig(BaseModel):
     fire_sharing: Literal["referrals", "register"] = "referrals"
     public_url: str = ""  # the service's address as callers reach it; "" = the request's own
     cds_cors_origins: tuple[str, ...] = ()  # browser origins of CDS clients allowed by CORS
+    # reloads (serving/watch.py): compare the champions and the snapshot every so many seconds
+    # (0: never), and read the home's generation file, which a reload asked of one worker bumps
+    reload_poll_seconds: float = Field(default=0.0, ge=0)
+    reload_follow_seconds: float = Field(default=2.0, gt=0, le=60)
 
     @property
     def layout(self) -> Home:

@@ -22,6 +22,8 @@ every request, and it is the one place that decides:
 - **The headers**: `Cache-Control: no-store` and `X-Content-Type-Options: nosniff` on every
   answer, no `Server` header, and every error under /v1 in the one `ErrorBody` shape.
 - **Metrics**: one count and one latency per answer, labelled by route template.
+- **One scorer per request**: the state a request is answered from is pinned to the scorer
+  served when it arrived (serving/state.py `pin`), so a reload never splits a request.
 - **CDS Hooks** (/cds-services, serving/cds_hooks.py): no API key; the client's signed JWT is
   checked by the service itself. The gate applies the address limit of failed
   authentications (a JWT refused counts against it), the body limit and the body timeout, and
@@ -165,16 +167,18 @@ class Gate:
     # --- /v1 --------------------------------------------------------------------------
 
     async def _v1(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state = self.state()
-        if state is None:
+        served = self.state()
+        if served is None:
             await answer(send, 503, STARTING)
             return
+        state = served.pin()  # one scorer for the whole request, whatever a reload swaps
         path = scope["path"]
         known = self.template_of(path) is not None
         endpoint = route_name(scope.get("method", ""), path)
         call = await self._admit(state, scope, endpoint, send)
         if call is None:
             return
+        call.state = state
         token = CURRENT.set(call)
         try:
             await self._v1_call(state, scope, receive, send, call, known)
@@ -304,7 +308,8 @@ class Gate:
             return
         if body is None:
             return
-        token = CURRENT.set(Call(client, endpoint, "none", "client_jwt"))
+        call = Call(client, endpoint, "none", "client_jwt", state=state.pin())
+        token = CURRENT.set(call)
         try:
             await self.app(scope, replay(body, receive), send)
         finally:

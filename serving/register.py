@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from serving.state import ServiceState
 
 BASE_COLUMNS = ["rank", "person_id", "district", "practice_code", "band"]
+SOURCE_COLUMNS = ["model_name", "model_version", "index_date"]  # what every row was scored with
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ def register_rows(
     features: Sequence[Feature] = FEATURES,
 ) -> pd.DataFrame:
     """One row per person, rank 1 first: place, band, (probability for clinical roles) and the
-    reasons the role may see, in plain words, with the modifiable ones listed apart."""
+    reasons the role may see, in plain words, with the modifiable ones listed apart, and the model
+    version and snapshot date each row was scored with."""
     rows = []
     for i, result in enumerate(results):
         scoped = scope_result(role, result, features)
@@ -105,9 +107,11 @@ def register_rows(
         row["could_be_acted_on"] = "; ".join(
             r.label for r in scoped.reasons if r.modifiable and r.direction == "raises"
         )
+        row |= {"model_name": result.model_name, "model_version": result.model_version,
+                "index_date": result.index_date.isoformat()}  # fmt: skip
         rows.append(row)
     columns = BASE_COLUMNS + (["probability"] if sees_clinical(role) else [])
-    return pd.DataFrame(rows, columns=[*columns, "reasons", "could_be_acted_on"])
+    return pd.DataFrame(rows, columns=[*columns, "reasons", "could_be_acted_on", *SOURCE_COLUMNS])
 
 
 def to_csv(frame: pd.DataFrame) -> str:

@@ -41,6 +41,7 @@ ROUTE_ROLES: Mapping[str, frozenset[Role]] = MappingProxyType(
         "openapi": _EVERYONE,  # GET /v1/openapi.json: the API's description
         "reload_objections": _ADMIN,  # POST /v1/admin/objections/reload
         "audit_verify": _ADMIN,  # GET /v1/admin/audit/verify
+        "reload_service": _ADMIN,  # POST /v1/admin/reload: new champions and snapshot
         "metrics": _METRICS,  # GET /metrics (outside /v1; served by serving/gate.py)
         # the referral loop (serving/referral_routes.py); each referral is further limited to
         # the GP organisation that made it, the fire organisation receiving it and the admin

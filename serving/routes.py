@@ -17,6 +17,7 @@ from typing import Any, Literal
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from features.objections import ObjectionListError
 from features.outcomes import Outcome
@@ -49,11 +50,13 @@ from serving.register import RegisterQuery, ranked_register, to_csv
 from serving.roles import scope_result, sees_clinical
 from serving.schemas import (
     BODY_ERRORS,
+    ErrorBody,
     FhirRiskAssessment,
     ObjectionsAnswer,
     OutcomesAnswer,
     PersonAnswer,
     RegisterAnswer,
+    ReloadAnswer,
     ScoreResponse,
     VerifyAnswer,
     WhoAmI,
@@ -61,6 +64,7 @@ from serving.schemas import (
 )
 from serving.scoring import ObjectedPeople, OutsideCohort, ScoringError, UnknownPeople
 from serving.state import ServiceState
+from serving.swap import ReloadBusy, ReloadRefused
 
 
 def router(models: RequestModels, config: ServingConfig) -> APIRouter:
@@ -362,6 +366,8 @@ def _other_routes(routes: APIRouter) -> None:
         audit(state, principal, "reload_objections", "ok", 200)
         return {"objections": count}
 
+    _reload_route(routes)
+
     @routes.get(
         "/admin/audit/verify",
         summary="Verify the audit hash chain (against the checkpoints, when configured)",
@@ -379,6 +385,47 @@ def _other_routes(routes: APIRouter) -> None:
         except CheckpointError as error:
             return {"ok": False, "records": state.audit.count(), "reason": str(error)}
         return state.audit.verify(checkpoints).to_dict()
+
+
+RELOAD_DOC = (
+    "Build a new state beside the one served (the registry's champions, verified; the snapshot; "
+    "the objections; every probability) and switch to it: requests under way finish on the old "
+    "one. The other workers follow within seconds. A new state that cannot be served (a bundle "
+    "whose checksum fails, a feature list that disagrees with the registry, no snapshot) is "
+    "refused with 422 saying why, and the old state goes on serving; 409 while a reload is "
+    "under way."
+)
+
+
+def _reload_route(routes: APIRouter) -> None:
+    @routes.post(
+        "/admin/reload",
+        summary="Swap in the registry's champions and the latest snapshot, without downtime",
+        description=RELOAD_DOC,
+        response_model=ReloadAnswer,
+        responses={
+            **error_responses(),
+            409: {"model": ErrorBody, "description": "a reload is under way"},
+            422: {"model": ErrorBody, "description": "the new state cannot be served: why"},
+        },  # fmt: skip
+    )
+    async def reload_service(
+        request: Request, principal: Principal = Depends(needs("reload_service"))
+    ) -> dict[str, Any]:
+        state = state_of(request)
+        if state.reloads is None:  # served without the service's reloads (e.g. in a test)
+            refused: ReloadRefused = ReloadBusy("this process does not reload")
+        else:
+            try:  # built in a worker thread: the event loop goes on answering
+                reloaded = await run_in_threadpool(state.reloads.reload, announce=True)
+            except ReloadRefused as error:
+                refused = error
+            else:
+                await audit_async(state, principal, "reload_service", "ok", 200)
+                return reloaded.to_dict()
+        await audit_async(state, principal, "reload_service", "refused", refused.status)
+        detail = {"error": refused.code, "message": str(refused)}
+        raise HTTPException(refused.status, detail=detail)
 
 
 def _described(outcome: Outcome, bands: tuple[str, ...]) -> dict[str, Any]:

@@ -168,6 +168,27 @@ class VerifyAnswer(BaseModel):
     head_hash: str | None = None
 
 
+class ServedModelVersion(BaseModel):
+    outcome: str
+    model_name: str
+    model_version: str
+
+
+class ServedState(BaseModel):
+    """What a state serves: each outcome's champion and the snapshot's date."""
+
+    models: list[ServedModelVersion]
+    snapshot_date: dt.date
+
+
+class ReloadAnswer(BaseModel):
+    """A reload that happened: what this worker served before and serves now."""
+
+    before: ServedState
+    after: ServedState
+    seconds: float = Field(description="how long the new state took to build")
+
+
 class FieldError(BaseModel):
     path: str = Field(description="where in the request, e.g. body.person_ids.0")
     message: str

@@ -197,9 +197,13 @@ class Precomputed:
 
         return reason
 
-    def fill_all(self, chunk: int = FILL_ROWS) -> None:
+    def fill_all(self, chunk: int = FILL_ROWS, stop: threading.Event | None = None) -> bool:
+        """Fill every slot's reasons, a chunk at a time; False when `stop` was set first."""
         for first in range(0, len(self.rows), chunk):
+            if stop is not None and stop.is_set():
+                return False
             self.ensure(np.arange(first, min(first + chunk, len(self.rows))))
+        return True
 
 
 ReasonMaker = Callable[[int, int, float], dict[str, Any]]
@@ -224,6 +228,7 @@ class Scorer:
     top_k: int = 5
     _precomputed: dict[str, Precomputed] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def model(self, outcome: str) -> ServedModel:
         if outcome not in self.models:
@@ -252,10 +257,26 @@ class Scorer:
         thread.start()
         return thread
 
+    def close(self) -> None:
+        """Stop the background pass (a state swapped out must not be kept alive by it)."""
+        self._stop.set()
+
+    def served(self) -> dict[str, Any]:
+        """What this scorer serves: each outcome's model name and version, the snapshot date."""
+        return {
+            "models": [
+                {"outcome": name, "model_name": m.name, "model_version": m.version}
+                for name, m in self.models.items()
+            ],
+            "snapshot_date": self.snapshot.index_date,
+        }
+
     def _fill_all(self) -> None:
         began = time.perf_counter()
         for outcome in self.models:
-            self.precomputed(outcome).fill_all()
+            if not self.precomputed(outcome).fill_all(stop=self._stop):
+                log.info("reasons pass stopped: this state was swapped out")
+                return
         people = sum(len(p.rows) for p in self._precomputed.values())
         log.info("reasons ready for all %d cohort members in %.1f s", people,
                  time.perf_counter() - began)  # fmt: skip

@@ -1,23 +1,24 @@
-"""Everything a running service holds, built once when the service starts."""
+"""Everything a running service holds, built when the service starts; its scorer is swapped by
+a reload (serving/swap.py, serving/watch.py)."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from features.home import Home
 from features.outcomes import Outcome
-from features.snapshot import read_snapshot
 from serving.audit import AuditLog, AuditWriter
-from serving.champions import ChampionError, import_champions, load_champions
 from serving.config import ServingConfig
 from serving.keys import KeyStore
 from serving.limits import RateLimiter
 from serving.metrics import Metrics
-from serving.objections import ObjectionList
 from serving.refusals import RefusalTally
-from serving.scoring import Scorer, Snapshot
+from serving.scoring import Scorer
+from serving.swap import ScorerHolder, build_scorer
+from serving.watch import Reloads
 
 log = logging.getLogger("carerisk.serving")
 
@@ -26,7 +27,7 @@ log = logging.getLogger("carerisk.serving")
 class ServiceState:
     config: ServingConfig
     outcomes: tuple[Outcome, ...]  # the outcomes served, in the registry's order
-    scorer: Scorer
+    holder: ScorerHolder  # the scorer served now, swapped by a reload (serving/swap.py)
     keys: KeyStore
     audit: AuditLog
     limiter: RateLimiter  # per key
@@ -34,19 +35,21 @@ class ServiceState:
     address_limiter: RateLimiter  # failed authentications, per client address
     refusals: RefusalTally  # refusals that disclose nothing, audited in groups
     metrics: Metrics | None = None  # created in the server process (serving/service.py)
+    reloads: Reloads | None = None  # created in the server process (serving/service.py)
+    pinned: Scorer | None = None  # a request's scorer (`pin`)
 
+    @property
+    def scorer(self) -> Scorer:
+        """The request's scorer when pinned, else the one served now."""
+        return self.pinned if self.pinned is not None else self.holder.current
 
-def refresh_champions(config: ServingConfig, outcomes: tuple[Outcome, ...]) -> str:
-    """Import the registry's champions into the BentoML store; when the tracking server cannot
-    be reached, keep the copies already imported. Returns a one-line account."""
-    try:
-        tags = import_champions(config.tracking_uri, config.layout.bentoml_home, outcomes)
-    except ChampionError:
-        raise
-    except Exception as error:  # the tracking server is down or unreachable
-        log.warning("tracking server unavailable (%s); serving imported champions", type(error))
-        return "tracking server unavailable: serving the champions imported earlier"
-    return "imported champions " + ", ".join(sorted(tags.values()))
+    def pin(self) -> ServiceState:
+        """This state with its scorer fixed to the one served now. The gate pins one per request
+        when it admits it, so a request reads one scorer from start to end, whatever a reload
+        swaps meanwhile."""
+        view = copy.copy(self)
+        view.pinned = self.holder.current
+        return view
 
 
 def build_state(
@@ -58,25 +61,13 @@ def build_state(
     layout = config.layout
     warn_if_open(layout)
     outcomes = config.served_outcomes()
-    if import_from_registry:
-        log.info(refresh_champions(config, outcomes))
-    models = load_champions(layout.bentoml_home, outcomes)
-    snapshot = Snapshot.from_frame(read_snapshot(layout.store_path), outcomes)
-    scorer = Scorer(
-        models=models,
-        snapshot=snapshot,
-        objections=ObjectionList.load(layout.objections_path),
-        stale_after_days=config.stale_after_days,
-        top_k=config.top_k,
-    )
-    if warm:
-        scorer.precompute()
+    scorer = build_scorer(config, outcomes, import_from_registry=import_from_registry, warm=warm)
     audit = AuditLog(layout.audit_path)
     writer = AuditWriter(audit)
     return ServiceState(
         config=config,
         outcomes=outcomes,
-        scorer=scorer,
+        holder=ScorerHolder(scorer),
         keys=KeyStore(layout.keys_path),
         audit=audit,
         limiter=RateLimiter(config.rate_per_second, config.burst),

@@ -275,6 +275,13 @@ def serve(
     cds_origins: list[str] = typer.Option(
         [], "--cds-cors-origin", help="A browser origin allowed to call /cds-services (repeat)."
     ),
+    watch_seconds: float = typer.Option(
+        0.0,
+        "--watch-seconds",
+        min=0,
+        help="Every so many seconds, compare the registry's champions and the snapshot with "
+        "those served and reload when either changed (0: only POST /v1/admin/reload).",
+    ),
 ) -> None:
     """Check the champions, then run the scoring API until interrupted."""
     settings = settings_of(ctx)
@@ -285,7 +292,7 @@ def serve(
         rate_per_second=rate, burst=burst, unauthenticated_per_second=unauthenticated_rate,
         unauthenticated_burst=unauthenticated_burst, header_timeout_seconds=header_timeout,
         body_timeout_seconds=body_timeout, fire_sharing=fire_sharing, public_url=public_url,
-        cds_cors_origins=tuple(cds_origins),
+        cds_cors_origins=tuple(cds_origins), reload_poll_seconds=watch_seconds,
     )  # fmt: skip
     # Start-up asks the tracking server for the champions once; when it is down, fail fast and
     # serve the copies already imported instead of retrying for minutes.

@@ -381,13 +381,15 @@ CREATE TABLE audit (
 
 
 def test_a_log_written_before_the_client_columns_still_verifies_and_grows(tmp_path):
-    """Records from before `client`, `key_check` and `count` existed hash without them."""
+    """Records from before `client`, `key_check`, `count` and `snapshot_date` existed hash
+    without them."""
     path = Home(tmp_path).audit_path
     conn = sqlite3.connect(path)
     conn.executescript(OLD_SCHEMA)
     prev = GENESIS_HASH
     for seq in (1, 2):
-        fields = entry(seq).model_dump(mode="json", exclude={"client", "key_check", "count"})
+        later = {"client", "key_check", "count", "snapshot_date"}
+        fields = entry(seq).model_dump(mode="json", exclude=later)
         fields.update(seq=seq, time="2026-01-01T00:00:00.000000+00:00", prev_hash=prev)
         fields["hash"] = prev = record_hash(fields)
         row = {k: json.dumps(v) if k in ("person_ids", "bands") else v for k, v in fields.items()}
@@ -405,6 +407,10 @@ def test_a_log_written_before_the_client_columns_still_verifies_and_grows(tmp_pa
     assert [(r.client, r.key_check) for r in log.tail(3)] == [(None, None)] * 2 + [
         ("10.0.0.1", "ok")
     ]
+    log.append(entry(4, snapshot_date="2025-04-01"))
+    assert log.verify().ok and log.tail(1)[0].snapshot_date == "2025-04-01"
+    tamper(log, "UPDATE audit SET snapshot_date = '2025-05-01' WHERE seq = 4")
+    assert log.verify().first_bad_seq == 4
 
 
 def test_the_client_key_check_and_count_are_sealed_into_the_chain(tmp_path):

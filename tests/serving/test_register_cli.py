@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 FIRE_COLUMNS = [
     "rank", "person_id", "district", "practice_code", "band", "reasons", "could_be_acted_on",
+    "model_name", "model_version", "index_date",
 ]  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from serving.schemas import RestrictedScore, ScoreResult
 from tests.serving.builders import FEATURES, REASONS, make_result
 
 CLINICAL_ONLY = {"score", "score_records", "fhir"}
-ADMIN_ONLY = {"reload_objections", "audit_verify"}
+ADMIN_ONLY = {"reload_objections", "audit_verify", "reload_service"}
 # the referral loop: a GP records the agreement and refers, the receiving fire service moves
 # the referral on; neither the analyst nor (for those two acts) the admin can
 REFERRALS = {
