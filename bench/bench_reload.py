@@ -41,7 +41,7 @@ FAST = ("--rate-per-second", "5000", "--burst", "5000")
 
 def fresh_copy(source: Path, people: int) -> Path:
     """A copy of the trained home to change (built first when `source` does not exist)."""
-    from tests.live import build_home
+    from tests.live import build_home, copy_home
 
     if not (source / "store.duckdb").is_file():
         print(f"building a {people:,}-person home in {source}", flush=True)
@@ -49,8 +49,7 @@ def fresh_copy(source: Path, people: int) -> Path:
         build_home(source, people)
     copy = OUT / f"reload-home-{people}"
     shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("server-*.log", "*.log"))
-    return copy
+    return copy_home(source, copy, "*.log")
 
 
 def rss_mib(root_pid: int) -> float:
@@ -81,7 +80,7 @@ def reregister_champions(home: Path) -> dict[str, str]:
     versions = {}
     for outcome in PRODUCT:
         champion = client.get_model_version_by_alias(outcome.model_name, CHAMPION)
-        source = f"{client.get_run(champion.run_id).info.artifact_uri}/{BUNDLE_ARTIFACT}"
+        source = f"{client.get_run(str(champion.run_id)).info.artifact_uri}/{BUNDLE_ARTIFACT}"
         new = client.create_model_version(outcome.model_name, source, run_id=champion.run_id)
         client.set_registered_model_alias(outcome.model_name, CHAMPION, new.version)
         versions[outcome.name] = str(new.version)

@@ -23,12 +23,12 @@ import pandas as pd
 import pydantic_core
 
 from features.outcomes import Outcome, OutcomeRegistry, UnknownOutcome
-from features.registry import FEATURES
 from features.snapshot import PLACE_COLUMNS, missing_columns
 from models import ModelBundle
 from models.bundle import TopReasons, plain_value
 from models.encoding import encode_array
 from models.reasons import Reason, reason_fields
+from models.score_all import AUDIENCES
 from serving.objections import ObjectionList
 from serving.schemas import ScoreResult
 
@@ -114,10 +114,6 @@ class Snapshot:
         return {name: self.frame[name].to_numpy() for name in self.frame.columns}
 
 
-AUDIENCES: Mapping[str, frozenset[str] | None] = {
-    "clinical": None,
-    "non_clinical": frozenset(f.name for f in FEATURES if not f.clinical),
-}
 NON_CLINICAL = AUDIENCES["non_clinical"]
 FILL_ROWS = 5_000  # people a background pass explains at a time
 

@@ -33,7 +33,7 @@ from serving.audit import AuditLog
 from serving.state import ServiceState
 from serving.swap import ScorerHolder, release
 from serving.watch import bump_generation, read_generation, snapshot_fingerprint
-from tests.live import LiveService, keyed_since, snapshot_people
+from tests.live import LiveService, copy_home, keyed_since, snapshot_people
 
 # --- the holder, the pinned state, the release ----------------------------------------------
 
@@ -155,9 +155,7 @@ FAST = ("--rate-per-second", "2000", "--burst", "2000")  # the load must not mee
 @pytest.fixture(scope="module")
 def home(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the trained home: these tests move its champions and change its snapshot."""
-    copy = tmp_path_factory.mktemp("reload") / "home"
-    shutil.copytree(trained_home, copy, ignore=shutil.ignore_patterns("server-*.log"))
-    return copy
+    return copy_home(trained_home, tmp_path_factory.mktemp("reload") / "home")
 
 
 @pytest.fixture(scope="module")
