@@ -238,5 +238,5 @@ def test_a_copied_home_names_only_itself(trained_home: Path, tmp_path: Path) -> 
             assert not [f for f in found if str(trained_home) in f], (table, found)
             assert [f for f in found if str(home) in f], (table, found)
     with duckdb.connect(str(Home(home).store_path), read_only=True) as store:
-        found = [r[0] for r in store.execute("SELECT extract_dir FROM load_log")]
+        found = [r[0] for r in store.execute("SELECT extract_dir FROM load_log").fetchall()]
     assert found and all(f.startswith(str(home)) for f in found), found
