@@ -65,6 +65,42 @@ def _auroc_by_group(
     return _ratio(num, den)
 
 
+class Sorted:
+    """People put in the orders the group sums need: by group, and by (group, score)."""
+
+    def __init__(self, p: np.ndarray, codes: np.ndarray) -> None:
+        self.by_group = np.argsort(codes, kind="stable")
+        g_sorted = codes[self.by_group]
+        self.starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+        self.by_score = np.lexsort((p, codes))
+        gs, ps = codes[self.by_score], p[self.by_score]
+        new_block = np.r_[True, (gs[1:] != gs[:-1]) | (ps[1:] != ps[:-1])]
+        self.block_starts = np.flatnonzero(new_block)
+        group_start_people = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
+        self.block_group_starts = np.searchsorted(self.block_starts, group_start_people)
+
+    def metrics(
+        self, w: np.ndarray, y: np.ndarray, p: np.ndarray, flag: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Every metric per row of weights `w` (people in their original order) and group."""
+        g = self.by_group
+        rates = _rates(w[:, g], y[g], p[g], flag[g], self.starts)
+        s = self.by_score
+        rates["auroc"] = _auroc_by_group(w[:, s], y[s], self.block_starts, self.block_group_starts)
+        return rates
+
+
+def group_metrics(
+    y: np.ndarray, p: np.ndarray, codes: np.ndarray, threshold: float
+) -> dict[str, np.ndarray]:
+    """Each subgroup metric on the people themselves: arrays of one value per group, by the
+    bootstrap's own sums (equal to fairlearn's MetricFrame by group: tests/evaluation)."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    flag = (p >= threshold).astype(float)
+    once = Sorted(p, codes).metrics(np.ones((1, len(y))), y, p, flag)
+    return {k: v[0] for k, v in once.items()}
+
+
 def group_bootstrap(
     y: np.ndarray,
     p: np.ndarray,
@@ -80,29 +116,15 @@ def group_bootstrap(
     y = np.asarray(y, float)
     p = np.asarray(p, float)
     n = y.shape[0]
-    by_group = np.argsort(codes, kind="stable")
-    g_sorted = codes[by_group]
-    starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
-    by_score = np.lexsort((p, codes))
-    gs, ps = codes[by_score], p[by_score]
-    new_block = np.r_[True, (gs[1:] != gs[:-1]) | (ps[1:] != ps[:-1])]
-    block_starts = np.flatnonzero(new_block)
-    group_start_people = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
-    block_group_starts = np.searchsorted(block_starts, group_start_people)
+    order = Sorted(p, codes)
     flag = (p >= threshold).astype(float)
-
     rng = np.random.default_rng(seed)
     block = max(1, _CELLS_PER_BLOCK // max(n, 1))
     parts: dict[str, list[np.ndarray]] = {}
     done = 0
     while done < n_boot:
         rows = min(block, n_boot - done)
-        w = _resample_counts(rng, rows, n)
-        wg = w[:, by_group]
-        rates = _rates(wg, y[by_group], p[by_group], flag[by_group], starts)
-        rates["auroc"] = _auroc_by_group(
-            w[:, by_score], y[by_score], block_starts, block_group_starts
-        )
+        rates = order.metrics(_resample_counts(rng, rows, n), y, p, flag)
         for k, v in rates.items():
             parts.setdefault(k, []).append(v)
         done += rows

@@ -5,6 +5,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from fairlearn.metrics import MetricFrame
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from evaluation.fairness import fairness_flags, subgroup_checks, subgroup_table
@@ -39,6 +42,62 @@ def test_subgroup_table_matches_direct_pandas_computation() -> None:
         assert row["ppv"] == pytest.approx(g.loc[g["f"], "y"].mean())
         for metric in ("auroc", "oe_ratio", "fnr", "selection_rate"):
             assert row[f"{metric}_lo"] <= row[metric] <= row[f"{metric}_hi"]
+
+
+def _reference_metrics(threshold: float) -> dict[str, object]:
+    """The group metrics as plain functions of (y, p), for fairlearn's MetricFrame."""
+
+    def ratio(num: float, den: float) -> float:
+        return num / den if den > 0 else math.nan
+
+    def auroc(y: np.ndarray, p: np.ndarray) -> float:
+        return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else math.nan
+
+    return {
+        "prevalence": lambda y, p: float(np.mean(y)),
+        "mean_predicted": lambda y, p: float(np.mean(p)),
+        "auroc": auroc,
+        "oe_ratio": lambda y, p: ratio(y.sum(), p.sum()),
+        "fpr": lambda y, p: ratio(np.sum(p[y == 0] >= threshold), np.sum(y == 0)),
+        "fnr": lambda y, p: ratio(np.sum(p[y == 1] < threshold), np.sum(y == 1)),
+        "selection_rate": lambda y, p: float(np.mean(p >= threshold)),
+        "ppv": lambda y, p: ratio(np.sum(y[p >= threshold]), np.sum(p >= threshold)),
+    }
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 400),
+    groups=st.integers(1, 6),
+    levels=st.sampled_from([3, 20, 1000]),  # few score levels: many ties
+    threshold=st.sampled_from([0.1, 0.3, 0.5]),
+)
+def test_group_metrics_equal_fairlearns_metric_frame(
+    seed: int, n: int, groups: int, levels: int, threshold: float
+) -> None:
+    """The vectorised group sums give what fairlearn's MetricFrame gives, group by group,
+    with tied scores, one-class groups (AUROC undefined) and groups nobody is flagged in."""
+    rng = np.random.default_rng(seed)
+    p = rng.integers(1, levels, n) / levels
+    y = (rng.random(n) < p).astype(int)
+    features = pd.DataFrame(
+        {"district": rng.integers(0, groups, n).astype(str), "sex": rng.choice(["F", "M"], n)}
+    )
+    limits = FairnessLimits(n_boot=10, min_group_size=1)
+    result = subgroup_table(y, p, features, threshold, limits)
+    for descriptor, sensitive in (("district", features["district"]), ("sex", features["sex"])):
+        frame = MetricFrame(
+            metrics=_reference_metrics(threshold), y_true=y, y_pred=p, sensitive_features=sensitive
+        )
+        ours = result.table[result.table["descriptor"] == descriptor].set_index("group")
+        expected = frame.by_group.set_axis(frame.by_group.index.astype(str))
+        assert list(ours.index) == list(expected.index)
+        for metric in expected.columns:
+            np.testing.assert_allclose(
+                ours[metric].to_numpy(float), expected[metric].to_numpy(float), rtol=1e-12,
+                atol=1e-12, equal_nan=True, err_msg=f"{descriptor} {metric}",
+            )  # fmt: skip
 
 
 def test_intersection_and_missing_groups_are_kept() -> None:
