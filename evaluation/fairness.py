@@ -14,6 +14,8 @@ only calibration and discrimination failures block promotion unless the limits s
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,11 +202,16 @@ def subgroup_table(
     descriptors: list[tuple[str, Sensitive]] = [(c, groups[c]) for c in groups.columns]
     if all(c in groups.columns for c in INTERSECTION):
         descriptors.append((" × ".join(INTERSECTION), groups[list(INTERSECTION)]))
-    parts = [
-        _descriptor_table(name, y, p, features, threshold, limits) for name, features in descriptors
-    ]
+    # numpy's gathers and reductions release the GIL: the descriptors' bootstraps share the
+    # cores (each has its own seeded resamples, so the result does not depend on the order)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        running = [
+            pool.submit(_descriptor_table, name, y, p, features, threshold, limits)
+            for name, features in descriptors
+        ]
+        overall = _overall(y, p, threshold, limits)
+        parts = [r.result() for r in running]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLE_COLUMNS)
-    overall = _overall(y, p, threshold, limits)
     result = FairnessResult(threshold, overall, table, limits.n_boot, limits.ci_level)
     result.flags = fairness_flags(result, limits)
     return result

@@ -10,8 +10,6 @@ whole validation set, as in fairlearn, and the same resamples serve every descri
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
@@ -132,10 +130,16 @@ def group_bootstrap(
 
 
 def quantile_frame(samples: dict[str, np.ndarray], q: float, index: pd.Index) -> pd.DataFrame:
-    """One quantile of each metric per group, ignoring resamples where it was undefined."""
-    with warnings.catch_warnings():
-        # A tiny group may have no events in every resample: its interval is NaN, by design.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return pd.DataFrame(
-            {k: np.nanquantile(v, q, axis=0) for k, v in samples.items()}, index=index
-        )
+    """One quantile of each metric per group, ignoring resamples where it was undefined (a
+    tiny group may have no events in every resample: its interval is NaN, by design)."""
+    return pd.DataFrame({k: _nanquantile(v, q) for k, v in samples.items()}, index=index)
+
+
+def _nanquantile(values: np.ndarray, q: float) -> np.ndarray:
+    """np.nanquantile by column, NaN where a column is all NaN, without its warning (a
+    warnings filter is process-wide, so the threads computing tables cannot switch it)."""
+    out = np.full(values.shape[1], np.nan)
+    some = ~np.isnan(values).all(axis=0)
+    if some.any():
+        out[some] = np.nanquantile(values[:, some], q, axis=0)
+    return out
