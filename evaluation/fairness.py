@@ -14,8 +14,6 @@ only calibration and discrimination failures block promotion unless the limits s
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +51,7 @@ TABLE_COLUMNS = ["descriptor", "group", "n", "events"] + [
     f"{k}{suffix}" for k in GROUP_METRICS for suffix in ("", "_lo", "_hi")
 ]
 Sensitive = pd.DataFrame | pd.Series
+Grouping = tuple[pd.Index, np.ndarray]  # the groups present, each person's position in them
 ERROR_RATE_METRICS = ("fpr", "fnr", "selection_rate")
 METRIC_LABELS = {
     "prevalence": "observed rate",
@@ -136,14 +135,13 @@ def _descriptor_table(
     descriptor: str,
     y: np.ndarray,
     p: np.ndarray,
-    features: Sensitive,
+    grouping: Grouping,
+    samples: dict[str, np.ndarray],
     threshold: float,
     limits: FairnessLimits,
 ) -> pd.DataFrame:
-    index = _group_index(features)
-    codes = _codes(index, features)
+    index, codes = grouping
     point = groupboot.group_metrics(y, p, codes, threshold)
-    samples = groupboot.group_bootstrap(y, p, codes, threshold, limits.n_boot, limits.seed)
     lo_q, hi_q = (1 - limits.ci_level) / 2, (1 + limits.ci_level) / 2
     lo = groupboot.quantile_frame(samples, lo_q, index)
     hi = groupboot.quantile_frame(samples, hi_q, index)
@@ -167,6 +165,11 @@ def _descriptor_table(
     return out
 
 
+def _grouping(features: Sensitive) -> Grouping:
+    index = _group_index(features)
+    return index, _codes(index, features)
+
+
 def poisson_ratio_interval(
     observed: np.ndarray, expected: np.ndarray, level: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -182,11 +185,8 @@ def poisson_ratio_interval(
         return lo / expected, hi / expected
 
 
-def _overall(
-    y: np.ndarray, p: np.ndarray, threshold: float, limits: FairnessLimits
-) -> dict[str, m.Estimate]:
-    everyone = pd.Series(np.full(len(y), "all"), name="overall")
-    row = _descriptor_table("overall", y, p, everyone, threshold, limits).iloc[0]
+def _overall(table: pd.DataFrame) -> dict[str, m.Estimate]:
+    row = table.iloc[0]
     return {
         k: m.Estimate(float(row[k]), float(row[f"{k}_lo"]), float(row[f"{k}_hi"]))
         for k in GROUP_METRICS
@@ -202,16 +202,17 @@ def subgroup_table(
     descriptors: list[tuple[str, Sensitive]] = [(c, groups[c]) for c in groups.columns]
     if all(c in groups.columns for c in INTERSECTION):
         descriptors.append((" × ".join(INTERSECTION), groups[list(INTERSECTION)]))
-    # numpy's gathers and reductions release the GIL: the descriptors' bootstraps share the
-    # cores (each has its own seeded resamples, so the result does not depend on the order)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        running = [
-            pool.submit(_descriptor_table, name, y, p, features, threshold, limits)
-            for name, features in descriptors
-        ]
-        overall = _overall(y, p, threshold, limits)
-        parts = [r.result() for r in running]
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLE_COLUMNS)
+    everyone = pd.Series(np.full(len(y), "all"), name="overall")
+    named = [*descriptors, ("overall", everyone)]
+    groupings = [_grouping(features) for _, features in named]
+    codes = [c for _, c in groupings]
+    samples = groupboot.group_bootstraps(y, p, codes, threshold, limits.n_boot, limits.seed)
+    tables = [
+        _descriptor_table(name, y, p, grouping, found, threshold, limits)
+        for (name, _), grouping, found in zip(named, groupings, samples, strict=True)
+    ]
+    overall = _overall(tables.pop())
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=TABLE_COLUMNS)
     result = FairnessResult(threshold, overall, table, limits.n_boot, limits.ci_level)
     result.flags = fairness_flags(result, limits)
     return result
