@@ -42,6 +42,7 @@ def route_calls(people: dict[str, list[str]]) -> dict[str, Call]:
         "outcomes": Call("GET", "/v1/outcomes"),
         "whoami": Call("GET", "/v1/whoami"),
         "reload_objections": Call("POST", "/v1/admin/objections/reload"),
+        "reload_service": Call("POST", "/v1/admin/reload"),  # the same champions and snapshot
         "audit_verify": Call("GET", "/v1/admin/audit/verify"),
         "openapi": Call("GET", "/v1/openapi.json"),
         "metrics": Call("GET", "/metrics"),

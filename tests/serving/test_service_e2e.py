@@ -109,6 +109,7 @@ def route_call(route: str, person: str) -> tuple[str, str, dict[str, Any]]:
         "outcomes": ("GET", "/v1/outcomes", {}),
         "whoami": ("GET", "/v1/whoami", {}),
         "reload_objections": ("POST", "/v1/admin/objections/reload", {}),
+        "reload_service": ("POST", "/v1/admin/reload", {}),  # the same champions and snapshot
         "audit_verify": ("GET", "/v1/admin/audit/verify", {}),
         "openapi": ("GET", "/v1/openapi.json", {}),
         "metrics": ("GET", "/metrics", {}),
