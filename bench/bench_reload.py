@@ -31,7 +31,14 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.bench_serving import REASONS_READY, Calls, add_keys, carerisk_calls, falls_people
+from bench.bench_serving import (
+    REASONS_READY,
+    Calls,
+    add_keys,
+    carerisk_calls,
+    falls_people,
+    send_until,
+)
 from bench.common import REPO, machine, markdown_table, shell_text
 
 OUT = REPO / "bench" / "out"
@@ -93,19 +100,7 @@ def load(calls: Calls, stop: threading.Event, latencies: list[float], errors: li
 
     host, port = calls.url.removeprefix("http://").rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=120)
-    mine, bad, i = [], 0, threading.get_ident()
-    try:
-        while not stop.is_set():
-            began = time.perf_counter()
-            conn.request("POST", calls.path, calls.bodies[i % len(calls.bodies)],
-                         calls.headers[i % len(calls.headers)])  # fmt: skip
-            response = conn.getresponse()
-            body = response.read()
-            mine.append(time.perf_counter() - began)
-            bad += response.status != 200 or not calls.check(body)
-            i += 1
-    finally:
-        conn.close()
+    mine, bad = send_until(conn, calls, stop.is_set, threading.get_ident(), 1)
     latencies.extend(mine)
     errors.append(bad)
 

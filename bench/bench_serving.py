@@ -82,6 +82,27 @@ class Calls:
     check: Callable[[bytes], bool] = lambda body: True  # does a 200 answer count?
 
 
+def send_until(
+    conn: http.client.HTTPConnection, calls: Calls, done: Callable[[], bool], first: int, step: int
+) -> tuple[list[float], int]:
+    """Send `calls` on one keep-alive connection (bodies `first`, `first + step`, ...) until
+    `done()`, then close it. Returns the latencies (s) and the number of failed answers."""
+    mine, bad, i = [], 0, first
+    try:
+        while not done():
+            start = time.perf_counter()
+            conn.request("POST", calls.path, calls.bodies[i % len(calls.bodies)],
+                         calls.headers[i % len(calls.headers)])  # fmt: skip
+            response = conn.getresponse()
+            body = response.read()
+            mine.append(time.perf_counter() - start)
+            bad += response.status != 200 or not calls.check(body)
+            i += step
+    finally:
+        conn.close()
+    return mine, bad
+
+
 def run_load(calls: Calls, clients: int, seconds: float) -> tuple[list[float], int, float, float]:
     """`clients` threads, each with its own keep-alive connection, send until time is up.
     Returns latencies (s), the number of failed answers, the wall time and client CPU (s)."""
@@ -92,20 +113,8 @@ def run_load(calls: Calls, clients: int, seconds: float) -> tuple[list[float], i
     host, port = calls.url.removeprefix("http://").rsplit(":", 1)
 
     def worker(seed: int) -> None:
-        mine, bad, i = [], 0, seed
         conn = http.client.HTTPConnection(host, int(port), timeout=60)
-        try:
-            while time.perf_counter() < stop:
-                start = time.perf_counter()
-                conn.request("POST", calls.path, calls.bodies[i % len(calls.bodies)],
-                             calls.headers[i % len(calls.headers)])  # fmt: skip
-                response = conn.getresponse()
-                body = response.read()
-                mine.append(time.perf_counter() - start)
-                bad += response.status != 200 or not calls.check(body)
-                i += clients
-        finally:
-            conn.close()
+        mine, bad = send_until(conn, calls, lambda: time.perf_counter() >= stop, seed, clients)
         with lock:
             latencies.extend(mine)
             errors[0] += bad
