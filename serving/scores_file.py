@@ -156,7 +156,9 @@ def open_exports(
 
 def champion_of(served: Any) -> Champion:
     """A served champion (serving.scoring.ServedModel) as models.score_all scores with it."""
-    return Champion(served.outcome, served.bundle, served.name, served.version, served.run_id)
+    return Champion(
+        served.outcome, served.bundle, str(served.name), str(served.version), str(served.run_id)
+    )
 
 
 @contextlib.contextmanager
