@@ -16,7 +16,8 @@ An export holds four tables, each sorted for one read the service does:
 Its name carries the outcome, snapshot date, champion version and a digest of the champion's
 model, version and run and of the snapshot's fingerprint (features.snapshot), so a new champion
 or a rewritten snapshot names a file that does not exist yet. It is written to a temporary name
-and renamed, so a reader never sees half a file.
+and renamed, so a reader never sees half a file; `score-all` then keeps the two newest exports of
+each outcome (`prune`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+KEEP = 2  # exports kept per outcome: the newest, and the one a service may not have left yet
 FORMAT = 1  # bumped when the tables change: older exports are then written again
 PEOPLE_COLUMNS: tuple[str, ...] = ("person_id", "district", "practice_code", "in_cohort")
 SCORE_COLUMNS: tuple[str, ...] = (
@@ -88,6 +90,17 @@ def write_export(folder: Path, key: ExportKey, people: pd.DataFrame, scores: pd.
     finally:
         tmp.unlink(missing_ok=True)
     return final
+
+
+def prune(folder: Path, outcome: str, keep: int = KEEP) -> list[Path]:
+    """Remove all but the `keep` newest exports of `outcome`; returns those removed. A service
+    that has one open reads on (the file goes when it closes it)."""
+    found = sorted(
+        folder.glob(f"scores-{outcome}-*.duckdb"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    for old in found[keep:]:
+        old.unlink(missing_ok=True)
+    return found[keep:]
 
 
 def _check(key: ExportKey, people: pd.DataFrame, scores: pd.DataFrame) -> None:

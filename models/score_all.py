@@ -22,7 +22,7 @@ import pandas as pd
 
 from features.outcomes import Outcome
 from features.registry import FEATURES
-from features.scores_export import ExportKey, write_export
+from features.scores_export import ExportKey, prune, write_export
 from features.scores_history import COLUMNS, GROUP_COLUMNS, RANKED, REASON_COLUMNS, rank_scores
 from features.training_sets import descriptors
 from models.bundle import ModelBundle, TopReasons, plain_value
@@ -276,6 +276,7 @@ def export_scores(
         own = scores.loc[scores["outcome"] == champion.outcome.name]
         key = export_key(champion, fingerprint)
         written.append(write_export(folder, key, members, own))
+        prune(folder, champion.outcome.name)
     return written
 
 

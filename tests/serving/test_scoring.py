@@ -27,7 +27,7 @@ from serving.scoring import (
     UnknownPeople,
 )
 from tests.models.frames import make_frame, small_features, split_latest
-from tests.serving.exports import scorer_over
+from tests.serving.exports import export_frame, scorer_over
 from training.config import TrainingConfig
 from training.fit import fit
 
@@ -176,3 +176,13 @@ def test_only_served_outcomes_resolve(served: ServedModel, tmp_path: Path) -> No
     assert scorer.resolve("Falls") == "falls"
     with pytest.raises(ScoringError, match="unknown outcome 'complex-dependency'; choose one of"):
         scorer.resolve("complex-dependency")  # a registered outcome, but not served here
+
+
+def test_only_the_two_newest_exports_of_an_outcome_are_kept(
+    served: ServedModel, tmp_path: Path
+) -> None:
+    folder = tmp_path / "kept"
+    for n in range(3):
+        export_frame(folder, snapshot(), {"falls": served}, fingerprint=f"2025-01-0{n + 1}/400/x")
+    kept = sorted(p.name for p in folder.glob("scores-falls-*.duckdb"))
+    assert [name.split("-")[2:5] for name in kept] == [["2025", "01", "02"], ["2025", "01", "03"]]
