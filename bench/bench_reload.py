@@ -10,9 +10,10 @@ new champion versions and adds keys and audit records. In one run, on one machin
 versions) builds and swaps a new state, the load running from before the reload is asked until
 it has answered; (c) the reload's time (the build, as the route reports it, and the request's
 wall time); (d) the service's RSS (all its processes) before the first reload, at its peak
-during each reload (two states held) and after each of `--reloads` reloads, each measured once
-the new state's background reasons pass has finished. Target: no growth beyond one state, i.e.
-RSS after the last reload less than before plus (peak - before). Prints a markdown table and
+during each reload (two states held) and after each of `--reloads` reloads (a reload to a new
+champion scores the snapshot and writes its export, then opens it: serving/scores_file.py).
+Target: no growth beyond one state, i.e. RSS after the last reload less than before plus
+(peak - before). Prints a markdown table and
 the command; writes JSON to bench/out/reload-N.json.
 """
 
@@ -32,7 +33,6 @@ import httpx
 import numpy as np
 
 from bench.bench_serving import (
-    REASONS_READY,
     Calls,
     add_keys,
     carerisk_calls,
@@ -140,16 +140,6 @@ class Clients:
         }  # fmt: skip
 
 
-def wait_reasons(service: Any, count: int, timeout: float) -> float:
-    """Wait until the log says `count` reasons passes have finished; seconds waited."""
-    began = time.perf_counter()
-    while service.log().count(REASONS_READY) < count:
-        if time.perf_counter() - began > timeout:
-            raise TimeoutError(f"{count} reasons passes not finished within {timeout:.0f} s")
-        time.sleep(1)
-    return round(time.perf_counter() - began, 1)
-
-
 def reload_once(service: Any, key: str, pid: int) -> dict[str, Any]:
     """Ask for a reload, sampling the service's RSS until it answers."""
     peak, done = [rss_mib(pid)], threading.Event()
@@ -188,7 +178,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         assert service.process is not None
         pid = service.process.pid
-        wait_reasons(service, args.workers, args.start_timeout)
         calls = carerisk_calls(service.url, keys, ids, 1)
         with Clients(calls):  # warm up
             time.sleep(2)
@@ -204,9 +193,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(1)
             reloaded["load"] = during.summary(f"during reload {n}")
             reloaded["versions"] = versions
-            reloaded["reasons_s"] = wait_reasons(
-                service, args.workers * (n + 1), args.start_timeout
-            )
             time.sleep(3)  # the old state's release
             reloaded["rss_after_mib"] = rss_mib(pid)
             reloads.append(reloaded)

@@ -76,6 +76,12 @@ class Home:
         return self.root / "cds_patients.csv"
 
     @property
+    def scores_dir(self) -> Path:
+        """The scores the service reads (features.scores_export): one read-only DuckDB file per
+        outcome, champion and snapshot, written by `carerisk score-all`."""
+        return self.root / "serving"
+
+    @property
     def extract_dir(self) -> Path:
         """Where `carerisk demo` writes its synthetic extract."""
         return self.root / "extract"

@@ -88,6 +88,53 @@ def read_snapshot(store_path: Path, person_ids: Iterable[str] | None = None) -> 
     return frame
 
 
+def snapshot_fingerprint(store_path: Path) -> str:
+    """The snapshot table's index date, row count and the XOR of its rows' hashes (a rewrite at
+    the same date with other values changes it; 600,000 rows take some tens of milliseconds)."""
+    con = duckdb.connect(str(store_path), read_only=True)
+    try:
+        if not _has_table(con, SNAPSHOT_TABLE):
+            raise LookupError(
+                f"the store {store_path} has no {SNAPSHOT_TABLE}; run `carerisk features`"
+            )
+        row = con.execute(
+            f'SELECT min(index_date), count(*), bit_xor(hash(s)) FROM "{SNAPSHOT_TABLE}" s'
+        ).fetchone()
+    finally:
+        con.close()
+    return "/".join(str(v) for v in row or ())
+
+
+def read_places_and_cohorts(store_path: Path, outcomes: Iterable[Outcome]) -> pd.DataFrame:
+    """person_id, index_date, the places and these outcomes' cohort flags of everyone in the
+    snapshot, sorted by person_id: what the service needs of a person besides the scores."""
+    wanted = [*(o.cohort_column for o in outcomes), *PLACE_COLUMNS]
+    con = duckdb.connect(str(store_path), read_only=True)
+    try:
+        if not _has_table(con, SNAPSHOT_TABLE):
+            raise LookupError(
+                f"the store {store_path} has no {SNAPSHOT_TABLE}; run `carerisk features`"
+            )
+        present = {
+            str(r[0])
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                [SNAPSHOT_TABLE],
+            ).fetchall()
+        }
+        missing = [c for c in wanted if c not in present]
+        if missing:
+            raise LookupError(
+                f"the feature snapshot has no {', '.join(missing)}: it was written before "
+                "these were kept, or without these outcomes registered; re-run "
+                "`carerisk features`"
+            )
+        names = ", ".join(f'"{c}"' for c in ["person_id", "index_date", *wanted])
+        return con.execute(f'SELECT {names} FROM "{SNAPSHOT_TABLE}" ORDER BY person_id').df()
+    finally:
+        con.close()
+
+
 def _cohorts_and_places(
     store_path: Path, day: date, outcomes: list[Outcome], engine: Engine, spark: Any | None
 ) -> pd.DataFrame:

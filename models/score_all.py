@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -21,6 +22,7 @@ import pandas as pd
 
 from features.outcomes import Outcome
 from features.registry import FEATURES
+from features.scores_export import ExportKey, prune, write_export
 from features.scores_history import COLUMNS, GROUP_COLUMNS, RANKED, REASON_COLUMNS, rank_scores
 from features.training_sets import descriptors
 from models.bundle import ModelBundle, TopReasons, plain_value
@@ -241,3 +243,57 @@ def stored_reasons(bundle: ModelBundle, text: str) -> list[dict[str, Any]]:
         label = feature.describe("unknown" if value is None else value)
         out.append(reason_fields(feature, label, value, float(contribution)))
     return out
+
+
+def export_key(champion: Champion, fingerprint: str) -> ExportKey:
+    """The key of a champion's scores export at the snapshot of this fingerprint."""
+    return ExportKey(
+        champion.outcome.name, champion.model_name, champion.version, champion.run_id, fingerprint
+    )
+
+
+def export_scores(
+    folder: Path,
+    scores: pd.DataFrame,
+    people: pd.DataFrame,
+    champions: Sequence[Champion],
+    fingerprint: str,
+) -> list[Path]:
+    """Write each champion's scores export (features.scores_export) from the scores of
+    `score_snapshot` (or the Spark engine's) and the snapshot's places and cohort flags
+    (features.snapshot.read_places_and_cohorts); returns the files written."""
+    written = []
+    for champion in champions:
+        flag = champion.outcome.cohort_column
+        missing = [c for c in (flag, "district", "practice_code") if c not in people.columns]
+        if missing:
+            raise ValueError(
+                f"the snapshot has no {', '.join(missing)}: it was written before these were "
+                "kept, or without this outcome registered; re-run `carerisk features`"
+            )
+        members = people[["person_id", "district", "practice_code"]].copy()
+        members["in_cohort"] = people[flag].fillna(False).astype(bool).to_numpy()
+        own = scores.loc[scores["outcome"] == champion.outcome.name]
+        key = export_key(champion, fingerprint)
+        written.append(write_export(folder, key, members, own))
+        prune(folder, champion.outcome.name)
+    return written
+
+
+def score_and_export(
+    store_path: Path, folder: Path, champions: Sequence[Champion], objections: Iterable[str] = ()
+) -> list[Path]:
+    """Score the stored snapshot with these champions (as `carerisk score-all` does on DuckDB)
+    and write their exports only, not the store's history (the service, when it finds no
+    export for its champions, reads the store and never writes it)."""
+    from features.snapshot import read_snapshot_people, snapshot_fingerprint
+
+    fingerprint = snapshot_fingerprint(store_path)
+    snapshot = read_snapshot_people(store_path)
+    scores = score_snapshot(snapshot, champions, objections)
+    if snapshot_fingerprint(store_path) != fingerprint:
+        raise ValueError(
+            f"the snapshot in {store_path} changed while it was scored; try again once "
+            "`carerisk features` has finished"
+        )
+    return export_scores(folder, scores, snapshot, champions, fingerprint)

@@ -282,7 +282,7 @@ def audit_entry(
 
 def snapshot_date(state: ServiceState, endpoint: str) -> str | None:
     """The snapshot's date a scoring call used (records sent in are scored without it)."""
-    return None if endpoint == "score_records" else state.scorer.snapshot.index_date.isoformat()
+    return None if endpoint == "score_records" else state.scorer.index_date.isoformat()
 
 
 class AuditDetails(TypedDict, total=False):

@@ -145,6 +145,7 @@ def load_champions(
             name=str(meta.get("registered_model", outcome.model_name)),
             version=str(meta.get("registered_version", model.tag.version)),
             bundle=bundle,
+            run_id=str(meta.get("run_id", "")),
         )
     return served
 

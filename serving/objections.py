@@ -36,6 +36,10 @@ class ObjectionList:
             self._ids = ids
         return len(ids)
 
+    @property
+    def ids(self) -> frozenset[str]:
+        return self._ids
+
     def __contains__(self, person_id: object) -> bool:
         return person_id in self._ids
 

@@ -238,7 +238,7 @@ def _create_route(routes: APIRouter, Body: type[ReferralRequest]) -> None:
             audit(state, principal, route, "unknown_receiver", 422, person_ids=[body.person_id])
             message = f"{body.receiving_org!r} is not a fire organisation of this service"
             raise refused(422, "unknown_receiver", message)
-        place = state.scorer.snapshot.places.loc[body.person_id]
+        place = state.scorer.place(body.person_id)
         new = NewReferral(
             person_id=body.person_id,
             outcome=outcome,

@@ -111,9 +111,9 @@ timeouts.install()
 @bentoml.asgi_app(build_ui_app(), path="/ui")  # practitioner pages (serving/ui.py)
 @bentoml.asgi_app(build_cds_app(api), path="/")  # CDS Hooks: only /cds-services (cds_hooks.py)
 class CareRisk:
-    """Loads the verified champions and the latest snapshot, adds the routes for the outcomes
-    served (serving/routes.py), then answers; a reload swaps in new champions and a new
-    snapshot while it answers (serving/watch.py)."""
+    """Loads the verified champions and opens their scores exports at the latest snapshot, adds
+    the routes for the outcomes served (serving/routes.py), then answers; a reload swaps in new
+    champions and a new snapshot's scores while it answers (serving/watch.py)."""
 
     def __init__(self) -> None:
         logging.getLogger("carerisk").setLevel(logging.INFO)  # counts and names, no people
@@ -129,9 +129,9 @@ class CareRisk:
         served = [o.name for o in self.state.outcomes]
         api.include_router(referral_router(served))  # /v1/referrals (serving/referral_routes.py)
         api.state.carerisk = self.state  # last: the gate serves /v1 once the state is here
-        # The snapshot's long-lived objects (ids, lookups) never become garbage; kept out of the
-        # collector's full passes, they stop stalling requests (20,000 people: batch p99 172 ms
-        # before, 51 ms after). A reload unfreezes, collects the old state and freezes again.
+        # The state's long-lived objects (champions, keys, routes) never become garbage; kept out
+        # of the collector's full passes, they do not stall requests. A reload unfreezes,
+        # collects the old state and freezes again.
         gc.freeze()
         watch(self.state.reloads, self._stop_watching)
 

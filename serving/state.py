@@ -52,16 +52,13 @@ class ServiceState:
         return view
 
 
-def build_state(
-    config: ServingConfig, *, import_from_registry: bool = True, warm: bool = True
-) -> ServiceState:
-    """Load champions (verified), the snapshot, keys, audit and objections; raise on any gap.
-    With `warm`, every cohort member's probability now and their reasons in the background
-    (a one-off command such as `carerisk register` computes only what it asks for)."""
+def build_state(config: ServingConfig, *, import_from_registry: bool = True) -> ServiceState:
+    """Load champions (verified), their scores at the snapshot (serving/scores_file.py), keys,
+    audit and objections; raise on any gap."""
     layout = config.layout
     warn_if_open(layout)
     outcomes = config.served_outcomes()
-    scorer = build_scorer(config, outcomes, import_from_registry=import_from_registry, warm=warm)
+    scorer = build_scorer(config, outcomes, import_from_registry=import_from_registry)
     audit = AuditLog(layout.audit_path)
     writer = AuditWriter(audit)
     return ServiceState(

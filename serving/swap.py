@@ -1,14 +1,15 @@
 """Swapping the scorer without downtime: a new one is built beside the old, then one reference
 is switched.
 
-The service holds its `Scorer` (champions, snapshot, objections, precomputed probabilities) in a
-`ScorerHolder`. A request takes the holder's scorer once, when the gate admits it
+The service holds its `Scorer` (champions, their scores exports at the snapshot, objections) in
+a `ScorerHolder`. A request takes the holder's scorer once, when the gate admits it
 (serving/state.py `ServiceState.pin`), and uses that one to the end, so a request in flight
 finishes on the state it started with. `swap_in` builds a complete new scorer (champions
-imported from the registry and verified: checksums and feature list; the snapshot re-read;
-objections; probabilities computed) while the old one serves; anything that goes wrong leaves
-the old one serving and raises `ReloadRefused` saying why. After a swap the old scorer's
-background pass is stopped and its memory given back (`release`).
+imported from the registry and verified: checksums and feature list; objections; each
+champion's scores export at the stored snapshot opened, or, when `carerisk score-all` has not
+written it, the snapshot scored now and the export written) while the old one serves; anything
+that goes wrong leaves the old one serving and raises `ReloadRefused` saying why. After a swap
+the old scorer is freed once its last request ends (`release`).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from features.outcomes import Outcome
-from features.snapshot import read_snapshot
 from serving.champions import ChampionError, import_champions, load_champions, write_pointer
 from serving.config import ServingConfig
 from serving.objections import ObjectionList
-from serving.scoring import Scorer, Snapshot
+from serving.scores_file import open_exports
+from serving.scoring import Scorer
 
 log = logging.getLogger("carerisk.serving")
 
@@ -80,12 +81,11 @@ def build_scorer(
     *,
     import_from_registry: bool = True,
     strict: bool = False,
-    warm: bool = True,
 ) -> Scorer:
-    """A complete scorer: champions verified, the snapshot, objections; with `warm`, every
-    cohort's probabilities now and their reasons in a background pass. `strict` (a reload):
-    the registry must answer, and the pointer file names the new champions only once they and
-    the snapshot have been read without fault."""
+    """A complete scorer: champions verified, objections, each champion's scores export at the
+    stored snapshot (scored now when missing: serving/scores_file.py `open_exports`). `strict`
+    (a reload): the registry must answer, and the pointer file names the new champions only
+    once they and their scores have been read without fault."""
     layout = config.layout
     tags = None
     if import_from_registry and strict:
@@ -93,15 +93,14 @@ def build_scorer(
     elif import_from_registry:
         log.info(refresh_champions(config, outcomes))
     models = load_champions(layout.bentoml_home, outcomes, tags=tags)
+    objections = ObjectionList.load(layout.objections_path)
     scorer = Scorer(
         models=models,
-        snapshot=Snapshot.from_frame(read_snapshot(layout.store_path), outcomes),
-        objections=ObjectionList.load(layout.objections_path),
+        scores=open_exports(layout, models, objections.ids),
+        objections=objections,
         stale_after_days=config.stale_after_days,
         top_k=config.top_k,
     )
-    if warm:
-        scorer.precompute()
     if tags is not None:
         write_pointer(layout.bentoml_home, tags)
     return scorer
@@ -155,7 +154,7 @@ def describe(served: dict[str, Any]) -> str:
 
 
 def release(old: Scorer, *, frozen: bool, wait: float = RELEASE_WAIT_SECONDS) -> threading.Thread:
-    """Stop the old scorer's background pass and wait, in a thread (returned), until the
+    """Close the old scorer and wait, in a thread (returned), until the
     requests still using it are done and it is freed. Should a reference cycle keep it, the
     collector runs, unfrozen for the pass in a frozen process (else the frozen old state would
     never be collected) and frozen again after."""

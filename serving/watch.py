@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from features.outcomes import Outcome
-from features.snapshot import SNAPSHOT_TABLE
+from features.snapshot import snapshot_fingerprint
 from models.registered import CHAMPION
 from serving.config import ServingConfig
 from serving.swap import ReloadBusy, Reloaded, ReloadRefused, ScorerHolder, reason_of, swap_in
@@ -57,21 +57,6 @@ def champion_versions(client: Any, outcomes: Sequence[Outcome]) -> Versions:
             version = "none"
         found.append((outcome.model_name, version))
     return tuple(found)
-
-
-def snapshot_fingerprint(store_path: Path) -> str:
-    """The snapshot table's index date, row count and the XOR of its rows' hashes (a rewrite at
-    the same date with other values changes it; 600,000 rows take some tens of milliseconds)."""
-    import duckdb
-
-    con = duckdb.connect(str(store_path), read_only=True)
-    try:
-        row = con.execute(
-            f'SELECT min(index_date), count(*), bit_xor(hash(s)) FROM "{SNAPSHOT_TABLE}" s'
-        ).fetchone()
-    finally:
-        con.close()
-    return "/".join(str(v) for v in row or ())
 
 
 def read_marks(client: Any, config: ServingConfig, outcomes: Sequence[Outcome]) -> Marks:

@@ -1,7 +1,8 @@
 """`carerisk demo`: the whole job end to end on the embedded defaults.
 
 synthetic county -> load -> validate -> features -> train both outcomes (with their evaluation
-reports) -> promote -> risk registers -> demo keys -> the scoring service on loopback.
+reports) -> promote -> score everyone (score-all: the scores the service reads) -> risk
+registers -> demo keys -> the scoring service on loopback.
 Each step is the real subcommand, invoked in this process with the same settings.
 """
 
@@ -55,6 +56,8 @@ def demo(
     for outcome in outcomes:
         _step(ctx, f"6. Promotion gate: {outcome.cli_name}", "promote",
               "--outcome", outcome.cli_name, *cfg)  # fmt: skip
+    _step(ctx, "7. Score and explain everyone in each cohort (what the service reads)",
+          "score-all")  # fmt: skip
     registers(ctx, settings.home.reports_dir, outcomes)
     keys = demo_keys(ctx)
     cds_patients(ctx)
@@ -65,7 +68,7 @@ def demo(
         first = outcomes[0]
         person = first_person(register_path(settings.home.reports_dir, first, "gp"))
         print_examples(keys, port, first, person)
-        _step(ctx, "9. Scoring service (Ctrl-C stops it)", "serve", "--port", port)
+        _step(ctx, "10. Scoring service (Ctrl-C stops it)", "serve", "--port", port)
 
 
 def registers(ctx: typer.Context, reports: Path, outcomes: list[Outcome]) -> None:
@@ -73,7 +76,7 @@ def registers(ctx: typer.Context, reports: Path, outcomes: list[Outcome]) -> Non
     first, *others = outcomes
     for outcome, role in [(first, "gp"), (first, "fire"), *((o, "gp") for o in others)]:
         out = register_path(reports, outcome, role)
-        _step(ctx, f"7. Risk register: {outcome.cli_name}, {role} view", "register",
+        _step(ctx, f"8. Risk register: {outcome.cli_name}, {role} view", "register",
               "--outcome", outcome.cli_name, "--top", 200, "--role", role,
               "--out", out)  # fmt: skip
 
@@ -86,7 +89,7 @@ def demo_keys(ctx: typer.Context) -> dict[str, str]:
     """A GP key and a fire-service key for trying the API (shown once, like any key)."""
     from serving.keys import KeyStore
 
-    console.rule("[bold]8. Demo API keys")
+    console.rule("[bold]9. Demo API keys")
     store = KeyStore(settings_of(ctx).home.keys_path)
     keys = {}
     for org, role in (("Demo Surgery", "gp"), ("Demo Fire and Rescue", "fire")):

@@ -47,12 +47,16 @@ def score_all(
     engine: Engine = "duckdb",
 ) -> list[Written]:
     """Score the snapshot's cohorts with the registry's champions on `engine`; store them in the
-    history."""
+    history and write each champion's scores export, the file the service reads
+    (features.scores_export)."""
     from features.scores_history import write_scores
+    from features.snapshot import read_places_and_cohorts, snapshot_fingerprint
+    from models.score_all import export_scores
     from training.champions import registry_champions
 
     champions = registry_champions(settings.tracking_uri, outcomes)
     store = settings.home.store_path
+    fingerprint = snapshot_fingerprint(store)
     if engine == "spark":
         from features.engines import spark_session
         from models.score_spark import score_snapshot_spark
@@ -69,7 +73,15 @@ def score_all(
         scores = score_snapshot(read_snapshot_people(store), champions, objections)
     else:
         raise ValueError(f"unknown engine {engine!r}; choose duckdb or spark")
-    return write_scores(store, scores, objections)
+    people = read_places_and_cohorts(store, outcomes)
+    if snapshot_fingerprint(store) != fingerprint:
+        raise ValueError(
+            f"the snapshot in {store} changed while it was scored; run `carerisk score-all` "
+            "again once `carerisk features` has finished"
+        )
+    written = write_scores(store, scores, objections)
+    export_scores(settings.home.scores_dir, scores, people, champions, fingerprint)
+    return written
 
 
 def _written_table(written: list[Written]) -> Table:

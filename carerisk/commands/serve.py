@@ -216,7 +216,7 @@ def preflight(config: Any, *, import_from_registry: bool = True) -> Any:
     from serving.state import build_state
 
     try:
-        return build_state(config, import_from_registry=import_from_registry, warm=False)
+        return build_state(config, import_from_registry=import_from_registry)
     except (ChampionError, LookupError, UnknownOutcome) as exc:
         fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - any other start failure, said in one line
@@ -300,9 +300,7 @@ def serve(
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     state = preflight(config)
     models = ", ".join(f"{m.name} v{m.version}" for m in state.scorer.models.values())
-    console.print(
-        f"serving {models} on http://{host}:{port} (snapshot {state.scorer.snapshot.index_date})"
-    )
+    console.print(f"serving {models} on http://{host}:{port} (snapshot {state.scorer.index_date})")
     command = server_command(host, port)
     env = {**os.environ, **config.to_env(), "BENTOML_HOME": str(config.layout.bentoml_home)}
     env[CONFIG_OPTIONS] = worker_options(env.get(CONFIG_OPTIONS, ""), workers)

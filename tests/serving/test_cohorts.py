@@ -1,6 +1,6 @@
 """Serving applies the training cohorts, read from the snapshot that `write_snapshot` builds:
 care-home residents and people who died on the index date get 422 for every outcome, with the
-definition's words, are absent from registers and are never precomputed."""
+definition's words, are absent from registers and have no stored score."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ import pytest
 
 from features.home import Home
 from features.outcomes import COMPLEX_DEPENDENCY, FALLS, PRODUCT
-from features.snapshot import read_snapshot, write_snapshot
+from features.snapshot import read_snapshot_people, write_snapshot
 from models import ModelBundle
 from models.registered import BUNDLE_ARTIFACT, CHAMPION
 from serving.objections import ObjectionList
-from serving.scoring import OutsideCohort, Scorer, ServedModel, Snapshot
+from serving.scores_file import PROBABILITY
+from serving.scoring import OutsideCohort, Scorer, ServedModel
 from tests.features._records import ae, care, death, gp, make_store, person
 from tests.live import LiveService
+from tests.serving.exports import scorer_over
 from training.tracking import client_for, version_by_alias
 
 D = date(2025, 4, 1)
@@ -65,10 +67,11 @@ def scorer(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Scor
     ]
     store = make_store(home.store_path, records)
     write_snapshot(store, D, PRODUCT)
-    return Scorer(
-        models=champions(trained_home),
-        snapshot=Snapshot.from_frame(read_snapshot(store), PRODUCT),
-        objections=ObjectionList.load(home.objections_path),
+    return scorer_over(
+        home.scores_dir,
+        read_snapshot_people(store),
+        champions(trained_home),
+        ObjectionList.load(home.objections_path),
     )
 
 
@@ -84,8 +87,8 @@ def test_care_home_residents_and_deaths_on_the_day_are_refused(
     assert refused.value.message == PRODUCT.get(outcome).outside_cohort()
     _, ranked = scorer.ranked(outcome)
     assert person_id not in {r.person_ref for r in ranked}
-    row = scorer.snapshot.positions[person_id]
-    assert scorer.precomputed(outcome).slot[row] == -1  # never precomputed
+    in_cohort, row = scorer.scores[outcome].people([person_id])[person_id]
+    assert not in_cohort and row[PROBABILITY] is None  # no stored score
 
 
 def test_the_cohorts_follow_age_too(scorer: Scorer) -> None:

@@ -1,7 +1,9 @@
-"""The Scorer's precomputed snapshot scores: the same answers as scoring the rows afresh."""
+"""The Scorer's stored snapshot scores (the export `carerisk score-all` writes): the same answers
+as scoring the rows afresh."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -11,19 +13,21 @@ import pytest
 
 from features.home import Home
 from features.outcomes import FALLS
+from models.score_all import export_scores
 from serving.objections import ObjectionList
 from serving.schemas import ScoreResponse, ScoreResult
+from serving.scores_file import champion_of
 from serving.scoring import (
+    NotScored,
     ObjectedPeople,
     OutsideCohort,
     Scorer,
     ScoringError,
     ServedModel,
-    Snapshot,
-    SnapshotError,
     UnknownPeople,
 )
 from tests.models.frames import make_frame, small_features, split_latest
+from tests.serving.exports import export_frame, scorer_over
 from training.config import TrainingConfig
 from training.fit import fit
 
@@ -35,23 +39,28 @@ def served() -> ServedModel:
     return ServedModel(FALLS, FALLS.model_name, "7", trained.bundle)
 
 
-def snapshot(people: int = 400) -> Snapshot:
+def snapshot(people: int = 400) -> pd.DataFrame:
     frame = make_frame(people=people, seed=11)
     frame = frame[frame["index_date"] == frame["index_date"].max()].reset_index(drop=True)
     frame["cohort_falls"] = np.arange(len(frame)) % 5 != 0  # every fifth person is outside
     frame["district"] = np.where(np.arange(len(frame)) % 2 == 0, "North", "South")
     frame["practice_code"] = "A00001"
-    return Snapshot.from_frame(frame, [FALLS])
+    return frame.sort_values("person_id", ignore_index=True)
+
+
+FOLDERS = itertools.count()
 
 
 def make_scorer(served: ServedModel, tmp_path: Path, objectors: frozenset[str] = frozenset()
                 ) -> Scorer:  # fmt: skip
+    """Scored with nobody left out; `objectors` object after the scores were written."""
     objections = ObjectionList(Home(tmp_path).objections_path, objectors)
-    return Scorer(models={"falls": served}, snapshot=snapshot(), objections=objections, top_k=3)
+    folder = tmp_path / f"exports-{next(FOLDERS)}"
+    return scorer_over(folder, snapshot(), {"falls": served}, objections, top_k=3)
 
 
 def members(scorer: Scorer) -> list[str]:
-    frame = scorer.snapshot.frame
+    frame = snapshot()
     return frame.loc[frame["cohort_falls"], "person_id"].tolist()
 
 
@@ -62,7 +71,7 @@ def test_snapshot_scores_equal_scoring_the_rows_afresh(
     scorer = make_scorer(served, tmp_path)
     ids = members(scorer)[::7][:40]
     cached = scorer.score_people("falls", ids, clinical=clinical)
-    rows = scorer.snapshot.frame.set_index("person_id", drop=False).loc[ids]
+    rows = snapshot().set_index("person_id", drop=False).loc[ids]
     fresh = scorer.score_frame("falls", rows.reset_index(drop=True), ids, clinical=clinical)
     assert [r.person_ref for r in cached] == ids
     assert [r.model_dump() for r in cached] == [r.model_dump() for r in fresh]
@@ -87,33 +96,29 @@ def test_the_json_answer_is_the_typed_answer_serialised(
     assert len(set(map(type, values))) > 1  # numbers and words both went through the cache
 
 
-def test_precomputing_covers_the_cohort_only(served: ServedModel, tmp_path: Path) -> None:
+def test_the_stored_scores_cover_the_cohort_only(served: ServedModel, tmp_path: Path) -> None:
     scorer = make_scorer(served, tmp_path)
-    thread = scorer.precompute()
-    assert thread is not None
-    thread.join(timeout=60)
-    pre = scorer.precomputed("falls")
-    assert len(pre.probabilities) == len(members(scorer)) == int((pre.slot >= 0).sum())
-    assert pre.done.all()  # the background pass filled every member's reasons
-    outsider = scorer.snapshot.frame.loc[~scorer.snapshot.frame["cohort_falls"], "person_id"]
+    _, ranked = scorer.ranked("falls")
+    assert sorted(r.person_ref for r in ranked) == sorted(members(scorer))
+    frame = snapshot()
+    outsider = frame.loc[~frame["cohort_falls"], "person_id"]
     with pytest.raises(OutsideCohort) as refused:
         scorer.score_people("falls", [members(scorer)[0], outsider.iloc[0]])
     assert refused.value.person_ids == [outsider.iloc[0]]
 
 
-def test_reasons_are_filled_when_asked_for_and_equal_the_background_pass(
+def test_people_who_objected_when_scored_and_withdrew_since_are_refused_by_name(
     served: ServedModel, tmp_path: Path
 ) -> None:
-    lazy = make_scorer(served, tmp_path)
-    ids = members(lazy)[5:40:3]
-    asked = lazy.score_people("falls", ids)  # nothing filled before: filled for these only
-    assert int(lazy.precomputed("falls").done.sum()) == len(ids)
-    eager = make_scorer(served, tmp_path)
-    eager.precompute(background=False)
-    assert eager.precomputed("falls").done.all()
-    assert [r.model_dump() for r in asked] == [
-        r.model_dump() for r in eager.score_people("falls", ids)
-    ]
+    first, second = members(make_scorer(served, tmp_path))[:2]
+    objections = ObjectionList(Home(tmp_path).objections_path, frozenset())
+    scorer = scorer_over(tmp_path / "withdrawn", snapshot(), {"falls": served}, objections,
+                         scored_without={second})  # fmt: skip
+    assert scorer.score_people("falls", [first])[0].person_ref == first
+    with pytest.raises(NotScored, match="run `carerisk score-all`") as refused:
+        scorer.score_people("falls", [first, second])
+    assert refused.value.person_ids == [second]
+    assert second not in {r.person_ref for r in scorer.ranked("falls")[1]}
 
 
 def test_unknown_and_objecting_people_are_refused_by_name(
@@ -146,22 +151,24 @@ def test_register_ranks_by_risk_without_objectors(served: ServedModel, tmp_path:
 
 
 def test_missing_values_are_worded_once_as_unknown(served: ServedModel, tmp_path: Path) -> None:
-    pre = make_scorer(served, tmp_path).precomputed("falls")
-    features = served.bundle.features
-    missing = {f.name: np.array([np.nan, np.float64("nan"), pd.NA], dtype=object) for f in features}
-    reason = pre.reason_maker(missing)
-    first = [reason(0, row, c) for row, c in ((0, 0.5), (1, -0.2), (2, 0.1))]
-    assert [r["value"] for r in first] == [None, None, None]
-    assert {r["label"] for r in first} == {features[0].describe("unknown")}
-    assert [r["direction"] for r in first] == ["raises", "lowers", "raises"]
-    assert list(pre.worded) == [(0, None)]  # one entry, not one per NaN object
+    scorer = make_scorer(served, tmp_path)
+    feature = served.bundle.features[0]
+    stored = json.dumps([[feature.name, None, 0.5], [feature.name, None, -0.2]])
+    worded = len(scorer._worded)
+    first = scorer.reasons(served, stored) + scorer.reasons(served, stored)
+    assert [r["value"] for r in first] == [None] * 4
+    assert {r["label"] for r in first} == {feature.describe("unknown")}
+    assert [r["direction"] for r in first] == ["raises", "lowers"] * 2
+    assert len(scorer._worded) == worded + 1  # one entry, not one per reason
 
 
-def test_a_snapshot_without_cohort_flags_is_refused() -> None:
-    frame = snapshot().frame.reset_index(drop=True)
+def test_a_snapshot_without_cohort_flags_is_refused(served: ServedModel, tmp_path: Path) -> None:
+    frame = snapshot()
+    scorer = make_scorer(served, tmp_path)
+    champion = champion_of(scorer.models["falls"])
     for column in ("cohort_falls", "district"):
-        with pytest.raises(SnapshotError, match=f"no {column}.*re-run `carerisk features`"):
-            Snapshot.from_frame(frame.drop(columns=[column]), [FALLS])
+        with pytest.raises(ValueError, match=f"no {column}.*re-run `carerisk features`"):
+            export_scores(tmp_path, frame.iloc[:0], frame.drop(columns=[column]), [champion], "x")
 
 
 def test_only_served_outcomes_resolve(served: ServedModel, tmp_path: Path) -> None:
@@ -169,3 +176,13 @@ def test_only_served_outcomes_resolve(served: ServedModel, tmp_path: Path) -> No
     assert scorer.resolve("Falls") == "falls"
     with pytest.raises(ScoringError, match="unknown outcome 'complex-dependency'; choose one of"):
         scorer.resolve("complex-dependency")  # a registered outcome, but not served here
+
+
+def test_only_the_two_newest_exports_of_an_outcome_are_kept(
+    served: ServedModel, tmp_path: Path
+) -> None:
+    folder = tmp_path / "kept"
+    for n in range(3):
+        export_frame(folder, snapshot(), {"falls": served}, fingerprint=f"2025-01-0{n + 1}/400/x")
+    kept = sorted(p.name for p in folder.glob("scores-falls-*.duckdb"))
+    assert [name.split("-")[2:5] for name in kept] == [["2025", "01", "02"], ["2025", "01", "03"]]

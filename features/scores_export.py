@@ -1,0 +1,160 @@
+"""The scores a service reads: one read-only DuckDB file per outcome, champion and snapshot.
+
+`carerisk score-all` writes the scores history into the store (features.scores_history) and,
+from the same rows, one export per outcome into `<home>/serving/`. The service opens the
+exports of its champions and snapshot read-only and never holds the store open (DuckDB allows
+no writer while another process has the file open, and `refresh`, `score-all` and `load` write
+the store while the service runs).
+
+An export holds four tables, each sorted for one read the service does:
+
+- `people`: everyone in the snapshot, by person_id (with an index), their places, whether they
+  are in the outcome's cohort and, for cohort members scored, the score columns;
+- `by_practice`, `by_district`, `by_county`: the scored members sorted by (place, rank), so a
+  register is a range read (DuckDB skips row groups and segments by their min/max).
+
+Its name carries the outcome, snapshot date, champion version and a digest of the champion's
+model, version and run and of the snapshot's fingerprint (features.snapshot), so a new champion
+or a rewritten snapshot names a file that does not exist yet. It is written to a temporary name
+and renamed, so a reader never sees half a file; `score-all` then keeps the two newest exports of
+each outcome (`prune`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+KEEP = 2  # exports kept per outcome: the newest, and the one a service may not have left yet
+FORMAT = 1  # bumped when the tables change: older exports are then written again
+PEOPLE_COLUMNS: tuple[str, ...] = ("person_id", "district", "practice_code", "in_cohort")
+SCORE_COLUMNS: tuple[str, ...] = (
+    "probability",
+    "band",
+    "rank_practice",
+    "rank_district",
+    "rank_county",
+    "reasons_clinical",
+    "reasons_non_clinical",
+)
+# register table -> its sort order (and the place column its range reads filter on)
+REGISTERS: dict[str, tuple[str | None, str]] = {
+    "by_practice": ("practice_code", "rank_practice"),
+    "by_district": ("district", "rank_district"),
+    "by_county": (None, "rank_county"),
+}
+
+
+@dataclass(frozen=True)
+class ExportKey:
+    """What one export holds: an outcome's scores by one champion at one snapshot."""
+
+    outcome: str
+    model_name: str
+    model_version: str
+    run_id: str
+    fingerprint: str  # features.snapshot.snapshot_fingerprint: index date/rows/hash
+
+    @property
+    def snapshot_date(self) -> str:
+        return self.fingerprint.split("/", 1)[0]
+
+    def digest(self) -> str:
+        text = json.dumps({**asdict(self), "format": FORMAT}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def path(self, folder: Path) -> Path:
+        name = f"scores-{self.outcome}-{self.snapshot_date}-v{self.model_version}-{self.digest()}"
+        return folder / f"{name}.duckdb"
+
+
+def write_export(folder: Path, key: ExportKey, people: pd.DataFrame, scores: pd.DataFrame) -> Path:
+    """Write the export of `key` from `people` (PEOPLE_COLUMNS: everyone in the snapshot) and
+    `scores` (the scores history's rows of this outcome and snapshot); returns its path."""
+    _check(key, people, scores)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    final = key.path(folder)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    try:
+        _write(tmp, key, people, scores)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def prune(folder: Path, outcome: str, keep: int = KEEP) -> list[Path]:
+    """Remove all but the `keep` newest exports of `outcome`; returns those removed. A service
+    that has one open reads on (the file goes when it closes it)."""
+    found = sorted(
+        folder.glob(f"scores-{outcome}-*.duckdb"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    for old in found[keep:]:
+        old.unlink(missing_ok=True)
+    return found[keep:]
+
+
+def _check(key: ExportKey, people: pd.DataFrame, scores: pd.DataFrame) -> None:
+    for name, frame, columns in (
+        ("people", people, PEOPLE_COLUMNS),
+        ("scores", scores, ("person_id", "outcome", "model_version", *SCORE_COLUMNS)),
+    ):
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"the {name} frame of {key.outcome} lacks {', '.join(missing)}")
+    others = scores.loc[
+        (scores["outcome"] != key.outcome)
+        | (scores["model_version"].astype(str) != key.model_version)
+    ]
+    if len(others):
+        row = others.iloc[0]
+        raise ValueError(
+            f"scores row of {row['person_id']} is {row['outcome']} v{row['model_version']}, "
+            f"not {key.outcome} v{key.model_version}"
+        )
+    if people["person_id"].duplicated().any():
+        twice = people["person_id"][people["person_id"].duplicated()].iloc[0]
+        raise ValueError(f"the snapshot lists person {twice} twice")
+    members = set(people["person_id"][people["in_cohort"].to_numpy(dtype=bool)])
+    strays = [p for p in scores["person_id"] if p not in members]
+    if strays:
+        raise ValueError(
+            f"scores of {key.outcome} hold {strays[0]}, who is not in its cohort at the "
+            f"snapshot {key.snapshot_date}; run `carerisk score-all` after `carerisk features`"
+        )
+
+
+def _write(path: Path, key: ExportKey, people: pd.DataFrame, scores: pd.DataFrame) -> None:
+    picked = ", ".join(f's."{c}"' for c in SCORE_COLUMNS)
+    with duckdb.connect(str(path)) as con:
+        con.register("people_frame", people[list(PEOPLE_COLUMNS)])
+        con.register("scores_frame", scores[["person_id", *SCORE_COLUMNS]])
+        con.execute(
+            "CREATE TABLE people AS SELECT p.person_id::VARCHAR AS person_id, "
+            "p.district::VARCHAR AS district, p.practice_code::VARCHAR AS practice_code, "
+            f"coalesce(p.in_cohort, false)::BOOLEAN AS in_cohort, {picked} "
+            "FROM people_frame p LEFT JOIN scores_frame s USING (person_id) ORDER BY 1"
+        )
+        con.execute("CREATE UNIQUE INDEX people_person_id ON people (person_id)")
+        for table, (place, rank) in REGISTERS.items():
+            order = ", ".join(c for c in (place, rank) if c)
+            con.execute(
+                f"CREATE TABLE {table} AS SELECT * EXCLUDE (in_cohort) FROM people "
+                f"WHERE probability IS NOT NULL ORDER BY {order}"
+            )
+        con.execute(
+            "CREATE TABLE meta AS SELECT ? AS outcome, ? AS model_name, ? AS model_version, "
+            "? AS run_id, ? AS fingerprint, ?::DATE AS snapshot_date, ? AS format",
+            [key.outcome, key.model_name, key.model_version, key.run_id, key.fingerprint,
+             key.snapshot_date, FORMAT],
+        )  # fmt: skip
+        con.execute("CHECKPOINT")

@@ -1,0 +1,63 @@
+"""A Scorer over a snapshot frame: the frame scored as `carerisk score-all` does, exported
+(features.scores_export) and opened read-only, as the service opens it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from models.score_all import export_key, export_scores, score_snapshot
+from serving.objections import ObjectionList
+from serving.scores_file import ScoresFile, champion_of
+from serving.scoring import Scorer, ServedModel
+
+# what the scores history's fairness groups are made of (features.training_sets.descriptors)
+DESCRIBED_BY: dict[str, object] = {
+    "gp_system": "EMIS",
+    "age_years": 80,
+    "female": 1,
+    "ethnic_group": "white",
+    "imd_decile": 5,
+    "has_gp_event_730d": 1,
+    "ethnicity_recorded": 1,
+    "bmi_recorded": 1,
+    "lookback_days": 730,
+}
+
+
+def export_frame(
+    folder: Path,
+    snapshot: pd.DataFrame,
+    models: Mapping[str, ServedModel],
+    objectors: Iterable[str] = (),
+    fingerprint: str | None = None,
+) -> dict[str, ScoresFile]:
+    """Score `snapshot` (features, index_date, cohort flags, places) with `models`, leaving out
+    `objectors`, write the exports into `folder` and open them."""
+    frame = snapshot.copy()
+    for column, value in DESCRIBED_BY.items():  # a test frame of a few features lacks them
+        if column not in frame.columns:
+            frame[column] = value
+    day = pd.Timestamp(frame["index_date"].iloc[0]).date()
+    fingerprint = fingerprint or f"{day.isoformat()}/{len(frame)}/test"
+    champions = [champion_of(m) for m in models.values()]
+    scores = score_snapshot(frame, champions, objectors)
+    export_scores(folder, scores, frame, champions, fingerprint)
+    keys = {c.outcome.name: export_key(c, fingerprint) for c in champions}
+    return {name: ScoresFile(key.path(folder), key) for name, key in keys.items()}
+
+
+def scorer_over(
+    folder: Path,
+    snapshot: pd.DataFrame,
+    models: Mapping[str, ServedModel],
+    objections: ObjectionList,
+    *,
+    scored_without: Iterable[str] = (),
+    top_k: int = 5,
+) -> Scorer:
+    """A Scorer serving `snapshot`'s exports; `scored_without`: objectors when it was scored."""
+    files = export_frame(folder, snapshot, models, scored_without)
+    return Scorer(models=models, scores=files, objections=objections, top_k=top_k)
