@@ -23,7 +23,14 @@ import pandas as pd
 from features.outcomes import Outcome
 from features.registry import FEATURES
 from features.scores_export import ExportKey, prune, write_export
-from features.scores_history import COLUMNS, GROUP_COLUMNS, RANKED, REASON_COLUMNS, rank_scores
+from features.scores_history import (
+    COLUMNS,
+    GROUP_COLUMNS,
+    RANKED,
+    REASON_COLUMNS,
+    Written,
+    rank_scores,
+)
 from features.training_sets import descriptors
 from models.bundle import ModelBundle, TopReasons, plain_value
 from models.encoding import encode_array
@@ -277,6 +284,31 @@ def export_scores(
         key = export_key(champion, fingerprint)
         written.append(write_export(folder, key, members, own))
         prune(folder, champion.outcome.name)
+    return written
+
+
+def store_and_export(
+    store_path: Path,
+    folder: Path,
+    scores: pd.DataFrame,
+    champions: Sequence[Champion],
+    objections: Collection[str],
+    fingerprint: str,
+) -> list[Written]:
+    """Store `scores` (of the snapshot whose fingerprint was `fingerprint` when it was read) in
+    the scores history and write each champion's export: what `carerisk score-all` and
+    `carerisk refresh` both do once the snapshot is scored."""
+    from features.scores_history import write_scores
+    from features.snapshot import read_places_and_cohorts, snapshot_fingerprint
+
+    people = read_places_and_cohorts(store_path, [c.outcome for c in champions])
+    if snapshot_fingerprint(store_path) != fingerprint:
+        raise ValueError(
+            f"the snapshot in {store_path} changed while it was scored; run `carerisk "
+            "score-all` again once `carerisk features` has finished"
+        )
+    written = write_scores(store_path, scores, objections)
+    export_scores(folder, scores, people, champions, fingerprint)
     return written
 
 

@@ -92,6 +92,7 @@ class RefreshPlaces:
     tracking_uri: str
     artifact_root: Path
     reports_dir: Path
+    scores_dir: Path  # the scores exports the service reads (features.scores_export)
 
 
 @dataclass(frozen=True)
@@ -268,17 +269,19 @@ def _log_refresh(store_path: Path, result: RefreshResult, load_id: int | None) -
 
 
 def scores_step(places: RefreshPlaces, options: RefreshOptions, outcomes: list[Outcome]) -> Step:
-    from features.scores_history import write_scores
-    from features.snapshot import read_snapshot_people
-    from models.score_all import score_snapshot
+    from features.snapshot import read_snapshot_people, snapshot_fingerprint
+    from models.score_all import score_snapshot, store_and_export
     from training.champions import registry_champions
 
     if not outcomes:
         return Step("scores", False, "scores history: no champion to score with yet")
     champions = registry_champions(places.tracking_uri, outcomes)
+    fingerprint = snapshot_fingerprint(places.store_path)
     snapshot = read_snapshot_people(places.store_path)
     scores = score_snapshot(snapshot, champions, options.objections)
-    written = write_scores(places.store_path, scores, options.objections)
+    written = store_and_export(
+        places.store_path, places.scores_dir, scores, champions, options.objections, fingerprint
+    )
     new = [w for w in written if not w.unchanged]
     parts = [f"{w.outcome} {w.model_name} v{w.model_version}: {w.rows:,} people" for w in new]
     detail = "scores history: " + ("; ".join(parts) if new else "unchanged (already stored)")

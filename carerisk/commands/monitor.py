@@ -49,9 +49,8 @@ def score_all(
     """Score the snapshot's cohorts with the registry's champions on `engine`; store them in the
     history and write each champion's scores export, the file the service reads
     (features.scores_export)."""
-    from features.scores_history import write_scores
-    from features.snapshot import read_places_and_cohorts, snapshot_fingerprint
-    from models.score_all import export_scores
+    from features.snapshot import snapshot_fingerprint
+    from models.score_all import store_and_export
     from training.champions import registry_champions
 
     champions = registry_champions(settings.tracking_uri, outcomes)
@@ -73,15 +72,9 @@ def score_all(
         scores = score_snapshot(read_snapshot_people(store), champions, objections)
     else:
         raise ValueError(f"unknown engine {engine!r}; choose duckdb or spark")
-    people = read_places_and_cohorts(store, outcomes)
-    if snapshot_fingerprint(store) != fingerprint:
-        raise ValueError(
-            f"the snapshot in {store} changed while it was scored; run `carerisk score-all` "
-            "again once `carerisk features` has finished"
-        )
-    written = write_scores(store, scores, objections)
-    export_scores(settings.home.scores_dir, scores, people, champions, fingerprint)
-    return written
+    return store_and_export(
+        store, settings.home.scores_dir, scores, champions, objections, fingerprint
+    )
 
 
 def _written_table(written: list[Written]) -> Table:

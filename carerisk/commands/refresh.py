@@ -63,6 +63,7 @@ def refresh_command(
         settings.tracking_uri,
         settings.home.artifacts_dir,
         settings.home.reports_dir,
+        settings.home.scores_dir,
     )
     options = RefreshOptions(
         outcomes=list(settings.outcomes()),

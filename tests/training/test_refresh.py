@@ -65,6 +65,9 @@ def test_the_monthly_cycle_end_to_end(tmp_path: Path) -> None:
     assert month["snapshot_date"] == "2025-05-01" and steps(month, "snapshot")[0]["changed"]
     if "promoted" in gates.values():
         assert steps(month, "scores")[0]["changed"] and steps(month, "monitor")[0]["changed"]
+        # the service's scores exports of the new snapshot are written with the history
+        exports = {p.name.split("-2025-05-01-")[0] for p in (home / "serving").glob("*.duckdb")}
+        assert {"scores-falls", "scores-complex_dependency"} <= exports, exports
         assert month["verdict"] == "stable" and month["exit_code"] == 0
 
     quiet = carerisk(home, "refresh", str(later), "--config", str(TEST_CONFIG), "--no-log")
