@@ -11,11 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evaluation.inputs import FairnessLimits
+from evaluation.report import evaluate, render_html
 from features.outcomes import FALLS
 from features.training_sets import WEIGHT, NegativeSampling
 from models.encoding import encode
+from tests.evaluation.conftest import make_input
 from tests.models.frames import make_frame, small_features, split_latest
 from training.config import ConfigError, TrainingConfig
+from training.evaluation_run import sample_words
 from training.fit import TrainedModels, TrainingError, calibration_people, fit, inner_split
 
 FRACTION = 0.2
@@ -136,3 +140,18 @@ def test_sampling_from_a_config_file(tmp_path: Path) -> None:
     path.write_text('config_version = "x"\n[sampling]\nnegative_fraction = 0\n')
     with pytest.raises(ConfigError, match="negative_fraction"):
         TrainingConfig.load(path)
+
+
+def test_the_model_card_says_the_model_was_fitted_on_a_sample(
+    fitted: tuple[TrainedModels, pd.DataFrame],
+) -> None:
+    trained, sample = fitted
+    words = sample_words(trained.bundle.metadata["sampling"])
+    assert words is not None and "20% of the negative person-dates" in words
+    assert f"{len(sample):,} rows" in words
+    assert sample_words(None) is None
+    page = render_html(evaluate(make_input(1500, training_sample=words), FairnessLimits(n_boot=20)))
+    assert "Training sample" in page and "20% of the negative person-dates" in page
+    assert "Training sample" not in render_html(
+        evaluate(make_input(1500), FairnessLimits(n_boot=20))
+    )
