@@ -24,7 +24,7 @@ FRACTION = 0.3
 
 def _train(home: Path, *extra: str) -> dict[str, Any]:
     result = live.carerisk(
-        home, "train", "--outcome", "complex-dependency", "--config", str(live.TEST_CONFIG),
+        home, "train", "--outcome", "falls", "--config", str(live.TEST_CONFIG),
         "--no-report", "--json", *extra,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -46,22 +46,24 @@ def _client(runs: dict[str, Any]) -> MlflowClient:
     return MlflowClient(tracking_uri=Home(runs["home"]).default_tracking_uri)
 
 
+def _predictions(runs: dict[str, Any], which: str) -> pd.DataFrame:
+    path = _client(runs).download_artifacts(runs[which]["run_id"], PREDICTIONS_ARTIFACT)
+    return pd.read_parquet(path)
+
+
 def test_sampled_training_is_calibrated_on_the_validation_people(runs: dict[str, Any]) -> None:
-    model = runs["sampled"]["metrics"]["model"]
-    assert model["mean_predicted"] == pytest.approx(model["prevalence"], rel=0.25)
-    client = _client(runs)
-    path = client.download_artifacts(runs["sampled"]["run_id"], PREDICTIONS_ARTIFACT)
-    predictions = pd.read_parquet(path)
-    ratio, low, high = observed_expected(
-        predictions["y"].to_numpy(), predictions["p"].to_numpy(), 0.95
-    )
+    sampled, full = _predictions(runs, "sampled"), _predictions(runs, "full")
+    assert sampled["person_id"].tolist() == full["person_id"].tolist()  # the same people, whole
+    y = sampled["y"].to_numpy()
+    ratio, low, high = observed_expected(y, sampled["p"].to_numpy(), 0.95)
     tolerance = 0.15  # tests/training-small.toml [gate] observed_expected_tolerance
     assert low - tolerance <= 1 <= high + tolerance, (ratio, low, high)
-    baseline = predictions["p_baseline"].mean()  # weighted, never recalibrated
-    assert baseline == pytest.approx(predictions["y"].mean(), rel=0.3)
-    full = runs["full"]["metrics"]["model"]
-    assert model["auroc"] == pytest.approx(full["auroc"], abs=0.05)
-    assert model["n"] == full["n"]  # the same validation people, whole
+    # a few dozen events: judged against the full model's level on the same people as well
+    assert sampled["p"].mean() == pytest.approx(full["p"].mean(), rel=0.2)
+    # the baseline is never recalibrated: only its weights keep its level the full one's
+    assert sampled["p_baseline"].mean() == pytest.approx(full["p_baseline"].mean(), rel=0.2)
+    model, whole = runs["sampled"]["metrics"]["model"], runs["full"]["metrics"]["model"]
+    assert model["auroc"] == pytest.approx(whole["auroc"], abs=0.05)
 
 
 def test_the_run_records_the_sample(runs: dict[str, Any]) -> None:
