@@ -127,10 +127,13 @@ def _logged(run: dict[str, Any]) -> dict[str, Any]:
     return run
 
 
-def bench_outcome(home: Path, outcome: str, fraction: float, config: Path | None) -> dict:
+def bench_outcome(
+    home: Path, outcome: str, fraction: float, config: Path | None, full_run: str | None = None
+) -> dict:
+    """Sampled, then full (or the earlier full run `full_run` on the same home), compared."""
     extra = ["--sample-negatives", str(fraction)]
     sampled = _logged(run_one(home, outcome, config=config, extra=extra))  # first: fails sooner
-    full = _logged(run_one(home, outcome, config=config))
+    full = {"run_id": full_run} if full_run else _logged(run_one(home, outcome, config=config))
     uri = Home(home).default_tracking_uri
     quality = compare(predictions(uri, full["run_id"]), predictions(uri, sampled["run_id"]))
     return {
@@ -149,9 +152,16 @@ def main() -> None:
     parser.add_argument("--outcome", choices=OUTCOMES, action="append")
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--config", type=Path, default=None)
+    parser.add_argument(
+        "--full-run", default=None, help="compare with this earlier full run (one outcome)"
+    )
     args = parser.parse_args()
     outcomes = args.outcome or list(OUTCOMES)
-    print_json([bench_outcome(args.home, o, args.fraction, args.config) for o in outcomes])
+    if args.full_run and len(outcomes) != 1:
+        parser.error("--full-run needs exactly one --outcome")
+    print_json(
+        [bench_outcome(args.home, o, args.fraction, args.config, args.full_run) for o in outcomes]
+    )
 
 
 if __name__ == "__main__":
