@@ -16,6 +16,7 @@ from evaluation.report import evaluate, render_html
 from features.outcomes import FALLS
 from features.training_sets import WEIGHT, NegativeSampling
 from models.encoding import encode
+from tests import live
 from tests.evaluation.conftest import make_input
 from tests.models.frames import make_frame, small_features, split_latest
 from training.config import ConfigError, TrainingConfig
@@ -155,3 +156,10 @@ def test_the_model_card_says_the_model_was_fitted_on_a_sample(
     assert "Training sample" not in render_html(
         evaluate(make_input(1500), FairnessLimits(n_boot=20))
     )
+
+
+@pytest.mark.parametrize("fraction", ["0", "1.5"])
+def test_the_train_command_names_a_bad_fraction(tmp_path: Path, fraction: str) -> None:
+    result = live.carerisk(tmp_path, "train", "--outcome", "falls", "--sample-negatives", fraction)
+    assert result.returncode != 0
+    assert f"negative sampling fraction {fraction}" in result.stdout + result.stderr
