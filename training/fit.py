@@ -87,13 +87,13 @@ def fit(
     x = encode(train_frame, features)
     y = train_frame[LABEL].astype(int).to_numpy()
     w = row_weights(train_frame)
+    rows = calibration_rows(train_frame, split)
+    _check_whole(train_frame[rows], "calibration rows of the training")
+    _check_whole(validation_frame, "validation")
     stopped = fit_booster(x, y, split, features, outcome.name, config, w)
     rounds = int(stopped.best_iteration) or stopped.current_iteration()
     booster = refit_booster(stopped, x, y, split, features, outcome.name, config, rounds, w)
     model_text = booster.model_to_string(num_iteration=rounds)
-    rows = calibration_rows(train_frame, split)
-    _check_whole(train_frame[rows], "calibration rows of the training")
-    _check_whole(validation_frame, "validation")
     held_out = booster.predict(x[rows], raw_score=True, num_iteration=rounds)
     held_y = y[rows]
     calibrator = choose_calibrator(
