@@ -31,12 +31,17 @@ def _summary(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_one(
-    home: Path, outcome: str, report: bool = False, config: Path | None = None
+    home: Path,
+    outcome: str,
+    report: bool = False,
+    config: Path | None = None,
+    extra: list[str] | None = None,
 ) -> dict[str, Any]:
     command = [PYTHON, "-m", "carerisk", "--home", str(home), "train", "--outcome", outcome]
     command.append("--report" if report else "--no-report")
     if config is not None:
         command += ["--config", str(config)]
+    command += extra or []
     measured = run_measured([*command, "--json"]).check()
     try:
         detail = _summary(measured.json())

@@ -95,6 +95,8 @@ class EvaluationInput:
     monthly_capacity: int | None = None
     died_before_event: np.ndarray | None = None
     champion_label: str = "champion"
+    # how the model's training rows were sampled, in words (None: every row)
+    training_sample: str | None = None
 
 
 def _bad_row(mask: np.ndarray) -> int:
@@ -203,4 +205,5 @@ def validated(inp: EvaluationInput) -> EvaluationInput:
         if inp.died_before_event is None
         else _check_binary("died_before_event", inp.died_before_event, n),
         champion_label=inp.champion_label,
+        training_sample=inp.training_sample,
     )

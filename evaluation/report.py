@@ -165,6 +165,7 @@ def _meta(inp: EvaluationInput, threshold: float) -> dict[str, Any]:
         "capacity_unit": inp.capacity_unit,
         "synthetic": inp.p_true is not None,
         "groups": list(inp.groups.columns),
+        "training_sample": inp.training_sample,
     }
 
 

@@ -61,6 +61,18 @@ class ValidationConfig(_Strict):
     people_fraction: float = Field(default=0.25, gt=0, lt=0.5)
 
 
+class SamplingConfig(_Strict):
+    """Weighted sampling of negative person-dates at the training dates (the validation date
+    and the calibration people stay whole): 1 keeps every row, as before. See
+    features/training_sets.py NegativeSampling and the README's scale section."""
+
+    negative_fraction: float = Field(default=1.0, gt=0, le=1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.negative_fraction < 1
+
+
 class BandConfig(_Strict):
     """An outcome's bands in place of its definition's (features/outcomes.py)."""
 
@@ -153,6 +165,7 @@ class TrainingConfig(_Strict):
     lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     bands: dict[str, BandConfig] = Field(default_factory=dict)  # overrides, by outcome name
     gate: GateConfig = Field(default_factory=GateConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
@@ -191,7 +204,17 @@ class TrainingConfig(_Strict):
                 out[f"{section}.{key}"] = value
         for outcome, band in self.bands.items():
             out[f"bands.{outcome}.cuts"] = list(band.cuts)
+        if self.sampling.enabled:
+            out["sampling.negative_fraction"] = self.sampling.negative_fraction
         return out
+
+    def with_negative_fraction(self, fraction: float) -> TrainingConfig:
+        """This config with [sampling] negative_fraction set (validated)."""
+        try:
+            sampling = SamplingConfig(negative_fraction=fraction)
+        except ValidationError as error:
+            raise ConfigError(f"negative sampling fraction {fraction}: {error}") from error
+        return self.model_copy(update={"sampling": sampling})
 
     @classmethod
     def load(cls, path: Path | None = None) -> TrainingConfig:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -92,6 +93,22 @@ def evaluation_input(
         monthly_capacity=outcome.monthly_capacity,
         capacity_unit=outcome.capacity_unit,
         died_before_event=frame["died_before_event"].to_numpy(dtype=int),
+        training_sample=sample_words(bundle.metadata.get("sampling")),
+    )
+
+
+def sample_words(sampling: dict[str, Any] | None) -> str | None:
+    """The model card's sentence on a model fitted on a sample (training/fit.py metadata)."""
+    if not sampling:
+        return None
+    sizes = list(sampling["by_index_date"].values())
+    rows = sum(int(v["rows"]) for v in sizes)
+    represented = sum(float(v["represented"]) for v in sizes)
+    return (
+        f"Fitted on every positive and {sampling['negative_fraction']:.0%} of the negative "
+        f"person-dates at the training dates ({rows:,} rows standing for {represented:,.0f}), "
+        "each kept negative weighted by the inverse of that share; the calibration people and "
+        "the validation date were used whole."
     )
 
 

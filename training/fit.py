@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,6 +18,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from features.outcomes import Outcome
 from features.registry import Feature
+from features.training_sets import WEIGHT, sample_sizes
 from models.bundle import ModelBundle
 from models.calibration import choose_calibrator, fit_recalibration
 from models.encoding import categorical_indices, encode
@@ -85,11 +86,14 @@ def fit(
     split = inner_split(train_frame["person_id"], config, validation_frame["person_id"])
     x = encode(train_frame, features)
     y = train_frame[LABEL].astype(int).to_numpy()
-    stopped = fit_booster(x, y, split, features, outcome.name, config)
-    rounds = int(stopped.best_iteration) or stopped.current_iteration()
-    booster = refit_booster(stopped, x, y, split, features, outcome.name, config, rounds)
-    model_text = booster.model_to_string(num_iteration=rounds)
+    w = row_weights(train_frame)
     rows = calibration_rows(train_frame, split)
+    _check_whole(train_frame[rows], "calibration rows of the training")
+    _check_whole(validation_frame, "validation")
+    stopped = fit_booster(x, y, split, features, outcome.name, config, w)
+    rounds = int(stopped.best_iteration) or stopped.current_iteration()
+    booster = refit_booster(stopped, x, y, split, features, outcome.name, config, rounds, w)
+    model_text = booster.model_to_string(num_iteration=rounds)
     held_out = booster.predict(x[rows], raw_score=True, num_iteration=rounds)
     held_y = y[rows]
     calibrator = choose_calibrator(
@@ -112,7 +116,7 @@ def fit(
     )
     usable = np.flatnonzero(split.boosted_rows if config.lightgbm.refit else split.fit)
     sample = usable[baseline_rows(len(usable), config.seed)]
-    baseline = fit_baseline(x.iloc[sample], y[sample], features)
+    baseline = fit_baseline(x.iloc[sample], y[sample], features, None if w is None else w[sample])
     evaluated = validation_frame[split.evaluate]
     predictions = _validation_predictions(evaluated, bundle, baseline)
     metrics = {
@@ -164,6 +168,26 @@ def calibration_rows(train_frame: pd.DataFrame, split: InnerSplit) -> np.ndarray
     return latest if events >= MIN_CALIBRATION_EVENTS else split.calibrate
 
 
+def row_weights(frame: pd.DataFrame) -> np.ndarray | None:
+    """The rows' sampling weights (features/training_sets.py NegativeSampling), or None when
+    the frame is not sampled."""
+    if WEIGHT not in frame:
+        return None
+    w = frame[WEIGHT].to_numpy(dtype=float)
+    bad = ~(np.isfinite(w) & (w > 0))
+    if bad.any():
+        row = frame.index[bad][0]
+        raise TrainingError(f"training frame column {WEIGHT}: row {row} has {w[bad][0]!r}")
+    return w
+
+
+def _check_whole(frame: pd.DataFrame, name: str) -> None:
+    """The calibrator, the recalibration and the validation metrics take no weights: their
+    rows must be whole (weight 1), as the pipeline's sampling keeps them."""
+    if WEIGHT in frame and not np.all(frame[WEIGHT].to_numpy(dtype=float) == 1.0):
+        raise TrainingError(f"the {name} rows must not be sampled (column {WEIGHT} is not 1)")
+
+
 def _check_frame(frame: pd.DataFrame, features: Sequence[Feature], name: str) -> None:
     needed = [*KEYS, LABEL, *(f.name for f in features)]
     missing = [c for c in needed if c not in frame.columns]
@@ -193,18 +217,7 @@ def inner_split(
     train_ids = person_ids.astype(str).to_numpy()
     val_ids = validation_ids.astype(str).to_numpy() if validation_ids is not None else train_ids[:0]
     people = pd.Index(np.unique(np.concatenate([train_ids, val_ids])))
-    held = people_hash_uniform(people) < config.validation.people_fraction
-    draw = people_hash_uniform(people, seed=config.seed)
-    group = np.select(
-        [
-            held,
-            draw < config.calibration.holdout_fraction,
-            draw < config.calibration.holdout_fraction + config.lightgbm.inner_validation_fraction,
-        ],
-        ["validate", "calibrate", "stop"],
-        default="fit",
-    )
-    by_person = pd.Series(group, index=people)
+    by_person = pd.Series(person_groups(people, config), index=people)
     g, g_val = by_person.reindex(train_ids).to_numpy(), by_person.reindex(val_ids).to_numpy()
     return InnerSplit(
         fit=g == "fit",
@@ -213,6 +226,32 @@ def inner_split(
         recalibrate=g_val == "calibrate",
         evaluate=g_val == "validate",
     )
+
+
+def person_groups(people: pd.Index, config: TrainingConfig) -> np.ndarray:
+    """Each person's group (validate, calibrate, stop or fit) from hashes of their id alone."""
+    held = people_hash_uniform(people) < config.validation.people_fraction
+    draw = people_hash_uniform(people, seed=config.seed)
+    return np.select(
+        [
+            held,
+            draw < config.calibration.holdout_fraction,
+            draw < config.calibration.holdout_fraction + config.lightgbm.inner_validation_fraction,
+        ],
+        ["validate", "calibrate", "stop"],
+        default="fit",
+    )
+
+
+def calibration_people(config: TrainingConfig) -> Callable[[pd.Series], np.ndarray]:
+    """Whether each person id belongs to the calibration people: the sampled training set
+    keeps them whole (features/training_sets.py NegativeSampling.whole)."""
+
+    def whole(person_ids: pd.Series) -> np.ndarray:
+        people = pd.Index(person_ids.astype(str).to_numpy())
+        return np.asarray(person_groups(people, config) == "calibrate")
+
+    return whole
 
 
 def people_hash_uniform(people: pd.Index, seed: int | None = None) -> np.ndarray:
@@ -267,14 +306,23 @@ def fit_booster(
     features: Sequence[Feature],
     outcome: str,
     config: TrainingConfig,
+    w: np.ndarray | None = None,
 ) -> lgb.Booster:
+    """Early-stopped on the inner stopping rows; with weights (a sampled training set), both
+    the boosting and the stopping metric are weighted."""
     categorical = categorical_indices(features)
     for name, mask in (("boosting", split.fit), ("early-stopping", split.stop)):
         if len(np.unique(y[mask])) < 2:
             raise TrainingError(f"the inner {name} rows hold only one class; too few rows")
-    train_set = lgb.Dataset(x[split.fit], y[split.fit], categorical_feature=categorical)
+    train_set = lgb.Dataset(
+        x[split.fit], y[split.fit], weight=_part(w, split.fit), categorical_feature=categorical
+    )
     stop_set = lgb.Dataset(
-        x[split.stop], y[split.stop], categorical_feature=categorical, reference=train_set
+        x[split.stop],
+        y[split.stop],
+        weight=_part(w, split.stop),
+        categorical_feature=categorical,
+        reference=train_set,
     )
     return lgb.train(
         lightgbm_params(features, outcome, config),
@@ -295,6 +343,7 @@ def refit_booster(
     outcome: str,
     config: TrainingConfig,
     rounds: int,
+    w: np.ndarray | None = None,
 ) -> lgb.Booster:
     """The final booster: with `refit`, boosted again for the early-stopped number of rounds on
     the boosting and early-stopping rows together (a quarter more people than boosting alone:
@@ -302,8 +351,13 @@ def refit_booster(
     if not config.lightgbm.refit:
         return stopped
     rows = split.boosted_rows
-    data = lgb.Dataset(x[rows], y[rows], categorical_feature=categorical_indices(features))
+    categorical = categorical_indices(features)
+    data = lgb.Dataset(x[rows], y[rows], weight=_part(w, rows), categorical_feature=categorical)
     return lgb.train(lightgbm_params(features, outcome, config), data, num_boost_round=rounds)
+
+
+def _part(w: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if w is None else w[rows]
 
 
 def baseline_rows(n: int, seed: int, most: int = BASELINE_MAX_ROWS) -> np.ndarray:
@@ -315,8 +369,11 @@ def baseline_rows(n: int, seed: int, most: int = BASELINE_MAX_ROWS) -> np.ndarra
     return np.sort(np.random.default_rng(seed).choice(n, size=most, replace=False))
 
 
-def fit_baseline(x: pd.DataFrame, y: np.ndarray, features: Sequence[Feature]) -> Pipeline:
-    """Logistic regression on the same matrix: impute + scale numerics, one-hot categoricals."""
+def fit_baseline(
+    x: pd.DataFrame, y: np.ndarray, features: Sequence[Feature], w: np.ndarray | None = None
+) -> Pipeline:
+    """Logistic regression on the same matrix: impute + scale numerics, one-hot categoricals;
+    weighted by `w` (a sampled training set's weights) when given."""
     categorical = [f.name for f in features if f.kind == "categorical"]
     numeric = [f.name for f in features if f.kind != "categorical"]
     numeric_steps = Pipeline(
@@ -335,7 +392,10 @@ def fit_baseline(x: pd.DataFrame, y: np.ndarray, features: Sequence[Feature]) ->
         [("numeric", numeric_steps, numeric), ("categorical", categorical_steps, categorical)]
     )
     model = Pipeline([("columns", columns), ("logistic", LogisticRegression(max_iter=2000))])
-    model.fit(x, y)
+    if w is None:
+        model.fit(x, y)
+    else:
+        model.fit(x, y, logistic__sample_weight=w)
     return model
 
 
@@ -371,7 +431,7 @@ def _metadata(
     calibration_rows: int,
 ) -> dict[str, Any]:
     dates = pd.to_datetime(frame["index_date"])
-    return {
+    out: dict[str, Any] = {
         "config_version": config.config_version,
         "seed": config.seed,
         "best_iteration": rounds,
@@ -381,6 +441,14 @@ def _metadata(
         "training_index_dates": sorted({d.date().isoformat() for d in dates}),
         "inner_split": _sizes(split, 0, calibration_rows),
     }
+    if WEIGHT in frame:
+        out["sampling"] = {
+            "negative_fraction": config.sampling.negative_fraction,
+            "note": "fitted on every positive and a weighted sample of negative person-dates "
+            "at the training dates; calibration and validation rows whole",
+            "by_index_date": sample_sizes(frame),
+        }
+    return out
 
 
 def _sizes(split: InnerSplit, validation_rows: int, calibration_rows: int) -> dict[str, int]:

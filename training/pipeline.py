@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import mlflow
 import pandas as pd
@@ -17,7 +17,7 @@ from features.outcomes import Outcome
 from features.registry import Feature
 from training.config import TrainingConfig
 from training.evaluation_run import TRAIN_DATES_PARAM, TruthFiles
-from training.fit import TrainedModels, fit
+from training.fit import TrainedModels, calibration_people, fit
 from training.tracking import (
     client_for,
     data_fingerprint,
@@ -25,6 +25,9 @@ from training.tracking import (
     register_run,
     store_fingerprint,
 )
+
+if TYPE_CHECKING:
+    from features.training_sets import NegativeSampling
 
 INDEX_DATES = 5  # quarterly index dates: four to train, the latest to validate
 
@@ -81,6 +84,7 @@ def train_outcome(
         dates,
         engine,
         objections=objections,  # type: ignore[arg-type]
+        sampling=negative_sampling(config),
     )
     train, validation = training_sets.split_temporal(frame)
     del frame  # the split holds copies (about 2 GiB for complex dependency at 600k people)
@@ -102,6 +106,18 @@ def train_outcome(
         artifact_root=artifact_root,
         fingerprint=data_fingerprint(store_fingerprint(store_path), chosen),
         inside_run=inside_run,
+    )
+
+
+def negative_sampling(config: TrainingConfig) -> NegativeSampling | None:
+    """The config's [sampling] as the training set builder takes it: the calibration people
+    kept whole (training/fit.py calibration_people); None when it keeps every row."""
+    from features.training_sets import NegativeSampling
+
+    if not config.sampling.enabled:
+        return None
+    return NegativeSampling(
+        config.sampling.negative_fraction, config.seed, whole=calibration_people(config)
     )
 
 

@@ -197,7 +197,22 @@ def _params(trained: TrainedModels, outcome: str, config: TrainingConfig) -> dic
         if recalibration
         else "none (too few events at the validation date)"
     )
+    params.update(sampling_params(trained.bundle.metadata.get("sampling")))
     return params
+
+
+def sampling_params(sampling: dict[str, Any] | None) -> dict[str, Any]:
+    """A sampled training set's sizes over its training dates, for MLflow params: the rows
+    fitted on, their positives and the rows they stand for (the sum of the weights)."""
+    if not sampling:
+        return {}
+    sizes = list(sampling["by_index_date"].values())
+    return {
+        "sampling.training_rows": sum(int(v["rows"]) for v in sizes),
+        "sampling.training_positives": sum(int(v["positives"]) for v in sizes),
+        "sampling.rows_represented": round(sum(float(v["represented"]) for v in sizes)),
+        "sampling.note": sampling["note"],
+    }
 
 
 def _metrics(trained: TrainedModels) -> dict[str, float]:

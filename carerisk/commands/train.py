@@ -27,6 +27,12 @@ def train(
     engine: str = typer.Option("duckdb", "--engine", help="Feature engine: duckdb or spark."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the evaluation."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    sample_negatives: float | None = typer.Option(
+        None,
+        "--sample-negatives",
+        help="Keep every positive and this share of negative person-dates at the training "
+        "dates, weighted (the config's [sampling] negative_fraction).",
+    ),
 ) -> None:
     """Train one outcome from the store, evaluate it, log both to MLflow and register a
     challenger. People on the objections list are left out."""
@@ -38,6 +44,8 @@ def train(
     chosen = outcome_of(settings, outcome)
     try:
         settings_config = TrainingConfig.load(config)
+        if sample_negatives is not None:
+            settings_config = settings_config.with_negative_fraction(sample_negatives)
         settings_config.check_outcomes(settings.outcomes().names())
         objections = read_objections(settings.home.objections_path)
     except (ValueError, ConfigError, ObjectionListError) as error:
