@@ -1,4 +1,5 @@
-"""Generate a county: simulate chunk by chunk, assemble, add mess, write files and truth."""
+"""Generate a county a chunk of people at a time: simulate, assemble, append to the files; then
+merge the truth and add the mess. Memory follows the chunk, not the county."""
 
 from __future__ import annotations
 
