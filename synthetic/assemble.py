@@ -68,7 +68,8 @@ def _bools(x: np.ndarray) -> pa.Array:
 
 
 def order_rows(spec: Table, part: Part) -> Part:
-    """Rows in date order (then person), the order an extract is usually written in."""
+    """Rows by person, each person's by date (stable): people are numbered chunk by chunk,
+    so a county's table is its chunks' tables one after another (what lets it stream)."""
     date_col = spec.event_date or ("birth_month" if spec.name == "person" else None)
     keys = [part["person"]]
     if date_col is not None and spec.name != "person":
@@ -77,16 +78,26 @@ def order_rows(spec: Table, part: Part) -> Part:
     return {k: np.asarray(v)[order] for k, v in part.items()}
 
 
-def to_arrow(spec: Table, part: Part, pids: pa.Array, geo: Geography) -> pa.Table:
+def to_arrow(
+    spec: Table,
+    part: Part,
+    pids: pa.Array,
+    geo: Geography,
+    first_person: int = 0,
+    first_number: int = 1,
+) -> pa.Table:
+    """The part's rows in order as an Arrow table: `pids[i]` is person `first_person + i`
+    (one chunk of people), row ids numbered from `first_number`."""
     part = order_rows(spec, part)
     n = len(part["person"])
     cols: dict[str, pa.Array] = {}
     for col in spec.columns:
         name = col.name
         if name == "person_id":
-            cols[name] = pids.take(pa.array(part["person"]))
+            cols[name] = pids.take(pa.array(np.asarray(part["person"]) - first_person))
         elif name == spec.key[0] and name != "person_id":
-            numbers = pc.cast(pa.array(np.arange(1, n + 1, dtype=np.int64)), pa.string())
+            row_numbers = np.arange(first_number, first_number + n, dtype=np.int64)
+            numbers = pc.cast(pa.array(row_numbers), pa.string())
             cols[name] = pc.binary_join_element_wise(ID_PREFIX[spec.name], numbers, "")
         elif (spec.name, name) in VOCABS:
             cols[name] = _strings(VOCABS[(spec.name, name)], part[name])

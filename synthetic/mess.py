@@ -7,7 +7,9 @@ The kinds are the loader's quarantine reason codes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -59,6 +61,84 @@ def _stringify(t: pa.Table, name: str) -> pa.Table:
     return t.set_column(i, pa.field(name, pa.string()), pc.cast(t.column(name), pa.string()))
 
 
+class Rows(Protocol):
+    """A table's rows, read by position: an Arrow table, or a file read in row groups."""
+
+    @property
+    def num_rows(self) -> int: ...
+
+    def take(self, indices: np.ndarray) -> pa.Table: ...
+
+
+class TableRows:
+    """An Arrow table as Rows."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.table.num_rows)
+
+    def take(self, indices: np.ndarray) -> pa.Table:
+        return self.table.take(pa.array(indices, type=pa.int64()))
+
+
+class Stringified:
+    """Rows with one column cast to text (where wrong_type puts text in a typed column)."""
+
+    def __init__(self, rows: Rows, column: str | None) -> None:
+        self.rows = rows
+        self.column = column
+
+    @property
+    def num_rows(self) -> int:
+        return self.rows.num_rows
+
+    def take(self, indices: np.ndarray) -> pa.Table:
+        return self.cast(self.rows.take(indices))
+
+    def cast(self, t: pa.Table) -> pa.Table:
+        return t if self.column is None else _stringify(t, self.column)
+
+
+@dataclass
+class BadRows:
+    """One table's bad rows in order, each to go before clean row `before[j]`."""
+
+    table: pa.Table
+    before: np.ndarray
+    stringified: str | None
+    labels: list[tuple[str, str]]  # (column or "", kind) of each bad row
+
+    def mess_rows(self) -> list[tuple[int, str, str]]:
+        """(row number in the written table, column, kind) of each bad row."""
+        return [(int(b) + j, *self.labels[j]) for j, b in enumerate(self.before.tolist())]
+
+    def interleave(self, batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
+        """The clean table's batches, in order, with the bad rows put in their places."""
+        start, m = 0, self.table.num_rows
+        cast = Stringified(TableRows(self.table), self.stringified).cast  # as the bad rows are
+        for batch in batches:
+            stop = start + batch.num_rows
+            lo = int(np.searchsorted(self.before, start, side="left"))
+            hi = int(np.searchsorted(self.before, stop, side="left"))
+            yield _placed(cast(batch), self.table.slice(lo, hi - lo), start, self.before[lo:hi])
+            start = stop
+        lo = int(np.searchsorted(self.before, start, side="left"))
+        if lo < m:  # rows that go after the last clean row
+            yield self.table.slice(lo, m - lo)
+
+
+def _placed(clean: pa.Table, bad: pa.Table, start: int, before: np.ndarray) -> pa.Table:
+    """Clean rows numbered from `start`; bad row j goes before clean row before[j]."""
+    if bad.num_rows == 0:
+        return clean
+    keys = np.concatenate([np.arange(start, start + clean.num_rows) + 0.0, before - 0.5])
+    order = np.argsort(keys, kind="stable")
+    return pa.concat_tables([clean, bad]).take(pa.array(order))
+
+
 class Injector:
     def __init__(
         self,
@@ -86,32 +166,26 @@ class Injector:
     def count(self, n: int) -> int:
         return 0 if n == 0 else max(1, int(round(self.rate * n)))
 
-    def table(self, spec: Table, clean: pa.Table) -> tuple[pa.Table, list[tuple[int, str, str]]]:
+    def bad_rows(self, spec: Table, clean: Rows) -> BadRows | None:
+        """The table's bad rows, made from rows of the clean table picked at random, and
+        where each goes: before clean row `before[j]` (sorted; n = after the last row).
+        None when no mess is injected into this table."""
         n = clean.num_rows
         if self.rate <= 0 or n == 0:
-            return clean, []
-        if spec.name in WRONG_TYPE:
-            clean = _stringify(clean, WRONG_TYPE[spec.name])
+            return None
+        source = Stringified(clean, WRONG_TYPE.get(spec.name))
         pieces: list[tuple[pa.Table, str | None, str]] = []
         for kind in KINDS:
-            made = self._make(kind, spec, clean)
+            made = self._make(kind, spec, source)
             if made is not None:
                 pieces.append(made)
-        bad = [p[0] for p in pieces]
-        labels = [(col, kind) for t, col, kind in pieces for _ in range(t.num_rows)]
-        combined = pa.concat_tables([clean, *bad])
-        m = combined.num_rows - n
-        ins = np.sort(self.rng.integers(0, n + 1, m)).astype(float) - 0.5
-        keys = np.concatenate([np.arange(n, dtype=float), ins + np.arange(m) * 1e-9])
-        order = np.argsort(keys, kind="stable")
-        position = np.empty_like(order)
-        position[order] = np.arange(len(order))
-        out = combined.take(pa.array(order))
-        rows = [(int(position[n + j]), labels[j][0] or "", labels[j][1]) for j in range(m)]
-        return out, rows
+        labels = [(col or "", kind) for t, col, kind in pieces for _ in range(t.num_rows)]
+        bad = pa.concat_tables([p[0] for p in pieces])
+        before = np.sort(self.rng.integers(0, n + 1, bad.num_rows))
+        return BadRows(bad, before, WRONG_TYPE.get(spec.name), labels)
 
-    def _pick(self, t: pa.Table, k: int) -> pa.Table:
-        return t.take(pa.array(self.rng.integers(0, t.num_rows, k)))
+    def _pick(self, t: Rows, k: int) -> pa.Table:
+        return t.take(self.rng.integers(0, t.num_rows, k))
 
     def _renumber(self, spec: Table, t: pa.Table, kind: str) -> pa.Table:
         col = _id_col(spec)
@@ -121,7 +195,7 @@ class Injector:
         self.n_fake += t.num_rows
         return _replace(t, col, ids)
 
-    def _make(self, kind: str, spec: Table, clean: pa.Table):
+    def _make(self, kind: str, spec: Table, clean: Rows):  # type: ignore[no-untyped-def]
         k = self.count(clean.num_rows)
         date_col = spec.event_date
         if kind == "duplicate_row":
