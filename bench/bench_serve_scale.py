@@ -121,7 +121,7 @@ def measure(source: Path, index: int, seconds: float, workers: int) -> dict[str,
     score_all_s = ensure_exports(home)
     from features.home import Home
 
-    sizes = sum(p.stat().st_size for p in Home(home).scores_dir.glob("scores-*.duckdb"))
+    sizes = sum(p.stat().st_size for p in Home(home).scores_dir.glob("scores-*"))
     ids, keys, district = falls_people(home), add_keys(home, 64), a_district(home)
     service = LiveService(home)
     began = time.perf_counter()

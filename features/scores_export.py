@@ -30,9 +30,11 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 KEEP = 2  # exports kept per outcome: the newest, and the one a service may not have left yet
-FORMAT = 1  # bumped when the tables change: older exports are then written again
+FORMAT = 2  # bumped when the tables change: older exports are then written again
 PEOPLE_COLUMNS: tuple[str, ...] = ("person_id", "district", "practice_code", "in_cohort")
 SCORE_COLUMNS: tuple[str, ...] = (
     "probability",
@@ -74,6 +76,12 @@ class ExportKey:
         return folder / f"{name}.duckdb"
 
 
+def people_path(export: Path) -> Path:
+    """The export's `people` table as an uncompressed Arrow IPC file beside it, sorted by
+    person_id: a worker memory-maps it and finds a person by binary search, with no query."""
+    return export.with_suffix(".people.arrow")
+
+
 def write_export(folder: Path, key: ExportKey, people: pd.DataFrame, scores: pd.DataFrame) -> Path:
     """Write the export of `key` from `people` (PEOPLE_COLUMNS: everyone in the snapshot) and
     `scores` (the scores history's rows of this outcome and snapshot); returns its path."""
@@ -81,14 +89,19 @@ def write_export(folder: Path, key: ExportKey, people: pd.DataFrame, scores: pd.
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     final = key.path(folder)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
+    tmp_people = tmp.with_name(tmp.name + ".arrow")
+    for stale in (tmp, tmp.with_name(tmp.name + ".wal"), tmp_people):
         stale.unlink(missing_ok=True)
     try:
         _write(tmp, key, people, scores)
-        os.chmod(tmp, 0o600)
+        _write_people(tmp, tmp_people)
+        for written in (tmp, tmp_people):
+            os.chmod(written, 0o600)
+        os.replace(tmp_people, people_path(final))  # first: the .duckdb file marks it complete
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+        tmp_people.unlink(missing_ok=True)
     return final
 
 
@@ -100,6 +113,7 @@ def prune(folder: Path, outcome: str, keep: int = KEEP) -> list[Path]:
     )
     for old in found[keep:]:
         old.unlink(missing_ok=True)
+        people_path(old).unlink(missing_ok=True)
     return found[keep:]
 
 
@@ -158,3 +172,25 @@ def _write(path: Path, key: ExportKey, people: pd.DataFrame, scores: pd.DataFram
              key.snapshot_date, FORMAT],
         )  # fmt: skip
         con.execute("CHECKPOINT")
+
+
+def _write_people(export: Path, out: Path) -> None:
+    """The `people` table, in person_id order, as one uncompressed Arrow record batch (large
+    strings: the reasons of millions of people pass 2 GiB)."""
+    with duckdb.connect(str(export), read_only=True) as con:
+        table = con.sql("SELECT * FROM people ORDER BY person_id").to_arrow_table()
+    fields = [
+        pa.field(f.name, pa.large_string()) if pa.types.is_string(f.type) else f
+        for f in table.schema
+    ]
+    table = table.cast(pa.schema(fields)).combine_chunks()
+    if table.num_rows > 1 and not _strictly_increasing(table.column("person_id")):
+        raise ValueError(f"the people of {export.name} are not in person_id order")
+    with pa.OSFile(str(out), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=max(table.num_rows, 1))
+
+
+def _strictly_increasing(ids: pa.ChunkedArray) -> bool:
+    """Every id above the one before (binary order, as Python compares str)."""
+    head, tail = ids.slice(0, len(ids) - 1), ids.slice(1)
+    return bool(pc.all(pc.less(head, tail)).as_py())

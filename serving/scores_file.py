@@ -3,6 +3,9 @@
 The file is opened read-only with a small memory limit: what a worker holds does not grow with
 the population (DuckDB reads the pages a query needs and may keep some, up to the limit). Each
 thread reads through its own cursor, so requests in different threads do not wait for each other.
+Lookups by person id do not query DuckDB (about 1 ms a query, most of a request's time): they
+binary-search the export's people file (features.scores_export.people_path), memory-mapped, so
+its pages are the operating system's page cache, shared by the workers, not a worker's own copy.
 """
 
 from __future__ import annotations
@@ -14,19 +17,23 @@ import logging
 import os
 import threading
 import time
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from features.home import Home
-from features.scores_export import FORMAT, REGISTERS, ExportKey
+from features.scores_export import FORMAT, REGISTERS, ExportKey, people_path
 from features.snapshot import snapshot_fingerprint
 from models.score_all import Champion, export_key, score_and_export
 
 log = logging.getLogger("carerisk.serving")
 
+BLOCK = 64  # ids read per search after the fence (see ScoresFile._search)
+TAKE_FROM = 32  # people found at once from which their rows are taken column by column
 MEMORY_LIMIT = "64MB"  # per export and worker: DuckDB's buffer pool for its pages
 # what a read returns per person, in this order (Row)
 ROW_COLUMNS: tuple[str, ...] = (
@@ -60,6 +67,11 @@ class ScoresFile:
             raise ScoresFileError(f"cannot open the scores export {path}: {error}") from None
         self._local = threading.local()
         self.index_date = self._check()
+        self._people = _mapped_people(people_path(path))
+        self._ids = _array(self._people, "person_id")
+        # every BLOCK-th id, in memory: 1/BLOCK of the ids (about 1.5 MiB a million people)
+        self._fence = self._ids.take(pa.array(range(0, len(self._ids), BLOCK))).to_pylist()
+        self._columns = [_array(self._people, c) for c in ("in_cohort", *ROW_COLUMNS)]
 
     def _check(self) -> dt.date:
         row = (
@@ -90,20 +102,29 @@ class ScoresFile:
     def people(self, person_ids: Sequence[str]) -> dict[str, tuple[bool, Row]]:
         """person_id -> (in the cohort, Row) of those of these people in the snapshot (the
         score columns are None for people without a stored score)."""
-        wanted = sorted(set(person_ids))
-        if not wanted:
-            return {}
-        if len(wanted) == 1:
-            sql = f"SELECT in_cohort, {_SELECT} FROM people WHERE person_id = ?"
-            params: list[Any] = [wanted[0]]
+        found = self._search(set(person_ids))
+        if len(found) < TAKE_FROM:
+            rows = [[column[at].as_py() for column in self._columns] for at in found]
         else:
-            sql = (
-                f"SELECT in_cohort, {_SELECT} FROM people "
-                "WHERE person_id IN (SELECT unnest(?::VARCHAR[]))"
-            )
-            params = [wanted]
-        found = self._cursor().execute(sql, params).fetchall()
-        return {str(r[1]): (bool(r[0]), tuple(r[1:])) for r in found}
+            taken = pa.array(found, pa.int64())
+            columns = [column.take(taken).to_pylist() for column in self._columns]
+            rows = [list(row) for row in zip(*columns, strict=True)]
+        return {str(row[1]): (bool(row[0]), tuple(row[1:])) for row in rows}
+
+    def _search(self, wanted: set[str]) -> list[int]:
+        """Positions of these people: a binary search of the fence ids, then of the one block
+        of the file's ids that can hold the person (a pass over every id, or a copy of them,
+        would grow with the population)."""
+        found = []
+        for person in wanted:
+            block = bisect_right(self._fence, person) - 1
+            if block < 0:
+                continue
+            ids = self._ids.slice(block * BLOCK, BLOCK).to_pylist()
+            at = bisect_left(ids, person)
+            if at < len(ids) and ids[at] == person:
+                found.append(block * BLOCK + at)
+        return found
 
     def ranked(
         self, *, district: str | None = None, practice: str | None = None, limit: int | None = None
@@ -126,6 +147,20 @@ class ScoresFile:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [tuple(r) for r in self._cursor().execute(sql, params).fetchall()]
+
+
+def _array(table: pa.Table, name: str) -> pa.Array:
+    """One column as one array (in place: the file holds one record batch)."""
+    column = table.column(name)
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _mapped_people(path: Path) -> pa.Table:
+    try:
+        return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+    except (OSError, pa.ArrowInvalid) as error:
+        message = f"cannot read the scores export's people file {path}: {error}"
+        raise ScoresFileError(message) from None
 
 
 def open_exports(

@@ -20,17 +20,19 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pydantic_core
 import pytest
 
 from features.home import Home
 from features.outcomes import PRODUCT
+from features.scores_export import SCORE_COLUMNS, ExportKey, people_path, write_export
 from features.snapshot import read_snapshot
 from models import ModelBundle
 from models.registered import BUNDLE_ARTIFACT, CHAMPION
 from models.score_all import AUDIENCES
 from serving.objections import ObjectionList
-from serving.scores_file import open_exports
+from serving.scores_file import ScoresFile, ScoresFileError, open_exports
 from serving.scoring import WORDED_MAX, Scorer, ServedModel
 from tests.live import copy_home
 from training.tracking import client_for, version_by_alias
@@ -232,3 +234,52 @@ def test_a_home_without_exports_gets_them_when_the_service_starts(
         _, ranked = scorer.ranked(outcome, top=100)
         ids = [r.person_ref for r in ranked]
         assert started.score_people_json(outcome, ids) == scorer.score_people_json(outcome, ids)
+
+
+def test_lookups_find_every_id_by_binary_search_and_only_those(tmp_path: Path) -> None:
+    ids = ["P10", "P1", "P2", "p1", "P1 ", "Zoë", "Ω7", "Ä", "P100", "P11"]
+    people = pd.DataFrame(
+        {
+            "person_id": ids,
+            "district": "North",
+            "practice_code": "A1",
+            "in_cohort": [i % 3 != 0 for i in range(len(ids))],
+        }
+    )
+    members = people.loc[people["in_cohort"], "person_id"].tolist()
+    scores = pd.DataFrame(
+        {
+            "person_id": members,
+            "outcome": "falls",
+            "model_version": "3",
+            "probability": np.linspace(0.1, 0.9, len(members)),
+            "band": "high",
+            "rank_practice": range(1, len(members) + 1),
+            "rank_district": range(1, len(members) + 1),
+            "rank_county": range(1, len(members) + 1),
+            "reasons_clinical": "[]",
+            "reasons_non_clinical": "[]",
+        }
+    )
+    key = ExportKey("falls", "carerisk-falls", "3", "run", "2025-04-01/10/x")
+    path = write_export(tmp_path, key, people, scores)
+    assert people_path(path).exists()
+    before = pa.total_allocated_bytes()
+    found = ScoresFile(path, key).people([*ids, "P3", "", "P", "Zoe", "P1  "])
+    assert pa.total_allocated_bytes() - before < 1 << 20  # mapped, not read into memory
+    assert sorted(found) == sorted(ids)
+    for person, (cohort, row) in found.items():
+        assert row[0] == person and cohort == (person in members)
+        assert (row[3] is None) == (person not in members)
+
+
+def test_an_export_without_its_people_file_is_refused_by_name(tmp_path: Path) -> None:
+    people = pd.DataFrame(
+        {"person_id": ["P1"], "district": "N", "practice_code": "A", "in_cohort": [False]}
+    )
+    scores = pd.DataFrame(columns=["person_id", "outcome", "model_version", *SCORE_COLUMNS])
+    key = ExportKey("falls", "carerisk-falls", "3", "run", "2025-04-01/1/x")
+    path = write_export(tmp_path, key, people, scores)
+    people_path(path).write_bytes(b"not arrow")
+    with pytest.raises(ScoresFileError, match="people file"):
+        ScoresFile(path, key)
