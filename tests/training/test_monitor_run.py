@@ -27,7 +27,7 @@ from features.extent import latest_event_date, snapshot_date
 from features.home import Home
 from features.outcomes import FALLS, PRODUCT
 from features.schemas import code_valid
-from features.scores_history import matured_outcomes, read_scores
+from features.scores_history import SCORES_TABLE, matured_outcomes, read_scores
 from features.snapshot import read_snapshot_people, write_snapshot
 from features.training_sets import build_training_set
 from models.score_all import predict
@@ -43,10 +43,13 @@ EARLIER = date(2024, 1, 1)  # a snapshot whose 12 months lie within the county's
 
 @pytest.fixture
 def home(trained_home: Path, tmp_path: Path) -> Settings:
-    """A home holding a copy of the trained home's store, reading its tracking store."""
+    """A home holding a copy of the trained home's store with no scores yet (the demo that
+    built it ran score-all), reading its tracking store."""
     root = tmp_path / "home"
     root.mkdir()
     shutil.copy(Home(trained_home).store_path, root / "store.duckdb")
+    with duckdb.connect(str(root / "store.duckdb")) as con:
+        con.execute(f'DROP TABLE "{SCORES_TABLE}"')
     return Settings(home=Home(root), tracking_uri=Home(trained_home).default_tracking_uri)
 
 
