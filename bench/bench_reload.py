@@ -33,6 +33,7 @@ import httpx
 import numpy as np
 
 from bench.bench_serving import (
+    FAST,
     Calls,
     add_keys,
     carerisk_calls,
@@ -43,7 +44,6 @@ from bench.common import REPO, machine, markdown_table, shell_text
 
 OUT = REPO / "bench" / "out"
 CLIENTS = 8
-FAST = ("--rate-per-second", "5000", "--burst", "5000")
 
 
 def fresh_copy(source: Path, people: int) -> Path:

@@ -27,6 +27,7 @@ import duckdb
 import numpy as np
 
 from bench.bench_serving import (
+    FAST,
     Calls,
     add_keys,
     carerisk_calls,
@@ -37,7 +38,6 @@ from bench.common import REPO, machine
 
 OUT = REPO / "bench" / "out"
 CLIENTS = 8
-FAST = ("--rate-per-second", "5000", "--burst", "5000")
 TARGETS = {"rss_flat_within": 0.20, "p99_ms": 20.0}
 
 

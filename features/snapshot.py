@@ -7,7 +7,8 @@ the descriptors the service shows (district, practice_code). Serving applies no 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -66,14 +67,23 @@ def write_snapshot(
     return len(snapshot)
 
 
-def read_snapshot(store_path: Path, person_ids: Iterable[str] | None = None) -> pd.DataFrame:
-    """The stored snapshot (all people, or those asked for), sorted by person_id."""
+@contextmanager
+def _snapshot_store(store_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The store opened read-only, refused when it has no snapshot."""
     con = duckdb.connect(str(store_path), read_only=True)
     try:
         if not _has_table(con, SNAPSHOT_TABLE):
             raise LookupError(
                 f"the store {store_path} has no {SNAPSHOT_TABLE}; run `carerisk features`"
             )
+        yield con
+    finally:
+        con.close()
+
+
+def read_snapshot(store_path: Path, person_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """The stored snapshot (all people, or those asked for), sorted by person_id."""
+    with _snapshot_store(store_path) as con:
         if person_ids is None:
             frame = con.execute(f'SELECT * FROM "{SNAPSHOT_TABLE}" ORDER BY person_id').df()
         else:
@@ -83,25 +93,16 @@ def read_snapshot(store_path: Path, person_ids: Iterable[str] | None = None) -> 
                 f'SELECT s.* FROM "{SNAPSHOT_TABLE}" s JOIN wanted USING (person_id) '
                 "ORDER BY person_id"
             ).df()
-    finally:
-        con.close()
     return frame
 
 
 def snapshot_fingerprint(store_path: Path) -> str:
     """The snapshot table's index date, row count and the XOR of its rows' hashes (a rewrite at
     the same date with other values changes it; 600,000 rows take some tens of milliseconds)."""
-    con = duckdb.connect(str(store_path), read_only=True)
-    try:
-        if not _has_table(con, SNAPSHOT_TABLE):
-            raise LookupError(
-                f"the store {store_path} has no {SNAPSHOT_TABLE}; run `carerisk features`"
-            )
+    with _snapshot_store(store_path) as con:
         row = con.execute(
             f'SELECT min(index_date), count(*), bit_xor(hash(s)) FROM "{SNAPSHOT_TABLE}" s'
         ).fetchone()
-    finally:
-        con.close()
     return "/".join(str(v) for v in row or ())
 
 
@@ -109,12 +110,7 @@ def read_places_and_cohorts(store_path: Path, outcomes: Iterable[Outcome]) -> pd
     """person_id, index_date, the places and these outcomes' cohort flags of everyone in the
     snapshot, sorted by person_id: what the service needs of a person besides the scores."""
     wanted = [*(o.cohort_column for o in outcomes), *PLACE_COLUMNS]
-    con = duckdb.connect(str(store_path), read_only=True)
-    try:
-        if not _has_table(con, SNAPSHOT_TABLE):
-            raise LookupError(
-                f"the store {store_path} has no {SNAPSHOT_TABLE}; run `carerisk features`"
-            )
+    with _snapshot_store(store_path) as con:
         present = {
             str(r[0])
             for r in con.execute(
@@ -131,8 +127,6 @@ def read_places_and_cohorts(store_path: Path, outcomes: Iterable[Outcome]) -> pd
             )
         names = ", ".join(f'"{c}"' for c in ["person_id", "index_date", *wanted])
         return con.execute(f'SELECT {names} FROM "{SNAPSHOT_TABLE}" ORDER BY person_id').df()
-    finally:
-        con.close()
 
 
 def _cohorts_and_places(
@@ -183,12 +177,7 @@ def read_snapshot_people(store_path: Path) -> pd.DataFrame:
 def copy_snapshot_people(store_path: Path, target: Path) -> int:
     """read_snapshot_people's rows, sorted by person_id, as a Parquet file at `target` (for an
     engine that reads files: Spark); returns the number of rows."""
-    con = duckdb.connect(str(store_path), read_only=True)
-    try:
-        if not _has_table(con, SNAPSHOT_TABLE):
-            raise LookupError(
-                f"the store {store_path} has no {SNAPSHOT_TABLE}; run `carerisk features`"
-            )
+    with _snapshot_store(store_path) as con:
         lost = con.execute(
             f'SELECT s.person_id FROM "{SNAPSHOT_TABLE}" s ANTI JOIN person p USING (person_id) '
             "ORDER BY 1 LIMIT 1"
@@ -204,6 +193,4 @@ def copy_snapshot_people(store_path: Path, target: Path) -> int:
             f"USING (person_id) ORDER BY s.person_id) TO '{target_text}' (FORMAT parquet)"
         )
         found = con.execute(f'SELECT count(*) FROM "{SNAPSHOT_TABLE}"').fetchall()
-    finally:
-        con.close()
     return int(found[0][0])

@@ -3,15 +3,21 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
 
+from features.home import Home
+from features.outcomes import PRODUCT
+from models import ModelBundle
+from models.registered import BUNDLE_ARTIFACT, CHAMPION
 from models.score_all import export_key, export_scores, score_snapshot
 from serving.objections import ObjectionList
 from serving.scores_file import ScoresFile, champion_of
 from serving.scoring import Scorer, ServedModel
+from training.tracking import client_for, version_by_alias
 
 # what the scores history's fairness groups are made of (features.training_sets.descriptors)
 DESCRIBED_BY: dict[str, object] = {
@@ -25,6 +31,22 @@ DESCRIBED_BY: dict[str, object] = {
     "bmi_recorded": 1,
     "lookback_days": 730,
 }
+
+
+def champions(home: Path) -> dict[str, ServedModel]:
+    """The registry's champion of each outcome, as the service serves it."""
+    client = client_for(Home(home).default_tracking_uri)
+    served = {}
+    for outcome in PRODUCT:
+        version = version_by_alias(client, outcome.model_name, CHAMPION)
+        assert version is not None, outcome.model_name
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = client.download_artifacts(str(version.run_id), BUNDLE_ARTIFACT, tmp)
+            bundle = ModelBundle.load(Path(folder))
+        served[outcome.name] = ServedModel(
+            outcome, outcome.model_name, str(version.version), bundle, str(version.run_id)
+        )
+    return served
 
 
 def export_frame(

@@ -4,7 +4,6 @@ definition's words, are absent from registers and have no stored score."""
 
 from __future__ import annotations
 
-import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -14,15 +13,12 @@ import pytest
 from features.home import Home
 from features.outcomes import COMPLEX_DEPENDENCY, FALLS, PRODUCT
 from features.snapshot import read_snapshot_people, write_snapshot
-from models import ModelBundle
-from models.registered import BUNDLE_ARTIFACT, CHAMPION
 from serving.objections import ObjectionList
 from serving.scores_file import PROBABILITY
-from serving.scoring import OutsideCohort, Scorer, ServedModel
+from serving.scoring import OutsideCohort, Scorer
 from tests.features._records import ae, care, death, gp, make_store, person
 from tests.live import LiveService
-from tests.serving.exports import scorer_over
-from training.tracking import client_for, version_by_alias
+from tests.serving.exports import champions, scorer_over
 
 D = date(2025, 4, 1)
 # aged 65+ and in residential or nursing care at the snapshot's index date, by SQL of its own
@@ -32,20 +28,6 @@ WHERE c.service_type IN ('residential', 'nursing') AND c.start_date < s.index_da
   AND (c.end_date IS NULL OR c.end_date >= s.index_date) AND s.age_years >= 65
 ORDER BY 1
 """
-
-
-def champions(home: Path) -> dict[str, ServedModel]:
-    """The trained home's champion of each outcome, from its MLflow registry."""
-    client = client_for(Home(home).default_tracking_uri)
-    served = {}
-    for outcome in PRODUCT:
-        version = version_by_alias(client, outcome.model_name, CHAMPION)
-        assert version is not None, outcome.model_name
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = client.download_artifacts(str(version.run_id), BUNDLE_ARTIFACT, tmp)
-            bundle = ModelBundle.load(Path(folder))
-        served[outcome.name] = ServedModel(outcome, outcome.model_name, version.version, bundle)
-    return served
 
 
 @pytest.fixture(scope="module")

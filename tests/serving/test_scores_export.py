@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,34 +28,17 @@ from features.outcomes import PRODUCT
 from features.scores_export import SCORE_COLUMNS, ExportKey, people_path, write_export
 from features.snapshot import read_snapshot
 from models import ModelBundle
-from models.registered import BUNDLE_ARTIFACT, CHAMPION
 from models.score_all import AUDIENCES
 from serving.objections import ObjectionList
 from serving.scores_file import ScoresFile, ScoresFileError, open_exports
-from serving.scoring import WORDED_MAX, Scorer, ServedModel
+from serving.scoring import WORDED_MAX, Scorer
 from tests.live import copy_home
-from training.tracking import client_for, version_by_alias
+from tests.serving.exports import champions
 
 
 @pytest.fixture(scope="module")
 def home(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_home(trained_home, tmp_path_factory.mktemp("exports") / "home")
-
-
-def champions(home: Path) -> dict[str, ServedModel]:
-    """The registry's champion of each outcome, as the service serves it."""
-    client = client_for(Home(home).default_tracking_uri)
-    served = {}
-    for outcome in PRODUCT:
-        version = version_by_alias(client, outcome.model_name, CHAMPION)
-        assert version is not None, outcome.model_name
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = client.download_artifacts(str(version.run_id), BUNDLE_ARTIFACT, tmp)
-            bundle = ModelBundle.load(Path(folder))
-        served[outcome.name] = ServedModel(
-            outcome, outcome.model_name, str(version.version), bundle, str(version.run_id)
-        )
-    return served
 
 
 def scorer_of(home: Path) -> Scorer:
