@@ -317,6 +317,14 @@ class AuditLog:
         rows = self._rows(query, (max(int(n), 0),))
         return [_to_record(row) for row in reversed(rows)]
 
+    def since(self, seq: int) -> list[AuditRecord]:
+        """The records after sequence number `seq`, oldest first (one read, so records committed
+        meanwhile cannot push any out, as they can between count() and tail())."""
+        return [
+            _to_record(r)
+            for r in self._rows("SELECT * FROM audit WHERE seq > ? ORDER BY seq", (int(seq),))
+        ]
+
     def _rows(self, query: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []

@@ -145,8 +145,7 @@ def keyed_since(log: AuditLog, before: int) -> list[AuditRecord]:
     """The audit records after seq `before` of calls made with a valid key (or from the command
     line). Keyless refusals (role "none") are audited in groups up to a second after their
     answers, so a count of records can include earlier tests' refusals: they are left out."""
-    added = log.tail(log.count() - before) if log.count() > before else []
-    return [r for r in added if r.role != "none"]
+    return [r for r in log.since(before) if r.role != "none"]
 
 
 def owner_only(path: str, flags: int) -> int:

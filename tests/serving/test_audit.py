@@ -73,6 +73,7 @@ def test_append_and_verify(tmp_path):
     assert json.loads(log.head_path.read_text()) == {"seq": 5, "hash": records[-1].hash}
     assert log.count() == 5 and log.count("score") == 5 and log.count("register") == 0
     assert [r.seq for r in log.tail(2)] == [4, 5]
+    assert [r.seq for r in log.since(3)] == [4, 5] and log.since(5) == []
     assert stat.S_IMODE(log.path.stat().st_mode) == 0o600
 
 

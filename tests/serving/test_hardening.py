@@ -46,7 +46,7 @@ def key_id(key: str) -> str:
 
 
 def added_since(log: AuditLog, before: int) -> list[AuditRecord]:
-    return log.tail(log.count() - before) if log.count() > before else []
+    return log.since(before)
 
 
 def wait_for(log: AuditLog, before: int, wanted: Callable[[AuditRecord], bool]) -> AuditRecord:

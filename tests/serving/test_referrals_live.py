@@ -326,7 +326,7 @@ def cds(live_service: LiveService, people: dict[str, list[str]]) -> Iterator[Sig
 def cds_since(log: AuditLog, before: int) -> list[AuditRecord]:
     """The audit records of CDS Hooks calls after seq `before` (the API's keyless refusals are
     written in groups and may land in between)."""
-    return [r for r in log.tail(log.count() - before) if r.endpoint.startswith("cds_")]
+    return [r for r in log.since(before) if r.endpoint.startswith("cds_")]
 
 
 def service_url(live: LiveService, service: str = "carerisk-falls") -> str:

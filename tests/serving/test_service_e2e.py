@@ -450,7 +450,7 @@ def wait_for_record(log: AuditLog, after: int, wanted: Any, seconds: float = 5.0
     """The first record after seq `after` that `wanted` accepts, waiting for grouped ones."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        found = [r for r in log.tail(log.count() - after) if wanted(r)]
+        found = [r for r in log.since(after) if wanted(r)]
         if found:
             return found[0]
         time.sleep(0.2)
