@@ -28,6 +28,14 @@ Engine = Literal["duckdb", "spark"]
 ENGINES: tuple[Engine, ...] = ("duckdb", "spark")
 
 
+# DuckDB optimizer passes left out on the feature queries (results unchanged):
+# - build_side_probe_side: every join is person LEFT JOIN a one-row-per-person family, so hash
+#   the family; the optimizer otherwise hashes the growing person side (0.6 s of 3.7 at 600k);
+# - projection_placement: spent 4.7 s planning one sampled training date (joined to the kept
+#   person-dates) whose execution took 0.1 s (bench/bench_sampled_query.py).
+DUCKDB_DISABLED_OPTIMIZERS = ("build_side_probe_side", "projection_placement")
+
+
 def spark_session(app_name: str = "carerisk-features") -> Any:
     """A local two-core Spark session with no UI and small shuffles; nothing leaves the host.
     Its Python workers (mapInPandas) run this interpreter, unless PYSPARK_PYTHON says another."""
@@ -79,9 +87,7 @@ def open_sources(
     if engine == "duckdb":
         con = ibis.duckdb.connect(str(store_path), read_only=True)
         con.raw_sql("SET enable_progress_bar = false")  # the CLI draws its own progress
-        # Every join here is person LEFT JOIN one-row-per-person family: hash the family. The
-        # optimizer otherwise hashes the growing person side (measured: 0.6 s of 3.7 at 600k).
-        con.raw_sql("SET disabled_optimizers = 'build_side_probe_side'")
+        con.raw_sql(f"SET disabled_optimizers = '{','.join(DUCKDB_DISABLED_OPTIMIZERS)}'")
         try:
             yield _duckdb_sources(con)
         finally:
