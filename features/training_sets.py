@@ -259,6 +259,14 @@ def sample_sizes(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
     }
 
 
+def sample_totals(sizes: dict[str, dict[str, float]]) -> dict[str, float]:
+    """sample_sizes summed over the index dates: rows, positives and rows represented."""
+    return {
+        key: sum(float(size[key]) for size in sizes.values())
+        for key in ("rows", "positives", "represented")
+    }
+
+
 def split_temporal(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, validation): validation is the latest index date, train the earlier ones."""
     if frame.empty:

@@ -279,11 +279,8 @@ def simulate_county(
     for chunk in simulate_chunks(config, report, index_months):
         for name, part in chunk.parts.items():
             gathered[name].append(part)
-        for whole, piece in ((truth, chunk.truth), (reference, chunk.reference)):
-            whole.person.extend(piece.person)
-            whole.month.extend(piece.month)
-            whole.outcome.extend(piece.outcome)
-            whole.prob.extend(piece.prob)
+        truth.add(chunk.truth)
+        reference.add(chunk.reference)
     parts: dict[str, Part] = {}
     for name in list(gathered):
         chunks = gathered.pop(name)  # free each table's chunks as soon as it is joined

@@ -387,6 +387,13 @@ class TruthRows:
         self.outcome.extend(chunk.outcome)
         self.prob.extend(chunk.prob)
 
+    def add(self, other: TruthRows) -> None:
+        """Add rows whose person numbers are already global (a chunk's from simulate_chunks)."""
+        self.person.extend(other.person)
+        self.month.extend(other.month)
+        self.outcome.extend(other.outcome)
+        self.prob.extend(other.prob)
+
 
 def simulate(
     p: People,

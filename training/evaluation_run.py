@@ -29,6 +29,7 @@ from evaluation import (
 )
 from features.outcomes import Outcome, OutcomeRegistry
 from features.registry import Feature
+from features.training_sets import sample_totals
 from models import ModelBundle
 from models.registered import BUNDLE_ARTIFACT, CHAMPION
 from training.tracking import PREDICTIONS_ARTIFACT, client_for, version_by_alias
@@ -101,9 +102,8 @@ def sample_words(sampling: dict[str, Any] | None) -> str | None:
     """The model card's sentence on a model fitted on a sample (training/fit.py metadata)."""
     if not sampling:
         return None
-    sizes = list(sampling["by_index_date"].values())
-    rows = sum(int(v["rows"]) for v in sizes)
-    represented = sum(float(v["represented"]) for v in sizes)
+    total = sample_totals(sampling["by_index_date"])
+    rows, represented = int(total["rows"]), total["represented"]
     return (
         f"Fitted on every positive and {sampling['negative_fraction']:.0%} of the negative "
         f"person-dates at the training dates ({rows:,} rows standing for {represented:,.0f}), "

@@ -34,6 +34,7 @@ from evaluation.drift import reference_profile
 from features.contract import TABLE_NAMES
 from features.outcomes import Outcome
 from features.registry import Feature
+from features.training_sets import sample_totals
 from models.bundle import ModelBundle, feature_list_hash
 from models.encoding import feature_to_dict
 from models.registered import BUNDLE_ARTIFACT, CHALLENGER
@@ -206,11 +207,11 @@ def sampling_params(sampling: dict[str, Any] | None) -> dict[str, Any]:
     fitted on, their positives and the rows they stand for (the sum of the weights)."""
     if not sampling:
         return {}
-    sizes = list(sampling["by_index_date"].values())
+    total = sample_totals(sampling["by_index_date"])
     return {
-        "sampling.training_rows": sum(int(v["rows"]) for v in sizes),
-        "sampling.training_positives": sum(int(v["positives"]) for v in sizes),
-        "sampling.rows_represented": round(sum(float(v["represented"]) for v in sizes)),
+        "sampling.training_rows": int(total["rows"]),
+        "sampling.training_positives": int(total["positives"]),
+        "sampling.rows_represented": round(total["represented"]),
         "sampling.note": sampling["note"],
     }
 
