@@ -1,0 +1,1 @@
+"""Importers that turn OMOP CDM and FHIR R4 sources into a contract extract."""
