@@ -16,6 +16,7 @@ import duckdb
 import pandas as pd
 
 from features import codes
+from features.codes import packaged_codes
 from features.registry import FEATURES, WINDOWS
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in FEATURES)
@@ -71,17 +72,17 @@ def hospital_long(spells: pd.DataFrame) -> pd.DataFrame:
 
 
 def fall_events(t: dict[str, pd.DataFrame], diag: pd.DataFrame) -> pd.DataFrame:
-    falls = codes.FALL_ICD10_PREFIXES
+    falls = packaged_codes().fall_icd10_prefixes
     ae = t["ae_attendance"]
     ae_falls = ae[
         _starts_with(ae["injury_cause"], falls) | _starts_with(ae["diagnosis_code"], falls)
     ]
-    fall_or_fracture = (*falls, *codes.FRAGILITY_FRACTURE_PREFIXES)
+    fall_or_fracture = (*falls, *packaged_codes().fragility_fracture_prefixes)
     admitted = diag[diag["emergency"] & _starts_with(diag["code"], fall_or_fracture)]
     amb = t["ambulance_incident"]
     amb_falls = amb[amb["category"].isin(codes.AMBULANCE_FALL_CATEGORIES)]
     gp = t["gp_event"]
-    gp_falls = gp[gp["snomed_code"].isin(codes.FALL_SNOMED)]
+    gp_falls = gp[gp["snomed_code"].isin(packaged_codes().fall_snomed)]
     return pd.concat(
         [
             ae_falls[["person_id", "arrival_date"]].set_axis(["person_id", "event_date"], axis=1),
@@ -94,11 +95,11 @@ def fall_events(t: dict[str, pd.DataFrame], diag: pd.DataFrame) -> pd.DataFrame:
 
 
 def fracture_events(t: dict[str, pd.DataFrame], diag: pd.DataFrame) -> pd.DataFrame:
-    fracture = codes.FRAGILITY_FRACTURE_PREFIXES
+    fracture = packaged_codes().fragility_fracture_prefixes
     ae = t["ae_attendance"]
     gp = t["gp_event"]
     ae_frac = ae[_starts_with(ae["diagnosis_code"], fracture)]
-    gp_frac = gp[gp["snomed_code"].isin(codes.EFI_DEFICITS["fragility_fracture"])]
+    gp_frac = gp[gp["snomed_code"].isin(packaged_codes().efi_deficits["fragility_fracture"])]
     return pd.concat(
         [
             ae_frac[["person_id", "arrival_date"]].set_axis(["person_id", "event_date"], axis=1),
@@ -181,7 +182,7 @@ def admissions(t: dict[str, pd.DataFrame], day: date) -> pd.DataFrame:
         stayed = _days(emergency["left"], admitted.mask(admitted < start, start)).clip(lower=0)
         out[f"emergency_bed_days_{w}d"] = stayed.groupby(emergency["person_id"]).sum()
     recent = _recent(spells, day)
-    mental = recent[recent["main_specialty"].isin(codes.MENTAL_HEALTH_SPECIALTIES)]
+    mental = recent[recent["main_specialty"].isin(packaged_codes().mental_health_specialties)]
     mh = mental.groupby("person_id").size().rename("mental_health_admissions_730d")
     return out.join(mh, how="outer")
 
@@ -210,14 +211,16 @@ def gp_record(t: dict[str, pd.DataFrame], day: date) -> pd.DataFrame:
     gp = t["gp_event"]
     ev = gp[gp["event_date"] < d]
     code = ev["snomed_code"]
-    flags = {f"gp_{name}": code.isin(snomed) for name, (snomed, _) in codes.CONDITIONS.items()}
-    for name, snomed in codes.EFI_DEFICITS.items():
+    flags = {
+        f"gp_{name}": code.isin(snomed) for name, (snomed, _) in packaged_codes().conditions.items()
+    }
+    for name, snomed in packaged_codes().efi_deficits.items():
         if snomed:
             flags[f"deficit_{name}"] = code.isin(snomed)
-    flags["heavy_drinking"] = (code == codes.HEAVY_DRINKER_SNOMED) | (
-        (code == codes.ALCOHOL_UNITS_SNOMED) & (ev["value"] > HEAVY_DRINKING_UNITS)
+    flags["heavy_drinking"] = code.isin(packaged_codes().heavy_drinker) | (
+        code.isin(packaged_codes().alcohol_units) & (ev["value"] > HEAVY_DRINKING_UNITS)
     )
-    flags["bmi_recorded"] = (code == codes.BMI_SNOMED) & ev["value"].notna()
+    flags["bmi_recorded"] = code.isin(packaged_codes().bmi) & ev["value"].notna()
     flags["has_gp_event_730d"] = ev["event_date"] >= d - timedelta(days=730)
     frame = pd.DataFrame(flags)
     frame["person_id"] = ev["person_id"]
@@ -227,7 +230,8 @@ def gp_record(t: dict[str, pd.DataFrame], day: date) -> pd.DataFrame:
 def hospital_conditions(diag: pd.DataFrame, day: date) -> pd.DataFrame:
     ev = diag[diag["event_date"] < _ts(day)]
     flags = {
-        f"hes_{name}": _starts_with(ev["code"], icd) for name, (_, icd) in codes.CONDITIONS.items()
+        f"hes_{name}": _starts_with(ev["code"], icd)
+        for name, (_, icd) in packaged_codes().conditions.items()
     }
     frame = pd.DataFrame(flags)
     frame["person_id"] = ev["person_id"]
@@ -245,7 +249,10 @@ def tendency_to_fall(t: dict[str, pd.DataFrame], diag: pd.DataFrame, day: date) 
         ],
         ignore_index=True,
     )
-    ev = coded[(coded["event_date"] < _ts(day)) & (coded["code"] == codes.TENDENCY_TO_FALL_ICD10)]
+    ev = coded[
+        (coded["event_date"] < _ts(day))
+        & coded["code"].isin(packaged_codes().tendency_to_fall_icd10)
+    ]
     return ev.groupby("person_id").size().rename("tendency_to_fall").to_frame()
 
 
@@ -254,7 +261,7 @@ def medicines(t: dict[str, pd.DataFrame], day: date) -> pd.DataFrame:
     rx = t["prescription"]
     ev = rx[(rx["issue_date"] < d) & (rx["issue_date"] >= d - timedelta(days=90))]
     out = {"medicines_90d": ev.groupby("person_id")["medicine"].nunique()}
-    for name, prefixes in codes.FRID_BNF_PREFIXES.items():
+    for name, prefixes in packaged_codes().frid_bnf_prefixes.items():
         inside = ev[_starts_with(ev["bnf_code"], prefixes)]
         out[f"frid_{name}_90d"] = inside.groupby("person_id")["medicine"].nunique()
     return pd.DataFrame(out)
@@ -270,10 +277,10 @@ def _latest(events: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 def observations(t: dict[str, pd.DataFrame], day: date) -> pd.DataFrame:
     gp = t["gp_event"]
     ev = gp[gp["event_date"] < _ts(day)]
-    bmi_rows = ev[(ev["snomed_code"] == codes.BMI_SNOMED) & ev["value"].notna()]
+    bmi_rows = ev[ev["snomed_code"].isin(packaged_codes().bmi) & ev["value"].notna()]
     bmi = _latest(bmi_rows.rename(columns={"value": "bmi"}), ["bmi"])
     rank = {"never": 1, "ex": 2, "current": 3}
-    code_rank = {c: rank[s] for c, s in codes.SMOKING_STATUS_SNOMED.items()}
+    code_rank = {c: rank[s] for c, s in packaged_codes().smoking_status.items()}
     smokers = ev[ev["snomed_code"].isin(code_rank)].copy()
     smokers["smoking_rank"] = smokers["snomed_code"].map(code_rank)
     smoking = _latest(smokers, ["smoking_rank"])
@@ -389,7 +396,7 @@ def _derive(frame: pd.DataFrame) -> pd.DataFrame:
     deficits = frame[deficit_cols].sum(axis=1) + polypharmacy
     derived["efi"] = deficits.astype("float64") / codes.EFI_DENOMINATOR
     derived["efi_band"] = _efi_band(deficits)
-    frid_cols = [f"frid_{name}_90d" for name in codes.FRID_BNF_PREFIXES]
+    frid_cols = [f"frid_{name}_90d" for name in codes.FRID_CLASSES]
     derived["frid_classes_90d"] = (frame[frid_cols] > 0).sum(axis=1)
     derived["fire_visited"] = (frame["fire_visited"] > 0).astype("int64")
     kept = frame.drop(columns=[c for c in derived if c in frame.columns])

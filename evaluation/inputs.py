@@ -97,6 +97,8 @@ class EvaluationInput:
     champion_label: str = "champion"
     # how the model's training rows were sampled, in words (None: every row)
     training_sample: str | None = None
+    # the digest of the code lists the features were computed with (codelists/)
+    code_lists: str | None = None
 
 
 def _bad_row(mask: np.ndarray) -> int:
@@ -206,4 +208,5 @@ def validated(inp: EvaluationInput) -> EvaluationInput:
         else _check_binary("died_before_event", inp.died_before_event, n),
         champion_label=inp.champion_label,
         training_sample=inp.training_sample,
+        code_lists=inp.code_lists,
     )

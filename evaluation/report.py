@@ -166,6 +166,7 @@ def _meta(inp: EvaluationInput, threshold: float) -> dict[str, Any]:
         "synthetic": inp.p_true is not None,
         "groups": list(inp.groups.columns),
         "training_sample": inp.training_sample,
+        "code_lists": inp.code_lists,
     }
 
 

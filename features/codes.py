@@ -1,113 +1,44 @@
-"""Clinical code lists used by the outcome definitions and the features.
+"""The concepts the features and outcomes read, and the codes of each, from the code lists.
 
-The outcome lists (falls, fragility fractures) follow ../shared/reference/clinical.md.
-The condition and frailty-deficit lists are representative SNOMED CT concepts, one or a
-few per concept, not a maintained reference set: a real deployment replaces them with the
-current eFI and QOF reference sets, keeping the concept names. Every SNOMED CT identifier
-here carries a valid Verhoeff check digit (tested).
+The concept names (conditions, frailty deficits, drug classes, fracture sites) are fixed
+here, because the feature registry is built from them. Their codes are data: `Codes` is built
+from a `codelists.CodeLists` (the packaged lists, or a site's own folder) at the entry point
+and passed down. The lists and their sources are described in codelists/lists/index.csv.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
 
+from codelists import CodeLists, snomed_valid
 from features.contract import NHS_NUMBER_TEXT
 
-# --- outcomes -------------------------------------------------------------------------
+__all__ = ["Codes", "nhs_number_valid", "packaged_codes", "snomed_valid"]
 
-FALL_SNOMED: frozenset[str] = frozenset(
-    {
-        "1912002", "161898004", "217082002", "217154006", "279992002",
-        "298343000", "298344006", "247541000000106", "248451000000109",
-    }
+CONDITIONS: tuple[str, ...] = (
+    "dementia", "parkinsons", "stroke", "multiple_sclerosis", "urinary_incontinence",
+    "visual_impairment", "depression", "heart_failure", "copd", "ckd", "diabetes",
+    "complicated_diabetes", "liver_disease", "cancer", "hemiplegia", "osteoporosis",
 )  # fmt: skip
 
-# ICD-10 external causes of a fall, W00-W19. W02, W12 and W15 may be left out by setting.
-FALL_ICD10_PREFIXES: tuple[str, ...] = tuple(f"W{n:02d}" for n in range(0, 20))
-FALL_ICD10_OPTIONAL_EXCLUSIONS: tuple[str, ...] = ("W02", "W12", "W15")
-
-FRAGILITY_FRACTURE_ICD10: dict[str, tuple[str, ...]] = {
-    "hip": ("S720", "S721", "S722"),
-    "wrist": ("S525", "S526"),
-    "vertebra": ("S220", "S320"),
-    "pelvis": tuple(f"S32{n}" for n in range(1, 9)),
-    "proximal_humerus": ("S422",),
-}
-FRAGILITY_FRACTURE_PREFIXES: tuple[str, ...] = tuple(
-    code for codes in FRAGILITY_FRACTURE_ICD10.values() for code in codes
-)
-HIP_FRACTURE_PREFIXES: tuple[str, ...] = FRAGILITY_FRACTURE_ICD10["hip"]
-TENDENCY_TO_FALL_ICD10 = "R296"  # a predictor, never an outcome
-
-AMBULANCE_FALL_CATEGORIES: frozenset[str] = frozenset({"fall", "long_lie"})
-MENTAL_HEALTH_SPECIALTIES: frozenset[str] = frozenset({"710", "711", "712", "713", "715"})
-
-# --- conditions: SNOMED CT concepts in the GP record, ICD-10 prefixes in hospital data -----
-
-CONDITIONS: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
-    "dementia": (frozenset({"52448006"}), ("F00", "F01", "F02", "F03", "G30")),
-    "parkinsons": (frozenset({"49049000"}), ("G20",)),
-    "stroke": (frozenset({"230690007"}), ("I61", "I63", "I64")),
-    "multiple_sclerosis": (frozenset({"24700007"}), ("G35",)),
-    "urinary_incontinence": (frozenset({"165232002"}), ("R32", "N393", "N394")),
-    "visual_impairment": (frozenset({"397540003"}), ("H54",)),
-    "depression": (frozenset({"35489007"}), ("F32", "F33")),
-    "heart_failure": (frozenset({"84114007"}), ("I50",)),
-    "copd": (frozenset({"13645005"}), ("J44",)),
-    "ckd": (frozenset({"709044004"}), ("N18",)),
-    "diabetes": (frozenset({"73211009"}), ("E10", "E11", "E14")),
-    "complicated_diabetes": (
-        frozenset({"127013003", "4855003", "230572002"}),
-        ("E102", "E103", "E104", "E112", "E113", "E114"),
-    ),
-    "liver_disease": (frozenset({"328383001"}), ("K70", "K72", "K74")),
-    "cancer": (frozenset({"363346000"}), tuple(f"C{n:02d}" for n in range(0, 98))),
-    "hemiplegia": (frozenset({"50582007"}), ("G81",)),
-    "osteoporosis": (frozenset({"64859006"}), ("M80", "M81")),
-}
-
-# --- electronic Frailty Index: 36 deficits (Clegg et al. 2016) ----------------------------
-# Polypharmacy is derived from prescriptions (5 or more medicines), the rest from codes.
-
-EFI_DEFICITS: dict[str, frozenset[str]] = {
-    "activity_limitation": frozenset({"248536006"}),
-    "anaemia": frozenset({"271737000"}),
-    "arthritis": frozenset({"396275006", "69896004"}),
-    "atrial_fibrillation": frozenset({"49436004"}),
-    "cerebrovascular_disease": frozenset({"230690007"}),
-    "chronic_kidney_disease": frozenset({"709044004"}),
-    "diabetes": frozenset({"73211009"}),
-    "dizziness": frozenset({"404640003"}),
-    "dyspnoea": frozenset({"267036007"}),
-    "falls": FALL_SNOMED,
-    "foot_problems": frozenset({"371087003"}),
-    "fragility_fracture": frozenset({"5913000"}),
-    "hearing_impairment": frozenset({"15188001"}),
-    "heart_failure": frozenset({"84114007"}),
-    "heart_valve_disease": frozenset({"368009"}),
-    "housebound": frozenset({"160689007"}),
-    "hypertension": frozenset({"38341003"}),
-    "hypotension_syncope": frozenset({"45007003", "271594007"}),
-    "ischaemic_heart_disease": frozenset({"414545008", "22298006"}),
-    "memory_and_cognitive_problems": frozenset({"386807006", "52448006"}),
-    "mobility_and_transfer_problems": frozenset({"282145008"}),
-    "osteoporosis": frozenset({"64859006"}),
-    "parkinsonism_and_tremor": frozenset({"49049000", "26079004"}),
-    "peptic_ulcer": frozenset({"13200003"}),
-    "peripheral_vascular_disease": frozenset({"400047006"}),
-    "polypharmacy": frozenset(),
-    "requirement_for_care": frozenset({"133932002"}),
-    "respiratory_disease": frozenset({"13645005", "195967001"}),
-    "skin_ulcer": frozenset({"399912005"}),
-    "sleep_disturbance": frozenset({"193462001"}),
-    "social_vulnerability": frozenset({"105529008"}),
-    "thyroid_disease": frozenset({"40930008"}),
-    "urinary_incontinence": frozenset({"165232002"}),
-    "urinary_system_disease": frozenset({"68566005"}),
-    "visual_impairment": frozenset({"397540003"}),
-    "weight_loss_and_anorexia": frozenset({"89362005"}),
-}
+# electronic Frailty Index: 36 deficits (Clegg et al. 2016). Polypharmacy is derived from
+# prescriptions (5 or more medicines), the rest from codes.
+EFI_DEFICITS: tuple[str, ...] = (
+    "activity_limitation", "anaemia", "arthritis", "atrial_fibrillation",
+    "cerebrovascular_disease", "chronic_kidney_disease", "diabetes", "dizziness", "dyspnoea",
+    "falls", "foot_problems", "fragility_fracture", "hearing_impairment", "heart_failure",
+    "heart_valve_disease", "housebound", "hypertension", "hypotension_syncope",
+    "ischaemic_heart_disease", "memory_and_cognitive_problems",
+    "mobility_and_transfer_problems", "osteoporosis", "parkinsonism_and_tremor",
+    "peptic_ulcer", "peripheral_vascular_disease", "polypharmacy", "requirement_for_care",
+    "respiratory_disease", "skin_ulcer", "sleep_disturbance", "social_vulnerability",
+    "thyroid_disease", "urinary_incontinence", "urinary_system_disease", "visual_impairment",
+    "weight_loss_and_anorexia",
+)  # fmt: skip
+DERIVED_DEFICITS = frozenset({"polypharmacy"})
 EFI_DENOMINATOR = 36
 POLYPHARMACY_MEDICINES = 5
 EFI_BANDS: tuple[tuple[str, float], ...] = (
@@ -117,77 +48,109 @@ EFI_BANDS: tuple[tuple[str, float], ...] = (
     ("severe", 1.0),
 )  # upper bounds, inclusive
 
-# --- observations and lifestyle -----------------------------------------------------------
+FRACTURE_SITES: tuple[str, ...] = ("hip", "wrist", "vertebra", "pelvis", "proximal_humerus")
+AMBULANCE_FALL_CATEGORIES: frozenset[str] = frozenset({"fall", "long_lie"})
+SMOKING_STATUSES: tuple[str, ...] = ("current", "ex", "never")
+FRAILTY_DIAGNOSES: tuple[str, ...] = ("moderate", "severe")
 
-BMI_SNOMED = "60621009"
-ALCOHOL_UNITS_SNOMED = "1082641000000106"
-HEAVY_DRINKER_SNOMED = "86933000"
-SMOKING_STATUS_SNOMED: dict[str, str] = {
-    "77176002": "current",
-    "8517006": "ex",
-    "266919005": "never",
-}
-FRAILTY_DIAGNOSIS_SNOMED: dict[str, str] = {
-    "925791000000100": "moderate",
-    "925861000000102": "severe",
-}
-
-# --- records of fall-proneness ------------------------------------------------------------
-# Gait or balance problems: abnormal gait, abnormal gait due to impaired balance, impairment
-# of balance, unsteady when walking.
-GAIT_BALANCE_SNOMED: frozenset[str] = frozenset({"22325002", "431524008", "387603000", "394616008"})
-# A falls risk assessment or a referral to a falls service.
-FALLS_ASSESSMENT_SNOMED: frozenset[str] = frozenset({"414191008", "408289007"})
-DIZZINESS_SNOMED: frozenset[str] = EFI_DEFICITS["dizziness"]
-
-# --- medicines: BNF paragraph prefixes of falls-risk-increasing drug classes -------------
-
-FRID_BNF_PREFIXES: dict[str, tuple[str, ...]] = {
-    "antidepressants": ("0403",),
-    "hypnotics_anxiolytics": ("0401",),
-    "antipsychotics": ("0402",),
-    "antihypertensives": ("0202", "0204", "0205", "0206"),
-    "antiepileptics": ("0408",),
-    "antiparkinson": ("0409",),
-    "sedating_antihistamines": ("0304",),
-    "opioids": ("040702",),
-    "urinary_antimuscarinics": ("070402",),
-}
-
-# --- SNOMED CT check digit ---------------------------------------------------------------
-
-_D = (
-    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
-    (1, 2, 3, 4, 0, 6, 7, 8, 9, 5),
-    (2, 3, 4, 0, 1, 7, 8, 9, 5, 6),
-    (3, 4, 0, 1, 2, 8, 9, 5, 6, 7),
-    (4, 0, 1, 2, 3, 9, 5, 6, 7, 8),
-    (5, 9, 8, 7, 6, 0, 4, 3, 2, 1),
-    (6, 5, 9, 8, 7, 1, 0, 4, 3, 2),
-    (7, 6, 5, 9, 8, 2, 1, 0, 4, 3),
-    (8, 7, 6, 5, 9, 3, 2, 1, 0, 4),
-    (9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-)
-_P = (
-    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
-    (1, 5, 7, 6, 2, 8, 3, 0, 9, 4),
-    (5, 8, 0, 3, 7, 9, 6, 1, 4, 2),
-    (8, 9, 1, 6, 0, 4, 3, 5, 2, 7),
-    (9, 4, 5, 3, 1, 2, 6, 8, 7, 0),
-    (4, 2, 8, 6, 5, 7, 3, 9, 0, 1),
-    (2, 7, 9, 3, 8, 0, 6, 4, 1, 5),
-    (7, 0, 4, 6, 9, 1, 3, 2, 5, 8),
-)
+# falls-risk-increasing drug classes, each a list of BNF prefixes
+FRID_CLASSES: tuple[str, ...] = (
+    "antidepressants", "hypnotics_anxiolytics", "antipsychotics", "antihypertensives",
+    "antiepileptics", "antiparkinson", "sedating_antihistamines", "opioids",
+    "urinary_antimuscarinics",
+)  # fmt: skip
 
 
-def snomed_valid(code: str) -> bool:
-    """True when `code` is 6-18 digits with a valid Verhoeff check digit."""
-    if not (code.isdigit() and 6 <= len(code) <= 18 and code[0] != "0"):
-        return False
-    check = 0
-    for i, ch in enumerate(reversed(code)):
-        check = _D[check][_P[i % 8][int(ch)]]
-    return check == 0
+@dataclass(frozen=True)
+class Codes:
+    """The codes of every concept the features and outcomes read, from one set of lists."""
+
+    fall_snomed: frozenset[str]
+    fall_icd10_prefixes: tuple[str, ...]  # W00-W19
+    fall_icd10_optional_exclusions: tuple[str, ...]  # W02, W12 and W15 may be left out
+    fragility_fracture_icd10: Mapping[str, tuple[str, ...]]  # by site
+    tendency_to_fall_icd10: tuple[str, ...]  # a predictor, never an outcome
+    mental_health_specialties: frozenset[str]
+    conditions: Mapping[str, tuple[frozenset[str], tuple[str, ...]]]  # (SNOMED, ICD-10)
+    efi_deficits: Mapping[str, frozenset[str]]
+    bmi: frozenset[str]
+    alcohol_units: frozenset[str]
+    heavy_drinker: frozenset[str]
+    smoking_status: Mapping[str, str]  # SNOMED CT -> current, ex or never
+    frailty_diagnosis: Mapping[str, str]  # SNOMED CT -> moderate or severe
+    gait_balance: frozenset[str]  # gait or balance problems
+    falls_assessment: frozenset[str]  # a falls risk assessment or falls service referral
+    frid_bnf_prefixes: Mapping[str, tuple[str, ...]]
+    digest: str  # of the lists these came from
+
+    @classmethod
+    def from_lists(cls, lists: CodeLists) -> Codes:
+        """The concepts' codes as `lists` gives them."""
+        return cls(
+            fall_snomed=lists.snomed("fall_snomed"),
+            fall_icd10_prefixes=lists.icd10_prefixes("fall_icd10"),
+            fall_icd10_optional_exclusions=lists.icd10_prefixes("fall_icd10_optional"),
+            fragility_fracture_icd10={
+                site: lists.icd10_prefixes(f"fracture_{site}_icd10") for site in FRACTURE_SITES
+            },
+            tendency_to_fall_icd10=lists.icd10_prefixes("tendency_to_fall_icd10"),
+            mental_health_specialties=frozenset(lists.codes("mental_health_specialties")),
+            conditions={
+                name: (
+                    lists.snomed(f"condition_{name}"),
+                    lists.icd10_prefixes(f"condition_{name}_icd10"),
+                )
+                for name in CONDITIONS
+            },
+            efi_deficits={
+                name: frozenset() if name in DERIVED_DEFICITS else lists.snomed(f"efi_{name}")
+                for name in EFI_DEFICITS
+            },
+            bmi=lists.snomed("bmi"),
+            alcohol_units=lists.snomed("alcohol_units"),
+            heavy_drinker=lists.snomed("heavy_drinker"),
+            smoking_status=_by_code(lists, "smoking", SMOKING_STATUSES),
+            frailty_diagnosis=_by_code(lists, "frailty", FRAILTY_DIAGNOSES),
+            gait_balance=lists.snomed("gait_balance"),
+            falls_assessment=lists.snomed("falls_assessment"),
+            frid_bnf_prefixes={name: lists.bnf(f"frid_{name}") for name in FRID_CLASSES},
+            digest=lists.digest,
+        )
+
+    @property
+    def fragility_fracture_prefixes(self) -> tuple[str, ...]:
+        return tuple(c for site in FRACTURE_SITES for c in self.fragility_fracture_icd10[site])
+
+    @property
+    def hip_fracture_prefixes(self) -> tuple[str, ...]:
+        return self.fragility_fracture_icd10["hip"]
+
+    @property
+    def dizziness(self) -> frozenset[str]:
+        return self.efi_deficits["dizziness"]
+
+    def all_snomed(self) -> Iterable[str]:
+        """Every SNOMED CT concept any feature or outcome reads."""
+        yield from self.fall_snomed
+        for snomed, _ in self.conditions.values():
+            yield from snomed
+        for codes in self.efi_deficits.values():
+            yield from codes
+        yield from (*self.bmi, *self.alcohol_units, *self.heavy_drinker)
+        yield from self.smoking_status
+        yield from self.frailty_diagnosis
+        yield from (*self.gait_balance, *self.falls_assessment)
+
+
+def _by_code(lists: CodeLists, stem: str, levels: tuple[str, ...]) -> dict[str, str]:
+    """Each code of the lists `<stem>_<level>` mapped to its level (the lists are disjoint)."""
+    return {code: level for level in levels for code in lists.codes(f"{stem}_{level}")}
+
+
+@cache
+def packaged_codes() -> Codes:
+    """The codes of the packaged lists (read on first use, never on import)."""
+    return Codes.from_lists(CodeLists.load())
 
 
 def nhs_number_valid(value: str) -> bool:
@@ -198,17 +161,3 @@ def nhs_number_valid(value: str) -> bool:
     digits = [int(d) for d in value if d.isdigit()]
     total = sum(weight * d for weight, d in zip(range(10, 1, -1), digits[:9], strict=True))
     return (11 - total % 11) % 11 == digits[9]
-
-
-def all_snomed_codes() -> Iterable[str]:
-    """Every SNOMED CT identifier named in this module."""
-    yield from FALL_SNOMED
-    for snomed, _ in CONDITIONS.values():
-        yield from snomed
-    for codes in EFI_DEFICITS.values():
-        yield from codes
-    yield from (BMI_SNOMED, ALCOHOL_UNITS_SNOMED, HEAVY_DRINKER_SNOMED)
-    yield from SMOKING_STATUS_SNOMED
-    yield from FRAILTY_DIAGNOSIS_SNOMED
-    yield from GAIT_BALANCE_SNOMED
-    yield from FALLS_ASSESSMENT_SNOMED

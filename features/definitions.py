@@ -13,7 +13,16 @@ from datetime import date, timedelta
 import ibis
 import ibis.expr.types as ir
 
-from features import codes
+from features.codes import (
+    AMBULANCE_FALL_CATEGORIES,
+    CONDITIONS,
+    EFI_BANDS,
+    EFI_DENOMINATOR,
+    FRID_CLASSES,
+    POLYPHARMACY_MEDICINES,
+    Codes,
+    packaged_codes,
+)
 from features.registry import FEATURES, WINDOWS
 
 Sources = Mapping[str, ir.Table]
@@ -38,9 +47,9 @@ def code_in(column: ir.StringValue, prefixes: Iterable[str]) -> ir.BooleanValue:
     return result.fill_null(False)
 
 
-def fall_prefixes(excluded: Iterable[str] = ()) -> tuple[str, ...]:
+def fall_prefixes(codes: Codes, excluded: Iterable[str] = ()) -> tuple[str, ...]:
     skip = set(excluded)
-    return tuple(p for p in codes.FALL_ICD10_PREFIXES if p not in skip)
+    return tuple(p for p in codes.fall_icd10_prefixes if p not in skip)
 
 
 # --- event tables shared by features and labels (no date filter) -------------------------
@@ -62,20 +71,20 @@ def hospital_diagnoses(src: Sources) -> ir.Table:
     return long.filter(long.code.notnull())
 
 
-def fall_events(src: Sources, excluded: Iterable[str] = ()) -> ir.Table:
+def fall_events(src: Sources, codes: Codes, excluded: Iterable[str] = ()) -> ir.Table:
     """Every recorded fall as (person_id, event_date), from any service."""
-    prefixes = fall_prefixes(excluded)
+    prefixes = fall_prefixes(codes, excluded)
     ae = src["ae_attendance"]
     ae_falls = ae.filter(code_in(ae.injury_cause, prefixes) | code_in(ae.diagnosis_code, prefixes))
     diag = hospital_diagnoses(src)
     admitted = diag.filter(
         diag.emergency
-        & (code_in(diag.code, prefixes) | code_in(diag.code, codes.FRAGILITY_FRACTURE_PREFIXES))
+        & (code_in(diag.code, prefixes) | code_in(diag.code, codes.fragility_fracture_prefixes))
     )
     amb = src["ambulance_incident"]
-    amb_falls = amb.filter(amb.category.isin(sorted(codes.AMBULANCE_FALL_CATEGORIES)))
+    amb_falls = amb.filter(amb.category.isin(sorted(AMBULANCE_FALL_CATEGORIES)))
     gp = src["gp_event"]
-    gp_falls = gp.filter(gp.snomed_code.isin(sorted(codes.FALL_SNOMED)))
+    gp_falls = gp.filter(gp.snomed_code.isin(sorted(codes.fall_snomed)))
     return ibis.union(
         ae_falls.select("person_id", event_date=ae_falls.arrival_date),
         admitted.select("person_id", "event_date"),
@@ -85,14 +94,14 @@ def fall_events(src: Sources, excluded: Iterable[str] = ()) -> ir.Table:
     )
 
 
-def fracture_events(src: Sources) -> ir.Table:
+def fracture_events(src: Sources, codes: Codes) -> ir.Table:
     """Every recorded fragility fracture as (person_id, event_date)."""
-    fracture = codes.FRAGILITY_FRACTURE_PREFIXES
+    fracture = codes.fragility_fracture_prefixes
     ae = src["ae_attendance"]
     diag = hospital_diagnoses(src)
     gp = src["gp_event"]
     ae_frac = ae.filter(code_in(ae.diagnosis_code, fracture))
-    gp_frac = gp.filter(gp.snomed_code.isin(sorted(codes.EFI_DEFICITS["fragility_fracture"])))
+    gp_frac = gp.filter(gp.snomed_code.isin(sorted(codes.efi_deficits["fragility_fracture"])))
     return ibis.union(
         ae_frac.select("person_id", event_date=ae_frac.arrival_date),
         diag.filter(code_in(diag.code, fracture)).select("person_id", "event_date"),
@@ -172,7 +181,7 @@ def ambulance_activity(src: Sources, day: date) -> ir.Table:
     )
 
 
-def admissions(src: Sources, day: date) -> ir.Table:
+def admissions(src: Sources, day: date, codes: Codes) -> ir.Table:
     """Emergency admissions, bed days inside each window and mental-health stays."""
     spells = src["hospital_episode"]
     emergency = spells.filter(spells.admission_method == "emergency")
@@ -194,21 +203,21 @@ def admissions(src: Sources, day: date) -> ir.Table:
         spells.select("person_id", "main_specialty", event_date=spells.admission_date), day
     )
     mental = spells_730.filter(
-        spells_730.main_specialty.isin(sorted(codes.MENTAL_HEALTH_SPECIALTIES))
+        spells_730.main_specialty.isin(sorted(codes.mental_health_specialties))
     )
     counted = events.group_by("person_id").aggregate(**aggs)
     mh = mental.group_by("person_id").aggregate(mental_health_admissions_730d=mental.count())
     return _outer(counted, mh)
 
 
-def falls_and_fractures(src: Sources, day: date) -> ir.Table:
+def falls_and_fractures(src: Sources, day: date, codes: Codes) -> ir.Table:
     """Falls (distinct dates) and fractures in each window, and days since the last fall."""
-    falls = fall_events(src).filter(lambda t: t.event_date < lit(day))
+    falls = fall_events(src, codes).filter(lambda t: t.event_date < lit(day))
     fall_counts = falls.group_by("person_id").aggregate(
         **_window_counts(falls, day, "falls", distinct=True),
         days_since_last_fall=lit(day).delta(falls.event_date.max(), unit="day"),
     )
-    fractures = _recent(fracture_events(src), day)
+    fractures = _recent(fracture_events(src, codes), day)
     fracture_counts = fractures.group_by("person_id").aggregate(
         **_window_counts(fractures, day, "fractures", distinct=True)
     )
@@ -225,27 +234,27 @@ def last_emergency_admission(src: Sources, day: date) -> ir.Table:
     )
 
 
-def gp_record(src: Sources, day: date) -> ir.Table:
+def gp_record(src: Sources, day: date, codes: Codes) -> ir.Table:
     """Condition and frailty-deficit codes ever recorded, drinking, recent GP contact."""
     gp = src["gp_event"]
     ev = gp.filter(gp.event_date < lit(day))
     code = ev.snomed_code
-    heavy = (code == codes.HEAVY_DRINKER_SNOMED) | (
-        (code == codes.ALCOHOL_UNITS_SNOMED) & (ev.value > HEAVY_DRINKING_UNITS)
+    heavy = code.isin(sorted(codes.heavy_drinker)) | (
+        code.isin(sorted(codes.alcohol_units)) & (ev.value > HEAVY_DRINKING_UNITS)
     )
     contact = ev.group_by("person_id").aggregate(
         heavy_drinking=heavy.fill_null(False).any(),
-        bmi_recorded=((code == codes.BMI_SNOMED) & ev.value.notnull()).any(),
+        bmi_recorded=(code.isin(sorted(codes.bmi)) & ev.value.notnull()).any(),
         has_gp_event_730d=(ev.event_date >= lit(day - timedelta(days=730))).any(),
     )
-    return _left(contact, _gp_codes(ev))
+    return _left(contact, _gp_codes(ev, codes))
 
 
-def _gp_codes(ev: ir.Table) -> ir.Table:
+def _gp_codes(ev: ir.Table, codes: Codes) -> ir.Table:
     """Condition and deficit flags, from the third of GP events that carry one of their codes
     (a person with none gets nulls, which feature_table turns into 0)."""
-    sets = {f"gp_{name}": snomed for name, (snomed, _) in codes.CONDITIONS.items()}
-    deficits = codes.EFI_DEFICITS.items()
+    sets = {f"gp_{name}": snomed for name, (snomed, _) in codes.conditions.items()}
+    deficits = codes.efi_deficits.items()
     sets.update({f"deficit_{name}": snomed for name, snomed in deficits if snomed})
     relevant = sorted(set().union(*sets.values()))
     coded = ev.filter(ev.snomed_code.isin(relevant))
@@ -254,26 +263,28 @@ def _gp_codes(ev: ir.Table) -> ir.Table:
     )
 
 
-def hospital_conditions(src: Sources, day: date) -> ir.Table:
+def hospital_conditions(src: Sources, day: date, codes: Codes) -> ir.Table:
     diag = hospital_diagnoses(src)
     ev = diag.filter(diag.event_date < lit(day))
     aggs = {
-        f"hes_{name}": code_in(ev.code, icd).any() for name, (_, icd) in codes.CONDITIONS.items()
+        f"hes_{name}": code_in(ev.code, icd).any() for name, (_, icd) in codes.conditions.items()
     }
     return ev.group_by("person_id").aggregate(**aggs)
 
 
-def tendency_to_fall(src: Sources, day: date) -> ir.Table:
+def tendency_to_fall(src: Sources, day: date, codes: Codes) -> ir.Table:
     diag = hospital_diagnoses(src).select("person_id", "event_date", "code")
     ae = src["ae_attendance"]
     coded = ibis.union(
         diag, ae.select("person_id", event_date=ae.arrival_date, code=ae.diagnosis_code)
     )
-    ev = coded.filter((coded.event_date < lit(day)) & (coded.code == codes.TENDENCY_TO_FALL_ICD10))
+    ev = coded.filter(
+        (coded.event_date < lit(day)) & coded.code.isin(sorted(codes.tendency_to_fall_icd10))
+    )
     return ev.group_by("person_id").aggregate(tendency_to_fall=ev.count())
 
 
-def medicines(src: Sources, day: date) -> ir.Table:
+def medicines(src: Sources, day: date, codes: Codes) -> ir.Table:
     """Distinct medicines and falls-risk-increasing drugs issued in the last 90 days.
 
     Two steps (person and medicine, then person) instead of ten COUNT(DISTINCT)s: the same
@@ -287,7 +298,7 @@ def medicines(src: Sources, day: date) -> ir.Table:
     )
     classes = {
         f"frid_{name}_90d": code_in(ev.bnf_code, prefixes)
-        for name, prefixes in codes.FRID_BNF_PREFIXES.items()
+        for name, prefixes in codes.frid_bnf_prefixes.items()
     }
     per_medicine = ev.group_by(["person_id", "medicine"]).aggregate(
         **{name: flag.any() for name, flag in classes.items()}
@@ -306,15 +317,23 @@ def _latest(events: ir.Table, values: Mapping[str, ir.Value]) -> ir.Table:
     return on_last.group_by("person_id").aggregate(**{n: on_last[n].max() for n in values})
 
 
-def observations(src: Sources, day: date) -> ir.Table:
+def observations(src: Sources, day: date, codes: Codes) -> ir.Table:
     """Latest BMI and smoking status before D."""
     gp = src["gp_event"]
     ev = gp.filter(gp.event_date < lit(day))
-    bmi_rows = ev.filter((ev.snomed_code == codes.BMI_SNOMED) & ev.value.notnull())
+    bmi_rows = ev.filter(ev.snomed_code.isin(sorted(codes.bmi)) & ev.value.notnull())
     bmi = _latest(bmi_rows, {"bmi": bmi_rows.value})
     rank = {"never": 1, "ex": 2, "current": 3}
     smoking_rank = ibis.cases(
-        *((ev.snomed_code == c, rank[s]) for c, s in codes.SMOKING_STATUS_SNOMED.items())
+        *(
+            (
+                ev.snomed_code.isin(
+                    sorted(c for c, s in codes.smoking_status.items() if s == level)
+                ),
+                rank[level],
+            )
+            for level in rank
+        )
     )
     smokers = ev.mutate(smoking_rank=smoking_rank).filter(lambda t: t.smoking_rank.notnull())
     smoking = _latest(smokers, {"smoking_rank": smokers.smoking_rank})
@@ -357,21 +376,17 @@ def fire_visits(src: Sources, day: date) -> ir.Table:
     return latest.mutate(fire_visited=1)
 
 
-def fall_proneness(src: Sources, day: date) -> ir.Table:
+def fall_proneness(src: Sources, day: date, codes: Codes) -> ir.Table:
     """Gait or balance codes ever, dizziness and falls assessments in the last year (GP), and
     mobility equipment from social care ever, before D."""
     gp = src["gp_event"]
-    wanted = sorted(
-        codes.GAIT_BALANCE_SNOMED | codes.DIZZINESS_SNOMED | codes.FALLS_ASSESSMENT_SNOMED
-    )
+    wanted = sorted(codes.gait_balance | codes.dizziness | codes.falls_assessment)
     coded = gp.filter((gp.event_date < lit(day)) & gp.snomed_code.isin(wanted))
     year = coded.event_date >= lit(day - timedelta(days=365))
     gp_flags = coded.group_by("person_id").aggregate(
-        gait_balance_problem=coded.snomed_code.isin(sorted(codes.GAIT_BALANCE_SNOMED)).any(),
-        dizziness_365d=(coded.snomed_code.isin(sorted(codes.DIZZINESS_SNOMED)) & year).any(),
-        falls_assessment_365d=(
-            coded.snomed_code.isin(sorted(codes.FALLS_ASSESSMENT_SNOMED)) & year
-        ).any(),
+        gait_balance_problem=coded.snomed_code.isin(sorted(codes.gait_balance)).any(),
+        dizziness_365d=(coded.snomed_code.isin(sorted(codes.dizziness)) & year).any(),
+        falls_assessment_365d=(coded.snomed_code.isin(sorted(codes.falls_assessment)) & year).any(),
     )
     care = src["social_care"]
     equipment = care.filter((care.service_type == "equipment") & (care.start_date < lit(day)))
@@ -404,22 +419,22 @@ COUNT_LIKE = frozenset(
 )  # fmt: skip  # zero when a person has no records
 
 
-def _joined(src: Sources, day: date) -> ir.Table:
+def _joined(src: Sources, day: date, codes: Codes) -> ir.Table:
     families = (
         demographics(src, day),
         ae_activity(src, day),
         ambulance_activity(src, day),
-        admissions(src, day),
-        falls_and_fractures(src, day),
+        admissions(src, day, codes),
+        falls_and_fractures(src, day, codes),
         last_emergency_admission(src, day),
-        gp_record(src, day),
-        hospital_conditions(src, day),
-        tendency_to_fall(src, day),
-        medicines(src, day),
-        observations(src, day),
+        gp_record(src, day, codes),
+        hospital_conditions(src, day, codes),
+        tendency_to_fall(src, day, codes),
+        medicines(src, day, codes),
+        observations(src, day, codes),
         social_care(src, day),
         fire_visits(src, day),
-        fall_proneness(src, day),
+        fall_proneness(src, day, codes),
     )
     table = population(src, day)
     for family in families:
@@ -430,15 +445,18 @@ def _joined(src: Sources, day: date) -> ir.Table:
 def _efi_band(deficits: ir.IntegerValue) -> ir.StringValue:
     """Band from the deficit count: the largest k with k/36 inside each band's upper bound."""
     branches = []
-    for band, upper in codes.EFI_BANDS:
-        most = int(upper * codes.EFI_DENOMINATOR + 1e-9)
+    for band, upper in EFI_BANDS:
+        most = int(upper * EFI_DENOMINATOR + 1e-9)
         branches.append((deficits <= most, band))
     return ibis.cases(*branches)
 
 
-def feature_table(src: Sources, day: date, data_start: date) -> ir.Table:
-    """Every registry feature at D for everyone in the population, in registry order."""
-    t = _joined(src, day)
+def feature_table(
+    src: Sources, day: date, data_start: date, codes: Codes | None = None
+) -> ir.Table:
+    """Every registry feature at D for everyone in the population, in registry order, with
+    the codes of `codes` (default: the packaged code lists)."""
+    t = _joined(src, day, codes or packaged_codes())
     zero: dict[str, ir.Value] = {}
     for name in t.columns:
         if name in COUNT_LIKE or name.startswith(("gp_", "hes_", "deficit_", "frid_")):
@@ -447,17 +465,17 @@ def feature_table(src: Sources, day: date, data_start: date) -> ir.Table:
     t = t.mutate(**zero)
     conditions = {
         f"has_{name}": ((t[f"gp_{name}"] + t[f"hes_{name}"]) > 0).cast("int64")
-        for name in codes.CONDITIONS
+        for name in CONDITIONS
     }
-    frid_names = [f"frid_{name}_90d" for name in codes.FRID_BNF_PREFIXES]
-    polypharmacy = (t.medicines_90d >= codes.POLYPHARMACY_MEDICINES).cast("int64")
+    frid_names = [f"frid_{name}_90d" for name in FRID_CLASSES]
+    polypharmacy = (t.medicines_90d >= POLYPHARMACY_MEDICINES).cast("int64")
     deficits = [t[c] for c in t.columns if c.startswith("deficit_")]
     deficit_count = sum(deficits[1:], deficits[0]) + polypharmacy
     lookback = max(0, min((day - data_start).days, LOOKBACK_CAP_DAYS))
     derived: dict[str, ir.Value] = {
         **conditions,
         "tendency_to_fall": (t.tendency_to_fall > 0).cast("int64"),
-        "efi": deficit_count.cast("float64") / codes.EFI_DENOMINATOR,
+        "efi": deficit_count.cast("float64") / EFI_DENOMINATOR,
         "efi_band": _efi_band(deficit_count),
         "frid_classes_90d": sum(((t[c] > 0).cast("int64") for c in frid_names), ibis.literal(0)),
         "fire_visited": (t.fire_visited > 0).cast("int64"),

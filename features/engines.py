@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from ibis.backends import BaseBackend
 
+    from features.codes import Codes
     from features.definitions import Sources
 
 Engine = Literal["duckdb", "spark"]
@@ -139,11 +140,13 @@ def normalise(table: pa.Table) -> pd.DataFrame:
     return out.sort_values("person_id", kind="stable").reset_index(drop=True)
 
 
-def features_from_sources(src: Sources, index_date: date, data_start: date | None) -> pd.DataFrame:
+def features_from_sources(
+    src: Sources, index_date: date, data_start: date | None, codes: Codes | None = None
+) -> pd.DataFrame:
     from features.definitions import feature_table
 
     start = data_start or (index_date - timedelta(days=730))
-    table = feature_table(src, index_date, start).order_by("person_id")
+    table = feature_table(src, index_date, start, codes).order_by("person_id")
     # Through Arrow: Ibis's to_pandas() cost a third of the whole job on 600k people.
     return normalise(table.to_pyarrow())
 
@@ -156,13 +159,14 @@ def compute_features(
     data_start: date | None = None,
     spark: Any | None = None,
     history_from: date | None = None,
+    codes: Codes | None = None,
 ) -> pd.DataFrame:
     """Every registry feature at `index_date` for everyone alive and registered at it.
 
     `data_start` (the first day of the extract) sets `lookback_days`; by default it is the
     store's (features.extent.data_start). `spark` reuses an existing SparkSession.
     `history_from`: compute them as an extract starting on that day would (`windowed`); it
-    is then the data start.
+    is then the data start. `codes`: the code lists' codes (default: the packaged lists).
     """
     from features.extent import data_start as store_start
 
@@ -171,7 +175,7 @@ def compute_features(
     start = history_from or data_start or store_start(store_path)
     with open_sources(store_path, engine, spark) as src:
         return features_from_sources(windowed(src, history_from) if history_from else src,
-                                     index_date, start)  # fmt: skip
+                                     index_date, start, codes)  # fmt: skip
 
 
 def windowed(src: Sources, start: date) -> Sources:

@@ -10,14 +10,14 @@ the end of the horizon, whichever comes first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
 
 import ibis
 import ibis.expr.types as ir
 
-from features import codes
+from features.codes import Codes, packaged_codes
 from features.definitions import Sources, fall_events, lit
 
 if TYPE_CHECKING:
@@ -30,6 +30,8 @@ class LabelSettings:
     long_stay_days: int = 21  # an emergency stay longer than this is "super-stranded"
     min_emergency_admissions: int = 3
     exclude_optional_fall_codes: bool = False  # leave out W02, W12 and W15
+    # the outcomes' codes (default: the packaged code lists)
+    codes: Codes = field(default_factory=packaged_codes, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.home_care_hours < 0 or self.long_stay_days < 0:
@@ -61,8 +63,9 @@ def with_death(events: ir.Table, src: Sources) -> ir.Table:
 
 
 def falls_events(src: Sources, settings: LabelSettings) -> ir.Table:
-    excluded = codes.FALL_ICD10_OPTIONAL_EXCLUSIONS if settings.exclude_optional_fall_codes else ()
-    return fall_events(src, excluded)
+    codes = settings.codes
+    excluded = codes.fall_icd10_optional_exclusions if settings.exclude_optional_fall_codes else ()
+    return fall_events(src, codes, excluded)
 
 
 def falls_outcome(src: Sources, day: date, end: date, settings: LabelSettings) -> ir.Table:

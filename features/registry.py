@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from features.codes import CONDITIONS, EFI_BANDS, FRID_BNF_PREFIXES
+from features.codes import CONDITIONS, EFI_BANDS, FRID_CLASSES
 
 FeatureKind = Literal["numeric", "binary", "categorical"]
 
@@ -241,7 +241,7 @@ def _frailty_and_medicines() -> tuple[Feature, ...]:
                 rx, window_days=90, unit="medicines", modifiable=True, direction=_dir(1, 0),
                 minimum=0, maximum=MAX_MEDICINES,
                 label_one=f"{{value}} {one} issued in the last 3 months")
-        for name in FRID_BNF_PREFIXES
+        for name in FRID_CLASSES
         for many, one in [_FRID_WORDS[name]]
     )  # fmt: skip
     return (
@@ -257,7 +257,7 @@ def _frailty_and_medicines() -> tuple[Feature, ...]:
         Feature("frid_classes_90d",
                 "{value} classes of falls-risk-increasing drugs in the last 3 months", rx,
                 window_days=90, unit="classes", modifiable=True, direction=_dir(1, 0),
-                minimum=0, maximum=len(FRID_BNF_PREFIXES),
+                minimum=0, maximum=len(FRID_CLASSES),
                 label_one="{value} class of falls-risk-increasing drugs in the last 3 months"),
         Feature("bmi", "body mass index {value}", ("gp_event",), unit="kg/m2",
                 direction=_dir(-1, 0), minimum=10, maximum=100,

@@ -160,7 +160,7 @@ def _one_date(
     settings: LabelSettings,
     sampling: NegativeSampling | None = None,
 ) -> pd.DataFrame:
-    feats = feature_table(src, day, data_start)
+    feats = feature_table(src, day, data_start, settings.codes)
     members = cohort(src, outcome, day)
     outcomes = labels(src, outcome, day, settings)
     systems = src["person"].select("person_id", "gp_system", "district")

@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,30 @@ log = logging.getLogger("carerisk.models")
 
 class BundleError(ValueError):
     """A bundle folder is missing, incomplete or has been changed since it was saved."""
+
+
+CODELISTS_DIGEST = "codelists_digest"  # metadata key: the digest of the code lists trained on
+
+
+def with_codelists_digest(bundle: ModelBundle, digest: str) -> ModelBundle:
+    """The bundle with the digest of the code lists its features were computed with."""
+    return replace(bundle, metadata={**bundle.metadata, CODELISTS_DIGEST: digest})
+
+
+def check_codelists_digest(bundle: ModelBundle, digest: str) -> None:
+    """Refuse a bundle trained on other code lists than those loaded (`digest`)."""
+    trained = bundle.metadata.get(CODELISTS_DIGEST)
+    if trained is None:
+        raise BundleError(
+            f"the {bundle.outcome} bundle does not record the code lists it was trained on; "
+            "train it again"
+        )
+    if trained != digest:
+        raise BundleError(
+            f"the {bundle.outcome} bundle was trained on code lists {str(trained)[:12]}, but "
+            f"the lists loaded are {digest[:12]}: its features would not mean what they meant "
+            "in training; train it again or load the lists it was trained on"
+        )
 
 
 @dataclass(frozen=True)

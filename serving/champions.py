@@ -19,6 +19,7 @@ from typing import Any
 from features.outcomes import Outcome
 from features.registry import FEATURES, Feature
 from models import BundleError, ModelBundle
+from models.bundle import check_codelists_digest
 from models.registered import BUNDLE_ARTIFACT, CHAMPION
 from serving.scoring import ServedModel
 
@@ -116,9 +117,11 @@ def load_champions(
     registry: Sequence[Feature] = FEATURES,
     *,
     tags: dict[str, str] | None = None,
+    codelists_digest: str | None = None,
 ) -> dict[str, ServedModel]:
-    """The imported champions (those the pointer file names, or `tags`), verified: checksums
-    and feature list against the registry."""
+    """The imported champions (those the pointer file names, or `tags`), verified: checksums,
+    feature list against the registry and, given `codelists_digest`, the code lists they were
+    trained on against those loaded."""
     import bentoml
 
     pointer = _read_pointer(bentoml_home) if tags is None else tags
@@ -137,6 +140,11 @@ def load_champions(
         except BundleError as error:
             raise ChampionError(f"{tag}: {error}") from None
         check_feature_list(tag, bundle.features, registry)
+        if codelists_digest is not None:
+            try:
+                check_codelists_digest(bundle, codelists_digest)
+            except BundleError as error:
+                raise ChampionError(f"{tag}: {error}") from None
         if bundle.outcome != outcome.name:
             raise ChampionError(f"{tag}: its bundle is a model of {bundle.outcome}")
         meta = model.info.metadata

@@ -40,6 +40,7 @@ class ServingConfig(BaseModel):
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     body_timeout_seconds: float = Field(default=10.0, gt=0, le=25)  # under BentoML's 30 s
     audit_checkpoints: Path | None = None  # outside the home, not writable by the service
+    codelists: Path | None = None  # a site's code lists (CARERISK_CODELISTS); None: packaged
     stale_after_days: int = Field(default=120, ge=1)
     top_k: int = Field(default=5, ge=1, le=20)
     register_max: int = Field(default=5000, ge=1)

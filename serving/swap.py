@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from codelists import CodeLists
 from features.outcomes import Outcome
 from serving.champions import ChampionError, import_champions, load_champions, write_pointer
 from serving.config import ServingConfig
@@ -92,7 +93,8 @@ def build_scorer(
         tags = import_champions(config.tracking_uri, layout.bentoml_home, outcomes, point=False)
     elif import_from_registry:
         log.info(refresh_champions(config, outcomes))
-    models = load_champions(layout.bentoml_home, outcomes, tags=tags)
+    lists = CodeLists.load(config.codelists)
+    models = load_champions(layout.bentoml_home, outcomes, tags=tags, codelists_digest=lists.digest)
     objections = ObjectionList.load(layout.objections_path)
     scorer = Scorer(
         models=models,

@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 
 from features.contract import Table
 from synthetic.people import DISTRICTS, ETHNICITIES, GP_SYSTEMS, Geography
-from synthetic.records import NO_DATE, VOCABS, Part
+from synthetic.records import NO_DATE, Part, vocabs
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "str": pa.string(),
@@ -99,8 +99,8 @@ def to_arrow(
             row_numbers = np.arange(first_number, first_number + n, dtype=np.int64)
             numbers = pc.cast(pa.array(row_numbers), pa.string())
             cols[name] = pc.binary_join_element_wise(ID_PREFIX[spec.name], numbers, "")
-        elif (spec.name, name) in VOCABS:
-            cols[name] = _strings(VOCABS[(spec.name, name)], part[name])
+        elif (spec.name, name) in vocabs():
+            cols[name] = _strings(vocabs()[(spec.name, name)], part[name])
         elif spec.name == "person" and col.kind == "str":
             cols[name] = _person_strings(name, part[name], geo)
         elif col.kind == "date":

@@ -39,7 +39,7 @@ def prepare(p: People, rng: np.random.Generator, start_abs: int, structure: Stru
     order, dmonth = _deficits(rng, d0)
     regime = _regime(p, rng, diag, order, dmonth, age)
     n_meds = regime.sum(axis=1).astype(float)
-    n_frid = regime[:, cat.FRID_MASK].sum(axis=1).astype(float)
+    n_frid = regime[:, cat.catalogue().frid_mask].sum(axis=1).astype(float)
     base = Baseline(d0=d0, n_meds=n_meds, n_frid=n_frid)
     a = (age - 75.0) / 10.0
     dem = p.conditions["dementia"]
@@ -101,16 +101,18 @@ def _regime(
     dmonth: np.ndarray,
     age: np.ndarray,
 ) -> np.ndarray:
-    regime = np.zeros((p.n, len(cat.MEDICINES)), dtype=bool)
+    k = cat.catalogue()
+    med_index = k.med_index
+    regime = np.zeros((p.n, len(k.medicines)), dtype=bool)
     for cond, med, chance in cat.CONDITION_MEDICINES:
         on = (diag[cond] == -1) & (rng.random(p.n) < chance)
-        regime[:, cat.MED_INDEX[med]] |= on
+        regime[:, med_index[med]] |= on
     has = deficits_at_start(order, dmonth)
     for deficit, med, chance in cat.DEFICIT_MEDICINES:
         col = cat.GENERIC_DEFICITS.index(deficit)
-        regime[:, cat.MED_INDEX[med]] |= has[:, col] & (rng.random(p.n) < chance)
+        regime[:, med_index[med]] |= has[:, col] & (rng.random(p.n) < chance)
     young_f = p.female & (age >= 18) & (age < 45)
-    regime[:, cat.MED_INDEX["desogestrel"]] |= young_f & (rng.random(p.n) < 0.2)
+    regime[:, med_index["desogestrel"]] |= young_f & (rng.random(p.n) < 0.2)
     return regime
 
 

@@ -1,45 +1,23 @@
-"""Code vocabularies the synthetic records draw from (all built from features.codes)."""
+"""What the synthetic records draw from: the code vocabularies, built from the code lists,
+and the medicines started for conditions and deficits.
+
+Every code the county writes comes from a list in codelists/lists: a condition's or a
+deficit's codes are drawn from its whole list, weighted towards the common concepts
+(weights.csv; 1 for a code not named there), so that the full lists are exercised. A concept's
+draw leaves out codes that another concept's list also holds, so that one record never speaks
+for two concepts the county keeps apart.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
-from features import codes
-
-# --- medicines: (BNF code, generic name, FRID?) ------------------------------------------
-MEDICINES: tuple[tuple[str, str, bool], ...] = (
-    ("0403030Q0", "sertraline", True),
-    ("0401010Z0", "zopiclone", True),
-    ("0402010AB", "quetiapine", True),
-    ("0206020A0", "amlodipine", True),
-    ("0205051R0", "ramipril", True),
-    ("0202010B0", "bendroflumethiazide", True),
-    ("0204000H0", "bisoprolol", True),
-    ("0408010AH", "levetiracetam", True),
-    ("0409010N0", "co-careldopa", True),
-    ("0304010G0", "chlorphenamine", True),
-    ("040702040", "codeine phosphate", True),
-    ("0704020P0", "oxybutynin", True),
-    ("0202020L0", "furosemide", True),
-    ("0601022B0", "metformin", False),
-    ("0212000B0", "atorvastatin", False),
-    ("0301011R0", "salbutamol", False),
-    ("0301020Q0", "tiotropium", False),
-    ("0602010V0", "levothyroxine", False),
-    ("0103050P0", "omeprazole", False),
-    ("0606020A0", "alendronic acid", False),
-    ("0411000D0", "donepezil", False),
-    ("0407010H0", "paracetamol", False),
-    ("0209000A0", "aspirin", False),
-    ("0208020Z0", "apixaban", False),
-    ("0501013B0", "amoxicillin", False),
-    ("0703021Q0", "desogestrel", False),
-    ("1302011C0", "emollient cream", False),
-)
-MED_INDEX = {name: i for i, (_, name, _) in enumerate(MEDICINES)}
-FRID_MASK = np.array([frid for _, _, frid in MEDICINES])
+from codelists import CodeLists, snomed_valid
+from features.codes import EFI_DEFICITS, FRACTURE_SITES, FRID_CLASSES, Codes
 
 # medicines started for a diagnosed condition: (condition, medicine, chance)
 CONDITION_MEDICINES: tuple[tuple[str, str, float], ...] = (
@@ -97,7 +75,7 @@ CONDITION_DEFICITS = {
     "polypharmacy",
 }
 GENERIC_DEFICITS: tuple[str, ...] = tuple(
-    name for name in codes.EFI_DEFICITS if name not in CONDITION_DEFICITS
+    name for name in EFI_DEFICITS if name not in CONDITION_DEFICITS
 )
 # common deficits come first in a person's order of accrual
 DEFICIT_WEIGHT = {
@@ -114,27 +92,25 @@ DEFICIT_WEIGHT = {
 }
 
 
-def _valid_snomed(base: str) -> str:
-    for digit in "0123456789":
-        if codes.snomed_valid(base + digit):
-            return base + digit
-    raise ValueError(base)
-
-
-def _other_snomed(count: int) -> tuple[str, ...]:
-    """Plausible SNOMED CT identifiers (valid check digit) that no code list names."""
-    known = set(codes.all_snomed_codes())
-    rng = np.random.default_rng(20240401)
-    out: list[str] = []
-    while len(out) < count:
-        base = str(int(rng.integers(10_000_00, 99_999_999))) + "00"
-        code = _valid_snomed(base)
-        if code not in known and code not in out:
-            out.append(code)
-    return tuple(out)
-
-
-OTHER_SNOMED: tuple[str, ...] = _other_snomed(40)
+# the deficit a diagnosed condition also counts for, where the eFI has one
+CONDITION_DEFICIT_OF = {
+    "dementia": "memory_and_cognitive_problems",
+    "parkinsons": "parkinsonism_and_tremor",
+    "stroke": "cerebrovascular_disease",
+    "urinary_incontinence": "urinary_incontinence",
+    "visual_impairment": "visual_impairment",
+    "heart_failure": "heart_failure",
+    "copd": "respiratory_disease",
+    "ckd": "chronic_kidney_disease",
+    "diabetes": "diabetes",
+    "complicated_diabetes": "diabetes",
+    "osteoporosis": "osteoporosis",
+}
+OTHER_SNOMED_COUNT = 40  # plausible codes no list names, for routine entries
+OTHER_SNOMED_SEED = 20240401
+EMERGENCY_SPECIALTIES: tuple[str, ...] = ("300", "300", "300", "430", "320", "340", "710")
+ELECTIVE_SPECIALTIES: tuple[str, ...] = ("100", "101", "110", "130", "301", "502")
+FALL_SPECIALTIES: tuple[str, ...] = ("110", "430", "300")
 
 
 @dataclass(frozen=True)
@@ -144,98 +120,222 @@ class Vocab:
     values: tuple[str, ...]
 
     def index(self, value: str) -> int:
-        return self.values.index(value)
+        return self._positions()[value]
 
-    def indices(self, values: tuple[str, ...] | list[str]) -> np.ndarray:
-        return np.array([self.values.index(v) for v in values], dtype=np.int32)
+    def indices(self, values: Iterable[str]) -> np.ndarray:
+        where = self._positions()
+        return np.array([where[v] for v in values], dtype=np.int32)
 
-
-def _snomed_vocab() -> Vocab:
-    values: list[str] = []
-    for name in codes.CONDITIONS:
-        values.extend(sorted(codes.CONDITIONS[name][0]))
-    for name in codes.EFI_DEFICITS:
-        values.extend(sorted(codes.EFI_DEFICITS[name]))
-    values.extend(sorted(codes.FALL_SNOMED))
-    values.extend([codes.BMI_SNOMED, codes.ALCOHOL_UNITS_SNOMED, codes.HEAVY_DRINKER_SNOMED])
-    values.extend(codes.SMOKING_STATUS_SNOMED)
-    values.extend(codes.FRAILTY_DIAGNOSIS_SNOMED)
-    values.extend(sorted(codes.GAIT_BALANCE_SNOMED))
-    values.extend(sorted(codes.FALLS_ASSESSMENT_SNOMED))
-    values.extend(OTHER_SNOMED)
-    return Vocab(tuple(dict.fromkeys(values)))
+    def _positions(self) -> dict[str, int]:
+        cached = self.__dict__.get("_where")
+        if cached is None:
+            cached = {v: i for i, v in enumerate(self.values)}
+            object.__setattr__(self, "_where", cached)
+        return cached
 
 
-SNOMED = _snomed_vocab()
+@dataclass(frozen=True)
+class Draw:
+    """Codes (positions in a vocabulary) and the chance of drawing each."""
 
-# --- ICD-10 --------------------------------------------------------------------------------
-FALL_CAUSES: tuple[str, ...] = (
-    "W010",
-    "W01X",
-    "W060",
-    "W06X",
-    "W100",
-    "W10X",
-    "W180",
-    "W18X",
-    "W190",
-    "W19X",
-    "W050",
-    "W080",
-    "W110",
-    "W130",
-)  # fmt: skip  (W02, W12 and W15 are never written: some indicators leave them out)
-FALL_CAUSE_WEIGHTS = np.array([10, 6, 4, 2, 4, 2, 6, 3, 8, 12, 1, 1, 1, 1], dtype=float)
-HIP_FRACTURES: tuple[str, ...] = ("S720", "S721", "S722")
-OTHER_FRACTURES: tuple[str, ...] = ("S525", "S526", "S220", "S320", "S321", "S324", "S422")
-FALL_INJURIES: tuple[str, ...] = ("S060", "S099", "T140", "S700", "S300", "S400", "S809")
-OTHER_CAUSES: tuple[str, ...] = ("W220", "W26X", "X590", "W540", "V892", "X500")
-ACUTE_DIAGNOSES: tuple[str, ...] = (
-    "J189", "N390", "R074", "R060", "R55", "K590", "L039", "R51", "J22", "A099", "R104",
-    "I480", "E86", "R69X", "Z751",
-)  # fmt: skip
-ELECTIVE_DIAGNOSES: tuple[str, ...] = (
-    "H251", "M170", "M161", "K409", "N40", "Z511", "K802", "D126",
-)  # fmt: skip
+    positions: np.ndarray
+    chances: np.ndarray
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if len(self.positions) == 1:
+            return np.full(n, self.positions[0], dtype=np.int64)
+        return self.positions[rng.choice(len(self.positions), size=n, p=self.chances)]
 
 
-def _condition_icd() -> dict[str, str]:
-    return {name: prefixes[0] if len(prefixes[0]) == 4 else prefixes[0] + "9"
-            for name, (_, prefixes) in codes.CONDITIONS.items()}  # fmt: skip
+@dataclass(frozen=True)
+class Catalogue:
+    """The county's vocabularies and draws, from one set of code lists."""
+
+    lists: CodeLists
+    codes: Codes
+    snomed: Vocab
+    icd: Vocab
+    specialty: Vocab
+    medicines: tuple[tuple[str, str, bool], ...]  # (BNF code, generic name, FRID?)
+    condition_snomed: dict[str, Draw]
+    condition_icd: dict[str, Draw]
+    deficit_snomed: dict[str, Draw]
+    fall_snomed: Draw
+    proneness: tuple[Draw, Draw, Draw]  # gait or balance, dizziness, falls assessment
+    other_snomed: tuple[str, ...]
+    fall_causes: Draw
+    hip_fractures: tuple[str, ...]
+    other_fractures: tuple[str, ...]
+    fall_injuries: tuple[str, ...]
+    other_causes: tuple[str, ...]
+    acute_diagnoses: tuple[str, ...]
+    elective_diagnoses: tuple[str, ...]
+
+    def snomed_draw(self, name: str) -> Draw:
+        """Draws from SNOMED CT list `name`, weighted (its codes must be in the vocabulary)."""
+        return _draw(self.snomed, _weighted(self.lists, name))
+
+    @property
+    def med_index(self) -> dict[str, int]:
+        return {name: i for i, (_, name, _) in enumerate(self.medicines)}
+
+    @property
+    def frid_mask(self) -> np.ndarray:
+        return np.array([frid for _, _, frid in self.medicines])
 
 
-CONDITION_ICD = {
-    **_condition_icd(),
-    "dementia": "F039",
-    "stroke": "I639",
-    "urinary_incontinence": "R32",
-    "visual_impairment": "H547",
-    "ckd": "N184",
-    "diabetes": "E119",
-    "liver_disease": "K703",
-    "cancer": "C189",
-    "hemiplegia": "G819",
-    "osteoporosis": "M819",
-}
-
-ICD = Vocab(
-    tuple(
-        dict.fromkeys(
-            (
-                *FALL_CAUSES,
-                *HIP_FRACTURES,
-                *OTHER_FRACTURES,
-                *FALL_INJURIES,
-                *OTHER_CAUSES,
-                *ACUTE_DIAGNOSES,
-                *ELECTIVE_DIAGNOSES,
-                *CONDITION_ICD.values(),
-                codes.TENDENCY_TO_FALL_ICD10,
+def build_catalogue(lists: CodeLists) -> Catalogue:
+    """The vocabularies and draws the county uses, from `lists`."""
+    codes = Codes.from_lists(lists)
+    own = _owners(lists)
+    condition_codes = {
+        name: _exclusive(lists, f"condition_{name}", own, _partner(name))
+        for name in codes.conditions
+    }
+    deficit_codes = {
+        name: _exclusive(lists, f"efi_{name}", own, ())
+        for name in GENERIC_DEFICITS
+        if codes.efi_deficits[name]
+    }
+    proneness = ("gait_balance", "efi_dizziness", "falls_assessment")
+    other = _other_snomed(set(codes.all_snomed()), OTHER_SNOMED_COUNT)
+    snomed = Vocab(
+        tuple(
+            dict.fromkeys(
+                [
+                    *(c for cs in condition_codes.values() for c, _ in cs),
+                    *(c for cs in deficit_codes.values() for c, _ in cs),
+                    *lists.codes("fall_snomed"),
+                    *(c for name in proneness for c in lists.codes(name)),
+                    *lists.codes("bmi")[:1],
+                    *lists.codes("alcohol_units")[:1],
+                    *lists.codes("heavy_drinker"),
+                    *(
+                        c
+                        for level in ("current", "ex", "never")
+                        for c in lists.codes(f"smoking_{level}")
+                    ),
+                    *(
+                        c
+                        for level in ("moderate", "severe")
+                        for c in lists.codes(f"frailty_{level}")
+                    ),
+                    *other,
+                ]
             )
         )
     )
-)
-EMERGENCY_SPECIALTIES: tuple[str, ...] = ("300", "300", "300", "430", "320", "340", "710")
-ELECTIVE_SPECIALTIES: tuple[str, ...] = ("100", "101", "110", "130", "301", "502")
-FALL_SPECIALTIES: tuple[str, ...] = ("110", "430", "300")
-SPECIALTY = Vocab(tuple(dict.fromkeys((*EMERGENCY_SPECIALTIES, *ELECTIVE_SPECIALTIES, "110"))))
+    fractures = {site: lists.icd10_prefixes(f"fracture_{site}_icd10") for site in FRACTURE_SITES}
+    other_fractures = tuple(c for site in FRACTURE_SITES[1:] for c in fractures[site])
+    icd_lists = {name: _weighted(lists, f"condition_{name}_icd10") for name in codes.conditions}
+    generated = {
+        key: lists.icd10_prefixes(f"synthetic_{key}_icd10")
+        for key in ("fall_causes", "fall_injuries", "other_causes", "acute_diagnoses",
+                    "elective_diagnoses")
+    }  # fmt: skip
+    icd = Vocab(
+        tuple(
+            dict.fromkeys(
+                (
+                    *generated["fall_causes"],
+                    *fractures["hip"],
+                    *other_fractures,
+                    *generated["fall_injuries"],
+                    *generated["other_causes"],
+                    *generated["acute_diagnoses"],
+                    *generated["elective_diagnoses"],
+                    *(c for cs in icd_lists.values() for c, _ in cs),
+                    *codes.tendency_to_fall_icd10,
+                )
+            )
+        )
+    )
+    frid = [p for name in FRID_CLASSES for p in codes.frid_bnf_prefixes[name]]
+    meds = lists.info("synthetic_medicines")
+    return Catalogue(
+        lists=lists,
+        codes=codes,
+        snomed=snomed,
+        icd=icd,
+        specialty=Vocab(tuple(dict.fromkeys((*EMERGENCY_SPECIALTIES, *ELECTIVE_SPECIALTIES)))),
+        medicines=tuple(
+            (code, term, any(code.startswith(p) for p in frid))
+            for code, term in zip(meds.codes, meds.terms, strict=True)
+        ),
+        condition_snomed={n: _draw(snomed, cs) for n, cs in condition_codes.items()},
+        condition_icd={n: _draw(icd, cs) for n, cs in icd_lists.items()},
+        deficit_snomed={n: _draw(snomed, cs) for n, cs in deficit_codes.items()},
+        fall_snomed=_draw(snomed, _weighted(lists, "fall_snomed")),
+        proneness=(
+            _draw(snomed, _weighted(lists, proneness[0])),
+            _draw(snomed, _weighted(lists, proneness[1])),
+            _draw(snomed, _weighted(lists, proneness[2])),
+        ),
+        other_snomed=other,
+        fall_causes=_draw(icd, _weighted(lists, "synthetic_fall_causes_icd10")),
+        hip_fractures=fractures["hip"],
+        other_fractures=other_fractures,
+        fall_injuries=generated["fall_injuries"],
+        other_causes=generated["other_causes"],
+        acute_diagnoses=generated["acute_diagnoses"],
+        elective_diagnoses=generated["elective_diagnoses"],
+    )
+
+
+@cache
+def catalogue() -> Catalogue:
+    """The catalogue of the packaged code lists (built on first use, never on import)."""
+    return build_catalogue(CodeLists.load())
+
+
+def _partner(condition: str) -> tuple[str, ...]:
+    """The lists a condition's record may also belong to: its own deficit's."""
+    deficit = CONDITION_DEFICIT_OF.get(condition)
+    return (f"efi_{deficit}",) if deficit else ()
+
+
+def _owners(lists: CodeLists) -> dict[str, set[str]]:
+    """For each SNOMED CT code, the condition and deficit lists holding it."""
+    out: dict[str, set[str]] = {}
+    for name in lists.names("snomed"):
+        if name.startswith(("condition_", "efi_")) or name in (
+            "fall_snomed",
+            "gait_balance",
+            "falls_assessment",
+        ):
+            for code in lists.codes(name):
+                out.setdefault(code, set()).add(name)
+    return out
+
+
+def _exclusive(
+    lists: CodeLists, name: str, owners: dict[str, set[str]], partners: Sequence[str]
+) -> list[tuple[str, float]]:
+    """The list's codes no other concept's list holds (its partners' aside), weighted; a
+    condition with a partner deficit draws only codes that list holds too, where it has any."""
+    allowed = {name, *partners}
+    weighted = _weighted(lists, name)
+    alone = [(c, w) for c, w in weighted if owners.get(c, {name}) <= allowed]
+    shared = [(c, w) for c, w in alone if all(c in lists.codes(p) for p in partners)]
+    return shared or alone or weighted
+
+
+def _weighted(lists: CodeLists, name: str) -> list[tuple[str, float]]:
+    return [(code, lists.weight(name, code)) for code in lists.codes(name)]
+
+
+def _draw(vocab: Vocab, weighted: Sequence[tuple[str, float]]) -> Draw:
+    w = np.array([weight for _, weight in weighted], dtype=float)
+    return Draw(vocab.indices(c for c, _ in weighted).astype(np.int64), w / w.sum())
+
+
+def _other_snomed(known: set[str], count: int) -> tuple[str, ...]:
+    """Plausible SNOMED CT identifiers (valid check digit) that no code list names."""
+    rng = np.random.default_rng(OTHER_SNOMED_SEED)
+    out: list[str] = []
+    while len(out) < count:
+        base = str(int(rng.integers(10_000_00, 99_999_999))) + "00"
+        code = next(base + d for d in "0123456789" if snomed_valid(base + d))
+        if code not in known and code not in out:
+            out.append(code)
+    return tuple(out)

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from features import codes
+from features.codes import packaged_codes
 from features.contract import TABLES, Table
 from synthetic.assemble import ARROW_TYPES, person_ids, to_arrow
 from synthetic.baseline import prepare
@@ -303,7 +303,7 @@ def _practices(config: CountyConfig) -> pa.Table:
 def _outcome_sources(tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
     """The tables the outcome definitions read (GP entries cut to fall codes: less memory)."""
     gp = tables["gp_event"]
-    falls = pc.is_in(gp.column("snomed_code"), pa.array(sorted(codes.FALL_SNOMED)))
+    falls = pc.is_in(gp.column("snomed_code"), pa.array(sorted(packaged_codes().fall_snomed)))
     sources = {name: t for name, t in tables.items() if name not in ("gp_event", "prescription")}
     sources["gp_event"] = gp.filter(falls)
     return sources

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from features import codes
+from features.codes import packaged_codes
 from features.contract import TABLES, Table
 from synthetic.assemble import ARROW_TYPES, ID_PREFIX, person_ids, to_arrow
 from synthetic.config import CountyConfig, add_months, months_between
@@ -296,7 +296,7 @@ def _gp_system(tables: dict[str, pa.Table]) -> dict[str, Any]:
     tables["person"] = person.set_column(index, "gp_system", systems_now)
     movers = person.filter(in_practice).column("person_id")
     gp = tables["gp_event"]
-    falls = pc.is_in(gp.column("snomed_code"), pa.array(sorted(codes.FALL_SNOMED)))
+    falls = pc.is_in(gp.column("snomed_code"), pa.array(sorted(packaged_codes().fall_snomed)))
     gone = pc.and_(falls, pc.is_in(gp.column("person_id"), movers))
     tables["gp_event"] = gp.filter(pc.invert(gone))
     all_falls = int(pc.sum(falls).as_py() or 0)
@@ -377,7 +377,7 @@ def _prevalence(
     gp = tables["gp_event"]
     year_ago = add_months(window.end + timedelta(days=1), -12)
     recent = pc.and_(
-        pc.is_in(gp.column("snomed_code"), pa.array(sorted(codes.FALL_SNOMED))),
+        pc.is_in(gp.column("snomed_code"), pa.array(sorted(packaged_codes().fall_snomed))),
         pc.greater_equal(gp.column("event_date"), _day(year_ago)),
     )
     fallers = gp.filter(recent).column("person_id").combine_chunks()
@@ -386,7 +386,7 @@ def _prevalence(
     chosen = rows[rng.random(len(rows)) < PREVALENCE_RISE]
     span = (window.end - year_ago).days + 1
     days = np.datetime64(year_ago, "D") + rng.integers(0, span, len(chosen))
-    fall_codes = sorted(codes.FALL_SNOMED)
+    fall_codes = sorted(packaged_codes().fall_snomed)
     added = _keyed_rows(
         "gp_event",
         gp,

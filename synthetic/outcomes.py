@@ -2,34 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 
 import duckdb
 import pyarrow as pa
 
-from features import codes
+from features.codes import Codes, packaged_codes
 
-FALL_W = ", ".join(f"'{c}'" for c in codes.FALL_ICD10_PREFIXES)
-FRACTURES = ", ".join(f"'{c}'" for c in codes.FRAGILITY_FRACTURE_PREFIXES)
-FALL_SNOMED = ", ".join(f"'{c}'" for c in sorted(codes.FALL_SNOMED))
 DIAGS = [f"diag_{n:02d}" for n in range(1, 7)]
 
 
-def _any_w(cols: list[str]) -> str:
-    return " OR ".join(f"left({c}, 3) IN ({FALL_W})" for c in cols)
+def _listed(codes: Iterable[str]) -> str:
+    return ", ".join(f"'{c}'" for c in sorted(codes))
 
 
-FALL_EVENTS_SQL = f"""
+def _any_w(cols: list[str], codes: Codes) -> str:
+    return " OR ".join(f"left({c}, 3) IN ({_listed(codes.fall_icd10_prefixes)})" for c in cols)
+
+
+def fall_events_sql(codes: Codes) -> str:
+    """Every recorded fall, by the code lists' codes."""
+    fractures = _listed(codes.fragility_fracture_prefixes)
+    return f"""
 SELECT person_id, arrival_date AS d FROM ae_attendance
- WHERE {_any_w(["diagnosis_code", "injury_cause"])}
+ WHERE {_any_w(["diagnosis_code", "injury_cause"], codes)}
 UNION ALL
 SELECT person_id, admission_date FROM hospital_episode
  WHERE admission_method = 'emergency'
-   AND ({_any_w(DIAGS)} OR left(diag_01, 4) IN ({FRACTURES}))
+   AND ({_any_w(DIAGS, codes)} OR left(diag_01, 4) IN ({fractures}))
 UNION ALL
 SELECT person_id, incident_date FROM ambulance_incident WHERE category IN ('fall', 'long_lie')
 UNION ALL
-SELECT person_id, event_date FROM gp_event WHERE snomed_code IN ({FALL_SNOMED})
+SELECT person_id, event_date FROM gp_event WHERE snomed_code IN ({_listed(codes.fall_snomed)})
 """
 
 
@@ -60,7 +65,7 @@ WITH win AS (
   SELECT person_id, index_date, outcome,
          CAST(index_date + INTERVAL 12 MONTH AS DATE) AS stop
   FROM cohort),
-fe AS ({FALL_EVENTS_SQL}),
+fe AS ({fall_events_sql(packaged_codes())}),
 ce AS ({cd_events_sql(extract)}),
 adm AS (
   SELECT w.person_id, w.index_date, h.admission_date AS d,

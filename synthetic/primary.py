@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from features import codes
 from synthetic import catalogue as cat
 from synthetic.baseline import NEVER
 from synthetic.people import CONDITION_NAMES
@@ -43,6 +42,7 @@ def _reviews(c: Chunk, person: np.ndarray, first: np.ndarray) -> tuple[np.ndarra
 
 def gp_part(c: Chunk, falls: Falls) -> Part:
     p, s, rng = c.p, c.s, c.rng
+    k = cat.catalogue()
     age = p.age_years(c.start_abs)
     record_p = np.where(p.underrecorded, c.underrecord_prob, c.record_prob)
     parts: list[Part] = []
@@ -51,11 +51,9 @@ def gp_part(c: Chunk, falls: Falls) -> Part:
         first = s.diag_month[name]
         idx = np.flatnonzero(first < NEVER)
         idx = idx[(first[idx] < c.months)]
-        options = sorted(codes.CONDITIONS[name][0])
-        pos = cat.SNOMED.indices(options)
         person, month = _reviews(c, idx, first[idx])
         keep = rng.random(len(person)) < 0.93
-        code = pos[rng.integers(0, len(pos), len(person))]
+        code = k.condition_snomed[name].sample(rng, len(person))
         parts.append(_gp_rows(c, person[keep], month[keep], code[keep]))
     # frailty deficits: prevalent ones coded somewhere in the extract, new ones when they appear
     dm = s.deficit_month
@@ -72,9 +70,7 @@ def gp_part(c: Chunk, falls: Falls) -> Part:
     parts.append(_gp_rows(c, rows[later], month2[later], first_code[later]))
     # falls seen by the GP (GP-only falls, and some seen elsewhere)
     gp_fall = rng.random(len(falls.person)) < 0.25
-    fall_pos = cat.SNOMED.indices(sorted(codes.FALL_SNOMED))
-    fall_w = np.array([8.0 if v == "217082002" else 1.0 for v in sorted(codes.FALL_SNOMED)])
-    fcode = fall_pos[rng.choice(len(fall_pos), size=len(falls.person), p=fall_w / fall_w.sum())]
+    fcode = k.fall_snomed.sample(rng, len(falls.person))
     idx = np.flatnonzero(gp_fall | falls.gp_only)
     parts.append(
         {
@@ -89,7 +85,7 @@ def gp_part(c: Chunk, falls: Falls) -> Part:
     # routine entries with codes no list names
     rate = np.where(age >= 65, 0.25, np.where(age >= 18, 0.08, 0.05))
     person, month = _poisson_rows(c, rate)
-    other = cat.SNOMED.indices(cat.OTHER_SNOMED)
+    other = k.snomed.indices(k.other_snomed)
     parts.append(_gp_rows(c, person, month, other[rng.integers(0, len(other), len(person))]))
     return _concat(parts)
 
@@ -99,10 +95,11 @@ def gp_part(c: Chunk, falls: Falls) -> Part:
 # change per decade of age). Stated assumptions: about 8% of people aged 65+ get a gait or
 # balance code in two years (a third of those with z_gait above 1.5), fewer at practices that
 # under-record; dizziness and falls assessments are rarer and less tied to gait.
-PRONENESS_CODES: tuple[tuple[frozenset[str], float, float, float], ...] = (
-    (codes.GAIT_BALANCE_SNOMED, -6.0, 1.1, 0.5),
-    (codes.DIZZINESS_SNOMED, -6.6, 0.7, 0.3),
-    (codes.FALLS_ASSESSMENT_SNOMED, -7.2, 0.9, 0.6),
+# In the catalogue's order of `proneness` draws: gait or balance, dizziness, falls assessment.
+PRONENESS_CODES: tuple[tuple[float, float, float], ...] = (
+    (-6.0, 1.1, 0.5),
+    (-6.6, 0.7, 0.3),
+    (-7.2, 0.9, 0.6),
 )
 ASSESSED_AFTER_FALL = 0.25  # a recorded fall leads to a falls assessment within 3 months
 
@@ -112,54 +109,64 @@ def _proneness_codes(c: Chunk, falls: Falls, age: np.ndarray, record_p: np.ndarr
     a = (age - 75.0) / 10.0
     seen = np.where(age >= 50, record_p / c.record_prob, 0.0)
     parts: list[Part] = []
-    for snomed, log_rate, gait, per_decade in PRONENESS_CODES:
+    draws = cat.catalogue().proneness
+    for draw, (log_rate, gait, per_decade) in zip(draws, PRONENESS_CODES, strict=True):
         rate = seen * np.exp(log_rate + gait * p.z_gait + per_decade * a)
         person, month = _poisson_rows(c, rate)
-        pos = cat.SNOMED.indices(sorted(snomed))
-        parts.append(_gp_rows(c, person, month, pos[rng.integers(0, len(pos), len(person))]))
+        parts.append(_gp_rows(c, person, month, draw.sample(rng, len(person))))
     after = np.flatnonzero(rng.random(len(falls.person)) < ASSESSED_AFTER_FALL)
     person = falls.person[after]
     month = falls.month[after] + rng.integers(0, 3, len(after))
-    pos = cat.SNOMED.indices(sorted(codes.FALLS_ASSESSMENT_SNOMED))
-    parts.append(_gp_rows(c, person, month, pos[rng.integers(0, len(pos), len(person))]))
+    parts.append(_gp_rows(c, person, month, draws[2].sample(rng, len(person))))
     return parts
 
 
 def _deficit_codes(rng: np.random.Generator, deficit: np.ndarray) -> np.ndarray:
     out = np.zeros(len(deficit), dtype=np.int64)
+    draws = cat.catalogue().deficit_snomed
     for k, name in enumerate(cat.GENERIC_DEFICITS):
         sel = deficit == k
-        pos = cat.SNOMED.indices(sorted(codes.EFI_DEFICITS[name]))
-        out[sel] = pos[rng.integers(0, len(pos), int(sel.sum()))]
+        out[sel] = draws[name].sample(rng, int(sel.sum()))
     return out
 
 
 def _observations(c: Chunk, age: np.ndarray, record_p: np.ndarray) -> list[Part]:
     p, rng = c.p, c.rng
+    k = cat.catalogue()
+    codes = k.codes
     adult = age >= 18
     parts: list[Part] = []
     person, month = _poisson_rows(c, np.where(adult, np.where(age >= 65, 0.06, 0.03), 0.0))
     bmi = np.round(p.bmi[person] + rng.normal(0, 0.8, len(person)), 1)
-    code = np.full(len(person), cat.SNOMED.index(codes.BMI_SNOMED))
+    code = np.full(len(person), k.snomed.index(min(codes.bmi)))
     parts.append(_gp_rows(c, person, month, code, np.clip(bmi, 12, 80)))
     person, month = _poisson_rows(c, np.where(adult, 0.025, 0.0))
     heavy = p.heavy_drinker[person]
     units = np.where(heavy, rng.integers(30, 90, len(person)), rng.integers(0, 15, len(person)))
-    code = np.full(len(person), cat.SNOMED.index(codes.ALCOHOL_UNITS_SNOMED))
+    code = np.full(len(person), k.snomed.index(min(codes.alcohol_units)))
     parts.append(_gp_rows(c, person, month, code, units))
     person, month = _poisson_rows(c, np.where(adult, 0.035, 0.0))
     status = np.where(p.smoker[person], 0, np.where(p.ex_smoker[person], 1, 2))
-    smoke = cat.SNOMED.indices(list(codes.SMOKING_STATUS_SNOMED))
-    parts.append(_gp_rows(c, person, month, smoke[status]))
+    code = np.zeros(len(person), dtype=np.int64)
+    for level, name in enumerate(("smoking_current", "smoking_ex", "smoking_never")):
+        sel = status == level
+        code[sel] = k.snomed_draw(name).sample(rng, int(sel.sum()))
+    parts.append(_gp_rows(c, person, month, code))
     idx = np.flatnonzero(p.heavy_drinker & (rng.random(p.n) < 0.6))
-    code = np.full(len(idx), cat.SNOMED.index(codes.HEAVY_DRINKER_SNOMED))
+    heavy = k.snomed.indices(sorted(codes.heavy_drinker))
+    code = heavy[rng.integers(0, len(heavy), len(idx))]
     parts.append(_gp_rows(c, idx, rng.integers(0, c.months, len(idx)), code))
     # a frailty diagnosis for moderately or severely frail people at recording practices
     month = rng.integers(0, c.months, p.n)
     d = frailty(c.s.base, 0) * np.exp(0.055 * month / 12.0)
-    frail_codes = cat.SNOMED.indices(list(codes.FRAILTY_DIAGNOSIS_SNOMED))
     idx = np.flatnonzero((age >= 65) & (d >= 9) & (rng.random(p.n) < 0.4 * record_p))
-    parts.append(_gp_rows(c, idx, month[idx], frail_codes[(d[idx] >= 13).astype(int)]))
+    severe = d[idx] >= 13
+    code = np.where(
+        severe,
+        k.snomed_draw("frailty_severe").sample(rng, len(idx)),
+        k.snomed_draw("frailty_moderate").sample(rng, len(idx)),
+    )
+    parts.append(_gp_rows(c, idx, month[idx], code))
     return parts
 
 
@@ -168,6 +175,7 @@ def _observations(c: Chunk, age: np.ndarray, record_p: np.ndarray) -> list[Part]
 
 def prescription_part(c: Chunk) -> Part:
     p, s, rng = c.p, c.s, c.rng
+    med_index = cat.catalogue().med_index
     starts_p, starts_m, starts_med = [], [], []
     person, med = np.nonzero(s.regime)
     starts_p.append(person)
@@ -178,7 +186,7 @@ def prescription_part(c: Chunk) -> Part:
         idx = np.flatnonzero((first >= 0) & (first < c.months) & (rng.random(p.n) < chance))
         starts_p.append(idx)
         starts_m.append(first[idx])
-        starts_med.append(np.full(len(idx), cat.MED_INDEX[name]))
+        starts_med.append(np.full(len(idx), med_index[name]))
     for deficit, name, chance in cat.DEFICIT_MEDICINES:
         col = cat.GENERIC_DEFICITS.index(deficit)
         rank = np.argmax(s.deficit_order == col, axis=1)
@@ -186,7 +194,7 @@ def prescription_part(c: Chunk) -> Part:
         idx = np.flatnonzero((month >= 0) & (month < c.months) & (rng.random(p.n) < chance))
         starts_p.append(idx)
         starts_m.append(month[idx])
-        starts_med.append(np.full(len(idx), cat.MED_INDEX[name]))
+        starts_med.append(np.full(len(idx), med_index[name]))
     person = np.concatenate(starts_p)
     first = np.concatenate(starts_m)
     med = np.concatenate(starts_med)
@@ -204,7 +212,7 @@ def prescription_part(c: Chunk) -> Part:
     acute_p, acute_m = _poisson_rows(c, np.where(age >= 65, 0.04, 0.02))
     who = np.concatenate([who, acute_p])
     month = np.concatenate([month, acute_m])
-    meds = np.concatenate([med[rows], np.full(len(acute_p), cat.MED_INDEX["amoxicillin"])])
+    meds = np.concatenate([med[rows], np.full(len(acute_p), med_index["amoxicillin"])])
     return {
         "person": p.index[who],
         "issue_date": c.date(who, month, rng.random(len(who))),

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import duckdb
 
-from features import codes
+from features.codes import packaged_codes
 
-_FRACTURES = ", ".join(f"'{c}'" for c in codes.FRAGILITY_FRACTURE_PREFIXES)
-_HIPS = ", ".join(f"'{c}'" for c in codes.HIP_FRACTURE_PREFIXES)
-_FALL_W = ", ".join(f"'{c}'" for c in codes.FALL_ICD10_PREFIXES)
-_DEFICIT_CODES = ", ".join(
-    f"('{code}', '{name}')" for name, cs in codes.EFI_DEFICITS.items() for code in sorted(cs)
-)
+
+def _listed(codes: tuple[str, ...]) -> str:
+    return ", ".join(f"'{c}'" for c in codes)
+
+
+def _deficit_codes() -> str:
+    deficits = packaged_codes().efi_deficits.items()
+    return ", ".join(f"('{code}', '{name}')" for name, cs in deficits for code in sorted(cs))
 
 
 def _auc(scores: list[float], labels: list[int]) -> float:
@@ -47,7 +49,7 @@ def realism_figures(out_dir: Path, reference: str | None = None) -> dict[str, fl
             path = out_dir / "truth" / f"{name}.parquet"
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
         con.execute(
-            f"CREATE TABLE deficit_codes AS SELECT * FROM (VALUES {_DEFICIT_CODES}) v(code, name)"
+            f"CREATE TABLE deficit_codes AS SELECT * FROM (VALUES {_deficit_codes()}) v(code, name)"
         )
         return _figures(con, ref)
     finally:
@@ -61,6 +63,7 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str) -> float:
 
 def _figures(con: duckdb.DuckDBPyConnection, ref: str) -> dict[str, float]:
     r = f"DATE '{ref}'"
+    falls_w = _listed(packaged_codes().fall_icd10_prefixes)
     con.execute(
         f"""CREATE TEMP TABLE old AS
         SELECT p.*, d.date_of_death FROM person p LEFT JOIN death d USING (person_id)
@@ -77,15 +80,15 @@ def _figures(con: duckdb.DuckDBPyConnection, ref: str) -> dict[str, float]:
         f"""SELECT count(DISTINCT h.person_id) / (SELECT count(*) FROM old)
         FROM hospital_episode h JOIN old USING (person_id)
         WHERE admission_method = 'emergency' AND admission_date {year}
-          AND (left(diag_01, 4) IN ({_FRACTURES})
-               OR {" OR ".join(f"left(diag_0{k}, 3) IN ({_FALL_W})" for k in range(1, 7))})""",
+          AND (left(diag_01, 4) IN ({_listed(packaged_codes().fragility_fracture_prefixes)})
+               OR {" OR ".join(f"left(diag_0{k}, 3) IN ({falls_w})" for k in range(1, 7))})""",
     )
     f["hip_fracture_rate"] = _one(
         con,
         f"""SELECT count(DISTINCT h.person_id) / (SELECT count(*) FROM old)
         FROM hospital_episode h JOIN old USING (person_id)
         WHERE admission_method = 'emergency' AND admission_date {year}
-          AND left(diag_01, 4) IN ({_HIPS})""",
+          AND left(diag_01, 4) IN ({_listed(packaged_codes().hip_fracture_prefixes)})""",
     )
     f["death_rate"] = _one(con, f"SELECT avg(coalesce(date_of_death {year}, false)::INT) FROM old")
     f["living_alone"] = _one(con, "SELECT avg(lives_alone::INT) FROM old")

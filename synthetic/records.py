@@ -8,10 +8,10 @@ person is the global person number; ids and strings are made once, at writing ti
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
-from features import codes
 from synthetic import catalogue as cat
 from synthetic.baseline import Setup
 from synthetic.people import CONDITION_NAMES, People
@@ -42,20 +42,24 @@ EQUIPMENT = CARE_SERVICES.index("equipment")
 # (stated assumptions: about 12% of people aged 65+ hold equipment).
 EQUIPMENT_AFTER_FALL = 0.12
 
-# string columns stored as positions: (table, column) -> vocabulary
-VOCABS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("gp_event", "snomed_code"): cat.SNOMED.values,
-    ("prescription", "bnf_code"): tuple(m[0] for m in cat.MEDICINES),
-    ("prescription", "medicine"): tuple(m[1] for m in cat.MEDICINES),
-    ("hospital_episode", "admission_method"): ("emergency", "elective"),
-    ("hospital_episode", "main_specialty"): cat.SPECIALTY.values,
-    **{("hospital_episode", f"diag_{n:02d}"): cat.ICD.values for n in range(1, 7)},
-    ("ae_attendance", "diagnosis_code"): cat.ICD.values,
-    ("ae_attendance", "injury_cause"): cat.ICD.values,
-    ("ae_attendance", "disposal"): AE_DISPOSALS,
-    ("ambulance_incident", "category"): AMBULANCE_CATEGORIES,
-    ("social_care", "service_type"): CARE_SERVICES,
-}
+
+@cache
+def vocabs() -> dict[tuple[str, str], tuple[str, ...]]:
+    """String columns stored as positions: (table, column) -> vocabulary."""
+    k = cat.catalogue()
+    return {
+        ("gp_event", "snomed_code"): k.snomed.values,
+        ("prescription", "bnf_code"): tuple(m[0] for m in k.medicines),
+        ("prescription", "medicine"): tuple(m[1] for m in k.medicines),
+        ("hospital_episode", "admission_method"): ("emergency", "elective"),
+        ("hospital_episode", "main_specialty"): k.specialty.values,
+        **{("hospital_episode", f"diag_{n:02d}"): k.icd.values for n in range(1, 7)},
+        ("ae_attendance", "diagnosis_code"): k.icd.values,
+        ("ae_attendance", "injury_cause"): k.icd.values,
+        ("ae_attendance", "disposal"): AE_DISPOSALS,
+        ("ambulance_incident", "category"): AMBULANCE_CATEGORIES,
+        ("social_care", "service_type"): CARE_SERVICES,
+    }
 
 
 @dataclass
@@ -198,15 +202,15 @@ def falls_of(c: Chunk) -> Falls:
     month = _cat(ev.fall_month, np.int64)
     ftype = _cat(ev.fall_type, np.int8)
     n = len(person)
-    w = cat.FALL_CAUSE_WEIGHTS / cat.FALL_CAUSE_WEIGHTS.sum()
-    cause = cat.ICD.indices(cat.FALL_CAUSES)[rng.choice(len(w), size=n, p=w)]
+    k = cat.catalogue()
+    cause = k.fall_causes.sample(rng, n)
     injury = np.select(
         [ftype == 0, ftype == 1],
         [
-            _choice(rng, cat.HIP_FRACTURES, n, cat.ICD.values),
-            _choice(rng, cat.OTHER_FRACTURES, n, cat.ICD.values),
+            _choice(rng, k.hip_fractures, n, k.icd.values),
+            _choice(rng, k.other_fractures, n, k.icd.values),
         ],
-        _choice(rng, cat.FALL_INJURIES, n, cat.ICD.values),
+        _choice(rng, k.fall_injuries, n, k.icd.values),
     )
     day = c.date(person, month, rng.random(n))
     adm = _cat(ev.fall_admitted, bool)
@@ -238,9 +242,10 @@ def falls_of(c: Chunk) -> Falls:
 def _condition_icd_matrix(c: Chunk, person: np.ndarray, month: np.ndarray) -> np.ndarray:
     """(rows, K) ICD positions of each person's diagnosed conditions, -1 if not."""
     cols = []
+    draws = cat.catalogue().condition_icd
     for name in CONDITION_NAMES:
         known = c.s.diag_month[name][person] <= month
-        cols.append(np.where(known, cat.ICD.index(cat.CONDITION_ICD[name]), -1))
+        cols.append(np.where(known, draws[name].sample(c.rng, len(person)), -1))
     return np.stack(cols, axis=1) if cols else np.zeros((len(person), 0), dtype=np.int64)
 
 
@@ -266,6 +271,7 @@ def _los(rng: np.random.Generator, long_: np.ndarray, hip: np.ndarray) -> np.nda
 def hospital_part(c: Chunk, falls: Falls) -> tuple[Part, Part]:
     """Emergency and elective spells, and the care that starts after a crisis."""
     ev, rng = c.ev, c.rng
+    k = cat.catalogue()
     person = _cat(ev.adm_person, np.int64)
     month = _cat(ev.adm_month, np.int64)
     is_fall = _cat(ev.adm_fall, bool)
@@ -293,7 +299,7 @@ def hospital_part(c: Chunk, falls: Falls) -> tuple[Part, Part]:
     other = np.flatnonzero(~is_fall)
     cond_primary = sec[other, 0]
     use_cond = (cond_primary >= 0) & (rng.random(len(other)) < 0.5)
-    acute = _choice(rng, cat.ACUTE_DIAGNOSES, len(other), cat.ICD.values)
+    acute = _choice(rng, k.acute_diagnoses, len(other), k.icd.values)
     diag[other, 0] = np.where(use_cond, cond_primary, acute)
     diag[:, 1:4] = sec
     # when a condition is the primary diagnosis, the others move up one position
@@ -306,14 +312,16 @@ def hospital_part(c: Chunk, falls: Falls) -> tuple[Part, Part]:
     frail = frailty(c.s.base, 0)[person[fall_rows]] > 6
     r296 = frail & (rng.random(len(fall_rows)) < 0.4)
     r_pos = w_pos + with_w
-    diag[fall_rows[r296], r_pos[r296]] = cat.ICD.index(codes.TENDENCY_TO_FALL_ICD10)
+    diag[fall_rows[r296], r_pos[r296]] = cat.catalogue().icd.index(
+        cat.catalogue().codes.tendency_to_fall_icd10[0]
+    )
     los = _los(rng, long_, hip)
     discharge = np.minimum(day + los, c.death_day[person])
     discharge = np.where(discharge > c.cal.end_day, NO_DATE, discharge)
     specialty = np.where(
         is_fall,
-        _choice(rng, cat.FALL_SPECIALTIES, n, cat.SPECIALTY.values),
-        _choice(rng, cat.EMERGENCY_SPECIALTIES, n, cat.SPECIALTY.values),
+        _choice(rng, cat.FALL_SPECIALTIES, n, k.specialty.values),
+        _choice(rng, cat.EMERGENCY_SPECIALTIES, n, k.specialty.values),
     )
     emergency: Part = {
         "person": c.p.index[person],
@@ -334,6 +342,7 @@ def hospital_part(c: Chunk, falls: Falls) -> tuple[Part, Part]:
 
 def elective_part(c: Chunk) -> Part:
     p, rng = c.p, c.rng
+    k = cat.catalogue()
     r = month_rates(p, c.s.base, c.start_abs, c.months // 2, c.s.structure)
     rate = r.po * 0.9
     person, month = _poisson_rows(c, rate)
@@ -347,8 +356,10 @@ def elective_part(c: Chunk) -> Part:
         "admission_date": day,
         "discharge_date": discharge,
         "admission_method": np.ones(n, dtype=np.int64),
-        "main_specialty": _choice(rng, cat.ELECTIVE_SPECIALTIES, n, cat.SPECIALTY.values),
-        "diag_01": _choice(rng, cat.ELECTIVE_DIAGNOSES, n, cat.ICD.values),
+        "main_specialty": _choice(
+            rng, cat.ELECTIVE_SPECIALTIES, n, cat.catalogue().specialty.values
+        ),
+        "diag_01": _choice(rng, k.elective_diagnoses, n, k.icd.values),
         "diag_02": sec[:, 0],
         "diag_03": sec[:, 1],
         **{f"diag_{k:02d}": np.full(n, -1) for k in (4, 5, 6)},
@@ -378,8 +389,9 @@ def ae_ambulance_parts(c: Chunk, falls: Falls, emergency: Part) -> tuple[Part, P
     # other emergency admissions mostly come through A&E, some by ambulance
     is_other = emergency["admission_method"] == 0
     diag1 = emergency["diag_01"]
-    fall_like = np.isin(diag1, cat.ICD.indices((*cat.HIP_FRACTURES, *cat.OTHER_FRACTURES,
-                                                 *cat.FALL_INJURIES)))  # fmt: skip
+    k = cat.catalogue()
+    fall_like = np.isin(diag1, k.icd.indices((*k.hip_fractures, *k.other_fractures,
+                                              *k.fall_injuries)))  # fmt: skip
     rows = np.flatnonzero(is_other & ~fall_like)
     via_ae = rows[rng.random(len(rows)) < 0.9]
     adm_ae: Part = {
@@ -409,9 +421,11 @@ def ae_ambulance_parts(c: Chunk, falls: Falls, emergency: Part) -> tuple[Part, P
         "person": p.index[person],
         "arrival_date": c.date(person, month, rng.random(m)),
         "diagnosis_code": np.where(
-            rng.random(m) < 0.75, _choice(rng, cat.ACUTE_DIAGNOSES, m, cat.ICD.values), -1
+            rng.random(m) < 0.75,
+            _choice(rng, k.acute_diagnoses, m, k.icd.values),
+            -1,
         ),
-        "injury_cause": np.where(injured, _choice(rng, cat.OTHER_CAUSES, m, cat.ICD.values), -1),
+        "injury_cause": np.where(injured, _choice(rng, k.other_causes, m, k.icd.values), -1),
         "disposal": rng.choice(np.array([1, 2, 3]), size=m, p=[0.82, 0.12, 0.06]),
     }
     person, month = _poisson_rows(c, 0.25 * rate)

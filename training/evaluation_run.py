@@ -27,10 +27,12 @@ from evaluation import (
     subgroup_checks,
     write_report,
 )
+from features.codes import Codes
 from features.outcomes import Outcome, OutcomeRegistry
 from features.registry import Feature
 from features.training_sets import sample_totals
 from models import ModelBundle
+from models.bundle import CODELISTS_DIGEST
 from models.registered import BUNDLE_ARTIFACT, CHAMPION
 from training.tracking import PREDICTIONS_ARTIFACT, client_for, version_by_alias
 
@@ -95,6 +97,7 @@ def evaluation_input(
         capacity_unit=outcome.capacity_unit,
         died_before_event=frame["died_before_event"].to_numpy(dtype=int),
         training_sample=sample_words(bundle.metadata.get("sampling")),
+        code_lists=bundle.metadata.get(CODELISTS_DIGEST),
     )
 
 
@@ -216,9 +219,12 @@ def evaluate_version(
     outcomes: OutcomeRegistry,
     limits: FairnessLimits | None = None,
     truth: TruthFiles | None = None,
+    codes: Codes | None = None,
 ) -> ReportFiles:
     """Re-evaluate a registered version on its validation people, rebuilt from the store.
-    `truth`: the synthetic extract's known risks, when there are any."""
+    `truth`: the synthetic extract's known risks, when there are any; `codes`: the code
+    lists' codes (default: the packaged lists)."""
+    from features.labels import LabelSettings
     from features.training_sets import build_training_set
 
     client = client_for(tracking_uri)
@@ -234,7 +240,8 @@ def evaluate_version(
         bundle = ModelBundle.load(Path(client.download_artifacts(run_id, BUNDLE_ARTIFACT, tmp)))
         predictions = pd.read_parquet(client.download_artifacts(run_id, PREDICTIONS_ARTIFACT, tmp))
     day = pd.Timestamp(predictions["index_date"].max()).date()
-    frame = build_training_set(store_path, outcome, [day])
+    settings = LabelSettings(codes=codes) if codes is not None else None
+    frame = build_training_set(store_path, outcome, [day], settings=settings)
     frame, predictions = aligned(frame, predictions)
     p_champion, _ = champion_probabilities(client, name, str(mv.version), frame)
     run = client.get_run(run_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -13,8 +13,10 @@ import mlflow
 import pandas as pd
 
 from evaluation import FairnessLimits
+from features.codes import Codes
 from features.outcomes import Outcome
 from features.registry import Feature
+from models.bundle import with_codelists_digest
 from training.config import TrainingConfig
 from training.evaluation_run import TRAIN_DATES_PARAM, TruthFiles
 from training.fit import TrainedModels, calibration_people, fit
@@ -65,12 +67,19 @@ def train_outcome(
     objections: Iterable[str] = (),
     reports_dir: Path | None = None,
     truth: TruthFiles | None = None,
+    codes: Codes | None = None,
 ) -> TrainingResult:
     """Build the training set from the store (objectors left out), fit, log to MLflow with the
     evaluation report and its subgroup checks, and register a challenger. `truth`: the
     people's known risks, when the extract is synthetic (the report measures the gaps).
+    `codes`: the code lists' codes (default: the packaged lists); their digest goes into the
+    bundle, the run's params and the model card.
     """
     from features import registry, training_sets  # lazily: written by the features stage
+    from features.codes import packaged_codes
+    from features.labels import LabelSettings
+
+    codes = codes or packaged_codes()
 
     chosen = tuple(features if features is not None else registry.FEATURES)
     if not chosen:
@@ -84,11 +93,13 @@ def train_outcome(
         dates,
         engine,
         objections=objections,  # type: ignore[arg-type]
+        settings=LabelSettings(codes=codes),
         sampling=negative_sampling(config),
     )
     train, validation = training_sets.split_temporal(frame)
     del frame  # the split holds copies (about 2 GiB for complex dependency at 600k people)
     trained = fit(train, validation, chosen, outcome, config)
+    trained = replace(trained, bundle=with_codelists_digest(trained.bundle, codes.digest))
     train_dates = sorted({pd.Timestamp(d).date() for d in train["index_date"]})
 
     def inside_run(run_id: str) -> None:

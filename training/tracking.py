@@ -35,7 +35,7 @@ from features.contract import TABLE_NAMES
 from features.outcomes import Outcome
 from features.registry import Feature
 from features.training_sets import sample_totals
-from models.bundle import ModelBundle, feature_list_hash
+from models.bundle import CODELISTS_DIGEST, ModelBundle, feature_list_hash
 from models.encoding import feature_to_dict
 from models.registered import BUNDLE_ARTIFACT, CHALLENGER
 from training.config import TrainingConfig
@@ -199,6 +199,8 @@ def _params(trained: TrainedModels, outcome: str, config: TrainingConfig) -> dic
         else "none (too few events at the validation date)"
     )
     params.update(sampling_params(trained.bundle.metadata.get("sampling")))
+    if CODELISTS_DIGEST in trained.bundle.metadata:
+        params[CODELISTS_DIGEST] = trained.bundle.metadata[CODELISTS_DIGEST]
     return params
 
 

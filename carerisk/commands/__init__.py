@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from carerisk.commands import (
+    codes,
     demo,
     features,
     monitor,
@@ -18,5 +19,5 @@ from carerisk.commands import (
 
 
 def register_all(app: typer.Typer) -> None:
-    for module in (synth, store, features, train, monitor, refresh, serve, referrals, demo):
+    for module in (synth, store, features, codes, train, monitor, refresh, serve, referrals, demo):
         module.register(app)

@@ -11,6 +11,7 @@ from rich.console import Console
 from carerisk.settings import Settings
 
 if TYPE_CHECKING:
+    from features.codes import Codes
     from features.outcomes import Outcome
 
 console = Console(stderr=True)
@@ -32,6 +33,16 @@ def outcome_of(settings: Settings, spelling: str) -> Outcome:
         return settings.outcomes().get(spelling)
     except UnknownOutcome as error:
         fail(str(error))
+
+
+def codes_of(settings: Settings) -> Codes:
+    """The code lists' codes, or exit naming the list, line and reason a list is refused for."""
+    from codelists import CodeListError
+
+    try:
+        return settings.codes()
+    except CodeListError as error:
+        fail(f"the code lists are refused: {error}")
 
 
 def fail(reason: str) -> NoReturn:

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from carerisk.commands._common import console, fail, print_json, settings_of
+from carerisk.commands._common import codes_of, console, fail, print_json, settings_of
 
 
 def register(app: typer.Typer) -> None:
@@ -38,10 +38,11 @@ def features_command(
     if engine not in ENGINES:
         fail(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     day = _parse_date(index_date) if index_date else _default_index_date(store)
+    codes = codes_of(settings)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(f"features at {day} on {engine}", total=None)
-        frame = compute_features(store, day, engine)  # type: ignore[arg-type]
+        frame = compute_features(store, day, engine, codes=codes)  # type: ignore[arg-type]
         if snapshot:
             from features.snapshot import write_snapshot
 

@@ -203,6 +203,7 @@ def serving_config(settings: Settings, **overrides: Any) -> Any:
         tracking_uri=settings.tracking_uri,
         outcome_modules=settings.outcome_modules,
         audit_checkpoints=settings.audit_checkpoints,
+        codelists=settings.codelists,
         **overrides,
     )
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 from carerisk.commands._common import (
     OUTCOME_HELP,
+    codes_of,
     console,
     fail,
     outcome_of,
@@ -55,6 +56,7 @@ def train(
     if not settings.home.store_path.is_file():
         fail(f"no store at {settings.home.store_path}; run `carerisk load` first")
     name = chosen.cli_name
+    codes = codes_of(settings)
     with console.status(f"training {name} ..."):
         try:
             result = train_outcome(
@@ -67,6 +69,7 @@ def train(
                 objections=objections,
                 reports_dir=settings.home.reports_dir if report else None,
                 truth=synthetic_truth(settings.home.store_path),
+                codes=codes,
             )
         except Exception as error:  # one line, non-zero exit
             fail(f"training {name} failed: {error}")
@@ -98,6 +101,7 @@ def evaluate(
     settings = settings_of(ctx)
     if not settings.home.store_path.is_file():
         fail(f"no store at {settings.home.store_path}; run `carerisk load` first")
+    codes = codes_of(settings)
     with console.status(f"evaluating {model} ..."):
         try:
             files = evaluate_version(
@@ -107,6 +111,7 @@ def evaluate(
                 reports_dir=settings.home.reports_dir,
                 outcomes=settings.outcomes(),
                 truth=synthetic_truth(settings.home.store_path),
+                codes=codes,
             )
         except Exception as error:  # one line, non-zero exit
             fail(f"evaluating {model} failed: {error}")

@@ -188,7 +188,7 @@ def make_store(path: Path, records: Iterable[tuple[str, Row]] | Mapping[str, lis
 GP_CODES: tuple[tuple[str, float | None], ...] = (
     ("1912002", None), ("52448006", None), ("60621009", 27.0), ("60621009", 31.5),
     ("77176002", None), ("8517006", None), ("1082641000000106", 20.0), ("86933000", None),
-    ("5913000", None), ("248536006", None), ("84114007", None), ("397540003", None),
+    ("5913000", None), ("21134002", None), ("84114007", None), ("397540003", None),
 )  # fmt: skip
 MEDICINES: tuple[tuple[str, str], ...] = (
     ("0403010A0", "sertraline"), ("0401010Z0", "zopiclone"), ("0205051R0", "ramipril"),

@@ -158,7 +158,7 @@ def test_conditions_frailty_and_medicines(tmp_path: Path) -> None:
         rx(q, date(2024, 3, 15), "0403010A0", "sertraline"),  # repeat: still one medicine
         rx(q, date(2023, 12, 1), "0408010A0", "valproate"),  # outside 90 days
         *(gp(q, date(2022, 1, 1), code) for code in
-          ("248536006", "271737000", "49436004", "404640003", "267036007", "15188001",
+          ("21134002", "271737000", "49436004", "404640003", "267036007", "15188001",
            "38341003", "160689007")),  # 8 deficits + polypharmacy = 9/36
     ]  # fmt: skip
     frame = _features(tmp_path, records)
@@ -178,7 +178,7 @@ def test_conditions_frailty_and_medicines(tmp_path: Path) -> None:
 
 
 def test_efi_band_boundaries(tmp_path: Path) -> None:
-    deficit_codes = ["248536006", "271737000", "49436004", "404640003", "267036007",
+    deficit_codes = ["21134002", "271737000", "49436004", "404640003", "267036007",
                      "15188001", "38341003", "160689007", "13200003", "40930008",
                      "68566005", "89362005", "399912005"]  # fmt: skip
     expected = {4: "fit", 5: "mild", 8: "mild", 9: "moderate", 12: "moderate", 13: "severe"}

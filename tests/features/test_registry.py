@@ -93,7 +93,7 @@ def test_clinical_and_modifiable_flags_follow_the_brief() -> None:
 def test_every_condition_and_frid_class_has_a_feature() -> None:
     names = set(feature_names())
     assert {f"has_{c}" for c in codes.CONDITIONS} <= names
-    assert {f"frid_{c}_90d" for c in codes.FRID_BNF_PREFIXES} <= names
+    assert {f"frid_{c}_90d" for c in codes.FRID_CLASSES} <= names
     assert feature("efi_band").categories == ("fit", "mild", "moderate", "severe")
 
 

@@ -169,3 +169,19 @@ def test_feature_words_round_trip_and_older_bundles_load() -> None:
     assert feature_from_dict(feature_to_dict(falls)) == falls
     older = {k: v for k, v in feature_to_dict(falls).items() if k != "label_one"}
     assert feature_from_dict(older).describe(1) == "1 recorded falls in the last 3 months"
+
+
+def test_the_code_lists_digest_survives_saving_and_a_different_one_is_refused(
+    trained: TrainedModels, tmp_path: Path
+) -> None:
+    from models.bundle import CODELISTS_DIGEST, check_codelists_digest, with_codelists_digest
+
+    with pytest.raises(BundleError, match="does not record the code lists"):
+        check_codelists_digest(trained.bundle, "a" * 64)
+    marked = with_codelists_digest(trained.bundle, "a" * 64)
+    loaded = ModelBundle.load(marked.save(tmp_path / "bundle"))
+    assert loaded.metadata[CODELISTS_DIGEST] == "a" * 64
+    check_codelists_digest(loaded, "a" * 64)
+    with pytest.raises(BundleError, match="trained on code lists aaaaaaaaaaaa, but the lists "
+                       "loaded are bbbbbbbbbbbb"):  # fmt: skip
+        check_codelists_digest(loaded, "b" * 64)

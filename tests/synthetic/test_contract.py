@@ -11,7 +11,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from features import codes
+from codelists import snomed_valid
+from features.codes import packaged_codes
 from features.contract import TABLES, Table
 from synthetic import GenerationSummary
 from synthetic.assemble import ARROW_TYPES
@@ -48,7 +49,7 @@ def test_values_obey_the_contract(county: tuple[Path, GenerationSummary], spec: 
             bad = [v for v in values if not re.fullmatch(col.pattern, v)]
             assert not bad, f"{spec.name}.{col.name}: {bad[:5]}"
         if col.snomed:
-            assert all(codes.snomed_valid(v) for v in values)
+            assert all(snomed_valid(v) for v in values)
         if col.minimum is not None and values:
             assert min(values) >= col.minimum
         if col.maximum is not None and values:
@@ -95,14 +96,14 @@ def test_no_event_after_death(county: tuple[Path, GenerationSummary]) -> None:
 def test_codes_from_the_lists_and_others(county: tuple[Path, GenerationSummary]) -> None:
     out = county[0]
     snomed = set(pq.read_table(out / "gp_event.parquet").column("snomed_code").to_pylist())
-    named = set(codes.all_snomed_codes())
-    assert snomed & set(codes.FALL_SNOMED)
-    assert codes.BMI_SNOMED in snomed and codes.ALCOHOL_UNITS_SNOMED in snomed
+    named = set(packaged_codes().all_snomed())
+    assert snomed & set(packaged_codes().fall_snomed)
+    assert packaged_codes().bmi & snomed and packaged_codes().alcohol_units & snomed
     assert len(snomed - named) >= 10  # plausible codes no list names
     hosp = pq.read_table(out / "hospital_episode.parquet").to_pydict()
     diags = {v for k in hosp if k.startswith("diag_") for v in hosp[k] if v}
     assert {"S720", "W19X"} <= diags
     assert not any(d[:3] in ("W02", "W12", "W15") for d in diags)
     bnf = set(pq.read_table(out / "prescription.parquet").column("bnf_code").to_pylist())
-    frid = [p for ps in codes.FRID_BNF_PREFIXES.values() for p in ps]
+    frid = [p for ps in packaged_codes().frid_bnf_prefixes.values() for p in ps]
     assert all(any(b.startswith(p) for b in bnf) for p in frid)

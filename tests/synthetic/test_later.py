@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from carerisk.cli import app
-from features import codes, contract
+from features import contract
+from features.codes import packaged_codes
 from features.store import load_extract
 from synthetic import CountyConfig, generate
 from synthetic.later import later_extract
@@ -141,7 +142,7 @@ def test_a_drift_is_the_size_its_manifest_says(earlier: Path, tmp_path: Path, dr
     size = manifest(tmp_path)["drift"]
     assert size["kind"] == drift
     person, gp = read(tmp_path, "person"), read(tmp_path, "gp_event")
-    falls = pc.is_in(gp.column("snomed_code"), pa.array(sorted(codes.FALL_SNOMED)))
+    falls = pc.is_in(gp.column("snomed_code"), pa.array(sorted(packaged_codes().fall_snomed)))
     if drift == "gp-system":
         moved = person.filter(pc.equal(person.column("practice_code"), size["practice_code"]))
         assert moved.num_rows == size["people_moved"] > 0

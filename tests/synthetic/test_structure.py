@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from carerisk.cli import app
-from features import codes
+from features.codes import packaged_codes
 from synthetic import CountyConfig, GenerationSummary
 from synthetic.baseline import prepare
 from synthetic.people import build_geography, make_people, rng_for
@@ -143,8 +143,8 @@ def test_records_of_fall_proneness_point_to_higher_risk(
 ) -> None:
     out = county[0]
     condition = {
-        "gait": _gp(out, codes.GAIT_BALANCE_SNOMED),
-        "assessment": _gp(out, codes.FALLS_ASSESSMENT_SNOMED),
+        "gait": _gp(out, packaged_codes().gait_balance),
+        "assessment": _gp(out, packaged_codes().falls_assessment),
         "equipment": f"SELECT person_id, start_date AS d FROM '{out}/social_care.parquet' "
         "WHERE service_type = 'equipment'",
     }[record]
@@ -161,7 +161,7 @@ def test_records_of_fall_proneness_are_partial(county: tuple[Path, GenerationSum
             f"""WITH old AS (SELECT person_id FROM '{out}/person.parquet'
                          WHERE date_diff('year', birth_month, DATE '{INDEX}') >= 70)
         SELECT avg((g.person_id IS NOT NULL)::INT) FROM old
-        LEFT JOIN (SELECT DISTINCT person_id FROM ({_gp(out, codes.GAIT_BALANCE_SNOMED)})) g
+        LEFT JOIN (SELECT DISTINCT person_id FROM ({_gp(out, packaged_codes().gait_balance)})) g
         USING (person_id)"""
         )
         .fetchone()

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from features import codes
+from features.codes import AMBULANCE_FALL_CATEGORIES, packaged_codes
 from synthetic import CountyConfig, GenerationSummary
 from synthetic.baseline import prepare
 from synthetic.people import People, build_geography, make_people, rng_for
@@ -123,19 +123,21 @@ def _recompute(out: Path, person: str, outcome: str, index: date) -> tuple[int, 
     hosp = [h for h in rows("hospital_episode") if h["admission_method"] == "emergency"]
     if outcome == "falls":
         for a in rows("ae_attendance"):
-            if any((v or "")[:3] in codes.FALL_ICD10_PREFIXES
+            if any((v or "")[:3] in packaged_codes().fall_icd10_prefixes
                    for v in (a["diagnosis_code"], a["injury_cause"])):  # fmt: skip
                 events.append(a["arrival_date"])
         for h in hosp:
             diags = [h[f"diag_{k:02d}"] or "" for k in range(1, 7)]
-            if any(d[:3] in codes.FALL_ICD10_PREFIXES for d in diags) or (
-                diags[0][:4] in codes.FRAGILITY_FRACTURE_PREFIXES
+            if any(d[:3] in packaged_codes().fall_icd10_prefixes for d in diags) or (
+                diags[0][:4] in packaged_codes().fragility_fracture_prefixes
             ):
                 events.append(h["admission_date"])
         events += [a["incident_date"] for a in rows("ambulance_incident")
-                   if a["category"] in codes.AMBULANCE_FALL_CATEGORIES]  # fmt: skip
+                   if a["category"] in AMBULANCE_FALL_CATEGORIES]  # fmt: skip
         events += [
-            g["event_date"] for g in rows("gp_event") if g["snomed_code"] in codes.FALL_SNOMED
+            g["event_date"]
+            for g in rows("gp_event")
+            if g["snomed_code"] in packaged_codes().fall_snomed
         ]
     else:
         for s in rows("social_care"):
@@ -247,7 +249,7 @@ def _cd_rate(ev: Events, k: int) -> float:
 
 def test_some_practices_under_record_frailty(county: tuple[Path, GenerationSummary]) -> None:
     out = county[0]
-    codes_sql = ", ".join(f"'{c}'" for cs in codes.EFI_DEFICITS.values() for c in cs)
+    codes_sql = ", ".join(f"'{c}'" for cs in packaged_codes().efi_deficits.values() for c in cs)
     rows = (
         duckdb.connect()
         .execute(
