@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -97,6 +97,8 @@ class EvaluationInput:
     champion_label: str = "champion"
     # how the model's training rows were sampled, in words (None: every row)
     training_sample: str | None = None
+    # what the training source lacked (the bundle's coverage record, features.coverage)
+    coverage: Mapping[str, Any] | None = None
 
 
 def _bad_row(mask: np.ndarray) -> int:
@@ -206,4 +208,5 @@ def validated(inp: EvaluationInput) -> EvaluationInput:
         else _check_binary("died_before_event", inp.died_before_event, n),
         champion_label=inp.champion_label,
         training_sample=inp.training_sample,
+        coverage=inp.coverage,
     )

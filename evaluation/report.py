@@ -26,6 +26,7 @@ from evaluation.fairness import (
     subgroup_table,
 )
 from evaluation.inputs import Check, EvaluationInput, FairnessLimits, validated
+from features.coverage import card_lines, left_out_descriptors
 
 TEMPLATES = Path(__file__).parent / "templates"
 SECTIONS = (
@@ -166,6 +167,7 @@ def _meta(inp: EvaluationInput, threshold: float) -> dict[str, Any]:
         "synthetic": inp.p_true is not None,
         "groups": list(inp.groups.columns),
         "training_sample": inp.training_sample,
+        "coverage": card_lines(inp.coverage),
     }
 
 
@@ -240,7 +242,8 @@ def evaluate(
         for name, p in scores.items()
     }
     cal = {name: _calibration(y, p) for name, p in scores.items()}
-    fairness = subgroup_table(y, inp.p_model, inp.groups, threshold, limits)
+    left_out = left_out_descriptors(inp.coverage)
+    fairness = subgroup_table(y, inp.p_model, inp.groups, threshold, limits, left_out)
     checks = [*(gate or []), *subgroup_checks(fairness, limits)]
     result = EvaluationResult(
         meta=_meta(inp, threshold),

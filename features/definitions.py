@@ -7,7 +7,7 @@ The same expressions run on DuckDB and on PySpark (features.engines).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import date, timedelta
 
 import ibis
@@ -436,8 +436,13 @@ def _efi_band(deficits: ir.IntegerValue) -> ir.StringValue:
     return ibis.cases(*branches)
 
 
-def feature_table(src: Sources, day: date, data_start: date) -> ir.Table:
-    """Every registry feature at D for everyone in the population, in registry order."""
+def feature_table(
+    src: Sources, day: date, data_start: date, missing: Collection[str] = ()
+) -> ir.Table:
+    """Every registry feature at D for everyone in the population, in registry order.
+
+    `missing`: features the source cannot give (features.coverage), NULL for everyone: a
+    table the source lacks is no evidence of "none", so its counts are never zero."""
     t = _joined(src, day)
     zero: dict[str, ir.Value] = {}
     for name in t.columns:
@@ -468,8 +473,12 @@ def feature_table(src: Sources, day: date, data_start: date) -> ir.Table:
     # query would allocate the whole table a second time).
     return t.select(
         "person_id",
-        *[
-            t[f.name] if f.kind == "categorical" else t[f.name].cast("float64").name(f.name)
-            for f in FEATURES
-        ],
+        *[_output(t, f.name, f.kind, f.name in missing) for f in FEATURES],
     )
+
+
+def _output(t: ir.Table, name: str, kind: str, missing: bool) -> ir.Value:
+    """One feature column as it leaves the engine: text for categories, else float64."""
+    if missing:
+        return ibis.null("string" if kind == "categorical" else "float64").name(name)
+    return t[name] if kind == "categorical" else t[name].cast("float64").name(name)

@@ -76,6 +76,9 @@ class Outcome:
     capacity_unit: str  # what the capacity view counts: "homes" visited, "people" reviewed
     monthly_capacity: int | None = None  # a typical month's capacity, for the report
     snomed: tuple[str, str] | None = None  # (code, display) of the outcome, when one fits
+    # contract tables its label cannot be built without: `train` refuses a store whose source
+    # lacks one (features.coverage)
+    needs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -179,6 +182,7 @@ FALLS = Outcome(
     capacity_unit="homes",
     monthly_capacity=100,
     snomed=("161898004", "Falls"),
+    needs=("ae_attendance", "hospital_episode"),
 )
 
 COMPLEX_DEPENDENCY = Outcome(
@@ -193,6 +197,7 @@ COMPLEX_DEPENDENCY = Outcome(
     label=complex_dependency_outcome,
     bands=RiskBands((0.05, 0.15, 0.30), BAND_LABELS),
     capacity_unit="people",
+    needs=("social_care", "hospital_episode"),
 )
 
 PRODUCT = OutcomeRegistry((FALLS, COMPLEX_DEPENDENCY))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,18 @@ def load_champions(
             run_id=str(meta.get("run_id", "")),
         )
     return served
+
+
+def check_coverage(models: Mapping[str, ServedModel], store_path: Path) -> None:
+    """Each champion was trained on a store whose source lacked what this store's lacks (a
+    table absent, a column not supplied): else it must not score it."""
+    from features.coverage import compare, read_store_coverage
+
+    serving = read_store_coverage(store_path)
+    for model in models.values():
+        why = compare(model.bundle.coverage, serving)
+        if why is not None:
+            raise ChampionError(f"{model.name} version {model.version}: {why}")
 
 
 def check_feature_list(tag: str, model: Sequence[Feature], registry: Sequence[Feature]) -> None:

@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from features.outcomes import Outcome
-from serving.champions import ChampionError, import_champions, load_champions, write_pointer
+from serving.champions import (
+    ChampionError,
+    check_coverage,
+    import_champions,
+    load_champions,
+    write_pointer,
+)
 from serving.config import ServingConfig
 from serving.objections import ObjectionList
 from serving.scores_file import open_exports
@@ -93,6 +99,7 @@ def build_scorer(
     elif import_from_registry:
         log.info(refresh_champions(config, outcomes))
     models = load_champions(layout.bentoml_home, outcomes, tags=tags)
+    check_coverage(models, layout.store_path)
     objections = ObjectionList.load(layout.objections_path)
     scorer = Scorer(
         models=models,

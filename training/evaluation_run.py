@@ -95,6 +95,7 @@ def evaluation_input(
         capacity_unit=outcome.capacity_unit,
         died_before_event=frame["died_before_event"].to_numpy(dtype=int),
         training_sample=sample_words(bundle.metadata.get("sampling")),
+        coverage=bundle.coverage,
     )
 
 
