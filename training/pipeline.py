@@ -110,11 +110,17 @@ def train_outcome(
     )
 
 
-def refuse_uncovered(store_path: Path, outcome: Outcome) -> None:
-    """Stop before any work when the label needs a table the store's source lacks."""
+def uncovered(store_path: Path, outcome: Outcome) -> str | None:
+    """Why the outcome cannot be trained on the store (its label needs a table the store's
+    source lacks); None when it can."""
     from features.coverage import label_refusal, read_store_coverage
 
-    why = label_refusal(outcome, read_store_coverage(store_path))
+    return label_refusal(outcome, read_store_coverage(store_path))
+
+
+def refuse_uncovered(store_path: Path, outcome: Outcome) -> None:
+    """Stop before any work when the label needs a table the store's source lacks."""
+    why = uncovered(store_path, outcome)
     if why is not None:
         raise TrainingError(why)
 
