@@ -79,6 +79,32 @@ def write_covered(
     return folder
 
 
+def omop_like(county: Path, out: Path) -> Path:
+    """The county as an OMOP source gives it: no social care, fire or ambulance files, the
+    area fields empty, and a manifest carrying the coverage block."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cover = block()
+    out.mkdir(parents=True)
+    for name, entry in cover["tables"].items():
+        if entry["state"] == "absent":
+            continue
+        table = pq.read_table(county / f"{name}.parquet")
+        for col in entry["not_supplied"]:
+            i = table.schema.get_field_index(col)
+            table = table.set_column(i, col, pa.nulls(len(table), table.schema.field(col).type))
+        pq.write_table(table, out / f"{name}.parquet")
+    manifest = json.loads((county / "manifest.json").read_text())
+    manifest["coverage"] = cover
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    if (county / "truth").is_dir():
+        shutil.copytree(county / "truth", out / "truth")
+    return out
+
+
 def log_rows(store: Path) -> dict[str, tuple[Any, ...]]:
     with duckdb.connect(str(store), read_only=True) as con:
         rows = con.execute(

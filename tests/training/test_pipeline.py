@@ -8,7 +8,7 @@ import pytest
 
 from features.outcomes import COMPLEX_DEPENDENCY, FALLS
 from features.store import load_extract
-from tests.features.test_coverage import block, write_covered
+from tests.features.test_coverage import block, omop_like, write_covered
 from training.config import TrainingConfig
 from training.fit import TrainingError
 from training.pipeline import default_index_dates, refuse_uncovered, train_outcome
@@ -32,32 +32,6 @@ def test_complex_dependency_without_social_care_is_refused_naming_the_source(
     assert "social_care" in words and "OMOP CDM holds no adult social care" in words
     assert not (tmp_path / "mlflow.db").exists()  # refused before any work
     refuse_uncovered(store, FALLS)  # its label's tables are all there
-
-
-def omop_like(county: Path, out: Path) -> Path:
-    """The county as an OMOP source gives it: no social care, fire or ambulance files, the
-    area fields empty, and a manifest carrying the coverage block."""
-    import json
-    import shutil
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    cover = block()
-    out.mkdir(parents=True)
-    for name, entry in cover["tables"].items():
-        if entry["state"] == "absent":
-            continue
-        table = pq.read_table(county / f"{name}.parquet")
-        for col in entry["not_supplied"]:
-            i = table.schema.get_field_index(col)
-            table = table.set_column(i, col, pa.nulls(len(table), table.schema.field(col).type))
-        pq.write_table(table, out / f"{name}.parquet")
-    manifest = json.loads((county / "manifest.json").read_text())
-    manifest["coverage"] = cover
-    (out / "manifest.json").write_text(json.dumps(manifest))
-    shutil.copytree(county / "truth", out / "truth")
-    return out
 
 
 @pytest.mark.slow
