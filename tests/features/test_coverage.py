@@ -296,3 +296,19 @@ def test_a_model_is_refused_by_a_store_with_other_coverage() -> None:
     assert trained_without.endswith("This store: every table mapped and every column supplied.")
     served_without = compare(Coverage().model_record(FEATURES), omop)
     assert served_without is not None and "train the model again" in served_without
+
+
+def test_the_load_command_shows_what_the_source_lacks(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from carerisk.cli import app
+
+    folder = write_covered(tmp_path / "omop", block())
+    home = tmp_path / "home"
+    done = CliRunner().invoke(app, ["--home", str(home), "load", str(folder)], terminal_width=200)
+    assert done.exit_code == 0, done.output
+    assert "What the source lacks" in done.output
+    assert "OMOP CDM holds no adult social care" in done.output
+    assert "lsoa_code, imd_decile" in done.output
+    shown = CliRunner().invoke(app, ["--home", str(home), "load", str(folder), "--json"])
+    assert json.loads(shown.output)["coverage"]["absent"] == ABSENT
