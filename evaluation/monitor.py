@@ -43,6 +43,7 @@ from evaluation.fairness import FairnessResult, poisson_ratio_interval, subgroup
 from evaluation.inputs import FairnessLimits
 from evaluation.report import _environment, jsonable, report_stem
 from features.bands import RiskBands
+from features.coverage import left_out_descriptors
 from features.new_codes import NewCodes
 from features.registry import Feature
 from features.scores_history import GROUP_COLUMNS
@@ -109,6 +110,8 @@ class MonitorInput:
     new_codes: Sequence[NewCodes] = ()
     operating_threshold: float = 0.1
     p_served: np.ndarray | None = None  # the scores served now (all the history there is)
+    # what the champion's training source lacked (its bundle's coverage, features.coverage)
+    coverage: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -496,7 +499,8 @@ def _measure(
 ) -> Performance:
     slope, _ = slope_interval(y, p, limits.ci_level)
     groups = own[[c for c in GROUP_COLUMNS if c in own.columns]].reset_index(drop=True)
-    fairness = subgroup_table(y, p, groups, inp.operating_threshold, limits.fairness())
+    left_out = left_out_descriptors(inp.coverage)
+    fairness = subgroup_table(y, p, groups, inp.operating_threshold, limits.fairness(), left_out)
     ry, rp = np.asarray(inp.y_reference, int), np.asarray(inp.p_reference, float)
     return Performance(
         n=len(y),

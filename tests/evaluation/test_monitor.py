@@ -284,3 +284,16 @@ def test_the_report_is_self_contained_html_and_strict_json(tmp_path) -> None:  #
     assert payload["verdict"] == "retrain" and payload["exit_code"] == 4
     assert payload["performance"]["n"] == 6000
     assert render_html(result) == html
+
+
+def test_the_monitor_leaves_out_a_descriptor_the_champions_source_did_not_supply() -> None:
+    record = {"not_supplied": {"person": ["gp_system"]}, "missing_descriptors": ["gp_system"]}
+    inp = monitor_input(people(4000, 2), matured_scores(6000, 7), coverage=record)
+    result = monitor(inp, MonitorLimits())
+    assert result.performance is not None and result.performance.fairness is not None
+    fairness = result.performance.fairness
+    assert "gp_system" not in set(fairness.table["descriptor"])
+    assert fairness.left_out == {
+        "gp_system": "left out: the source does not supply person.gp_system"
+    }
+    assert "Not tabled: gp_system (left out: the source does not supply" in render_html(result)
