@@ -209,7 +209,41 @@ def from_block(block: Any, where: str) -> Coverage:
         not_supplied[name] = _not_supplied(name, entry.get("not_supplied", []), where)
     if "person" in absent:
         raise CoverageError(f"{where}: coverage.tables.person cannot be absent")
+    _check_sources(block.get("sources", {}), where)
     return Coverage(absent, {t: c for t, c in not_supplied.items() if c}, dict(block))
+
+
+def _check_sources(sources: Any, where: str) -> None:
+    """Every source table read is accounted for: read = written + the sum of dropped."""
+    if not isinstance(sources, Mapping):
+        raise CoverageError(f"{where}: coverage.sources must be an object")
+    for name, counts in sources.items():
+        numbers = _counts(counts)
+        if numbers is None:
+            raise CoverageError(
+                f"{where}: coverage.sources.{name} needs whole numbers read, written and "
+                "dropped (reason -> rows)"
+            )
+        read, written, lost = numbers
+        if read != written + lost:
+            raise CoverageError(
+                f"{where}: coverage.sources.{name}: {read:,} rows read but {written:,} written "
+                f"and {lost:,} dropped; every row read must be written or dropped with a reason"
+            )
+
+
+def _counts(counts: Any) -> tuple[int, int, int] | None:
+    """(read, written, dropped in all) of one source table's entry; None when malformed."""
+    if not isinstance(counts, Mapping):
+        return None
+    dropped = counts.get("dropped", {})
+    if not isinstance(dropped, Mapping):
+        return None
+    values: list[Any] = [counts.get("read"), counts.get("written"), *dropped.values()]
+    numbers = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    if len(numbers) != len(values):
+        return None
+    return numbers[0], numbers[1], sum(numbers[2:])
 
 
 def _not_supplied(table: str, columns: Any, where: str) -> tuple[str, ...]:

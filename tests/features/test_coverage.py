@@ -149,6 +149,14 @@ def test_a_block_reads_absent_tables_and_columns_not_supplied() -> None:
             lambda b: b["tables"]["person"].update(state="absent"),
             "person cannot be absent",
         ),
+        (
+            lambda b: b["sources"].update(visit={"read": 9, "written": 6, "dropped": {"x": 2}}),
+            "sources.visit: 9 rows read but 6 written and 2 dropped",
+        ),
+        (
+            lambda b: b["sources"].update(visit={"read": 9}),
+            "sources.visit needs whole numbers",
+        ),
     ],
 )
 def test_a_block_that_breaks_the_contract_is_refused(change: Any, words: str) -> None:
