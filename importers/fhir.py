@@ -55,7 +55,8 @@ def import_fhir(source: Path, out_dir: Path, *, extract_date: date | None = None
     source = Path(source)
     if not source.is_dir():
         raise SourceError(f"FHIR source {source}: not a folder")
-    con = duckdb.connect(":memory:", config={"enable_progress_bar": False})
+    con = duckdb.connect(":memory:")
+    con.execute("SET enable_progress_bar = false")
     try:
         form, when = _read_resources(con, source)
         versions = prepare(con)

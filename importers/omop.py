@@ -58,7 +58,8 @@ def import_omop(
 ) -> dict[str, Any]:
     """Read the CDM at `source` and write the contract extract into `out_dir`; returns the
     manifest written (with its coverage block)."""
-    con = duckdb.connect(":memory:", config={"enable_progress_bar": False})
+    con = duckdb.connect(":memory:")
+    con.execute("SET enable_progress_bar = false")
     try:
         src = open_omop(con, source, schema)
         versions = prepare(con)
@@ -97,9 +98,13 @@ def _persons(con: duckdb.DuckDBPyConnection, person_ids: PersonIds) -> None:
         CREATE TABLE {cand("person")} AS
         WITH p AS (
             SELECT *, {pid} AS pid, coalesce(month_of_birth, month(birth_datetime)) AS m,
-                row_number() OVER (PARTITION BY person_id) AS nth
+                row_number() OVER (
+                    PARTITION BY person_id ORDER BY year_of_birth, m, gender_concept_id, pid
+                ) AS nth
             FROM src.person
-        ), q AS (SELECT *, row_number() OVER (PARTITION BY pid) AS nth_pid FROM p)
+        ), q AS (
+            SELECT *, row_number() OVER (PARTITION BY pid ORDER BY person_id) AS nth_pid FROM p
+        )
         SELECT CAST(person_id AS VARCHAR) AS src_row, person_id AS omop_id, pid AS person_id,
             CASE
                 WHEN person_id IS NULL THEN 'person_id is missing or not a number'
@@ -132,7 +137,10 @@ def _visits(con: duckdb.DuckDBPyConnection) -> None:
         f"""
         CREATE TABLE visit_base AS
         WITH v AS (
-            SELECT *, row_number() OVER (PARTITION BY visit_occurrence_id) AS nth
+            SELECT *, row_number() OVER (
+                PARTITION BY visit_occurrence_id ORDER BY visit_start_date, visit_concept_id,
+                visit_end_date, person_id
+            ) AS nth
             FROM src.visit_occurrence
         ), er AS (
             SELECT DISTINCT person_id, visit_start_date AS day FROM src.visit_occurrence
@@ -185,7 +193,10 @@ def _conditions(con: duckdb.DuckDBPyConnection) -> None:
         f"""
         CREATE TABLE cond_base AS
         WITH c AS (
-            SELECT *, row_number() OVER (PARTITION BY condition_occurrence_id) AS nth
+            SELECT *, row_number() OVER (
+                PARTITION BY condition_occurrence_id ORDER BY condition_start_date,
+                condition_concept_id, condition_source_value, person_id, visit_occurrence_id
+            ) AS nth
             FROM src.condition_occurrence
         ), visits AS (
             SELECT vid, any_value(target) AS target, bool_or(reason IS NULL) AS ok
@@ -281,7 +292,10 @@ def _gp_source(con: duckdb.DuckDBPyConnection, table: str, prefix: str) -> None:
         f"""
         CREATE TABLE {cand(table)} AS
         WITH o AS (
-            SELECT *, row_number() OVER (PARTITION BY {table}_id) AS nth FROM src.{table}
+            SELECT *, row_number() OVER (
+                PARTITION BY {table}_id ORDER BY {table}_date, {table}_concept_id,
+                {table}_source_value, value_as_number, person_id
+            ) AS nth FROM src.{table}
         ), b AS (
             SELECT o.*, pe.person_id AS pid, coalesce(
                 CASE WHEN k.vocabulary_id = 'SNOMED' THEN k.concept_code END,
@@ -338,7 +352,10 @@ def _drugs(con: duckdb.DuckDBPyConnection) -> None:
         f"""
         CREATE TABLE {cand("drug_exposure")} AS
         WITH d AS (
-            SELECT *, row_number() OVER (PARTITION BY drug_exposure_id) AS nth
+            SELECT *, row_number() OVER (
+                PARTITION BY drug_exposure_id ORDER BY drug_exposure_start_date, drug_concept_id,
+                drug_source_value, person_id
+            ) AS nth
             FROM src.drug_exposure
         ), by_code AS (
             SELECT rxnorm_code, arg_min(bnf_code, choice) AS bnf_code,
