@@ -270,9 +270,17 @@ def _folder(con: duckdb.DuckDBPyConnection, folder: Path) -> tuple[OmopSource, d
         if name in relations:
             raise SourceError(f"OMOP source {folder}: two files for table {name}")
         if ext == ".csv":
-            relations[name] = (
-                f"read_csv({literal(path)}, header = true, all_varchar = true, auto_detect = true)"
-            )
+            # read into a table first: DuckDB pushes casts into a CSV scan, where a value
+            # that does not cast stops the read instead of being NULL
+            raw = quote(f"raw_{name}")
+            try:
+                con.execute(
+                    f"CREATE TABLE {raw} AS SELECT * FROM read_csv({literal(path)}, "
+                    "header = true, all_varchar = true)"
+                )
+            except duckdb.Error as err:
+                raise SourceError(f"table {name} ({path}): {str(err).splitlines()[0]}") from err
+            relations[name] = raw
         else:
             relations[name] = f"read_parquet({literal(path)})"
     return OmopSource("folder", str(folder)), relations

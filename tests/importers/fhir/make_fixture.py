@@ -38,9 +38,10 @@ def convert(bundles: Path, out: Path) -> dict[str, int]:
     for kind in sorted(by_type):
         name = f"{kind}.ndjson.gz"
         data = ("\n".join(by_type[kind]) + "\n").encode()
-        with (out / name).open("wb") as raw, gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, mtime=0
-        ) as gz:
+        with (
+            (out / name).open("wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+        ):
             gz.write(data)
         output.append({"type": kind, "url": name, "count": len(by_type[kind])})
     manifest = {
