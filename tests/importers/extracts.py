@@ -42,6 +42,16 @@ def dropped(extract: Path, source: str) -> dict[str, str]:
     return {str(r): str(why) for r, why in found}
 
 
+def dropped_reasons(extract: Path, source: str) -> list[str]:
+    """The reason of every dropped row of `source`."""
+    path = extract / "import" / "dropped.parquet"
+    with duckdb.connect() as con:
+        found = con.execute(
+            f"SELECT reason FROM read_parquet({literal(path)}) WHERE source = ?", [source]
+        ).fetchall()
+    return [str(r[0]) for r in found]
+
+
 def dropped_count(extract: Path, source: str) -> int:
     """How many rows of `source` the extract's list of dropped rows holds."""
     path = extract / "import" / "dropped.parquet"
