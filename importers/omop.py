@@ -492,7 +492,12 @@ def _plan(
         tables[name] = absent(reason)
     first, last = _window(con, queries)
     return Plan(
-        source={"kind": "omop", "version": src.version, "location": src.location},
+        source={
+            "kind": "omop",
+            "version": src.version,
+            "form": src.kind,
+            "location": src.location,
+        },
         maps={"codelists": codes.codelists_digest(), **versions},
         tables=tables,
         queries=queries,

@@ -11,6 +11,7 @@ is missing stops the import, naming it.
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,11 +238,11 @@ def _postgres_by_copy(
     to a CSV file in a temporary folder, then read like a folder source."""
     import psycopg2
 
-    folder = Path(tempfile.mkdtemp(prefix="carerisk-omop-"))
     try:
         conn = psycopg2.connect(url)
     except psycopg2.Error as err:
         raise SourceError(f"OMOP source {where}: {str(err).strip().splitlines()[0]}") from err
+    folder = Path(tempfile.mkdtemp(prefix="carerisk-omop-"))
     try:
         with conn.cursor() as cur:
             cur.execute(
@@ -254,9 +255,15 @@ def _postgres_by_copy(
                     cur.copy_expert(
                         f"COPY {quote(schema)}.{quote(name)} TO STDOUT WITH CSV HEADER", out
                     )
+    except psycopg2.Error as err:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise SourceError(f"OMOP source {where}: {str(err).strip().splitlines()[0]}") from err
     finally:
         conn.close()
-    src, relations = _folder(con, folder)
+    try:
+        _, relations = _folder(con, folder)  # the CSV files are read into tables here
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return OmopSource("postgresql", where), relations
 
 
