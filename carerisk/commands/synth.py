@@ -66,7 +66,7 @@ def synth(
     if drift is not None:
         fail("--drift changes a later extract: give --later-of FOLDER too")
     if fmt not in ("parquet", "csv", "omop"):
-        fail(f"--format must be parquet, csv or omop, not {fmt!r}")
+        fail(f"--format must be parquet or csv (an extract) or omop (a CDM), not {fmt!r}")
     if fmt == "omop" and mess:
         fail("--format omop writes a clean county: --mess applies to parquet and csv")
     try:
