@@ -13,7 +13,7 @@ import pytest
 
 from importers.extract import SourceError
 from importers.fhir import import_fhir
-from tests.importers.extracts import dropped_count, dropped_reasons, manifest, rows
+from tests.importers.extracts import dropped, dropped_count, dropped_reasons, manifest, rows
 
 D = date.fromisoformat
 SNOMED = "http://snomed.info/sct"
@@ -221,6 +221,9 @@ def test_patients_and_deaths(extract: Path) -> None:
         "Patient.id is missing",
         "Patient.id repeats an earlier Patient",
     ]
+    where = dropped(extract, "Patient")  # the file and line of each dropped resource
+    assert where["Patient.ndjson.gz:3"] == "Patient.gender is neither male nor female"
+    assert where["Patient.ndjson.gz:6"] == "Patient.id is missing"
     assert reasons(extract, "Patient.deceased") == [
         "Patient.deceasedBoolean true with no deceasedDateTime",
         "the Patient was not written",
@@ -324,6 +327,9 @@ def test_bundles_give_the_same_extract(extract: Path, tmp_path: Path) -> None:
     ):
         assert rows(tmp_path / "out", table, cols) == rows(extract, table, cols)
     assert manifest(tmp_path / "out")["coverage"]["source"]["form"] == "bundles"
+    assert dropped(tmp_path / "out", "Patient")["all.json entry 3"] == (
+        "Patient.gender is neither male nor female"
+    )
 
 
 def test_bad_input_names_the_file(tmp_path: Path) -> None:
