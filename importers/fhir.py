@@ -46,6 +46,7 @@ NOT_HELD = {
     "social_care": "FHIR R4 resources hold no adult social care",
     "fire_home_visit": "FHIR R4 resources hold no fire and rescue home visits",
 }
+ID_PREFIX = {"MedicationRequest": "rx", "MedicationStatement": "ms"}  # prescription ids
 MAX_OBJECT = 1 << 30  # a Bundle is one JSON object: allow large ones
 
 
@@ -172,6 +173,13 @@ def _macros(con: duckdb.DuckDBPyConnection) -> None:
         "'([^/:]+)$', 1)"
     )
     con.execute("CREATE MACRO field(r, path) AS json_extract_string(r, path)")
+    con.execute(
+        # a contract row id: the resource id behind a prefix when it fits the id pattern, else
+        # a digest of the resource's place in the export
+        "CREATE MACRO row_id(prefix, id, loc) AS prefix || CASE WHEN "
+        "regexp_full_match(coalesce(id, ''), '[A-Za-z0-9_-]{1,60}') THEN id "
+        "ELSE md5(loc)[:16] END"
+    )
 
 
 def _of_type(kind: str, extra: str = "") -> str:
@@ -310,8 +318,8 @@ def _conditions(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""
         CREATE TABLE {cand("Condition")} AS
-        SELECT b.loc AS src_row, b.loc, b.person_id, b.day, b.snomed, b.icd10, b.eid, b.target,
-            d.pos, d.external,
+        SELECT b.loc AS src_row, b.loc, b.id, b.person_id, b.day, b.snomed, b.icd10, b.eid,
+            b.target, d.pos, d.external,
             coalesce(b.early, CASE
                 WHEN b.target IS NULL THEN NULL
                 WHEN d.loc IS NULL THEN 'the same ICD-10 code is already on the Encounter'
@@ -364,7 +372,7 @@ def _observations(con: duckdb.DuckDBPyConnection) -> None:
                 WHEN code IS NULL
                     THEN 'no SNOMED CT code (a SNOMED CT coding, the LOINC map or its value)'
             END AS reason,
-            'o' || md5(loc)[:16] AS event_id, pid AS person_id, day AS event_date,
+            row_id('o', id, loc) AS event_id, pid AS person_id, day AS event_date,
             code AS snomed_code, TRY_CAST(field(r, '$.valueQuantity.value') AS DOUBLE) AS value
         FROM b
         """
@@ -432,8 +440,8 @@ def _medication(con: duckdb.DuckDBPyConnection, kind: str, dated: str) -> None:
                 WHEN b.code IS NULL AND b.text IS NULL THEN '{kind} names no medication'
                 WHEN c.loc IS NULL THEN 'medication not in the RxNorm to BNF map'
             END AS reason,
-            'rx' || md5(b.loc)[:16] AS prescription_id, b.pid AS person_id, b.day AS issue_date,
-            c.bnf_code, c.medicine
+            row_id('{ID_PREFIX[kind]}', b.id, b.loc) AS prescription_id, b.pid AS person_id,
+            b.day AS issue_date, c.bnf_code, c.medicine
         FROM b LEFT JOIN chosen c ON c.loc = b.loc
         """
     )
@@ -448,7 +456,7 @@ QUERIES: dict[str, str] = {
         f"NULL AS lives_alone, NULL AS informal_carer FROM {cand('Patient')} WHERE reason IS NULL"
     ),
     "gp_event": (
-        "SELECT 'c' || md5(loc)[:16] AS event_id, person_id, day AS event_date, "
+        "SELECT row_id('c', id, loc) AS event_id, person_id, day AS event_date, "
         f"snomed AS snomed_code, CAST(NULL AS DOUBLE) AS value FROM {cand('Condition')} "
         "WHERE reason IS NULL AND target IS NULL UNION ALL "
         "SELECT event_id, person_id, event_date, snomed_code, value "
@@ -460,7 +468,7 @@ QUERIES: dict[str, str] = {
         for k in ("MedicationRequest", "MedicationStatement")
     ),
     "hospital_episode": (
-        "SELECT 'e' || md5(v.src_row)[:16] AS episode_id, v.person_id, "
+        "SELECT row_id('e', v.eid, v.src_row) AS episode_id, v.person_id, "
         "v.start_date AS admission_date, v.end_date AS discharge_date, "
         "v.method AS admission_method, NULL AS main_specialty, "
         + ", ".join(
@@ -471,7 +479,7 @@ QUERIES: dict[str, str] = {
         "WHERE v.reason IS NULL AND v.target = 'spell' GROUP BY ALL"
     ),
     "ae_attendance": (
-        "SELECT 'e' || md5(v.src_row)[:16] AS attendance_id, v.person_id, "
+        "SELECT row_id('e', v.eid, v.src_row) AS attendance_id, v.person_id, "
         "v.start_date AS arrival_date, "
         "max(CASE WHEN NOT c.external THEN c.icd10 END) AS diagnosis_code, "
         "max(CASE WHEN c.external THEN c.icd10 END) AS injury_cause, "

@@ -300,6 +300,18 @@ def test_prescriptions(extract: Path) -> None:
     ]
 
 
+def test_row_ids_are_the_resource_ids(extract: Path) -> None:
+    """Stable from one export to the next: a later full load finds the same rows."""
+    assert rows(extract, "hospital_episode", ["episode_id"]) == [("ee1",), ("ee3",), ("ee4",)]
+    assert rows(extract, "ae_attendance", ["attendance_id"]) == [("ee2",)]
+    ids = rows(extract, "prescription", ["prescription_id"])
+    assert ids == [
+        ("mss1",), ("rxm1",), ("rxm2",), ("rxm9",)
+    ]  # fmt: skip
+    gp = {r[0] for r in rows(extract, "gp_event", ["event_id"])}
+    assert gp == {"cc1", "cc2", "cc60", "oo1", "oo2", "oo3"}
+
+
 def test_manifest_and_coverage(extract: Path) -> None:
     m = manifest(extract)
     assert m["extract_date"] == "2021-06-30"
