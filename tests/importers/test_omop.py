@@ -13,7 +13,7 @@ import pytest
 
 from importers.extract import SourceError
 from importers.omop import import_omop
-from tests.importers.extracts import dropped, dropped_count, manifest, rows
+from tests.importers.extracts import dropped, dropped_count, dropped_reasons, manifest, rows
 
 D = date.fromisoformat
 PERSON = ["person_id", "gender_concept_id", "year_of_birth", "month_of_birth", "birth_datetime"]
@@ -374,3 +374,48 @@ def test_a_source_without_person_is_refused(tmp_path: Path) -> None:
         import_omop(str(write_folder(tmp_path / "cdm", cdm)), tmp_path / "out")
     with pytest.raises(SourceError, match="no such file or folder"):
         import_omop(str(tmp_path / "nowhere"), tmp_path / "out")
+
+
+def test_source_value_ids_an_er_and_inpatient_visit_and_missing_ids(tmp_path: Path) -> None:
+    cdm = {
+        "person": (
+            ["person_id", "gender_concept_id", "year_of_birth", "month_of_birth",
+             "person_source_value"],
+            [(1, 8507, 1940, 3, "P000000000a1"), (2, 8532, 1941, 4, ""),
+             (3, 8532, 1942, 5, "P000000000a1")],
+        ),
+        "visit_occurrence": (
+            ["visit_occurrence_id", "person_id", "visit_concept_id", "visit_start_date",
+             "visit_end_date"],
+            [(30, 1, 262, "2020-01-01", "2020-01-04"), ("", 1, 9203, "2020-02-01", "")],
+        ),
+        "condition_occurrence": (
+            ["condition_occurrence_id", "person_id", "condition_concept_id",
+             "condition_start_date", "condition_source_value", "visit_occurrence_id"],
+            [(1, 1, 0, "2020-01-01", "S72.0", 30), ("", 1, 0, "2020-01-01", "W19", 30)],
+        ),
+        "measurement": (
+            ["measurement_id", "person_id", "measurement_concept_id", "measurement_date"],
+            [("", 1, 0, "2020-01-01")],
+        ),
+        "drug_exposure": (
+            ["drug_exposure_id", "person_id", "drug_concept_id", "drug_exposure_start_date"],
+            [("", 1, 0, "2020-01-01")],
+        ),
+    }  # fmt: skip
+    out = tmp_path / "out"
+    import_omop(str(write_folder(tmp_path / "cdm", cdm)), out, person_ids="person_source_value")
+    assert rows(out, "person", ["person_id"]) == [("P000000000a1",)]
+    assert sorted(dropped_reasons(out, "person")) == [
+        "person_source_value is empty",
+        "person_source_value repeats an earlier person",
+    ]
+    spells = rows(out, "hospital_episode", ["episode_id", "person_id", "admission_method",
+                                            "diag_01"])  # fmt: skip
+    assert spells == [("v30", "P000000000a1", "emergency", "S720")]
+    assert dropped_reasons(out, "visit_occurrence") == [
+        "visit_occurrence_id is missing or not a number"
+    ]
+    for source in ("condition_occurrence", "measurement", "drug_exposure"):
+        column = "drug_exposure_id" if source == "drug_exposure" else f"{source}_id"
+        assert dropped_reasons(out, source) == [f"{column} is missing or not a number"]
