@@ -377,7 +377,7 @@ def test_a_source_without_person_is_refused(tmp_path: Path) -> None:
 
 
 def test_source_value_ids_an_er_and_inpatient_visit_and_missing_ids(tmp_path: Path) -> None:
-    cdm = {
+    cdm: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {
         "person": (
             ["person_id", "gender_concept_id", "year_of_birth", "month_of_birth",
              "person_source_value"],
