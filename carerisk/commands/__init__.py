@@ -7,6 +7,7 @@ import typer
 from carerisk.commands import (
     demo,
     features,
+    importing,
     monitor,
     referrals,
     refresh,
@@ -18,5 +19,16 @@ from carerisk.commands import (
 
 
 def register_all(app: typer.Typer) -> None:
-    for module in (synth, store, features, train, monitor, refresh, serve, referrals, demo):
+    for module in (
+        synth,
+        store,
+        importing,
+        features,
+        train,
+        monitor,
+        refresh,
+        serve,
+        referrals,
+        demo,
+    ):
         module.register(app)

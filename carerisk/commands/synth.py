@@ -39,7 +39,11 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same files."),
     out: Path = typer.Option(..., "--out", help="Folder to write the extract into."),
     mess: float = typer.Option(0.0, "--mess", help="Share of bad rows to inject (0 = clean)."),
-    fmt: str = typer.Option("parquet", "--format", help="parquet or csv."),
+    fmt: str = typer.Option(
+        "parquet",
+        "--format",
+        help="parquet or csv (the contract extract), or omop (an OMOP CDM 5.4 DuckDB file).",
+    ),
     structure: str = typer.Option(
         "realistic",
         "--structure",
@@ -61,8 +65,10 @@ def synth(
         return
     if drift is not None:
         fail("--drift changes a later extract: give --later-of FOLDER too")
-    if fmt not in ("parquet", "csv"):
-        fail(f"--format must be parquet or csv, not {fmt!r}")
+    if fmt not in ("parquet", "csv", "omop"):
+        fail(f"--format must be parquet or csv (an extract) or omop (a CDM), not {fmt!r}")
+    if fmt == "omop" and mess:
+        fail("--format omop writes a clean county: --mess applies to parquet and csv")
     try:
         config = CountyConfig.model_validate(
             {"people": people, "seed": seed, "mess_rate": mess, "structure": structure}
@@ -74,7 +80,12 @@ def synth(
         fail(f"--out {out} exists and is not a folder")
     try:
         with _bar() as progress:
-            summary = generate(config, out, "csv" if fmt == "csv" else "parquet", progress)
+            if fmt == "omop":
+                from synthetic.omop import generate_omop
+
+                summary = generate_omop(config, out, progress)
+            else:
+                summary = generate(config, out, "csv" if fmt == "csv" else "parquet", progress)
     except OSError as exc:
         fail(f"could not write to {out}: {exc}")
     if as_json:
