@@ -18,9 +18,9 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypedDict, Unpack
+from typing import Annotated, Any, Literal, TypedDict, TypeVar, Unpack
 
-from fastapi import HTTPException, Request, Response, Security
+from fastapi import APIRouter, HTTPException, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 from starlette.concurrency import run_in_threadpool
@@ -31,49 +31,25 @@ from features.registry import FEATURES, Feature
 from serving.audit import AuditEntry, AuditUnavailable
 from serving.calls import Call, current_call, mark_audited
 from serving.keys import Principal
-from serving.roles import is_allowed
+from serving.roles import ROUTE, is_allowed
 from serving.schemas import ScoreResult
 from serving.scoring import ScoringError
 from serving.state import ServiceState
 
 log = logging.getLogger("carerisk.serving")
 
-# request path -> route name in serving.roles.ROUTE_ROLES (for auditing refusals)
-ROUTE_NAMES = {
-    "/v1/score": "score",
-    "/v1/score/records": "score_records",
-    "/v1/person": "person",
-    "/v1/fhir/risk-assessment": "fhir",
-    "/v1/register": "register",
-    "/v1/outcomes": "outcomes",
-    "/v1/whoami": "whoami",
-    "/v1/admin/objections/reload": "reload_objections",
-    "/v1/admin/audit/verify": "audit_verify",
-    "/v1/admin/reload": "reload_service",
-    "/v1/openapi.json": "openapi",
-    "/v1/referrals/form": "referral_form",
-}
-# the routes whose name depends on the method, or whose path holds a parameter
-METHOD_ROUTES = {
-    ("GET", "/v1/referrals"): "referral_queue",
-    ("POST", "/v1/referrals"): "referral_create",
-}
-TEMPLATE_ROUTES = (
-    ("GET", re.compile(r"/v1/referrals/[^/\n]+"), "referral_read"),
-    ("POST", re.compile(r"/v1/referrals/[^/\n]+/status"), "referral_status"),
-)
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+V1 = "/v1"  # where the API is mounted (serving/service.py)
 
 
-def route_name(method: str, path: str) -> str:
-    """The route name (serving.roles.ROUTE_ROLES) a request answers to, or "unknown"."""
-    if path in ROUTE_NAMES:
-        return ROUTE_NAMES[path]
-    if (method, path) in METHOD_ROUTES:
-        return METHOD_ROUTES[(method, path)]
-    for verb, pattern, name in TEMPLATE_ROUTES:
-        if verb == method and pattern.fullmatch(path):
-            return name
-    return "unknown"
+def mount(routes: APIRouter, name: str, **options: Any) -> Callable[[Endpoint], Endpoint]:
+    """The decorator that adds the route `name` of the one route table (serving.roles
+    `ROUTES`) to `routes`, with the table's method and path; `options` are FastAPI's (summary,
+    responses, ...)."""
+    route = ROUTE[name]
+    path = route.path.removeprefix(V1).removeprefix(routes.prefix)
+    return routes.api_route(path, methods=[route.method], name=name, **options)
 
 
 PersonId = Annotated[str, StringConstraints(pattern=PERSON_ID_PATTERN)]

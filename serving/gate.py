@@ -43,12 +43,12 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from serving.api import audit_entry, route_name
+from serving.api import audit_entry
 from serving.audit import AuditUnavailable
 from serving.calls import CURRENT, Call, bearer_key, presented_key_id
 from serving.metrics import route_label
 from serving.refusals import Refusal
-from serving.roles import is_allowed
+from serving.roles import is_allowed, route_name
 from serving.state import ServiceState
 
 log = logging.getLogger("carerisk.serving")

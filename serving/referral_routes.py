@@ -33,7 +33,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field, create_model
 
 from features.registry import FEATURES
-from serving.api import audit, needs, refuse, state_of
+from serving.api import audit, mount, needs, refuse, state_of
 from serving.fhir_requests import referral_request
 from serving.keys import KeyStore, Principal, utc_now
 from serving.referrals import (
@@ -180,9 +180,9 @@ def referral_router(outcomes: Sequence[str]) -> APIRouter:
 
 
 def _form_route(routes: APIRouter) -> None:
-    @routes.get(
-        "/form",
-        name="referral_form",
+    @mount(
+        routes,
+        "referral_form",
         summary="What a referral form needs: the fire organisations and the agreement's words",
         response_model=None,
         responses=answers((200, FormAnswer, "the form's choices and words"), 422),
@@ -210,9 +210,9 @@ def request_for(outcomes: Sequence[str]) -> type[ReferralRequest]:
 
 
 def _create_route(routes: APIRouter, Body: type[ReferralRequest]) -> None:
-    @routes.post(
-        "",
-        name="referral_create",
+    @mount(
+        routes,
+        "referral_create",
         status_code=201,
         summary="Refer a person to a fire service, with their recorded agreement",
         response_model=None,
@@ -297,9 +297,9 @@ def _check_basis(
 
 
 def _queue_route(routes: APIRouter) -> None:
-    @routes.get(
-        "",
-        name="referral_queue",
+    @mount(
+        routes,
+        "referral_queue",
         summary="The referrals a fire organisation receives (the admin sees every one)",
         response_model=None,
         responses=answers((200, QueueAnswer, "the queue"), 422),
@@ -331,9 +331,9 @@ def _queue_route(routes: APIRouter) -> None:
 
 
 def _read_routes(routes: APIRouter) -> None:
-    @routes.get(
-        "/{referral_id}",
-        name="referral_read",
+    @mount(
+        routes,
+        "referral_read",
         summary="One referral with its history and ServiceRequest",
         response_model=None,
         responses=answers((200, ReferralAnswer, "the referral and its history"), 404, 422),
@@ -353,9 +353,9 @@ def _read_routes(routes: APIRouter) -> None:
             answer["service_request"] = referral_request(referral, definition)
         return answer
 
-    @routes.post(
-        "/{referral_id}/status",
-        name="referral_status",
+    @mount(
+        routes,
+        "referral_status",
         summary="Move a referral on: accepted, visited (with findings), declined, no_access "
         "or closed",
         response_model=None,

@@ -32,10 +32,12 @@ from serving.api import (
     audit_entry,
     check_batch,
     json_answer,
+    mount,
     needs,
     now_utc,
     refuse,
     refuse_async,
+    request_models,
     scored_answer,
     state_of,
     unaudited,
@@ -45,7 +47,7 @@ from serving.checkpoints import CheckpointError, read_checkpoints
 from serving.config import ServingConfig
 from serving.fhir import risk_assessment
 from serving.keys import Principal
-from serving.referral_routes import fire_gate, read_result
+from serving.referral_routes import fire_gate, read_result, referral_router
 from serving.register import RegisterQuery, ranked_register, to_csv
 from serving.roles import scope_result, sees_clinical
 from serving.schemas import (
@@ -67,6 +69,13 @@ from serving.state import ServiceState
 from serving.swap import ReloadBusy, ReloadRefused
 
 
+def v1_routers(outcomes: Sequence[Outcome], config: ServingConfig) -> list[APIRouter]:
+    """The routers of every /v1 route for the outcomes served, each route mounted from the one
+    route table (serving/roles.py `ROUTES`): this module's and the referrals'."""
+    served = [o.name for o in outcomes]
+    return [router(request_models(outcomes), config), referral_router(served)]
+
+
 def router(models: RequestModels, config: ServingConfig) -> APIRouter:
     """Every /v1 route, with `models` as the bodies that name an outcome."""
     routes = APIRouter()
@@ -81,8 +90,9 @@ def router(models: RequestModels, config: ServingConfig) -> APIRouter:
 def _scoring_routes(routes: APIRouter, models: RequestModels) -> None:
     ScoreBody, RecordsBody = models.score, models.records
 
-    @routes.post(
-        "/score",
+    @mount(
+        routes,
+        "score",
         summary="Score people by id, with reasons",
         response_model=ScoreResponse,
         responses=error_responses(*BODY_ERRORS, 404, 451),
@@ -107,8 +117,9 @@ def _scoring_routes(routes: APIRouter, models: RequestModels) -> None:
                           outcome=outcome, bands=bands)  # fmt: skip
         return answer
 
-    @routes.post(
-        "/score/records",
+    @mount(
+        routes,
+        "score_records",
         summary="Score full feature records, with reasons",
         description=(
             "Each record holds every registry feature (null where unknown; age_years always), "
@@ -165,8 +176,9 @@ NO_SCORE = {"error": "no_score", "message": "no score for this outcome"}
 
 
 def _person_route(routes: APIRouter) -> None:
-    @routes.post(
-        "/person",
+    @mount(
+        routes,
+        "person",
         summary="Every outcome for one person, as the caller's role may see",
         description=(
             "The clinical roles see each outcome's score, or why there is none (outside its "
@@ -241,8 +253,9 @@ def _refused_person(
 def _fhir_route(routes: APIRouter, models: RequestModels) -> None:
     FhirBody = models.fhir
 
-    @routes.post(
-        "/fhir/risk-assessment",
+    @mount(
+        routes,
+        "fhir",
         summary="One person's score as a FHIR R4 RiskAssessment",
         response_model=None,
         responses={
@@ -275,8 +288,9 @@ def _register_route(routes: APIRouter, models: RequestModels, config: ServingCon
     most = config.register_max
     csv = {"text/csv": {"schema": {"type": "string", "description": "the register's rows"}}}
 
-    @routes.get(
-        "/register",
+    @mount(
+        routes,
+        "register",
         summary="A ranked risk register for a district or practice",
         response_model=None,
         responses={
@@ -321,8 +335,9 @@ def _register_route(routes: APIRouter, models: RequestModels, config: ServingCon
 
 
 def _other_routes(routes: APIRouter) -> None:
-    @routes.get(
-        "/outcomes",
+    @mount(
+        routes,
+        "outcomes",
         summary="The outcomes served: titles, cohorts and band labels",
         response_model=OutcomesAnswer,
         responses=error_responses(),
@@ -335,8 +350,9 @@ def _other_routes(routes: APIRouter) -> None:
         return {"outcomes": [_described(m.outcome, m.bundle.bands.labels)
                              for m in state.scorer.models.values()]}  # fmt: skip
 
-    @routes.get(
-        "/whoami",
+    @mount(
+        routes,
+        "whoami",
         summary="The organisation and role of the key presented",
         response_model=WhoAmI,
         responses=error_responses(),
@@ -345,8 +361,9 @@ def _other_routes(routes: APIRouter) -> None:
         audit(state_of(request), principal, "whoami", "ok", 200)
         return {"org": principal.org, "role": principal.role, "key_id": principal.key_id}
 
-    @routes.post(
-        "/admin/objections/reload",
+    @mount(
+        routes,
+        "reload_objections",
         summary="Re-read the objections list",
         description="A malformed file is 422 naming its line (never its content); the list "
         "in use is kept.",
@@ -368,8 +385,9 @@ def _other_routes(routes: APIRouter) -> None:
 
     _reload_route(routes)
 
-    @routes.get(
-        "/admin/audit/verify",
+    @mount(
+        routes,
+        "audit_verify",
         summary="Verify the audit hash chain (against the checkpoints, when configured)",
         response_model=VerifyAnswer,
         responses=error_responses(),
@@ -398,8 +416,9 @@ RELOAD_DOC = (
 
 
 def _reload_route(routes: APIRouter) -> None:
-    @routes.post(
-        "/admin/reload",
+    @mount(
+        routes,
+        "reload_service",
         summary="Swap in the registry's champions and the latest snapshot, without downtime",
         description=RELOAD_DOC,
         response_model=ReloadAnswer,

@@ -1,13 +1,29 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from hypothesis import given
 from hypothesis import strategies as st
 
+from features.outcomes import PRODUCT
 from models.reasons import Reason
-from serving.roles import ROLES, ROUTE_ROLES, is_allowed, scope_reasons, scope_result
+from serving.api import V1
+from serving.config import ServingConfig
+from serving.roles import (
+    ROLES,
+    ROUTE,
+    ROUTE_ROLES,
+    ROUTES,
+    is_allowed,
+    route_name,
+    scope_reasons,
+    scope_result,
+)
+from serving.routes import v1_routers
 from serving.schemas import RestrictedScore, ScoreResult
 from tests.serving.builders import FEATURES, REASONS, make_result
 
@@ -125,3 +141,42 @@ def test_numpy_values_keep_their_python_type():
     assert made.value == 2 and type(made.value) is int
     flag = Reason.model_validate({**reason.model_dump(), "value": np.bool_(True)})
     assert flag.value is True
+
+
+# --- the one route table ---------------------------------------------------------------------
+
+
+def test_the_openapi_document_and_the_mounted_routes_are_the_table(tmp_path: Path) -> None:
+    app = FastAPI(openapi_url=ROUTE["openapi"].path.removeprefix(V1))  # as serving/service.py
+    config = ServingConfig(home=tmp_path, tracking_uri="sqlite:///unused.db")
+    routers = v1_routers(PRODUCT.outcomes, config)
+    for routes in routers:
+        app.include_router(routes)
+    listed = {(r.method, r.path) for r in ROUTES if r.listed}
+    documented = {
+        (method.upper(), V1 + path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+    assert documented == listed
+    mounted = {
+        (route.name, method, V1 + route.path)
+        for routes in routers
+        for route in routes.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+    assert mounted == {(r.name, r.method, r.path) for r in ROUTES if r.listed}
+    unlisted = {r.path for r in ROUTES if not r.listed}
+    assert unlisted == {V1 + app.openapi_url, "/metrics"}  # the document itself; the gate's
+
+
+def test_each_route_is_named_by_its_method_and_path() -> None:
+    for route in ROUTES:
+        path = route.path.replace("{referral_id}", "ref-" + "0" * 24)
+        assert route_name(route.method, path) == route.name
+    assert route_name("POST", "/v1/whoami") == "whoami"  # one route at the path: the app says 405
+    assert route_name("PUT", "/v1/referrals") == "unknown"  # two routes there, neither a PUT
+    assert route_name("GET", "/v1/referrals/x/status") == "unknown"
+    assert route_name("GET", "/v1/nothing") == "unknown"
+    assert set(ROUTE_ROLES) == {r.name for r in ROUTES} and len(ROUTES) == len(ROUTE_ROLES)
