@@ -28,12 +28,13 @@ from starlette.concurrency import run_in_threadpool
 from features.contract import PERSON_ID_PATTERN
 from features.outcomes import Outcome
 from features.registry import FEATURES, Feature
+from serving import scores_file as sf
 from serving.audit import AuditEntry, AuditUnavailable
 from serving.calls import Call, current_call, mark_audited
 from serving.keys import Principal
 from serving.roles import ROUTE, is_allowed
 from serving.schemas import ScoreResult
-from serving.scoring import ScoringError
+from serving.scoring import ScoringError, UnknownPeople
 from serving.state import ServiceState
 
 log = logging.getLogger("carerisk.serving")
@@ -253,6 +254,7 @@ def audit_entry(
         status=status,
         client=call.client if call else None,
         key_check=call.key_check if call else None,
+        scope=principal.scope if principal else None,
     )
 
 
@@ -323,25 +325,66 @@ def unaudited(endpoint: str) -> HTTPException:
 
 
 def refuse(
-    state: ServiceState, principal: Principal, endpoint: str, outcome: str, error: ScoringError
+    state: ServiceState,
+    principal: Principal,
+    endpoint: str,
+    outcome: str,
+    error: ScoringError,
+    result: str = "refused",
 ) -> HTTPException:
-    """Audit a refused scoring request and build its HTTP error."""
+    """Audit a refused scoring request (as `result`) and build its HTTP error."""
     valid_ids = [p for p in error.person_ids if _is_person_id(p)]
-    audit(
-        state, principal, endpoint, "refused", error.status, person_ids=valid_ids, outcome=outcome
-    )
+    audit(state, principal, endpoint, result, error.status, person_ids=valid_ids, outcome=outcome)
     return _refusal(error, valid_ids)
 
 
 async def refuse_async(
-    state: ServiceState, principal: Principal, endpoint: str, outcome: str, error: ScoringError
+    state: ServiceState,
+    principal: Principal,
+    endpoint: str,
+    outcome: str,
+    error: ScoringError,
+    result: str = "refused",
 ) -> HTTPException:
     """`refuse` for the event loop."""
     valid_ids = [p for p in error.person_ids if _is_person_id(p)]
     await audit_async(
-        state, principal, endpoint, "refused", error.status, person_ids=valid_ids, outcome=outcome
+        state, principal, endpoint, result, error.status, person_ids=valid_ids, outcome=outcome
     )
     return _refusal(error, valid_ids)
+
+
+# --- practice scope -----------------------------------------------------------------------
+
+OUTSIDE_SCOPE = "outside_scope"  # the audit's result for people outside a key's practices
+
+
+def outside_scope(
+    state: ServiceState, principal: Principal, person_ids: Sequence[str]
+) -> list[str]:
+    """The people asked for who are registered at a practice the caller's key does not act for
+    (a GP key's practice scope, serving/keys.py). Ids not in the snapshot are left to the
+    scorer, which refuses them the same way."""
+    if principal.practices is None:
+        return []
+    export = next(iter(state.scorer.scores.values()), None)
+    found = export.people(person_ids) if export is not None else {}
+    return [p for p in person_ids if p in found and not principal.covers(found[p][1][sf.PRACTICE])]
+
+
+def unseen(person_ids: Sequence[str]) -> UnknownPeople:
+    """The refusal of people outside the caller's scope: the very answer an unknown id gets,
+    so a key learns nothing of the people it does not act for (the audit says why)."""
+    return UnknownPeople("no person with these ids is in the latest snapshot", list(person_ids))
+
+
+def check_scope(
+    state: ServiceState, principal: Principal, endpoint: str, outcome: str, ids: Sequence[str]
+) -> None:
+    """Refuse (404, audited as outside_scope) a lookup of people outside the key's practices."""
+    outside = outside_scope(state, principal, ids)
+    if outside:
+        raise refuse(state, principal, endpoint, outcome, unseen(outside), OUTSIDE_SCOPE)
 
 
 def _refusal(error: ScoringError, valid_ids: list[str]) -> HTTPException:

@@ -33,7 +33,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field, create_model
 
 from features.registry import FEATURES
-from serving.api import audit, mount, needs, refuse, state_of
+from serving.api import audit, check_scope, mount, needs, refuse, state_of
 from serving.fhir_requests import referral_request
 from serving.keys import KeyStore, Principal, utc_now
 from serving.referrals import (
@@ -103,8 +103,8 @@ def may_read(referral: Referral, principal: Principal) -> bool:
     organisation, the admin."""
     if principal.role == "admin":
         return True
-    if principal.role == "gp":
-        return referral.referring_org == principal.org
+    if principal.role == "gp":  # and within the key's practices
+        return referral.referring_org == principal.org and principal.covers(referral.practice_code)
     if principal.role == "fire":
         return referral.receiving_org == principal.org
     return False
@@ -228,6 +228,7 @@ def _create_route(routes: APIRouter, Body: type[ReferralRequest]) -> None:
         body: ReferralRequest = made
         state = state_of(request)
         route = "referral_create"
+        check_scope(state, principal, route, body.outcome, [body.person_id])
         try:
             outcome = state.scorer.resolve(body.outcome)
             result = state.scorer.score_people(outcome, [body.person_id], clinical=False)[0]

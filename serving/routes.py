@@ -24,6 +24,7 @@ from features.outcomes import Outcome
 from features.registry import FEATURES
 from serving.api import (
     IN_CARE_HOME,
+    OUTSIDE_SCOPE,
     PersonRequest,
     RequestModels,
     append_all,
@@ -31,16 +32,19 @@ from serving.api import (
     audit_async,
     audit_entry,
     check_batch,
+    check_scope,
     json_answer,
     mount,
     needs,
     now_utc,
+    outside_scope,
     refuse,
     refuse_async,
     request_models,
     scored_answer,
     state_of,
     unaudited,
+    unseen,
 )
 from serving.audit import AuditEntry, AuditUnavailable
 from serving.checkpoints import CheckpointError, read_checkpoints
@@ -109,6 +113,10 @@ def _scoring_routes(routes: APIRouter, models: RequestModels) -> None:
         if len(person_ids) > state.config.max_batch:
             await audit_async(state, principal, "score", "refused", 413, outcome=outcome)
         check_batch(state, len(person_ids))
+        outside = outside_scope(state, principal, person_ids)
+        if outside:
+            raise await refuse_async(state, principal, "score", outcome, unseen(outside),
+                                     OUTSIDE_SCOPE)  # fmt: skip
         try:
             bands, answer = await scored_answer(state, outcome, person_ids)
         except ScoringError as error:
@@ -203,6 +211,7 @@ def _person_route(routes: APIRouter) -> None:
         answers: dict[str, Any] = {}
         entries: list[AuditEntry] = []
         pid = body.person_id
+        check_scope(state, principal, "person", "", [pid])
         for outcome in state.scorer.models:
             try:
                 result = state.scorer.score_people(outcome, [pid], clinical=clinical)[0]
@@ -270,6 +279,7 @@ def _fhir_route(routes: APIRouter, models: RequestModels) -> None:
     ) -> dict[str, Any]:
         state = state_of(request)
         outcome, person_id = body.outcome, body.person_id  # type: ignore[attr-defined]
+        check_scope(state, principal, "fhir", outcome, [person_id])
         try:
             result = state.scorer.score_people(outcome, [person_id])[0]
         except ScoringError as error:
@@ -319,6 +329,7 @@ def _register_route(routes: APIRouter, models: RequestModels, config: ServingCon
             audit(state, principal, "register", "refused", 422, outcome=outcome)
             message = f"top must be 1 to {state.config.register_max}"
             raise HTTPException(422, detail={"error": "invalid_top", "message": message})
+        practice = _register_practice(state, principal, outcome, practice)
         query = RegisterQuery(outcome, district=district, practice=practice, top=top)
         try:
             found = ranked_register(state, principal, query, result=read_result(state, principal))
@@ -329,6 +340,28 @@ def _register_route(routes: APIRouter, models: RequestModels, config: ServingCon
         if format == "csv":
             return PlainTextResponse(to_csv(found.rows()), media_type="text/csv")
         return {"outcome": found.outcome, "role": principal.role, "people": found.scoped()}
+
+
+def _register_practice(
+    state: ServiceState, principal: Principal, outcome: str, practice: str | None
+) -> str | None:
+    """The practice a register is ranked within. A key acting for some practices sees only
+    theirs: another practice is 404 (audited as outside_scope), and with none asked for, a key
+    for one practice gets that practice's register and a key for several must name one."""
+    if principal.practices is None:
+        return practice
+    if practice is None and len(principal.practices) == 1:
+        return next(iter(principal.practices))
+    if practice is None:
+        audit(state, principal, "register", "practice_needed", 422, outcome=outcome)
+        named = ", ".join(sorted(principal.practices)) or "none"
+        message = f"this key acts for practices {named}: name one with practice="
+        raise HTTPException(422, detail={"error": "practice_needed", "message": message})
+    if not principal.covers(practice):
+        audit(state, principal, "register", OUTSIDE_SCOPE, 404, outcome=outcome)
+        message = "no such practice that this key may see"
+        raise HTTPException(404, detail={"error": "not_found", "message": message})
+    return practice
 
 
 # --- the rest ----------------------------------------------------------------------------

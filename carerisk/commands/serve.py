@@ -18,7 +18,7 @@ from carerisk.settings import Settings
 keys_app = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="Check and read the audit log.", no_args_is_help=True)
 
-ROLE_HELP = "gp, fire, analyst or admin"
+ROLE_HELP = "gp, fire, analyst, admin or monitor"
 
 
 def register(app: typer.Typer) -> None:
@@ -37,19 +37,33 @@ def keys_add(
     expires_days: int | None = typer.Option(
         None, "--expires-days", min=1, help="Key stops working after this many days."
     ),
+    practices: list[str] = typer.Option(
+        [], "--practice", help="A GP key: a practice code it acts for (repeat for several)."
+    ),
+    all_practices: bool = typer.Option(
+        False,
+        "--all-practices",
+        help="A GP key for every practice (a federation, under a data-sharing agreement).",
+    ),
 ) -> None:
-    """Issue a key. The full key is printed once and never stored: copy it now."""
+    """Issue a key. The full key is printed once and never stored: copy it now. A GP key
+    needs --practice (one or more) or --all-practices."""
     from serving.keys import KeyStore, KeyStoreError, utc_now
 
     store = KeyStore(settings_of(ctx).home.keys_path)
     expires = utc_now() + dt.timedelta(days=expires_days) if expires_days else None
     try:
-        key_id, full_key = store.add(org, role, expires_at=expires)
+        key_id, full_key = store.add(
+            org, role, expires_at=expires, practices=practices, all_practices=all_practices
+        )
     except KeyStoreError as exc:
         fail(str(exc))
+    scope = store.list_one(key_id).principal().scope
     typer.echo(f"key_id: {key_id}")
     typer.echo(f"org:    {org}")
     typer.echo(f"role:   {role}")
+    if scope:
+        typer.echo(f"scope:  {scope}")
     if expires:
         typer.echo(f"expires: {expires.isoformat(timespec='seconds')}")
     typer.echo(f"key:    {full_key}")
@@ -76,8 +90,10 @@ def keys_list(
         return
     for row in rows:
         expiry = row["expires_at"] or "never"
+        scope = row["scope"] or "-"
         typer.echo(
-            f"{row['key_id']}  {row['role']:<7}  {row['status']:<7}  expires {expiry}  {row['org']}"
+            f"{row['key_id']}  {row['role']:<7}  {row['status']:<7}  expires {expiry}  "
+            f"scope {scope}  {row['org']}"
         )
 
 

@@ -191,7 +191,7 @@ def test_rate_limit_answers_429_with_retry_after(live_service: LiveService) -> N
     """A fresh key hammered from 8 threads: past its burst it gets 429 with Retry-After.
     (The default limit is 50 a second with a burst of 100; `carerisk serve` has no option for
     it, so the test sends until it is refused, at most 2,000 requests.)"""
-    _, key = KeyStore.in_home(live_service.home).add("Rate test org", "gp")
+    _, key = KeyStore.in_home(live_service.home).add("Rate test org", "gp", all_practices=True)
     refused: list[httpx.Response] = []
 
     def burst(_: int) -> None:
