@@ -52,7 +52,7 @@ from serving.api import audit
 from serving.calls import current_call
 from serving.cds_patients import FHIR_ID, PatientLookupError, lookup_at
 from serving.fhir import SNOMED
-from serving.fhir_requests import AT_RISK_OF_FALLS, suggested_request
+from serving.fhir_requests import suggested_request
 from serving.jwt_auth import CdsClient, CdsClients, TokenRefused, bearer_token, verify_client_token
 from serving.keys import Principal
 from serving.referral_routes import fire_organisations, store_of
@@ -244,8 +244,9 @@ def indicator(band: str, bands: tuple[str, ...]) -> str:
 
 
 def topic(outcome: Outcome) -> dict[str, str]:
-    if outcome.name == "falls":
-        code, display = AT_RISK_OF_FALLS
+    """The card's topic: the outcome's at-risk finding where its definition gives one."""
+    if outcome.at_risk_finding:
+        code, display = outcome.at_risk_finding
         return {"system": SNOMED, "code": code, "display": display}
     return {"system": OUTCOME_SYSTEM, "code": outcome.name, "display": outcome.title}
 

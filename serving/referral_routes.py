@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field, create_model
 
 from features.registry import FEATURES
 from serving.api import audit, check_scope, mount, needs, refuse, state_of
+from serving.defaults import FireSharing
 from serving.fhir_requests import referral_request
 from serving.keys import KeyStore, Principal, utc_now
 from serving.referrals import (
@@ -52,13 +53,10 @@ from serving.referrals import (
     StatusChange,
     store_at,
 )
-from serving.roles import scope_reasons
+from serving.roles import ROUTE, scope_reasons
 from serving.schemas import BODY_ERRORS, ErrorBody, error_responses
 from serving.scoring import ScoringError
 from serving.state import ServiceState
-
-FIRE_READS = frozenset({"person", "register"})  # routes that show people beyond referrals
-
 
 # --- sharing with the fire service ----------------------------------------------------------
 
@@ -66,7 +64,7 @@ FIRE_READS = frozenset({"person", "register"})  # routes that show people beyond
 def fire_gate(state: ServiceState, principal: Principal, route: str) -> None:
     """Refuse (403, audited) a fire read of people outside referrals when the deployment shares
     only referrals with the fire service."""
-    if principal.role != "fire" or route not in FIRE_READS:
+    if principal.role != "fire" or not ROUTE[route].beyond_referrals:
         return
     if state.config.fire_sharing == "referrals":
         audit(state, principal, route, "not_shared_referrals_only", 403)
@@ -138,9 +136,7 @@ class ReferralAnswer(BaseModel):
 class QueueAnswer(BaseModel):
     organisation: str | None = Field(description="the receiving organisation (none: admin)")
     role: str
-    sharing: Literal["referrals", "register"] = Field(
-        description="what this deployment shares with the fire service"
-    )
+    sharing: FireSharing = Field(description="what this deployment shares with the fire service")
     referrals: list[dict[str, Any]]
 
 
@@ -171,7 +167,7 @@ ReferralId = Path(
 
 def referral_router(outcomes: Sequence[str]) -> APIRouter:
     """The /v1/referrals routes; a referral's `outcome` is one of the `outcomes` served."""
-    routes = APIRouter(prefix="/referrals", tags=["referrals"])
+    routes = APIRouter(tags=["referrals"])  # the paths are the route table's
     _form_route(routes)
     _create_route(routes, request_for(outcomes))
     _queue_route(routes)

@@ -37,13 +37,16 @@ _REFERRAL_READERS: frozenset[Role] = frozenset({"gp", "fire", "admin"})
 class Route:
     """One route of the API: its name (used by the role checks and the audit), its method and
     path as a client sends them (a `{parameter}` stands for one path segment), and the roles
-    allowed to call it. `listed` routes are in the OpenAPI document."""
+    allowed to call it. `listed` routes are in the OpenAPI document. The fire role may call a
+    route that shows people `beyond_referrals` only where the area shares its register with the
+    fire service (serving/config.py `fire_sharing`)."""
 
     name: str
     method: Literal["GET", "POST"]
     path: str
     roles: frozenset[Role]
     listed: bool = True
+    beyond_referrals: bool = False
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -65,8 +68,8 @@ ROUTES: tuple[Route, ...] = (
     Route("score_records", "POST", "/v1/score/records", _CLINICAL_VIEW),
     Route("fhir", "POST", "/v1/fhir/risk-assessment", _CLINICAL_VIEW),
     # full for clinical roles, restricted for fire (under the area's fire sharing)
-    Route("person", "POST", "/v1/person", _PEOPLE),
-    Route("register", "GET", "/v1/register", _PEOPLE),
+    Route("person", "POST", "/v1/person", _PEOPLE, beyond_referrals=True),
+    Route("register", "GET", "/v1/register", _PEOPLE, beyond_referrals=True),
     Route("outcomes", "GET", "/v1/outcomes", _EVERYONE),  # titles, cohorts and band labels
     Route("whoami", "GET", "/v1/whoami", _EVERYONE),
     Route("openapi", "GET", "/v1/openapi.json", _EVERYONE, listed=False),

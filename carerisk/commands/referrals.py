@@ -100,14 +100,15 @@ def report(
 
 
 def people_at_risk(settings: Settings, outcome: str) -> AtRisk:
-    """The register's top two bands by district, scored as the service does (not audited:
-    counts only, no person leaves this command)."""
+    """The people in the register's at-risk bands (the outcome's `at_risk`: its highest bands)
+    by district, scored as the service does (not audited: counts only, no person leaves this
+    command)."""
     from carerisk.commands.serve import preflight, serving_config
     from serving.referral_data import AtRisk
 
     state = preflight(serving_config(settings))
     served = state.scorer.model(outcome)
-    top = tuple(reversed(served.bundle.bands.labels))[:2]
+    top = served.outcome.at_risk(served.bundle.bands)
     places, results = state.scorer.ranked(outcome)
     counts: dict[str, int] = {}
     for district, result in zip(places["district"], results, strict=True):

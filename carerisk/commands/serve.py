@@ -14,6 +14,7 @@ import typer
 
 from carerisk.commands._common import OUTCOME_HELP, console, fail, print_json, settings_of
 from carerisk.settings import Settings
+from serving import defaults
 
 keys_app = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="Check and read the audit log.", no_args_is_help=True)
@@ -241,46 +242,64 @@ def preflight(config: Any, *, import_from_registry: bool = True) -> Any:
 
 def serve(
     ctx: typer.Context,
-    port: int = typer.Option(3000, "--port", min=1, max=65535, help="Loopback port."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback)."),
-    max_batch: int = typer.Option(1000, "--max-batch", min=1, help="People per request."),
+    port: int = typer.Option(defaults.PORT, "--port", min=1, max=65535, help="Loopback port."),
+    host: str = typer.Option(defaults.HOST, "--host", help="Address to bind (loopback)."),
+    max_batch: int = typer.Option(
+        defaults.MAX_BATCH,
+        "--max-batch",
+        min=1,
+        max=defaults.MAX_BATCH_LIMIT,
+        help="People per request.",
+    ),  # fmt: skip
     rate: float = typer.Option(
-        50.0, "--rate-per-second", min=0.1, help="Requests a second per key."
+        defaults.RATE_PER_SECOND, "--rate-per-second", min=0.1, help="Requests a second per key."
     ),
-    burst: int = typer.Option(100, "--burst", min=1, help="Requests a key may burst to."),
+    burst: int = typer.Option(
+        defaults.BURST, "--burst", min=1, help="Requests a key may burst to."
+    ),
     stale_after_days: int = typer.Option(
-        120, "--stale-after-days", min=1, help="Warn when the snapshot is older than this."
-    ),
+        defaults.STALE_AFTER_DAYS,
+        "--stale-after-days",
+        min=1,
+        help="Warn when the snapshot is older than this.",
+    ),  # fmt: skip
     workers: int = typer.Option(
-        1,
+        defaults.WORKERS,
         "--workers",
         min=1,
-        max=16,
-        help="Server processes. Each holds the snapshot in memory and its own per-key rate "
-        "limits (so a key may make rate x workers requests a second).",
+        max=defaults.WORKERS_MAX,
+        help="Server processes. They share the memory-mapped scores exports; each keeps its "
+        "own per-key rate limits (so a key may make rate x workers requests a second).",
     ),
     unauthenticated_rate: float = typer.Option(
-        2.0,
+        defaults.UNAUTHENTICATED_PER_SECOND,
         "--unauthenticated-rate",
         min=0.1,
         help="Failed authentications a second a client address may make before it is refused "
         "without its key being checked.",
     ),
     unauthenticated_burst: int = typer.Option(
-        20, "--unauthenticated-burst", min=1, help="Failed authentications it may burst to."
+        defaults.UNAUTHENTICATED_BURST,
+        "--unauthenticated-burst",
+        min=1,
+        help="Failed authentications it may burst to.",
     ),
     header_timeout: float = typer.Option(
-        10.0, "--header-timeout", min=0.1, max=120, help="Seconds to receive a request head."
-    ),
+        defaults.HEADER_TIMEOUT_SECONDS,
+        "--header-timeout",
+        min=0.1,
+        max=defaults.HEADER_TIMEOUT_MAX,
+        help="Seconds to receive a request head.",
+    ),  # fmt: skip
     body_timeout: float = typer.Option(
-        10.0,
+        defaults.BODY_TIMEOUT_SECONDS,
         "--body-timeout",
         min=0.1,
-        max=25,
+        max=defaults.BODY_TIMEOUT_MAX,
         help="Seconds to wait for each part of a request body.",
     ),
     fire_sharing: str = typer.Option(
-        "referrals",
+        defaults.FIRE_SHARING_DEFAULT,
         "--fire-sharing",
         help="What the fire role may read: referrals (only people referred with their "
         "agreement) or register (also the ranked register, under a data-sharing agreement).",
@@ -292,7 +311,7 @@ def serve(
         [], "--cds-cors-origin", help="A browser origin allowed to call /cds-services (repeat)."
     ),
     watch_seconds: float = typer.Option(
-        0.0,
+        defaults.RELOAD_POLL_SECONDS,
         "--watch-seconds",
         min=0,
         help="Every so many seconds, compare the registry's champions and the snapshot with "
@@ -301,8 +320,9 @@ def serve(
 ) -> None:
     """Check the champions, then run the scoring API until interrupted."""
     settings = settings_of(ctx)
-    if fire_sharing not in ("referrals", "register"):
-        fail(f"--fire-sharing must be referrals or register, not {fire_sharing!r}")
+    if fire_sharing not in defaults.FIRE_SHARING:
+        choices = " or ".join(defaults.FIRE_SHARING)
+        fail(f"--fire-sharing must be {choices}, not {fire_sharing!r}")
     config = serving_config(
         settings, max_batch=max_batch, stale_after_days=stale_after_days,
         rate_per_second=rate, burst=burst, unauthenticated_per_second=unauthenticated_rate,
