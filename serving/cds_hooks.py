@@ -48,7 +48,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from features.outcomes import Outcome
 from models.reasons import Reason
-from serving.api import audit
+from serving.api import OUTSIDE_SCOPE, audit, outside_scope
 from serving.calls import current_call
 from serving.cds_patients import FHIR_ID, PatientLookupError, lookup_at
 from serving.fhir import SNOMED
@@ -383,6 +383,9 @@ def answer(
     if person is None:
         audit(state, who, route, "no_patient", 200, outcome=name)
         return {"cards": []}
+    if outside_scope(state, who, [person]):  # not a patient of the client's practices
+        audit(state, who, route, OUTSIDE_SCOPE, 200, person_ids=[person], outcome=name)
+        return {"cards": []}
     try:
         result = state.scorer.score_people(name, [person])[0]
     except (UnknownPeople, ObjectedPeople, OutsideCohort) as error:
@@ -420,7 +423,10 @@ def referral_note(state: ServiceState, person: str, outcome: str) -> tuple[str, 
 
 
 def principal(client: CdsClient) -> Principal:
-    return Principal(key_id=f"cds-{client.id}", org=client.org, role="cds_client")
+    """The client as the caller audited, with its practice scope."""
+    practices = None if client.practices is None else frozenset(client.practices)
+    return Principal(key_id=f"cds-{client.id}", org=client.org, role="cds_client",
+                     practices=practices)  # fmt: skip
 
 
 def base_url(state: ServiceState, request: Request) -> str:

@@ -45,7 +45,7 @@ PREFIX = "crk"
 _KEY_ID = re.compile(r"^[0-9a-f]{12}$")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _ORG = re.compile(r"^[\w .,&'()/-]{1,100}$")
-_PRACTICE = re.compile(r"^[A-Za-z0-9-]{1,20}$")  # a practice code, e.g. M85001
+PRACTICE = re.compile(r"^[A-Za-z0-9-]{1,20}$")  # a practice code, e.g. M85001
 SCOPED_ROLE = "gp"  # the role whose keys are limited to practices
 ALL_PRACTICES = "all_practices"  # the audited scope of a key for every practice
 _DUMMY_HASH = hashlib.sha256(b"carerisk-no-such-key").hexdigest()
@@ -334,7 +334,7 @@ def _record(row: dict[str, Any]) -> KeyRecord:
 def _check_scope(role: str, practices: Sequence[str], all_practices: bool) -> tuple[str, ...]:
     """The practices of a key, checked: a GP key needs a scope, other roles take none."""
     codes = tuple(sorted({p.strip() for p in practices}))
-    bad = [p for p in codes if not _PRACTICE.match(p)]
+    bad = [p for p in codes if not PRACTICE.match(p)]
     if bad:
         raise KeyStoreError(f"practice code {bad[0]!r} must be 1-20 letters, digits or -")
     if role != SCOPED_ROLE:

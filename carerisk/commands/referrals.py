@@ -125,8 +125,17 @@ def clients_add(
     org: str = typer.Option(..., "--org", help="The organisation the client acts for."),
     jwks: Path = typer.Option(..., "--jwks", help="A JSON file with the client's JWK Set."),
     jku: list[str] = typer.Option([], "--jku", help="A key set URL the client may name (repeat)."),
+    practices: list[str] = typer.Option(
+        [], "--practice", help="A practice whose patients it may see (repeat for several)."
+    ),
+    all_practices: bool = typer.Option(
+        False, "--all-practices", help="It may see the patients of every practice."
+    ),
 ) -> None:
-    """Register (or replace) a CDS Hooks client: only its public keys are stored."""
+    """Register (or replace) a CDS Hooks client: only its public keys are stored. It sees the
+    patients of the practices given with --practice, or of every practice (--all-practices)."""
+    if bool(practices) == all_practices:
+        fail("give --practice (one or more) or --all-practices")
     from serving.jwt_auth import CdsClientError, CdsClients
 
     try:
@@ -134,7 +143,9 @@ def clients_add(
     except (OSError, ValueError) as exc:
         fail(f"{jwks}: cannot read a JSON key set: {exc}")
     try:
-        client = CdsClients(settings_of(ctx).home.cds_clients_path).add(iss, org, keys, jku)
+        client = CdsClients(settings_of(ctx).home.cds_clients_path).add(
+            iss, org, keys, jku, practices=practices or None
+        )
     except CdsClientError as exc:
         fail(str(exc))
     typer.echo(

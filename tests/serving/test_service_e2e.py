@@ -24,11 +24,13 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 from features.home import Home
 from features.registry import FEATURES
 from serving.audit import AuditLog
+from serving.jwt_auth import CdsClients
 from serving.keys import KeyStore
 from serving.roles import ROLES, ROUTE, ROUTE_ROLES, ROUTES
 from tests import live
 from tests.live import ROOT, LiveService, keyed_since, snapshot_people
 from tests.serving.builders import label_features
+from tests.serving.cds_spec import SigningClient, spec_request
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -282,6 +284,42 @@ def test_a_referral_is_read_only_within_the_readers_practices(
         with httpx.Client(base_url=live_service.url, timeout=30,
                           headers={"Authorization": f"Bearer {key}"}) as client:  # fmt: skip
             assert client.get(path).status_code == status
+
+
+def test_a_cds_client_sees_only_its_practices_patients(
+    live_service: LiveService, people: dict[str, list[str]], audit_log: AuditLog
+) -> None:
+    youngest = people["falls"][-180:-120]
+    practice = practices_of(live_service.home, youngest)
+    ours = youngest[-1]
+    theirs = next(p for p in reversed(youngest) if practice[p] != practice[ours])
+    home = Home(live_service.home)
+    client = SigningClient()
+    clients = CdsClients(home.cds_clients_path)
+    clients.add(client.iss, "Scoped EHR", client.jwks(), practices=[practice[ours]])
+    lookup = home.cds_patients_path
+    before_lookup = lookup.read_text() if lookup.exists() else "patient_id,person_id\n"
+    lookup.write_text(before_lookup + f"scoped-ours,{ours}\nscoped-theirs,{theirs}\n")
+    url = f"{live_service.url}/cds-services/carerisk-falls"
+    before = audit_log.count()
+    try:
+        cards = {
+            patient: httpx.post(
+                url, json=spec_request(patientId=patient), headers=client.bearer(url), timeout=30
+            )  # fmt: skip
+            for patient in ("scoped-ours", "scoped-theirs")
+        }
+    finally:
+        lookup.write_text(before_lookup)
+        clients.remove(client.iss)
+    assert len(cards["scoped-ours"].json()["cards"]) == 1, cards["scoped-ours"].text[:300]
+    assert cards["scoped-theirs"].json() == {"cards": []}
+    records = [r for r in audit_log.since(before) if r.org == "Scoped EHR"]
+    assert [(r.outcome, r.person_ids) for r in records] == [
+        ("ok", (ours,)),
+        ("outside_scope", (theirs,)),
+    ]
+    assert {r.scope for r in records} == {f"practices:{practice[ours]}"}
 
 
 def test_health_probes_are_open(live_service: LiveService) -> None:
