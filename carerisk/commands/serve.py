@@ -200,8 +200,9 @@ def audit_tail(
         people = ",".join(r.person_ids) or "-"
         bands = ",".join(r.bands) or "-"
         times = f"  x{r.count}" if r.count else ""
+        scope = f"  scope={r.scope}" if r.scope else ""
         typer.echo(
-            f"{r.seq:>6}  {r.time}  {r.org}  {r.role}  key={r.key_id}:{r.key_check or '-'}  "
+            f"{r.seq:>6}  {r.time}  {r.org}  {r.role}{scope}  key={r.key_id}:{r.key_check or '-'}  "
             f"client={r.client or '-'}  {r.endpoint}  {r.outcome}  {r.status}{times}  "
             f"people={people}  bands={bands}  model={r.model_name}:{r.model_version}"
         )
