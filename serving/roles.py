@@ -7,7 +7,9 @@ comes from it. A route missing from the table is denied to everyone.
 The fire role sees band, rank and non-clinical reasons only (previous falls, living alone, home
 care, home visit findings, age band): never diagnoses or medicines, and never a probability;
 nor whether an id it may not see a score of exists (serving/routes.py, `person`). The monitor
-role is for a metrics scraper: it may read /metrics and nothing about people.
+role is for a metrics scraper: it may read /metrics and nothing about people. A GP key is
+further limited to the patients of its practices (serving/keys.py `Principal.practices`,
+checked by serving/api.py `check_scope`).
 """
 
 from __future__ import annotations

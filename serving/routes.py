@@ -302,6 +302,11 @@ def _register_route(routes: APIRouter, models: RequestModels, config: ServingCon
         routes,
         "register",
         summary="A ranked risk register for a district or practice",
+        description=(
+            "A GP key acting for named practices sees only theirs: another practice is 404; "
+            "with no practice asked for, a key for one practice gets its register and a key for "
+            "several must name one (422)."
+        ),
         response_model=None,
         responses={
             200: {
@@ -310,6 +315,7 @@ def _register_route(routes: APIRouter, models: RequestModels, config: ServingCon
                 "description": "the register, as JSON or (format=csv) CSV",
             },
             **error_responses(422),
+            404: {"model": ErrorBody, "description": "a practice outside the key's practices"},
         },  # fmt: skip
     )
     def register(
