@@ -34,7 +34,7 @@ from serving.calls import Call, current_call, mark_audited
 from serving.keys import Principal
 from serving.roles import ROUTE, is_allowed
 from serving.schemas import ScoreResult
-from serving.scoring import ScoringError, UnknownPeople
+from serving.scoring import NOT_IN_SNAPSHOT, OBJECTED, ObjectedPeople, ScoringError, UnknownPeople
 from serving.state import ServiceState
 
 log = logging.getLogger("carerisk.serving")
@@ -359,32 +359,36 @@ async def refuse_async(
 OUTSIDE_SCOPE = "outside_scope"  # the audit's result for people outside a key's practices
 
 
-def outside_scope(
+def scope_refusal(
     state: ServiceState, principal: Principal, person_ids: Sequence[str]
-) -> list[str]:
-    """The people asked for who are registered at a practice the caller's key does not act for
-    (a GP key's practice scope, serving/keys.py). Ids not in the snapshot are left to the
-    scorer, which refuses them the same way."""
+) -> ScoringError | None:
+    """The refusal of a lookup that asks for people registered at a practice the caller's key
+    does not act for (a GP key's practice scope, serving/keys.py), or None when it asks for
+    none. It is the scorer's answer had those people not been in the snapshot: objectors within
+    the scope first (451), then the people outside it with any unknown (404), so a key learns
+    nothing of the people outside its practices."""
     if principal.practices is None:
-        return []
+        return None
     export = next(iter(state.scorer.scores.values()), None)
     found = export.people(person_ids) if export is not None else {}
-    return [p for p in person_ids if p in found and not principal.covers(found[p][1][sf.PRACTICE])]
-
-
-def unseen(person_ids: Sequence[str]) -> UnknownPeople:
-    """The refusal of people outside the caller's scope: the very answer an unknown id gets,
-    so a key learns nothing of the people it does not act for (the audit says why)."""
-    return UnknownPeople("no person with these ids is in the latest snapshot", list(person_ids))
+    outside = {
+        p for p in person_ids if p in found and not principal.covers(found[p][1][sf.PRACTICE])
+    }
+    if not outside:
+        return None
+    objected = [p for p in person_ids if p not in outside and p in state.scorer.objections]
+    if objected:
+        return ObjectedPeople(OBJECTED, objected)
+    return UnknownPeople(NOT_IN_SNAPSHOT, [p for p in person_ids if p in outside or p not in found])
 
 
 def check_scope(
     state: ServiceState, principal: Principal, endpoint: str, outcome: str, ids: Sequence[str]
 ) -> None:
-    """Refuse (404, audited as outside_scope) a lookup of people outside the key's practices."""
-    outside = outside_scope(state, principal, ids)
-    if outside:
-        raise refuse(state, principal, endpoint, outcome, unseen(outside), OUTSIDE_SCOPE)
+    """Refuse (audited as outside_scope) a lookup of people outside the key's practices."""
+    refusal = scope_refusal(state, principal, ids)
+    if refusal is not None:
+        raise refuse(state, principal, endpoint, outcome, refusal, OUTSIDE_SCOPE)
 
 
 def _refusal(error: ScoringError, valid_ids: list[str]) -> HTTPException:

@@ -48,7 +48,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from features.outcomes import Outcome
 from models.reasons import Reason
-from serving.api import OUTSIDE_SCOPE, audit, outside_scope
+from serving.api import OUTSIDE_SCOPE, audit, scope_refusal
 from serving.calls import current_call
 from serving.cds_patients import FHIR_ID, PatientLookupError, lookup_at
 from serving.fhir import SNOMED
@@ -383,7 +383,7 @@ def answer(
     if person is None:
         audit(state, who, route, "no_patient", 200, outcome=name)
         return {"cards": []}
-    if outside_scope(state, who, [person]):  # not a patient of the client's practices
+    if scope_refusal(state, who, [person]) is not None:  # not of the client's practices
         audit(state, who, route, OUTSIDE_SCOPE, 200, person_ids=[person], outcome=name)
         return {"cards": []}
     try:

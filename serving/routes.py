@@ -37,14 +37,13 @@ from serving.api import (
     mount,
     needs,
     now_utc,
-    outside_scope,
     refuse,
     refuse_async,
     request_models,
+    scope_refusal,
     scored_answer,
     state_of,
     unaudited,
-    unseen,
 )
 from serving.audit import AuditEntry, AuditUnavailable
 from serving.checkpoints import CheckpointError, read_checkpoints
@@ -68,7 +67,13 @@ from serving.schemas import (
     WhoAmI,
     error_responses,
 )
-from serving.scoring import ObjectedPeople, OutsideCohort, ScoringError, UnknownPeople
+from serving.scoring import (
+    NOT_IN_SNAPSHOT,
+    ObjectedPeople,
+    OutsideCohort,
+    ScoringError,
+    UnknownPeople,
+)
 from serving.state import ServiceState
 from serving.swap import ReloadBusy, ReloadRefused
 
@@ -113,10 +118,9 @@ def _scoring_routes(routes: APIRouter, models: RequestModels) -> None:
         if len(person_ids) > state.config.max_batch:
             await audit_async(state, principal, "score", "refused", 413, outcome=outcome)
         check_batch(state, len(person_ids))
-        outside = outside_scope(state, principal, person_ids)
-        if outside:
-            raise await refuse_async(state, principal, "score", outcome, unseen(outside),
-                                     OUTSIDE_SCOPE)  # fmt: skip
+        refusal = scope_refusal(state, principal, person_ids)
+        if refusal is not None:
+            raise await refuse_async(state, principal, "score", outcome, refusal, OUTSIDE_SCOPE)
         try:
             bands, answer = await scored_answer(state, outcome, person_ids)
         except ScoringError as error:
@@ -249,7 +253,7 @@ def _refused_person(
     the reason."""
     if clinical:
         return refuse(state, principal, "person", outcome or "", error)
-    shown = UnknownPeople("no person with these ids is in the latest snapshot", [pid])
+    shown = UnknownPeople(NOT_IN_SNAPSHOT, [pid])
     reason = {ObjectedPeople: "objected", OutsideCohort: "outside_cohort"}.get(
         type(error), "refused"
     )

@@ -239,8 +239,9 @@ def test_a_gp_of_one_practice_gets_404_for_another_practices_people(
     with httpx.Client(base_url=live_service.url, timeout=30,
                       headers={"Authorization": f"Bearer {key}"}) as gp:  # fmt: skip
         assert gp.post("/v1/score", json={"outcome": "falls", "person_ids": [ours]}).is_success
+        batch = [ours, unknown, theirs]
         refusals = [
-            gp.post("/v1/score", json={"outcome": "falls", "person_ids": [ours, theirs]}),
+            gp.post("/v1/score", json={"outcome": "falls", "person_ids": batch}),
             gp.post("/v1/person", json={"person_id": theirs}),
             gp.post("/v1/fhir/risk-assessment", json={"outcome": "falls", "person_id": theirs}),
             gp.post("/v1/referrals", json=referral_body(theirs)),
@@ -252,7 +253,8 @@ def test_a_gp_of_one_practice_gets_404_for_another_practices_people(
     for refused in refusals:
         assert refused.status_code == 404, refused.text[:300]
         assert refused.json()["message"] == unknown_id.json()["message"]  # nothing told apart
-    assert refusals[0].json()["person_ids"] == [theirs]
+    # as if the other practice's person were not in the snapshot: listed with the unknown id
+    assert refusals[0].json()["person_ids"] == [unknown, theirs]
     assert other_register.status_code == 404
     assert own_register.status_code == 200
     assert {p["practice_code"] for p in own_register.json()["people"]} == {own}
