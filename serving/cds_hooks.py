@@ -48,11 +48,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from features.outcomes import Outcome
 from models.reasons import Reason
-from serving.api import audit
+from serving.api import OUTSIDE_SCOPE, audit, scope_refusal
 from serving.calls import current_call
 from serving.cds_patients import FHIR_ID, PatientLookupError, lookup_at
 from serving.fhir import SNOMED
-from serving.fhir_requests import AT_RISK_OF_FALLS, suggested_request
+from serving.fhir_requests import suggested_request
 from serving.jwt_auth import CdsClient, CdsClients, TokenRefused, bearer_token, verify_client_token
 from serving.keys import Principal
 from serving.referral_routes import fire_organisations, store_of
@@ -244,8 +244,9 @@ def indicator(band: str, bands: tuple[str, ...]) -> str:
 
 
 def topic(outcome: Outcome) -> dict[str, str]:
-    if outcome.name == "falls":
-        code, display = AT_RISK_OF_FALLS
+    """The card's topic: the outcome's at-risk finding where its definition gives one."""
+    if outcome.at_risk_finding:
+        code, display = outcome.at_risk_finding
         return {"system": SNOMED, "code": code, "display": display}
     return {"system": OUTCOME_SYSTEM, "code": outcome.name, "display": outcome.title}
 
@@ -382,6 +383,9 @@ def answer(
     if person is None:
         audit(state, who, route, "no_patient", 200, outcome=name)
         return {"cards": []}
+    if scope_refusal(state, who, [person]) is not None:  # not of the client's practices
+        audit(state, who, route, OUTSIDE_SCOPE, 200, person_ids=[person], outcome=name)
+        return {"cards": []}
     try:
         result = state.scorer.score_people(name, [person])[0]
     except (UnknownPeople, ObjectedPeople, OutsideCohort) as error:
@@ -419,7 +423,10 @@ def referral_note(state: ServiceState, person: str, outcome: str) -> tuple[str, 
 
 
 def principal(client: CdsClient) -> Principal:
-    return Principal(key_id=f"cds-{client.id}", org=client.org, role="cds_client")
+    """The client as the caller audited, with its practice scope."""
+    practices = None if client.practices is None else frozenset(client.practices)
+    return Principal(key_id=f"cds-{client.id}", org=client.org, role="cds_client",
+                     practices=practices)  # fmt: skip
 
 
 def base_url(state: ServiceState, request: Request) -> str:

@@ -43,12 +43,12 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from serving.api import audit_entry, route_name
+from serving.api import audit_entry
 from serving.audit import AuditUnavailable
 from serving.calls import CURRENT, Call, bearer_key, presented_key_id
 from serving.metrics import route_label
 from serving.refusals import Refusal
-from serving.roles import is_allowed
+from serving.roles import ROUTE, is_allowed, route_name
 from serving.state import ServiceState
 
 log = logging.getLogger("carerisk.serving")
@@ -148,7 +148,7 @@ class Gate:
             await self.app(scope, receive, send)
         elif path in ("/", "/ui"):
             await answer(send, 307, None, [(b"location", b"/ui/")])
-        elif path == "/metrics":
+        elif path == ROUTE["metrics"].path:
             await self._metrics(scope, send)
         elif path == "/v1" or path.startswith("/v1/"):
             await self._v1(scope, receive, send)

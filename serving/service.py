@@ -24,14 +24,14 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from serving import timeouts
-from serving.api import request_models
+from serving.api import V1
 from serving.cds_hooks import build_cds_app
 from serving.config import ServingConfig
 from serving.gate import Gate
 from serving.metrics import Metrics
-from serving.referral_routes import referral_router
 from serving.refusals import Refusal
-from serving.routes import router
+from serving.roles import ROUTE
+from serving.routes import v1_routers
 from serving.state import build_state
 from serving.ui import build_ui_app
 from serving.watch import Reloads, watch
@@ -50,7 +50,9 @@ api = FastAPI(
     ),
     docs_url=None,  # the Swagger page loads scripts from a CDN; /v1/openapi.json is served
     redoc_url=None,
+    openapi_url=ROUTE["openapi"].path.removeprefix(V1),
 )
+
 
 ERROR_NAMES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
 
@@ -125,9 +127,8 @@ class CareRisk:
         self._stop_watching = threading.Event()
         timeouts.SETTINGS.seconds = config.header_timeout_seconds
         timeouts.SETTINGS.on_timeout = self._head_timed_out
-        api.include_router(router(request_models(self.state.outcomes), config))
-        served = [o.name for o in self.state.outcomes]
-        api.include_router(referral_router(served))  # /v1/referrals (serving/referral_routes.py)
+        for routes in v1_routers(self.state.outcomes, config):
+            api.include_router(routes)
         api.state.carerisk = self.state  # last: the gate serves /v1 once the state is here
         # The state's long-lived objects (champions, keys, routes) never become garbage; kept out
         # of the collector's full passes, they do not stall requests. A reload unfreezes,

@@ -176,7 +176,8 @@ class LiveService:
 
         store = KeyStore.in_home(self.home)
         for role in ROLES:
-            _, self.keys[role] = store.add(f"Test {role} org", role)
+            # the GP key acts for every practice; tests/ops/test_security.py adds scoped ones
+            _, self.keys[role] = store.add(f"Test {role} org", role, all_practices=role == "gp")
 
     def start(self, *extra: str, timeout: float = 180) -> LiveService:
         self.log_path = self.home / f"server-{self.port}.log"

@@ -86,14 +86,15 @@ def register_path(reports: Path, outcome: Outcome, role: str) -> Path:
 
 
 def demo_keys(ctx: typer.Context) -> dict[str, str]:
-    """A GP key and a fire-service key for trying the API (shown once, like any key)."""
+    """A GP key (for every practice) and a fire-service key for trying the API (shown once,
+    like any key)."""
     from serving.keys import KeyStore
 
     console.rule("[bold]9. Demo API keys")
     store = KeyStore(settings_of(ctx).home.keys_path)
     keys = {}
     for org, role in (("Demo Surgery", "gp"), ("Demo Fire and Rescue", "fire")):
-        _, keys[role] = store.add(org, role)
+        _, keys[role] = store.add(org, role, all_practices=role == "gp")  # a demo federation
         console.print(f"{role:5} key for {org}: {keys[role]}")
     return keys
 

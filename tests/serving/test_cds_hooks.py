@@ -212,7 +212,7 @@ def test_cards_meet_the_specification(band: str) -> None:
         card["suggestions"][0]["label"] == "Offer a home safety and falls check by the fire service"
     )
     assert card["suggestions"][0]["isRecommended"] is (band in ("high", "very high"))
-    assert card["source"]["topic"]["code"] == "129839007"
+    assert card["source"]["topic"]["code"] == FALLS.at_risk_finding[0]  # type: ignore[index]
     assert card["links"][0]["url"] == "https://carerisk.example.org/ui/person#P0001234"
     resource = card["suggestions"][0]["actions"][0]["resource"]
     request = ServiceRequest.model_validate(resource)
@@ -268,7 +268,7 @@ def test_the_service_request_of_a_referral_validates(tmp_path: Path) -> None:
     request = ServiceRequest.model_validate(doc)
     assert (request.status, request.intent) == ("active", "order")
     assert request.category[0].text == "Home safety and falls prevention check"  # type: ignore[index]
-    assert request.reasonCode[0].coding[0].code == "129839007"  # type: ignore[index]
+    assert request.reasonCode[0].coding[0].code == FALLS.at_risk_finding[0]  # type: ignore[index]
     assert request.supportingInfo[0].reference == "#risk"  # type: ignore[index]
     assert request.contained[0].get_resource_type() == "RiskAssessment"  # type: ignore[index]
     assert "Dr A Patel" in request.note[0].text  # type: ignore[index]

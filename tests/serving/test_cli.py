@@ -18,14 +18,15 @@ def run(tmp_path, *args: str):
 
 
 def test_keys_add_prints_the_key_once_and_list_never(tmp_path):
-    added = run(tmp_path, "keys", "add", "--org", "Worcs GP", "--role", "gp")
+    added = run(tmp_path, "keys", "add", "--org", "Worcs GP", "--role", "gp", "--practice", "M1")
     assert added.exit_code == 0, added.output
+    assert "scope:  practices:M1" in added.stdout
     match = re.search(r"crk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", added.stdout)
     assert match is not None
     full_key = match.group(0)
     assert added.output.count(full_key) == 1
     principal = KeyStore.in_home(tmp_path).authenticate(full_key)
-    assert principal is not None and principal.role == "gp"
+    assert principal is not None and principal.role == "gp" and principal.practices == {"M1"}
 
     listed = run(tmp_path, "keys", "list")
     assert listed.exit_code == 0
@@ -36,6 +37,9 @@ def test_keys_add_prints_the_key_once_and_list_never(tmp_path):
     rows = json.loads(as_json.stdout)
     assert rows[0]["key_id"] == key_id and rows[0]["status"] == "active"
     assert "key_hash" not in rows[0]
+    assert rows[0]["practices"] == ["M1"] and rows[0]["scope"] == "practices:M1"
+    unscoped = run(tmp_path, "keys", "add", "--org", "Worcs GP", "--role", "gp")
+    assert unscoped.exit_code == 1 and "--all-practices" in unscoped.output
 
 
 def test_keys_revoke_and_bad_role(tmp_path):

@@ -110,7 +110,7 @@ def test_refused_keys_are_recorded_by_the_key_id_they_present(
     live_service: LiveService, audit_log: AuditLog
 ) -> None:
     store = KeyStore.in_home(live_service.home)
-    revoked_id, revoked = store.add("Revoked org", "gp")
+    revoked_id, revoked = store.add("Revoked org", "gp", all_practices=True)
     store.revoke(revoked_id)
     good = live_service.keys["gp"]
     wrong_secret = good[:-4] + ("AAAA" if good[-4:] != "AAAA" else "BBBB")

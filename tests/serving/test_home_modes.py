@@ -24,7 +24,8 @@ def test_what_the_command_creates_is_owner_only(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr[-2000:]
         done = carerisk(home, "load", str(Home(home).extract_dir), timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
-        assert carerisk(home, "keys", "add", "--org", "GP A", "--role", "gp").returncode == 0
+        added = carerisk(home, "keys", "add", "--org", "GP A", "--role", "gp", "--all-practices")
+        assert added.returncode == 0
     finally:
         os.umask(old)
     assert Home(home).store_path.is_file() and any(Home(home).extract_dir.iterdir())

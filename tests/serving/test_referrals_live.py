@@ -60,7 +60,7 @@ class Cast:
 def cast(live_service: LiveService) -> Cast:
     store = KeyStore.in_home(live_service.home)
     _, other_fire = store.add("Other fire org", "fire")
-    _, other_gp = store.add("Other surgery", "gp")
+    _, other_gp = store.add("Other surgery", "gp", all_practices=True)
     keys = {
         "none": None, "gp": live_service.keys["gp"], "other_gp": other_gp,
         "fire": live_service.keys["fire"], "other_fire": other_fire,
