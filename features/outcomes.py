@@ -76,6 +76,8 @@ class Outcome:
     capacity_unit: str  # what the capacity view counts: "homes" visited, "people" reviewed
     monthly_capacity: int | None = None  # a typical month's capacity, for the report
     snomed: tuple[str, str] | None = None  # (code, display) of the outcome, when one fits
+    # the services a person may be referred to under this outcome (HOME_SAFETY_CHECK)
+    referral_services: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -163,6 +165,9 @@ def _module_outcomes(module: str) -> list[Outcome]:
 
 # --- the product's outcomes ------------------------------------------------------------------
 
+# the fire and rescue service's home safety and falls check, the one service referred to
+HOME_SAFETY_CHECK = "home_safety_falls_check"
+
 # one band set: the same labels for both outcomes, each with its own cut points
 BAND_LABELS: tuple[str, ...] = ("low", "moderate", "high", "very high")
 
@@ -179,6 +184,7 @@ FALLS = Outcome(
     capacity_unit="homes",
     monthly_capacity=100,
     snomed=("161898004", "Falls"),
+    referral_services=(HOME_SAFETY_CHECK,),
 )
 
 COMPLEX_DEPENDENCY = Outcome(
