@@ -20,6 +20,7 @@ from features.home import Home
 from features.outcomes import Outcome, outcome_registry
 
 PREFIX = "CARERISK_"
+RECORD_BYTES = 5_000  # room for one feature record in JSON (about 3 kB with every feature)
 # comma-separated in the environment
 LISTS = ("outcomes", "outcome_modules", "cds_cors_origins", "trusted_proxies")
 
@@ -33,8 +34,8 @@ class ServingConfig(BaseModel):
     outcomes: tuple[str, ...] = ()  # the outcomes served; empty: every registered outcome
     max_batch: int = Field(default=1000, ge=1, le=10_000)
     max_body_bytes: int = Field(default=2_000_000, ge=1_000)
-    # POST /v1/score/records carries whole feature records (about 3 kB each): its limit fits a
-    # batch of `max_batch` of them (serving/gate.py)
+    # POST /v1/score/records carries whole feature records (about 3 kB each): its limit is
+    # this or RECORD_BYTES for each of `max_batch` records, the larger (`records_limit`)
     records_body_bytes: int = Field(default=5_000_000, ge=1_000)
     max_head_bytes: int = Field(default=32_768, ge=1_024)  # request line and headers (431)
     max_headers: int = Field(default=100, ge=8)
@@ -75,6 +76,11 @@ class ServingConfig(BaseModel):
             except ValueError:
                 raise ValueError(f"trusted proxy {text!r} is not an address or CIDR") from None
         return value
+
+    @property
+    def records_limit(self) -> int:
+        """The body limit of POST /v1/score/records: room for `max_batch` records."""
+        return max(self.records_body_bytes, self.max_batch * RECORD_BYTES)
 
     @property
     def base_url(self) -> str:

@@ -18,7 +18,7 @@ every request, and it is the one place that decides:
   the address is within them, 429 once it is over. A request to a /v1 path that does not exist
   is 404 for a valid key and 401 for anyone else.
 - **How the body is read**: within the byte limit (413; POST /v1/score/records has a limit of
-  its own, `records_body_bytes`, that fits a full batch) and within `body_timeout_seconds` for
+  its own, `records_limit`, that fits a full batch) and within `body_timeout_seconds` for
   the whole body (408, audited); then handed to the route already read.
 - **That every /v1 answer is audited**: refusals that disclose nothing (401, 429, 408) are
   counted in groups (serving/refusals.py); everything else a route handler did not record
@@ -217,7 +217,7 @@ class Gate:
         if not known:
             await self._refuse(state, call, send, 404, NOT_FOUND)
             return
-        limit = state.config.records_body_bytes if scope["path"] == RECORDS else None
+        limit = state.config.records_limit if scope["path"] == RECORDS else None
         try:
             body = await read_body(scope, receive, limit or state.config.max_body_bytes,
                                    state.config.body_timeout_seconds)  # fmt: skip

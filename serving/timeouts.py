@@ -36,6 +36,7 @@ BODIES = {
 }
 
 
+OPEN_HEAD_FACTOR = 4  # an unfinished head is refused past four times the limit of a whole one
 QUIET = logging.getLogger("carerisk.serving.refused_heads")
 QUIET.disabled = True
 
@@ -66,6 +67,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     _head_timer: asyncio.TimerHandle | None = None
     _head_bytes = 0
     _head_count = 0
+    _open_bytes = 0  # bytes received since the head began (reset when it is complete)
     _refused = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -78,8 +80,15 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        if not self._refused:
-            super().data_received(data)
+        if self._refused:
+            return
+        super().data_received(data)
+        # the parser gives a header only once it has ended: a head that never ends is bounded
+        # by the bytes received while it is still open (a chunk may also hold the next head)
+        if self._head_timer is not None and not self._refused:
+            self._open_bytes += len(data)
+            if self._open_bytes > OPEN_HEAD_FACTOR * SETTINGS.max_bytes:
+                self._refuse(431)
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # a refused head stops the parser; it has been answered
@@ -100,6 +109,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._open_bytes = 0
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
