@@ -89,6 +89,8 @@ class Outcome:
     # qualitativeRisk (serving/fhir.py); a band not listed is said in text only
     fhir_risk: tuple[tuple[str, str], ...] = ()
     at_risk_bands: int = 2  # how many of the highest bands a register counts as at risk
+    # the services a person may be referred to under this outcome (HOME_SAFETY_CHECK)
+    referral_services: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -192,6 +194,9 @@ def _module_outcomes(module: str) -> list[Outcome]:
 
 # --- the product's outcomes ------------------------------------------------------------------
 
+# the fire and rescue service's home safety and falls check, the one service referred to
+HOME_SAFETY_CHECK = "home_safety_falls_check"
+
 # one band set: the same labels for both outcomes, each with its own cut points
 BAND_LABELS: tuple[str, ...] = ("low", "moderate", "high", "very high")
 # the bands as FHIR risk-probability codes: very high is high (the code system's highest short
@@ -214,6 +219,7 @@ FALLS = Outcome(
     needs=("ae_attendance", "hospital_episode"),
     at_risk_finding=("129839007", "At risk for falls"),
     fhir_risk=BAND_FHIR_RISK,
+    referral_services=(HOME_SAFETY_CHECK,),
 )
 
 COMPLEX_DEPENDENCY = Outcome(

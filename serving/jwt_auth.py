@@ -40,7 +40,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from features.home import Home
-from serving.keys import PRACTICE, atomic_write
+from serving.keys import PRACTICE, Principal, atomic_write
 
 ALGORITHMS: tuple[str, ...] = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512")
 CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
@@ -81,6 +81,12 @@ class CdsClient:
             if jwk.get("kid") == kid:
                 return dict(jwk)
         return None
+
+    def principal(self) -> Principal:
+        """Who the client's calls are audited as (role cds_client), with its practice scope."""
+        practices = None if self.practices is None else frozenset(self.practices)
+        return Principal(key_id=f"cds-{self.id}", org=self.org, role="cds_client",
+                         practices=practices)  # fmt: skip
 
     def public(self) -> dict[str, Any]:
         return {

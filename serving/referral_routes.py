@@ -32,6 +32,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field, create_model
 
+from features.outcomes import HOME_SAFETY_CHECK, Outcome
 from features.registry import FEATURES
 from serving.api import audit, check_scope, mount, needs, refuse, state_of
 from serving.defaults import FireSharing
@@ -227,6 +228,7 @@ def _create_route(routes: APIRouter, Body: type[ReferralRequest]) -> None:
         check_scope(state, principal, route, body.outcome, [body.person_id])
         try:
             outcome = state.scorer.resolve(body.outcome)
+            _check_referable(state, principal, state.scorer.model(outcome).outcome, body)
             result = state.scorer.score_people(outcome, [body.person_id], clinical=False)[0]
         except ScoringError as error:  # not served, unknown, objected (451), outside the cohort
             raise refuse(state, principal, route, body.outcome, error) from None
@@ -269,6 +271,21 @@ def _create_route(routes: APIRouter, Body: type[ReferralRequest]) -> None:
             "referral": referral.view(principal.role),
             "service_request": referral_request(referral, definition),
         }
+
+
+def _check_referable(
+    state: ServiceState, principal: Principal, outcome: Outcome, body: ReferralRequest
+) -> None:
+    """Only an outcome whose definition leads to the home safety and falls check may refer to
+    it (422 otherwise), so the fire service is never told of another risk."""
+    if HOME_SAFETY_CHECK in outcome.referral_services:
+        return
+    audit(state, principal, "referral_create", "not_referable", 422, person_ids=[body.person_id])
+    raise refused(
+        422,
+        "not_referable",
+        f"the {outcome.title.lower()} outcome does not lead to a home safety and falls check",
+    )
 
 
 def _check_basis(

@@ -10,6 +10,7 @@ scale (see serving/fhir.py).
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import logging
 import threading
@@ -29,7 +30,7 @@ from serving.cds_hooks import build_cds_app
 from serving.config import ServingConfig
 from serving.gate import Gate
 from serving.metrics import Metrics
-from serving.refusals import Refusal
+from serving.refusals import Refusal, group_access_lines
 from serving.roles import ROUTE
 from serving.routes import v1_routers
 from serving.state import build_state
@@ -119,6 +120,7 @@ class CareRisk:
 
     def __init__(self) -> None:
         logging.getLogger("carerisk").setLevel(logging.INFO)  # counts and names, no people
+        group_access_lines()  # a refusal counted in a group is one log line a group
         config = ServingConfig.from_env()
         self.state = build_state(config)
         self.state.metrics = Metrics()
@@ -126,7 +128,9 @@ class CareRisk:
         self.state.reloads = Reloads(self.state.holder, config, self.state.outcomes, frozen=True)
         self._stop_watching = threading.Event()
         timeouts.SETTINGS.seconds = config.header_timeout_seconds
-        timeouts.SETTINGS.on_timeout = self._head_timed_out
+        timeouts.SETTINGS.max_bytes = config.max_head_bytes
+        timeouts.SETTINGS.max_headers = config.max_headers
+        timeouts.SETTINGS.on_refused = self._head_refused
         for routes in v1_routers(self.state.outcomes, config):
             api.include_router(routes)
         api.state.carerisk = self.state  # last: the gate serves /v1 once the state is here
@@ -136,10 +140,12 @@ class CareRisk:
         gc.freeze()
         watch(self.state.reloads, self._stop_watching)
 
-    def _head_timed_out(self, client: str, under_v1: bool) -> None:
-        if under_v1:
-            refusal = Refusal(client, "unknown", 408, "none", "unchecked")
-            self.state.refusals.add(refusal)
+    def _head_refused(self, client: str, audited: bool, status: int) -> None:
+        """A head refused by the server protocol (408, 431), audited in groups."""
+        if audited:
+            refusal = Refusal(client, "unknown", status, "none", "unchecked")
+            # in a context of its own: the connection's callbacks share theirs
+            contextvars.copy_context().run(self.state.refusals.add, refusal)
 
     @bentoml.on_shutdown
     async def _flush_audit(self) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import os
 import sys
@@ -244,7 +245,11 @@ def preflight(config: Any, *, import_from_registry: bool = True) -> Any:
 def serve(
     ctx: typer.Context,
     port: int = typer.Option(defaults.PORT, "--port", min=1, max=65535, help="Loopback port."),
-    host: str = typer.Option(defaults.HOST, "--host", help="Address to bind (loopback)."),
+    host: str = typer.Option(
+        defaults.HOST,
+        "--host",
+        help="Address to bind: loopback unless --allow-remote is given (docs/security.md).",
+    ),
     max_batch: int = typer.Option(
         defaults.MAX_BATCH,
         "--max-batch",
@@ -297,7 +302,7 @@ def serve(
         "--body-timeout",
         min=0.1,
         max=defaults.BODY_TIMEOUT_MAX,
-        help="Seconds to wait for each part of a request body.",
+        help="Seconds for the whole request body to arrive.",
     ),
     fire_sharing: str = typer.Option(
         defaults.FIRE_SHARING_DEFAULT,
@@ -310,6 +315,23 @@ def serve(
     ),
     cds_origins: list[str] = typer.Option(
         [], "--cds-cors-origin", help="A browser origin allowed to call /cds-services (repeat)."
+    ),
+    trusted_proxies: list[str] = typer.Option(
+        [],
+        "--trusted-proxy",
+        help="Address or CIDR of a proxy whose X-Forwarded-For is believed (repeat; none by "
+        "default: the client is the socket's peer).",
+    ),
+    allow_remote: bool = typer.Option(
+        False,
+        "--allow-remote",
+        help="Allow a --host that is not loopback, with --trusted-proxy or --tls-certfile.",
+    ),
+    tls_certfile: Path | None = typer.Option(
+        None, "--tls-certfile", help="Serve HTTPS with this certificate (PEM)."
+    ),
+    tls_keyfile: Path | None = typer.Option(
+        None, "--tls-keyfile", help="The certificate's private key (PEM)."
     ),
     watch_seconds: float = typer.Option(
         defaults.RELOAD_POLL_SECONDS,
@@ -324,12 +346,22 @@ def serve(
     if fire_sharing not in defaults.FIRE_SHARING:
         choices = " or ".join(defaults.FIRE_SHARING)
         fail(f"--fire-sharing must be {choices}, not {fire_sharing!r}")
+    tls = (tls_certfile, tls_keyfile) if tls_certfile and tls_keyfile else None
+    if (tls_certfile is None) != (tls_keyfile is None):
+        fail("give --tls-certfile and --tls-keyfile together")
+    problem = remote_problem(host, allow_remote, bool(trusted_proxies), tls is not None)
+    if problem:
+        fail(problem)
+    listen = listen_url(host, port, tls is not None)
+    if not listen and not public_url:
+        console.print(f"CDS Hooks is off: {host} is every address, so give --public-url")
     config = serving_config(
         settings, max_batch=max_batch, stale_after_days=stale_after_days,
         rate_per_second=rate, burst=burst, unauthenticated_per_second=unauthenticated_rate,
         unauthenticated_burst=unauthenticated_burst, header_timeout_seconds=header_timeout,
         body_timeout_seconds=body_timeout, fire_sharing=fire_sharing, public_url=public_url,
         cds_cors_origins=tuple(cds_origins), reload_poll_seconds=watch_seconds,
+        trusted_proxies=tuple(trusted_proxies), listen_url=listen,
     )  # fmt: skip
     # Start-up asks the tracking server for the champions once; when it is down, fail fast and
     # serve the copies already imported instead of retrying for minutes.
@@ -337,8 +369,9 @@ def serve(
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     state = preflight(config)
     models = ", ".join(f"{m.name} v{m.version}" for m in state.scorer.models.values())
-    console.print(f"serving {models} on http://{host}:{port} (snapshot {state.scorer.index_date})")
-    command = server_command(host, port)
+    where = listen or f"{'https' if tls else 'http'}://{host}:{port}"
+    console.print(f"serving {models} on {where} (snapshot {state.scorer.index_date})")
+    command = server_command(host, port, tls)
     env = {**os.environ, **config.to_env(), "BENTOML_HOME": str(config.layout.bentoml_home)}
     env[CONFIG_OPTIONS] = worker_options(env.get(CONFIG_OPTIONS, ""), workers)
     sys.stdout.flush()
@@ -362,11 +395,54 @@ def worker_options(existing: str, workers: int) -> str:
     return " ".join([*kept, f"services.carerisk.workers={workers}"])
 
 
-def server_command(host: str, port: int) -> list[str]:
-    return [
+def server_command(host: str, port: int, tls: tuple[Path, Path] | None = None) -> list[str]:
+    command = [
         sys.executable, "-m", "bentoml", "serve", "serving.service:CareRisk",
         "--host", host, "--port", str(port), "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS),
     ]  # fmt: skip
+    if tls:
+        command += ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])]
+    return command
+
+
+def is_loopback(host: str) -> bool:
+    """True for a loopback address or the name localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def remote_problem(host: str, allow_remote: bool, proxied: bool, tls: bool) -> str | None:
+    """Why `--host` may not be used as given, or None."""
+    if is_loopback(host):
+        return None
+    if not allow_remote:
+        return (
+            f"--host {host} is not loopback: the service then answers other machines; give "
+            "--allow-remote with --trusted-proxy (behind a proxy) or --tls-certfile"
+        )
+    if not (proxied or tls):
+        return (
+            f"--host {host} with --allow-remote needs --trusted-proxy (a proxy in front) or "
+            "--tls-certfile and --tls-keyfile (TLS here)"
+        )
+    return None
+
+
+def listen_url(host: str, port: int, tls: bool) -> str:
+    """The address the service is started on, or "" when it listens on every address."""
+    scheme = "https" if tls else "http"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"{scheme}://{host}:{port}"
+    if address.is_unspecified:
+        return ""
+    shown = f"[{address}]" if address.version == 6 else str(address)
+    return f"{scheme}://{shown}:{port}"
 
 
 def register_cmd(

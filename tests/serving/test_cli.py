@@ -101,3 +101,25 @@ def test_audit_verify_exits_non_zero_on_a_broken_chain(tmp_path):
     assert payload["ok"] is False and payload["first_bad_seq"] == 2
     plain = run(tmp_path, "audit", "verify")
     assert plain.exit_code == 1 and "BROKEN at seq 2" in plain.stdout
+
+
+def test_serve_refuses_a_remote_host_unless_allowed_behind_a_proxy_or_tls(tmp_path):
+    alone = run(tmp_path, "serve", "--host", "0.0.0.0")
+    assert alone.exit_code == 1 and "--allow-remote" in alone.output
+    allowed = run(tmp_path, "serve", "--host", "192.0.2.10", "--allow-remote")
+    assert allowed.exit_code == 1 and "needs --trusted-proxy" in allowed.output
+    half_tls = run(tmp_path, "serve", "--host", "0.0.0.0", "--allow-remote", "--tls-certfile", "c")
+    assert half_tls.exit_code == 1 and "together" in half_tls.output
+
+
+def test_the_cds_audience_is_the_address_the_service_starts_on():
+    from carerisk.commands.serve import listen_url, remote_problem
+
+    assert listen_url("127.0.0.1", 3000, tls=False) == "http://127.0.0.1:3000"
+    assert listen_url("::1", 3000, tls=True) == "https://[::1]:3000"
+    assert listen_url("localhost", 8080, tls=False) == "http://localhost:8080"
+    assert listen_url("0.0.0.0", 3000, tls=False) == ""  # every address: not known
+    assert listen_url("::", 3000, tls=False) == ""
+    assert remote_problem("::1", allow_remote=False, proxied=False, tls=False) is None
+    assert remote_problem("0.0.0.0", allow_remote=True, proxied=True, tls=False) is None
+    assert remote_problem("0.0.0.0", allow_remote=True, proxied=False, tls=True) is None

@@ -168,14 +168,38 @@ def test_a_visit_before_the_referral_is_refused(store: ReferralStore) -> None:
         store.move(made.id, visit(NOW.date() - dt.timedelta(days=2)), FIRE)
 
 
-def test_one_open_referral_per_person_outcome_and_service(store: ReferralStore) -> None:
+def test_one_open_falls_check_per_person_across_fire_services(store: ReferralStore) -> None:
     first = store.create(new())
     with pytest.raises(DuplicateReferral, match=first.id):
         store.create(new())
-    store.create(new(receiving_org="South Fire"))  # another service may be asked
+    with pytest.raises(DuplicateReferral, match=first.id):  # another fire service: still one
+        store.create(new(receiving_org="South Fire"))
+    with pytest.raises(DuplicateReferral, match=first.id):  # another outcome: the same check
+        store.create(new(outcome="complex_dependency"))
     store.move(first.id, StatusChange(status="declined"), FIRE)
-    again = store.create(new())  # the first is no longer open
+    again = store.create(new(receiving_org="South Fire"))  # the first is no longer open
     assert again.id != first.id
+
+
+def test_a_duplicate_names_no_other_organisations_referral(store: ReferralStore) -> None:
+    first = store.create(new())
+    with pytest.raises(DuplicateReferral) as refused:
+        store.create(new(referring_org="Oak Surgery", receiving_org="South Fire"))
+    said = refused.value.message
+    assert first.id not in said and "North Fire" not in said and "referred" not in said.split()
+    assert said == "this person already has an open home safety and falls check referral"
+
+
+def test_visit_findings_take_only_json_booleans() -> None:
+    for loose in ("yes", "true", 1, 0, "1"):
+        with pytest.raises(ValidationError, match="valid boolean"):
+            Findings.model_validate({**FOUND.model_dump(), "smoker": loose})
+    assert Findings.model_validate(FOUND.model_dump()) == FOUND
+
+
+def test_the_agreement_time_rule_is_in_the_schema() -> None:
+    field = AgreementIn.model_json_schema()["properties"]["recorded_at"]
+    assert field["x-not-after"] == "now" and "not in the future" in field["description"]
 
 
 def test_two_moves_at_once_cannot_both_win(store: ReferralStore) -> None:
