@@ -73,7 +73,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 PROBES = frozenset({"/livez", "/readyz"})
 CDS = "/cds-services"
-RECORDS = "/v1/score/records"  # the route whose body limit is records_body_bytes
+RECORDS = ROUTE["score_records"].path  # the route whose body limit is records_body_bytes
 PARAMETER = r"[^/\n]+"  # a path parameter as the mounted app's routing matches it
 SECURITY_HEADERS = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
 OUTCOMES = {
