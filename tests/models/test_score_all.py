@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.fairness import FAIRNESS_GROUPS
 from features.home import Home
 from features.outcomes import PRODUCT
 from features.scores_history import (
     COLUMNS,
-    GROUP_COLUMNS,
     RANKED,
     read_scores,
     write_scores,
@@ -40,7 +40,7 @@ def unranked(rows: list[tuple[str, float, str, str]], outcome: str = "falls") ->
     frame["outcome"] = outcome
     frame["band"] = "low"
     frame["model_name"], frame["model_version"], frame["run_id"] = "m", "1", "r"
-    for column in GROUP_COLUMNS:
+    for column in FAIRNESS_GROUPS:
         if column != "district":
             frame[column] = "x"
     frame["reasons_clinical"] = frame["reasons_non_clinical"] = "[]"
