@@ -45,6 +45,21 @@ class Home:
         return self.root / "bentoml"
 
     @property
+    def champions_pointer(self) -> Path:
+        """Which copy in the BentoML store is each outcome's champion (serving/champions.py)."""
+        return self.bentoml_home / "champions.json"
+
+    @property
+    def serving_generation(self) -> Path:
+        """Bumped by a reload asked of one worker, so the others follow (serving/watch.py)."""
+        return self.root / "serving-generation"
+
+    @property
+    def location_path(self) -> Path:
+        """Where the home last knew itself to be, to tell a moved home (training/home_check.py)."""
+        return self.root / "home.json"
+
+    @property
     def keys_path(self) -> Path:
         return self.root / "keys.json"
 

@@ -7,6 +7,7 @@ import typer
 from carerisk.commands import (
     demo,
     features,
+    home,
     monitor,
     referrals,
     refresh,
@@ -18,5 +19,6 @@ from carerisk.commands import (
 
 
 def register_all(app: typer.Typer) -> None:
-    for module in (synth, store, features, train, monitor, refresh, serve, referrals, demo):
+    modules = (synth, store, features, train, monitor, refresh, serve, referrals, demo, home)
+    for module in modules:
         module.register(app)

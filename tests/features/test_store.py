@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from carerisk.cli import app
 from features import contract
+from features.home import Home
 from features.store import (
     ContractError,
     LoadReport,
@@ -612,7 +613,7 @@ def test_cli_load_and_validate_print_json(tmp_path: Path) -> None:
     payload = json.loads(result.stdout)
     assert payload["ok"] is True and payload["reasons"] == {"wrong_type": 1}
     assert payload["totals"]["rows_loaded"] == 23
-    assert (home / "store.duckdb").exists()
+    assert Home(home).store_path.exists()
     result = runner.invoke(
         app,
         ["--home", str(home), "validate", str(folder), "--json", "--extract-date", "2023-01-01"],

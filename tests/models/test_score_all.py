@@ -209,14 +209,14 @@ def test_score_all_command_upgrades_an_old_store_and_is_idempotent(
     from carerisk.commands.monitor import score_all
     from carerisk.settings import Settings
 
-    root = tmp_path / "home"
-    root.mkdir()
-    shutil.copy(Home(trained_home).store_path, root / "store.duckdb")
-    store = root / "store.duckdb"
+    layout = Home(tmp_path / "home")
+    layout.root.mkdir()
+    store = layout.store_path
+    shutil.copy(Home(trained_home).store_path, store)
     with duckdb.connect(str(store)) as con:
         con.execute("DROP TABLE IF EXISTS scores_history")
     old_store(store)
-    settings = Settings(home=Home(root), tracking_uri=Home(trained_home).default_tracking_uri)
+    settings = Settings(home=layout, tracking_uri=Home(trained_home).default_tracking_uri)
     first = score_all(settings, list(PRODUCT), frozenset())
     assert all(not w.unchanged for w in first)
     again = score_all(settings, list(PRODUCT), frozenset())
