@@ -41,7 +41,7 @@ def settle_home(settings: Settings) -> None:
     from training.home_check import HomeCheckError, settle
 
     try:
-        moved = settle(settings.home, settings.tracking_uri)
+        moved = settle(settings.home)
     except HomeCheckError as error:
         fail(f"{error}; see `carerisk home check`")
     if moved:

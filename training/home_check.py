@@ -132,23 +132,23 @@ def _as_path(value: str) -> Path | None:
 # --- finding and rewriting -------------------------------------------------------------------
 
 
-def old_records(home: Home, old: Path, *, tracking: bool = True) -> list[Recorded]:
-    """Each column, in the tracking database (with `tracking`) and the store, whose values name
-    a place under `old` (as a path or a file URI), with its count of rows."""
-    return _walk(home, old, None, tracking=tracking)
+def old_records(home: Home, old: Path) -> list[Recorded]:
+    """Each column, in the home's tracking database and its store, whose values name a place
+    under `old` (as a path or a file URI), with its count of rows."""
+    return _walk(home, old, None)
 
 
-def move_records(home: Home, old: Path, *, tracking: bool = True) -> list[Recorded]:
+def move_records(home: Home, old: Path) -> list[Recorded]:
     """Rewrite every recorded path under `old` to the same path under the home, then record
     the home's location. Returns what was rewritten."""
-    moved = _walk(home, old, home.root, tracking=tracking)
+    moved = _walk(home, old, home.root)
     write_location(home)
     return moved
 
 
-def _walk(home: Home, old: Path, new: Path | None, *, tracking: bool) -> list[Recorded]:
+def _walk(home: Home, old: Path, new: Path | None) -> list[Recorded]:
     found: list[Recorded] = []
-    if tracking and home.mlflow_db.is_file():
+    if home.mlflow_db.is_file():
         found += _sqlite_paths(home.mlflow_db, old, new)
     if home.store_path.is_file():
         found += _duckdb_paths(home.store_path, old, new)
@@ -259,11 +259,12 @@ def _sqlite_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
 
 def check_home(home: Home, tracking_uri: str) -> HomeCheck:
     """Where the home's records say it was, the records still naming that place, and the files
-    of registered versions that are not on disk. Writes nothing."""
+    of registered versions that are not on disk (when the tracking store is the home's own).
+    Writes nothing."""
     tracking = tracking_uri == home.default_tracking_uri
     was = recorded_root(home)
     was_at = was if was is not None and was != home.root else None
-    recorded = old_records(home, was_at, tracking=tracking) if was_at else []
+    recorded = old_records(home, was_at) if was_at else []
     missing = registered_files_missing(home) if tracking else []
     outside = None if tracking else tracking_uri
     return HomeCheck(home.root, was_at, tuple(recorded), tuple(missing), outside)
@@ -287,7 +288,7 @@ def registered_files_missing(home: Home) -> list[str]:
     return missing
 
 
-def settle(home: Home, tracking_uri: str) -> tuple[Path, list[Recorded]] | None:
+def settle(home: Home) -> tuple[Path, list[Recorded]] | None:
     """At a command's start: when the home's records say it was elsewhere, move them here and
     return the old place with what was rewritten (for a note); else record where the home is,
     if it exists and has no record yet."""
@@ -295,8 +296,7 @@ def settle(home: Home, tracking_uri: str) -> tuple[Path, list[Recorded]] | None:
         return None
     was = recorded_root(home)
     if was is not None and was != home.root:
-        tracking = tracking_uri == home.default_tracking_uri
-        return was, move_records(home, was, tracking=tracking)
+        return was, move_records(home, was)
     if not home.location_path.exists():
         write_location(home)
     return None

@@ -44,8 +44,7 @@ def check(
     try:
         found = check_home(home, settings.tracking_uri)
         if fix and found.was_at is not None:
-            tracking = settings.tracking_uri == home.default_tracking_uri
-            moved = move_records(home, found.was_at, tracking=tracking)
+            moved = move_records(home, found.was_at)
             say(f"moved {sum(r.rows for r in moved)} recorded paths to {home.root}")
             found = check_home(home, settings.tracking_uri)
     except HomeCheckError as error:

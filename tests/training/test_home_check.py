@@ -105,10 +105,13 @@ def test_a_home_made_before_the_location_file_is_found_by_its_artifact_locations
     home, original = restored
     home.location_path.unlink()
     assert inferred_root(home) == original == recorded_root(home)
-    was, moved = settle(home, home.default_tracking_uri) or (None, [])
-    assert was == original and moved
+    settled = settle(home)
+    assert settled is not None and settled[0] == original and settled[1]
     assert inferred_root(home) == home.root == recorded_root(home)
-    assert settle(home, home.default_tracking_uri) is None  # a home in its place: nothing to do
+    home.location_path.unlink()  # an old home in its own place: nothing moves, the file is made
+    assert settle(home) is None
+    assert json.loads(home.location_path.read_text()) == {"root": str(home.root)}
+    assert check_home(home, home.default_tracking_uri).ok
 
 
 @pytest.mark.server
@@ -140,3 +143,15 @@ def test_a_restored_home_serves_trains_and_reports_from_its_own_files(
     assert answer.status_code == 200, answer.text
     assert naming(home, original) == []
     assert carerisk(home.root, "home", "check").returncode == 0
+
+
+def test_with_a_tracking_store_outside_the_home_its_registry_is_not_checked(
+    restored: tuple[Home, Path],
+) -> None:
+    home, original = restored
+    outside = "sqlite:////srv/tracking/mlflow.db"
+    found = check_home(home, outside)
+    assert found.tracking_outside == outside and found.missing == ()
+    assert {r.database.name for r in found.recorded} == {"mlflow.db", "store.duckdb"}
+    assert settle(home) is not None  # the home's own files are moved all the same
+    assert naming(home, original) == []
