@@ -232,7 +232,7 @@ def row_counts(store: Path) -> dict[str, int]:
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_clean_extract_loads_fully(tmp_path: Path, clean_tables: Tables, fmt: str) -> None:
     folder = write_extract(tmp_path / "x", clean_tables, fmt)
-    store = tmp_path / "store.duckdb"
+    store = Home(tmp_path).store_path
     report = load_extract(folder, store)
     assert_balanced(report)
     assert report.clean and report.load_id == 1
@@ -282,7 +282,7 @@ def test_each_reason_quarantines_the_planted_row(
     _, table, changes, base, column, reason = case
     tables = small_extract()
     row = plant(tables, table, changes, base)
-    store = tmp_path / "store.duckdb"
+    store = Home(tmp_path).store_path
     report = load_extract(write_extract(tmp_path / "x", tables), store)
     assert_balanced(report)
     assert quarantine(store) == {(table, row, column, reason)}
@@ -299,7 +299,7 @@ def test_each_reason_quarantines_the_planted_row(
 def test_every_bad_row_at_once(tmp_path: Path, fmt: str) -> None:
     tables = small_extract()
     expected = plant_all(tables)
-    store = tmp_path / "store.duckdb"
+    store = Home(tmp_path).store_path
     report = load_extract(write_extract(tmp_path / "x", tables, fmt), store)
     assert quarantine(store) == expected
     assert_balanced(report)

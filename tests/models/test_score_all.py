@@ -86,7 +86,7 @@ def test_outcomes_and_dates_are_ranked_apart() -> None:
 
 
 def test_an_objector_withdrawn_leaves_the_others_ranked_one_to_n(tmp_path: Path) -> None:
-    store = tmp_path / "store.duckdb"
+    store = Home(tmp_path).store_path
     write_scores(store, ranked(TIES).reset_index())
     without = ranked([r for r in TIES if r[0] != "P3"]).reset_index()
     written = write_scores(store, without, objections={"P3"})
@@ -119,7 +119,7 @@ def old_store(path: Path) -> Path:
 
 
 def test_an_old_scores_table_reads_and_gains_the_columns_keeping_its_rows(tmp_path: Path) -> None:
-    store = old_store(tmp_path / "store.duckdb")
+    store = old_store(Home(tmp_path).store_path)
     before = read_scores(store, "falls")  # read-only: the new columns read as NULL
     assert before["person_id"].tolist() == ["P8", "P9"] and before["rank_county"].isna().all()
     write_scores(store, ranked(TIES).reset_index())

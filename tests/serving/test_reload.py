@@ -136,7 +136,7 @@ def test_generation_file_changes_when_bumped(tmp_path: Path) -> None:
 
 
 def test_snapshot_fingerprint_sees_a_rewrite_at_the_same_date(tmp_path: Path) -> None:
-    store = tmp_path / "store.duckdb"
+    store = Home(tmp_path).store_path
     with duckdb.connect(str(store)) as con:
         con.execute("CREATE TABLE feature_snapshot AS SELECT 'P1' AS person_id, "
                     "DATE '2025-01-01' AS index_date, 1.0 AS x")  # fmt: skip
