@@ -47,7 +47,8 @@ def settle_home(settings: Settings) -> None:
     if moved:
         was, records = moved
         rows = sum(record.rows for record in records)
-        console.print(f"this home was at {was}: {rows} recorded paths now name its new place")
+        note = f"this home was at {was}: {rows} recorded paths now name its new place"
+        console.print(note, soft_wrap=True)
 
 
 register_all(app)
