@@ -7,6 +7,9 @@ A home holds person-level data (the store, the extract, registers, the audit), s
 everything in it are owner-only: the `carerisk` command sets the umask 077 before it creates
 anything (carerisk/cli.py), and `too_open` lists what a home holds that others may read, for a
 warning when the service starts.
+
+A home can be copied, restored or moved: `location_path` records where it last was, and
+training/home_check.py points the paths its records hold at the new place.
 """
 
 from __future__ import annotations
