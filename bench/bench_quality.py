@@ -24,6 +24,7 @@ import pandas as pd
 
 from bench.bench_train import run_one
 from bench.common import PYTHON, machine, print_json, run_measured, shell_text
+from features.home import Home
 
 OUTCOMES = ("falls", "complex-dependency")
 REPLICATES = 1000
@@ -34,8 +35,15 @@ REFERENCE_GAP = 0.015
 
 def build_county(home: Path, people: int, seed: int, structure: str) -> dict[str, Any]:
     """synth + load into a fresh home; the commands and their times."""
-    for stale in ("extract", "store.duckdb", "store.duckdb.wal", "mlflow.db", "mlflow-artifacts"):
-        path = home / stale
+    layout = Home(home)
+    wal = layout.store_path.with_name(layout.store_path.name + ".wal")
+    for path in (
+        layout.extract_dir,
+        layout.store_path,
+        wal,
+        layout.mlflow_db,
+        layout.artifacts_dir,
+    ):
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
@@ -43,8 +51,8 @@ def build_county(home: Path, people: int, seed: int, structure: str) -> dict[str
     home.mkdir(parents=True, exist_ok=True)
     base = [PYTHON, "-m", "carerisk", "--home", str(home)]
     synth = [*base, "synth", "--people", str(people), "--seed", str(seed),
-             "--structure", structure, "--out", str(home / "extract")]  # fmt: skip
-    load = [*base, "load", str(home / "extract")]
+             "--structure", structure, "--out", str(layout.extract_dir)]  # fmt: skip
+    load = [*base, "load", str(layout.extract_dir)]
     steps = {}
     for name, command in (("synth", synth), ("load", load)):
         measured = run_measured(command).check()
@@ -69,7 +77,7 @@ def validation_rows(home: Path, outcome: str) -> pd.DataFrame:
     rows["index_date"] = pd.to_datetime(rows["index_date"])
     for file, column in (("true_risk", "true_probability"),
                          ("records_reference", "reference_probability")):  # fmt: skip
-        known = pd.read_parquet(home / "extract" / "truth" / f"{file}.parquet")
+        known = pd.read_parquet(Home(home).extract_dir / "truth" / f"{file}.parquet")
         known = known[known["outcome"] == name]
         known = known.assign(index_date=pd.to_datetime(known["index_date"]))[[*keys, column]]
         rows = rows.merge(known, on=keys, how="left", validate="one_to_one")

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from features.bands import RiskBands
+from features.fairness import FAIRNESS_GROUPS
 from features.registry import Feature
-from features.scores_history import GROUP_COLUMNS  # the fairness groups, stored with scores
 
 ThresholdKind = Literal["probability", "top_fraction"]
 
@@ -131,10 +131,10 @@ def _check_binary(name: str, values: np.ndarray, n: int | None = None) -> np.nda
 
 
 def _check_groups(groups: pd.DataFrame, n: int) -> pd.DataFrame:
-    unknown = [c for c in groups.columns if c not in GROUP_COLUMNS]
+    unknown = [c for c in groups.columns if c not in FAIRNESS_GROUPS]
     if unknown:
         raise ValueError(
-            f"{INPUT_NAME}.groups column {unknown[0]!r} is not one of {', '.join(GROUP_COLUMNS)}"
+            f"{INPUT_NAME}.groups column {unknown[0]!r} is not one of {', '.join(FAIRNESS_GROUPS)}"
         )
     if len(groups) != n:
         raise ValueError(f"{INPUT_NAME}.groups: {len(groups)} rows but y has {n} rows")

@@ -44,9 +44,9 @@ from evaluation.inputs import FairnessLimits
 from evaluation.report import _environment, jsonable, report_stem
 from features.bands import RiskBands
 from features.coverage import left_out_descriptors
+from features.fairness import FAIRNESS_GROUPS
 from features.new_codes import NewCodes
 from features.registry import Feature
-from features.scores_history import GROUP_COLUMNS
 
 Verdict = Literal["stable", "watch", "retrain"]
 VERDICTS: tuple[Verdict, ...] = ("stable", "watch", "retrain")
@@ -498,7 +498,7 @@ def _measure(
     inp: MonitorInput, own: pd.DataFrame, y: np.ndarray, p: np.ndarray, limits: MonitorLimits
 ) -> Performance:
     slope, _ = slope_interval(y, p, limits.ci_level)
-    groups = own[[c for c in GROUP_COLUMNS if c in own.columns]].reset_index(drop=True)
+    groups = own[[c for c in FAIRNESS_GROUPS if c in own.columns]].reset_index(drop=True)
     left_out = left_out_descriptors(inp.coverage)
     fairness = subgroup_table(y, p, groups, inp.operating_threshold, limits.fairness(), left_out)
     ry, rp = np.asarray(inp.y_reference, int), np.asarray(inp.p_reference, float)

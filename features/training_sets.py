@@ -21,6 +21,7 @@ from features.coverage import read_store_coverage
 from features.definitions import Sources, feature_table
 from features.engines import Engine, normalise, open_sources
 from features.extent import data_start as store_start
+from features.fairness import FAIRNESS_GROUPS
 from features.labels import LabelSettings, add_months, labels
 from features.outcomes import Outcome
 from features.registry import FEATURES
@@ -28,15 +29,6 @@ from features.registry import FEATURES
 LABEL_COLUMNS: tuple[str, ...] = ("label", "died_before_event", "follow_up_days")
 WEIGHT = "sample_weight"  # only in a sampled training set (see NegativeSampling)
 LOOKBACK_MONTHS = 12  # the first index date leaves a year of records behind it
-DESCRIPTOR_COLUMNS: tuple[str, ...] = (
-    "age_band",
-    "sex",
-    "ethnicity",
-    "imd_quintile",
-    "district",
-    "gp_system",
-    "completeness_band",
-)
 AGE_BANDS: tuple[tuple[str, int, int], ...] = (
     ("0-17", 0, 17),
     ("18-44", 18, 44),
@@ -93,19 +85,17 @@ def imd_quintile(decile: pd.Series) -> pd.Series:
 
 
 def descriptors(frame: pd.DataFrame) -> pd.DataFrame:
-    """Fairness descriptors from the feature columns and gp_system."""
-    return pd.DataFrame(
-        {
-            "age_band": age_band(frame["age_years"]),
-            "sex": np.where(frame["female"] == 1, "F", "M"),
-            "ethnicity": frame["ethnic_group"].fillna("not recorded").astype("str"),
-            "imd_quintile": imd_quintile(frame["imd_decile"]),
-            "district": frame["district"].astype("str"),
-            "gp_system": frame["gp_system"].astype("str"),
-            "completeness_band": completeness_band(frame),
-        },
-        index=frame.index,
-    )
+    """The fairness groups (features.fairness) from the feature columns and gp_system."""
+    found = {
+        "age_band": age_band(frame["age_years"]),
+        "sex": np.where(frame["female"] == 1, "F", "M"),
+        "ethnicity": frame["ethnic_group"].fillna("not recorded").astype("str"),
+        "imd_quintile": imd_quintile(frame["imd_decile"]),
+        "district": frame["district"].astype("str"),
+        "gp_system": frame["gp_system"].astype("str"),
+        "completeness": completeness_band(frame),
+    }
+    return pd.DataFrame({name: found[name] for name in FAIRNESS_GROUPS}, index=frame.index)
 
 
 @dataclass(frozen=True)
@@ -296,5 +286,5 @@ def split_temporal(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def feature_columns(frame: pd.DataFrame) -> Sequence[str]:
     """The registry feature columns of a training set, in registry order."""
-    skip = {"person_id", "index_date", *LABEL_COLUMNS, WEIGHT, *DESCRIPTOR_COLUMNS}
+    skip = {"person_id", "index_date", *LABEL_COLUMNS, WEIGHT, *FAIRNESS_GROUPS}
     return [c for c in frame.columns if c not in skip]

@@ -16,13 +16,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from features.home import Home
 from features.outcomes import Outcome
 from features.registry import FEATURES, Feature
 from models import BundleError, ModelBundle
 from models.registered import BUNDLE_ARTIFACT, CHAMPION
 from serving.scoring import ServedModel
-
-POINTER_FILE = "champions.json"
 
 
 class ChampionError(RuntimeError):
@@ -30,7 +29,7 @@ class ChampionError(RuntimeError):
 
 
 def import_champions(
-    tracking_uri: str, bentoml_home: Path, outcomes: Sequence[Outcome], *, point: bool = True
+    tracking_uri: str, layout: Home, outcomes: Sequence[Outcome], *, point: bool = True
 ) -> dict[str, str]:
     """Copy each outcome's champion from MLflow into the BentoML store; returns outcome -> tag.
     With `point`, the pointer file then names them (a reload points only once they verify).
@@ -56,7 +55,7 @@ def import_champions(
             raise
         tags[outcome.name] = _import_version(client, outcome, version)
     if point:
-        write_pointer(bentoml_home, tags)
+        write_pointer(layout, tags)
     return tags
 
 
@@ -88,14 +87,10 @@ def _import_version(client: Any, outcome: Outcome, version: Any) -> str:
     return tag
 
 
-def _pointer_path(bentoml_home: Path) -> Path:
-    return Path(bentoml_home) / POINTER_FILE
-
-
-def write_pointer(bentoml_home: Path, tags: dict[str, str]) -> None:
+def write_pointer(layout: Home, tags: dict[str, str]) -> None:
     """Name these copies as the champions served (the file is replaced, never half-written)."""
-    path = _pointer_path(bentoml_home)
-    current = _read_pointer(bentoml_home)
+    path = layout.champions_pointer
+    current = _read_pointer(layout)
     current.update(tags)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -103,15 +98,15 @@ def write_pointer(bentoml_home: Path, tags: dict[str, str]) -> None:
     tmp.replace(path)
 
 
-def _read_pointer(bentoml_home: Path) -> dict[str, str]:
-    path = _pointer_path(bentoml_home)
+def _read_pointer(layout: Home) -> dict[str, str]:
+    path = layout.champions_pointer
     if not path.is_file():
         return {}
     return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def load_champions(
-    bentoml_home: Path,
+    layout: Home,
     outcomes: Sequence[Outcome],
     registry: Sequence[Feature] = FEATURES,
     *,
@@ -121,14 +116,14 @@ def load_champions(
     and feature list against the registry."""
     import bentoml
 
-    pointer = _read_pointer(bentoml_home) if tags is None else tags
+    pointer = _read_pointer(layout) if tags is None else tags
     served: dict[str, ServedModel] = {}
     for outcome in outcomes:
         tag = pointer.get(outcome.name)
         if not tag:
             raise ChampionError(
                 f"no champion of {outcome.model_name} has been imported into the BentoML "
-                f"store at {bentoml_home}; start once with the tracking server reachable"
+                f"store at {layout.bentoml_home}; start once with the tracking server reachable"
             )
         model = bentoml.models.get(tag)
         folder = Path(model.path) / BUNDLE_ARTIFACT

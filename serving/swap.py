@@ -72,7 +72,7 @@ def refresh_champions(config: ServingConfig, outcomes: Sequence[Outcome]) -> str
     """Import the registry's champions into the BentoML store; when the tracking server cannot
     be reached, keep the copies already imported. Returns a one-line account."""
     try:
-        tags = import_champions(config.tracking_uri, config.layout.bentoml_home, outcomes)
+        tags = import_champions(config.tracking_uri, config.layout, outcomes)
     except ChampionError:
         raise
     except Exception as error:  # the tracking server is down or unreachable
@@ -95,10 +95,10 @@ def build_scorer(
     layout = config.layout
     tags = None
     if import_from_registry and strict:
-        tags = import_champions(config.tracking_uri, layout.bentoml_home, outcomes, point=False)
+        tags = import_champions(config.tracking_uri, layout, outcomes, point=False)
     elif import_from_registry:
         log.info(refresh_champions(config, outcomes))
-    models = load_champions(layout.bentoml_home, outcomes, tags=tags)
+    models = load_champions(layout, outcomes, tags=tags)
     check_coverage(models, layout.store_path)
     objections = ObjectionList.load(layout.objections_path)
     scorer = Scorer(
@@ -109,7 +109,7 @@ def build_scorer(
         top_k=config.top_k,
     )
     if tags is not None:
-        write_pointer(layout.bentoml_home, tags)
+        write_pointer(layout, tags)
     return scorer
 
 

@@ -27,6 +27,7 @@ from evaluation import (
     subgroup_checks,
     write_report,
 )
+from features.fairness import FAIRNESS_GROUPS
 from features.outcomes import Outcome, OutcomeRegistry
 from features.registry import Feature
 from features.training_sets import sample_totals
@@ -49,10 +50,7 @@ class ReportFiles:
 
 def groups_of(frame: pd.DataFrame) -> pd.DataFrame:
     """The fairness descriptors of a training-set frame, named as the evaluation expects."""
-    cols = ["age_band", "sex", "ethnicity", "imd_quintile", "district", "gp_system"]
-    groups = frame[cols].copy()
-    groups["completeness"] = frame["completeness_band"]
-    return groups.astype("object").reset_index(drop=True)
+    return frame[list(FAIRNESS_GROUPS)].astype("object").reset_index(drop=True)
 
 
 def evaluation_input(

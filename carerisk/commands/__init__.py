@@ -7,6 +7,7 @@ import typer
 from carerisk.commands import (
     demo,
     features,
+    home,
     importing,
     monitor,
     referrals,
@@ -19,16 +20,6 @@ from carerisk.commands import (
 
 
 def register_all(app: typer.Typer) -> None:
-    for module in (
-        synth,
-        store,
-        importing,
-        features,
-        train,
-        monitor,
-        refresh,
-        serve,
-        referrals,
-        demo,
-    ):
+    modules = (synth, store, importing, features, train, monitor, refresh, serve, referrals)
+    for module in (*modules, demo, home):
         module.register(app)

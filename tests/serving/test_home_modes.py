@@ -38,7 +38,7 @@ def test_a_home_open_to_others_is_named_in_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     home = Home(tmp_path / "home")
-    (home.root / "reports").mkdir(parents=True, mode=0o700)
+    home.reports_dir.mkdir(parents=True, mode=0o700)
     home.root.chmod(0o700)
     register = home.reports_dir / "register-falls-county.csv"
     register.write_text("rank,person_id\n")

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from features.contract import TABLES
+from features.home import Home
 from serving.referral_data import AtRisk, ExportError, export_visits, referral_report, visit_rows
 from serving.referrals import (
     MOVES,
@@ -64,7 +65,7 @@ def visit(day: dt.date | None = None) -> StatusChange:
 
 @pytest.fixture
 def store(tmp_path: Path) -> ReferralStore:
-    return ReferralStore(tmp_path / "referrals.sqlite")
+    return ReferralStore(Home(tmp_path).referrals_path)
 
 
 # --- agreements and requests ---------------------------------------------------------------
@@ -137,7 +138,7 @@ def test_the_loop_from_referred_to_closed(store: ReferralStore) -> None:
 def test_every_move_follows_the_table(
     tmp_path_factory: pytest.TempPathFactory, moves: list[str]
 ) -> None:
-    store = ReferralStore(tmp_path_factory.mktemp("moves") / "referrals.sqlite")
+    store = ReferralStore(Home(tmp_path_factory.mktemp("moves")).referrals_path)
     ref = store.create(new())
     status, done = "referred", ["referred"]
     for move in moves:
@@ -294,7 +295,7 @@ def test_visits_export_as_contract_rows_the_loader_accepts(
     assert rows[0] == header + "mobility_concern,referral_made"
     assert rows[1] == f"{seen.id},Pabcdef000001,{NOW.date()},true,false,false,true,false"
 
-    store_path = tmp_path / "store.duckdb"
+    store_path = Home(tmp_path).store_path
     load_extract(
         people_extract(tmp_path / "people", ["Pabcdef000001", "Pabcdef000002"]), store_path
     )

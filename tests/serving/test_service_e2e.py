@@ -64,7 +64,7 @@ from serving.champions import load_champions
 from serving.config import ServingConfig
 
 top_k = ServingConfig.model_fields["top_k"].default
-served = load_champions(home.bentoml_home, [PRODUCT.get(o) for o in asked])
+served = load_champions(home, [PRODUCT.get(o) for o in asked])
 out = {}
 for outcome, ids in asked.items():
     bundle = served[outcome].bundle

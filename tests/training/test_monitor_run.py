@@ -45,12 +45,12 @@ EARLIER = date(2024, 1, 1)  # a snapshot whose 12 months lie within the county's
 def home(trained_home: Path, tmp_path: Path) -> Settings:
     """A home holding a copy of the trained home's store with no scores yet (the demo that
     built it ran score-all), reading its tracking store."""
-    root = tmp_path / "home"
-    root.mkdir()
-    shutil.copy(Home(trained_home).store_path, root / "store.duckdb")
-    with duckdb.connect(str(root / "store.duckdb")) as con:
+    layout = Home(tmp_path / "home")
+    layout.root.mkdir()
+    shutil.copy(Home(trained_home).store_path, layout.store_path)
+    with duckdb.connect(str(layout.store_path)) as con:
         con.execute(f'DROP TABLE "{SCORES_TABLE}"')
-    return Settings(home=Home(root), tracking_uri=Home(trained_home).default_tracking_uri)
+    return Settings(home=layout, tracking_uri=Home(trained_home).default_tracking_uri)
 
 
 def run_monitor(home: Settings, limits: MonitorLimits | None = None) -> dict[str, MonitorFiles]:

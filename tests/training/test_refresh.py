@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from features.home import Home
 from synthetic import CountyConfig, generate
 from synthetic.later import later_extract
 from tests.live import TEST_CONFIG, carerisk
@@ -66,7 +67,7 @@ def test_the_monthly_cycle_end_to_end(tmp_path: Path) -> None:
     if "promoted" in gates.values():
         assert steps(month, "scores")[0]["changed"] and steps(month, "monitor")[0]["changed"]
         # the service's scores exports of the new snapshot are written with the history
-        exports = {p.name.split("-2025-05-01-")[0] for p in (home / "serving").glob("*.duckdb")}
+        exports = {p.name.split("-2025-05-01-")[0] for p in Home(home).scores_dir.glob("*.duckdb")}
         assert {"scores-falls", "scores-complex_dependency"} <= exports, exports
         assert month["verdict"] == "stable" and month["exit_code"] == 0
 
