@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 
 from features import codes
+from features.definitions import FRACTURE_POSITION
 
 _FRACTURES = ", ".join(f"'{c}'" for c in codes.FRAGILITY_FRACTURE_PREFIXES)
 _HIPS = ", ".join(f"'{c}'" for c in codes.HIP_FRACTURE_PREFIXES)
@@ -62,7 +63,7 @@ def _figures(con: duckdb.DuckDBPyConnection, ref: str) -> dict[str, float]:
         f"""SELECT count(DISTINCT h.person_id) / (SELECT count(*) FROM old)
         FROM hospital_episode h JOIN old USING (person_id)
         WHERE admission_method = 'emergency' AND admission_date {year}
-          AND (left(diag_01, 4) IN ({_FRACTURES})
+          AND (left({FRACTURE_POSITION}, 4) IN ({_FRACTURES})
                OR {" OR ".join(f"left(diag_0{k}, 3) IN ({_FALL_W})" for k in range(1, 7))})""",
     )
     f["hip_fracture_rate"] = _one(
