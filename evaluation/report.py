@@ -123,7 +123,7 @@ def _scores(inp: EvaluationInput) -> dict[str, np.ndarray]:
 
 def _calibration(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     difference, offset_intercept = m.calibration_in_the_large(y, p)
-    intercept, slope = m.calibration_slope(y, p)
+    slope, intercept = m.calibration_slope(y, p)
     return {
         "observed_rate": float(np.mean(y)),
         "mean_predicted": float(np.mean(p)),

@@ -18,6 +18,8 @@ from features.registry import FEATURES, WINDOWS
 
 Sources = Mapping[str, ir.Table]
 DIAG_COLUMNS: tuple[str, ...] = tuple(f"diag_{n:02d}" for n in range(1, 7))
+# an admission "for" a fragility fracture (clinical.md): the fracture is its primary diagnosis
+FRACTURE_POSITION = DIAG_COLUMNS[0]
 HEAVY_DRINKING_UNITS = 14.0  # units a week above which drinking counts as heavy
 LOOKBACK_CAP_DAYS = 730
 
@@ -63,14 +65,19 @@ def hospital_diagnoses(src: Sources) -> ir.Table:
 
 
 def fall_events(src: Sources, excluded: Iterable[str] = ()) -> ir.Table:
-    """Every recorded fall as (person_id, event_date), from any service."""
+    """Every recorded fall as (person_id, event_date), from any service: an A&E attendance or
+    emergency admission with a fall cause (W00-W19) in any diagnosis position, an emergency
+    admission whose primary diagnosis is a fragility fracture, an ambulance fall call-out, a GP
+    fall code. An admission counted for both a cause and a fracture gives two rows of one date."""
     prefixes = fall_prefixes(excluded)
     ae = src["ae_attendance"]
     ae_falls = ae.filter(code_in(ae.injury_cause, prefixes) | code_in(ae.diagnosis_code, prefixes))
     diag = hospital_diagnoses(src)
-    admitted = diag.filter(
-        diag.emergency
-        & (code_in(diag.code, prefixes) | code_in(diag.code, codes.FRAGILITY_FRACTURE_PREFIXES))
+    with_cause = diag.filter(diag.emergency & code_in(diag.code, prefixes))
+    spells = src["hospital_episode"]
+    for_fracture = spells.filter(
+        (spells.admission_method == "emergency")
+        & code_in(spells[FRACTURE_POSITION], codes.FRAGILITY_FRACTURE_PREFIXES)
     )
     amb = src["ambulance_incident"]
     amb_falls = amb.filter(amb.category.isin(sorted(codes.AMBULANCE_FALL_CATEGORIES)))
@@ -78,7 +85,8 @@ def fall_events(src: Sources, excluded: Iterable[str] = ()) -> ir.Table:
     gp_falls = gp.filter(gp.snomed_code.isin(sorted(codes.FALL_SNOMED)))
     return ibis.union(
         ae_falls.select("person_id", event_date=ae_falls.arrival_date),
-        admitted.select("person_id", "event_date"),
+        with_cause.select("person_id", "event_date"),
+        for_fracture.select("person_id", event_date=for_fracture.admission_date),
         amb_falls.select("person_id", event_date=amb_falls.incident_date),
         gp_falls.select("person_id", "event_date"),
         distinct=False,

@@ -58,7 +58,7 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 def build_home(home: Path, people: int = 4000, seed: int = 11) -> Path:
     result = carerisk(
         home, "demo", "--no-serve", "--people", str(people), "--seed", str(seed),
-        "--config", str(TEST_CONFIG),
+        "--end", "2025-03-31", "--config", str(TEST_CONFIG),
     )  # fmt: skip
     if result.returncode != 0:
         raise RuntimeError(f"demo failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")

@@ -238,6 +238,18 @@ def test_the_monitor_is_quiet_on_an_undrifted_cohort() -> None:
     assert len(result.by_snapshot) == 1 and result.by_snapshot["n"].iloc[0] == 6000
 
 
+def test_the_monitor_judges_calibration_by_the_gates_rule() -> None:
+    """Matured scores a third too low: observed/expected about 1.5, which the gate's rule
+    refuses, so the monitor says retrain; the same scores at their true level pass."""
+    matured = matured_scores(6000, 7)
+    low = matured.assign(probability=matured["probability"] * 0.67)
+    result = monitor(monitor_input(people(4000, 2), low), MonitorLimits())
+    texts = [r.text for r in result.reasons if r.level == "retrain" and r.area == "performance"]
+    assert any("observed / expected" in t and "outside 0.85 to 1.18" in t for t in texts), texts
+    quiet = monitor(monitor_input(people(4000, 2), matured), MonitorLimits())
+    assert not [r for r in quiet.reasons if "observed / expected" in r.text]
+
+
 def test_the_monitor_flags_a_drifted_cohort_and_scores_that_failed() -> None:
     now = people(4000, 2)
     now["age_years"] = now["age_years"] + 8

@@ -21,6 +21,7 @@ import pytest
 
 from carerisk.commands.monitor import score_all
 from carerisk.settings import Settings
+from evaluation.metrics import CalibrationRule
 from evaluation.monitor import MonitorLimits
 from features import contract
 from features.extent import latest_event_date, snapshot_date
@@ -230,7 +231,8 @@ def test_matured_outcomes_are_joined_to_the_scores_served(home: Settings) -> Non
     np.testing.assert_array_equal(
         matured.rows["probability"].to_numpy(), kept.loc[matured.rows["person_id"]].to_numpy()
     )
-    lenient = MonitorLimits(slope_range=(0.3, 3.0), oe_range=(0.3, 3.0))  # the small test model
+    wide = CalibrationRule((0.3, 3.0), (0.3, 3.0))  # the small test model
+    lenient = MonitorLimits(slope_rule=wide, oe_rule=wide)
     falls = run_monitor(home, lenient)["falls"].result
     assert falls.performance is not None and falls.performance.n == len(served)
     assert falls.by_snapshot["snapshot_date"].tolist() == [EARLIER.isoformat()]
