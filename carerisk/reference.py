@@ -136,20 +136,18 @@ def _anchor(ref: str) -> str:
 
 
 def api_document(home: Path) -> dict[str, Any]:
-    """The OpenAPI document the service serves for every registered outcome, built from the
-    same routers without starting a server (`home` is only named, never read)."""
+    """The OpenAPI document of the service for every registered outcome, its paths under /v1,
+    built from the same routers without starting a server (`home` is only named, never read)."""
     from fastapi import FastAPI
 
     from features.outcomes import outcome_registry
-    from serving.api import request_models
+    from serving.api import V1
     from serving.config import ServingConfig
-    from serving.referral_routes import referral_router
-    from serving.routes import router
+    from serving.routes import v1_routers
     from serving.service import api as served
 
     config = ServingConfig(home=home, tracking_uri=f"sqlite:///{home}/mlflow.db")
-    outcomes = tuple(outcome_registry(()))
     app = FastAPI(title=served.title, version=served.version, description=served.description)
-    app.include_router(router(request_models(outcomes), config))
-    app.include_router(referral_router([o.name for o in outcomes]))
+    for routes in v1_routers(tuple(outcome_registry(())), config):
+        app.include_router(routes, prefix=V1)  # the service mounts the API at /v1
     return app.openapi()
