@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export PYSPARK_PYTHON := $(abspath $(BIN))/python
 
-.PHONY: demo test lint typecheck pytest lock bench bento sbom load fuzz clean system-deps
+.PHONY: demo test check docs lint typecheck pytest lock bench bento sbom load fuzz clean system-deps
 
 # Bytecode is compiled once here: where PYTHONDONTWRITEBYTECODE is set (as on the CI machines)
 # Python would otherwise compile every module it imports from source in every process, about
@@ -57,6 +57,19 @@ pytest: $(STAMP) system-deps
 
 test: lint typecheck pytest
 
+# The developer's loop: lint, types and the tests that start no server, Spark or browser and are
+# not marked slow (CONTRIBUTING.md).
+FAST_TESTS := not slow and not server and not spark and not browser
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy carerisk codelists importers features training models evaluation serving synthetic bench
+	$(BIN)/pytest -n 2 --dist loadfile -m "$(FAST_TESTS)" -q
+
+# The documentation site on http://127.0.0.1:8000 (make test builds it with --strict).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8000
+
 # Re-resolve the lock file after changing a pin in pyproject.toml.
 lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
@@ -85,4 +98,4 @@ fuzz: $(STAMP)
 	CARERISK_FUZZ_EXAMPLES=500 $(BIN)/pytest tests/ops/test_fuzz.py
 
 clean:
-	rm -rf $(VENV) .carerisk .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .carerisk .pytest_cache .mypy_cache .ruff_cache build/site

@@ -8,7 +8,9 @@ without it, reads the challengers H already holds. Then, on each challenger's va
 people (held out of training), reports the AUROC of the model, of its logistic baseline, of the
 records reference (the truth with every never-recorded latent at its mean:
 truth/records_reference.parquet) and of the truth; LightGBM minus the baseline with its paired
-bootstrap interval; the calibration slope; observed/expected with its exact interval.
+bootstrap interval; the calibration slope with its 95% interval; observed/expected with its
+exact interval; and, for falls, the gap to the records reference against its target of 0.02 at
+600,000 people (judged only at that size or above).
 """
 
 from __future__ import annotations
@@ -24,18 +26,27 @@ import pandas as pd
 
 from bench.bench_train import run_one
 from bench.common import PYTHON, machine, print_json, run_measured, shell_text
+from features.home import Home
 
 OUTCOMES = ("falls", "complex-dependency")
 REPLICATES = 1000
-# the issue's targets at county size, for the realistic structure
-GAIN_RANGE = (0.005, 0.03)
-REFERENCE_GAP = 0.015
+# the falls gap to the records reference that a 600,000-person realistic county should reach
+# (the 100,000-person test guards 0.035 for falls and 0.015 for complex dependency)
+FALLS_GAP_TARGET = 0.02
+FALLS_GAP_TARGET_PEOPLE = 600_000
 
 
 def build_county(home: Path, people: int, seed: int, structure: str) -> dict[str, Any]:
     """synth + load into a fresh home; the commands and their times."""
-    for stale in ("extract", "store.duckdb", "store.duckdb.wal", "mlflow.db", "mlflow-artifacts"):
-        path = home / stale
+    layout = Home(home)
+    wal = layout.store_path.with_name(layout.store_path.name + ".wal")
+    for path in (
+        layout.extract_dir,
+        layout.store_path,
+        wal,
+        layout.mlflow_db,
+        layout.artifacts_dir,
+    ):
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
@@ -43,8 +54,8 @@ def build_county(home: Path, people: int, seed: int, structure: str) -> dict[str
     home.mkdir(parents=True, exist_ok=True)
     base = [PYTHON, "-m", "carerisk", "--home", str(home)]
     synth = [*base, "synth", "--people", str(people), "--seed", str(seed),
-             "--structure", structure, "--out", str(home / "extract")]  # fmt: skip
-    load = [*base, "load", str(home / "extract")]
+             "--structure", structure, "--out", str(layout.extract_dir)]  # fmt: skip
+    load = [*base, "load", str(layout.extract_dir)]
     steps = {}
     for name, command in (("synth", synth), ("load", load)):
         measured = run_measured(command).check()
@@ -69,7 +80,7 @@ def validation_rows(home: Path, outcome: str) -> pd.DataFrame:
     rows["index_date"] = pd.to_datetime(rows["index_date"])
     for file, column in (("true_risk", "true_probability"),
                          ("records_reference", "reference_probability")):  # fmt: skip
-        known = pd.read_parquet(home / "extract" / "truth" / f"{file}.parquet")
+        known = pd.read_parquet(Home(home).extract_dir / "truth" / f"{file}.parquet")
         known = known[known["outcome"] == name]
         known = known.assign(index_date=pd.to_datetime(known["index_date"]))[[*keys, column]]
         rows = rows.merge(known, on=keys, how="left", validate="one_to_one")
@@ -95,6 +106,19 @@ def quality(rows: pd.DataFrame) -> dict[str, Any]:
     return _rounded(found)
 
 
+def falls_gap_target(found: dict[str, Any], people: int | None) -> dict[str, Any]:
+    """The falls gap to the records reference against its target; `met` is null below the
+    size the target is set for (or when the county's size is not known)."""
+    gap = float(found["gap"]["records_reference"])
+    judged = people is not None and people >= FALLS_GAP_TARGET_PEOPLE
+    return {
+        "gap": gap,
+        "target": FALLS_GAP_TARGET,
+        "at_people": FALLS_GAP_TARGET_PEOPLE,
+        "met": (gap <= FALLS_GAP_TARGET) if judged else None,
+    }
+
+
 def _rounded(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _rounded(v) for k, v in value.items()}
@@ -115,6 +139,7 @@ def main() -> None:
         out["county"] = build_county(args.home, args.people, args.seed, args.structure)
         out["training"] = [run_one(args.home, o) for o in OUTCOMES]
     out["quality"] = {o: quality(validation_rows(args.home, o)) for o in OUTCOMES}
+    out["falls_gap_target"] = falls_gap_target(out["quality"]["falls"], args.people)
     out["structure"] = args.structure
     out["seed"] = args.seed
     out["people"] = args.people

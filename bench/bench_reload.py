@@ -41,6 +41,7 @@ from bench.bench_serving import (
     send_until,
 )
 from bench.common import REPO, machine, markdown_table, shell_text
+from features.home import Home
 
 OUT = REPO / "bench" / "out"
 CLIENTS = 8
@@ -50,7 +51,7 @@ def fresh_copy(source: Path, people: int) -> Path:
     """A copy of the trained home to change (built first when `source` does not exist)."""
     from tests.live import build_home, copy_home
 
-    if not (source / "store.duckdb").is_file():
+    if not Home(source).store_path.is_file():
         print(f"building a {people:,}-person home in {source}", flush=True)
         source.mkdir(parents=True, exist_ok=True)
         build_home(source, people)

@@ -198,7 +198,7 @@ def model_matrix(home: Path, ids: list[str]) -> tuple[list[str], np.ndarray]:
     from features.snapshot import read_snapshot
     from serving.champions import load_champions
 
-    bundle = load_champions(layout.bentoml_home, [OUTCOME])[OUTCOME.name].bundle
+    bundle = load_champions(layout, [OUTCOME])[OUTCOME.name].bundle
     rows = read_snapshot(layout.store_path, ids).set_index("person_id", drop=False)
     matrix = bundle.matrix(rows.loc[ids].reset_index(drop=True))
     return list(matrix.columns), matrix.to_numpy(dtype=float)

@@ -28,12 +28,10 @@ import pandas as pd
 
 from bench.bench_train import OUTCOMES, run_one
 from bench.common import print_json
+from evaluation.metrics import auroc as auroc_of
+from evaluation.metrics import calibration_slope
 from features.home import Home
-from training.metrics import (
-    calibration_slope_intercept,
-    fast_auroc,
-    paired_bootstrap_auroc_difference,
-)
+from training.metrics import paired_bootstrap_auroc_difference
 from training.tracking import PREDICTIONS_ARTIFACT, client_for
 
 REPLICATES = 500  # as the promotion gate (config/training.toml [gate])
@@ -71,7 +69,7 @@ def paired(
 
 
 def slope(y: np.ndarray, p: np.ndarray) -> float:
-    return calibration_slope_intercept(y, p)[0]
+    return calibration_slope(y, p)[0]
 
 
 def observed_expected(y: np.ndarray, p: np.ndarray) -> float:
@@ -105,7 +103,7 @@ def compare(full: pd.DataFrame, sampled: pd.DataFrame) -> dict[str, Any]:
     return {
         "people": len(y),
         "events": int(y.sum()),
-        "auroc": _entry(fast_auroc(y, b), fast_auroc(y, a), auroc),
+        "auroc": _entry(auroc_of(y, b), auroc_of(y, a), auroc),
         "calibration_slope": _entry(
             slope(y, b), slope(y, a), paired(y, a, b, slope, SLOPE_REPLICATES)
         ),

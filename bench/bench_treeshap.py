@@ -32,6 +32,7 @@ import numpy as np
 
 from bench.bench_explain import newest_bundle, snapshot_rows
 from bench.common import REPO, child_env, print_json
+from features.home import Home
 from features.outcomes import PRODUCT
 from models.bundle import ModelBundle
 from models.encoding import encode_array
@@ -99,7 +100,7 @@ def _one_off(home: Path, outcome: str, cache_dir: str | None) -> dict[str, Any]:
 def first_call(home: Path, outcome: str) -> dict[str, Any]:
     """What one process pays before its first explanation (run in a fresh process)."""
     bundle = ModelBundle.load(newest_bundle(home, PRODUCT.get(outcome).name))
-    rows = encode_array(snapshot_rows(home / "store.duckdb", 64), bundle.features)
+    rows = encode_array(snapshot_rows(Home(home).store_path, 64), bundle.features)
     build, _, explainer = _timed(lambda: TreeExplainer.from_booster(bundle.booster))
     serial, _, _ = _timed(lambda: explainer.contributions(rows[:1]))
     parallel, _, _ = _timed(lambda: explainer.contributions(rows, threads=2))
@@ -114,7 +115,7 @@ def first_call(home: Path, outcome: str) -> dict[str, Any]:
 def run_one(home: Path, outcome: str, rows: int, threads: int, repeats: int) -> dict[str, Any]:
     outcome = PRODUCT.get(outcome).name
     bundle = ModelBundle.load(newest_bundle(home, outcome))
-    x = encode_array(snapshot_rows(home / "store.duckdb", rows), bundle.features)
+    x = encode_array(snapshot_rows(Home(home).store_path, rows), bundle.features)
     build, _, explainer = _timed(lambda: TreeExplainer.from_booster(bundle.booster))
     explainer.contributions(x[:100], threads)  # compiled (or loaded from numba's cache)
     bundle.booster.predict(x[:100], pred_contrib=True, num_threads=threads)

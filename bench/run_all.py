@@ -2,11 +2,11 @@
 
 python -m bench.run_all [--people 600000] [--quick] [--with-report]
 
-Order: generate + load (issue 2), the feature snapshot, features against pandas (issue 3),
-training both outcomes (issue 4), quality against the known risks on this realistic county and
-on an additive county of the same size (issue 14), promotion, TreeSHAP against shap, the fast
+Order: generate + load, the feature snapshot, features against pandas,
+training both outcomes, quality against the known risks on this realistic county and
+on an additive county of the same size, promotion, TreeSHAP against shap, the fast
 TreeSHAP against
-pred_contrib (issue 19), then the serving benchmark (`python -m bench.bench_serving --home H`,
+pred_contrib, then the serving benchmark (`python -m bench.bench_serving --home H`,
 written separately). Everything lives in bench/out/ (gitignored). --quick uses 20,000 people
 and writes bench/out/RESULTS-quick.md, to check the script works; a full run writes
 bench/RESULTS.md.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import traceback
 from collections.abc import Callable
 from datetime import date
@@ -34,6 +35,7 @@ from bench.common import (
     run_measured,
     shell_text,
 )
+from bench.results import write_section
 from features.home import Home
 from features.outcomes import PRODUCT
 
@@ -109,7 +111,7 @@ def synth_load_section(r: dict[str, Any]) -> str:
                  "cores shared with other work"])  # fmt: skip
     rows.append(["generate + load: peak RSS (largest stage)", _mib(r["peak_rss_mib"]),
                  "< 6 GiB", "yes" if r["peak_rss_mib"] < 6144 else "NO", "", "", ""])  # fmt: skip
-    title = f"## 1. Generate and load the county (issue 2): {r['people']:,} people"
+    title = f"## 1. Generate and load the county: {r['people']:,} people"
     return f"{title}\n\n{markdown_table(HEADERS, rows)}\n"
 
 
@@ -135,7 +137,7 @@ def features_section(r: dict[str, Any]) -> str:
          "yes" if r["identical"] else "NO", "", "", ""],
     ]  # fmt: skip
     title = (
-        f"## 2. Features at {r['index_date']} (issue 3): {r['people']:,} people, "
+        f"## 2. Features at {r['index_date']}: {r['people']:,} people, "
         f"{r['features']} features, DuckDB vs plain pandas (bench/pandas_features.py)"
     )
     return f"{title}\n\n{markdown_table(HEADERS, rows)}\n"
@@ -150,7 +152,7 @@ def train_section(runs: list[dict[str, Any]]) -> str:
         rows.append([f"train {label}: peak RSS", _mib(r["peak_rss_mib"]), "< 8 GiB",
                      "yes" if r["peak_rss_mib"] < 8192 else "NO", "", "",
                      f"AUROC {r.get('auroc', '?')}, rows {r.get('split_sizes', '?')}"])  # fmt: skip
-    return f"## 3. Training (issue 4)\n\n{markdown_table(HEADERS, rows)}\n"
+    return f"## 3. Training\n\n{markdown_table(HEADERS, rows)}\n"
 
 
 def quality_section(runs: list[dict[str, Any]]) -> str:
@@ -168,8 +170,7 @@ def quality_section(runs: list[dict[str, Any]]) -> str:
                          q["calibration_slope"], f"{oe[0]} ({oe[1]} to {oe[2]})"])  # fmt: skip
     commands = "\n".join(f"- `{run['command']}`" for run in runs)
     return (
-        "## 3b. Quality against the known risks (issue 14)\n\n"
-        f"{markdown_table(headers, rows)}\n\n{commands}\n"
+        f"## 3b. Quality against the known risks\n\n{markdown_table(headers, rows)}\n\n{commands}\n"
     )
 
 
@@ -222,7 +223,7 @@ def treeshap_section(r: dict[str, Any]) -> str:
                      f"{one['first_call_one_thread_s']} s (1 thread), "
                      f"{one['first_call_threads_s']} s (threads)"])  # fmt: skip
     rows.append(["peak RSS of the process", _mib(r["peak_rss_mib"]), "", "", "", "", ""])
-    title = "## 4b. Fast exact TreeSHAP (models/treeshap.py) against pred_contrib (issue 19)"
+    title = "## 4b. Fast exact TreeSHAP (models/treeshap.py) against pred_contrib"
     return f"{title}\n\n{markdown_table(HEADERS, rows)}\n"
 
 
@@ -364,7 +365,7 @@ def write_results(
     results: dict[str, Any], path: Path, command: str, start: dict[str, Any], end_load: str
 ) -> None:
     header = [
-        "# carerisk benchmark results",
+        "## The county-scale suite (bench/run_all.py)",
         "",
         f"- Command: `{command}` (from the repository root, .venv active)",
         f"- Date: {start['date']}",
@@ -379,9 +380,13 @@ def write_results(
     loads = [[name, v.get("load_average_after", "")] for name, v in results.items()]
     footer = ["## Load average after each step", "", markdown_table(["step", "1 5 15 min"], loads)]
     body = "\n".join(sections(results))
-    text = "\n".join(header) + "\n" + body + "\n" + "\n".join(footer) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    text = "\n".join(header) + "\n" + demote(body + "\n" + "\n".join(footer)) + "\n"
+    write_section("run_all", text, path)
+
+
+def demote(markdown: str) -> str:
+    """Every heading one level down, so the suite's sections sit under its own heading."""
+    return re.sub(r"^(#{2,5}) ", r"#\1 ", markdown, flags=re.M)
 
 
 def _write(path: Path, command: str, start: dict[str, Any], suite: Suite) -> None:

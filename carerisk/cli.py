@@ -11,7 +11,8 @@ from pathlib import Path
 import typer
 
 from carerisk.commands import register_all
-from carerisk.settings import disable_telemetry, load_settings
+from carerisk.commands._common import console, fail
+from carerisk.settings import Settings, disable_telemetry, load_settings
 from features.home import OWNER_ONLY_UMASK
 
 app = typer.Typer(
@@ -30,7 +31,24 @@ def _root(
     ),
 ) -> None:
     disable_telemetry(os.environ)
-    ctx.obj = load_settings(home)
+    ctx.obj = settings = load_settings(home)
+    if ctx.invoked_subcommand != "home":  # `carerisk home check` shows a move before fixing it
+        settle_home(settings)
+
+
+def settle_home(settings: Settings) -> None:
+    """A home copied, restored or moved here names itself before any command reads it."""
+    from training.home_check import HomeCheckError, settle
+
+    try:
+        moved = settle(settings.home)
+    except HomeCheckError as error:
+        fail(f"{error}; see `carerisk home check`")
+    if moved:
+        was, records = moved
+        rows = sum(record.rows for record in records)
+        note = f"this home was at {was}: {rows} recorded paths now name its new place"
+        console.print(note, soft_wrap=True)
 
 
 register_all(app)

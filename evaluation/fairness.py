@@ -14,6 +14,7 @@ only calibration and discrimination failures block promotion unless the limits s
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,9 +93,12 @@ class FairnessResult:
     n_boot: int
     ci_level: float
     flags: list[Flag] = field(default_factory=list)
+    # descriptors not in the table, with why (a descriptor the source does not supply)
+    left_out: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "left_out": dict(self.left_out),
             "threshold": self.threshold,
             "n_boot": self.n_boot,
             "ci_level": self.ci_level,
@@ -194,11 +198,20 @@ def _overall(table: pd.DataFrame) -> dict[str, m.Estimate]:
 
 
 def subgroup_table(
-    y: np.ndarray, p: np.ndarray, groups: pd.DataFrame, threshold: float, limits: FairnessLimits
+    y: np.ndarray,
+    p: np.ndarray,
+    groups: pd.DataFrame,
+    threshold: float,
+    limits: FairnessLimits,
+    left_out: Mapping[str, str] | None = None,
 ) -> FairnessResult:
-    """Every descriptor column of `groups`, plus sex × age band when both are present."""
+    """Every descriptor column of `groups`, plus sex × age band when both are present; the
+    descriptors in `left_out` (name -> why, e.g. not supplied by the source) are not tabled,
+    and the result says why."""
     y = np.asarray(y, int)
     p = np.asarray(p, float)
+    dropped = {k: v for k, v in (left_out or {}).items() if k in groups.columns}
+    groups = groups.drop(columns=list(dropped))
     descriptors: list[tuple[str, Sensitive]] = [(c, groups[c]) for c in groups.columns]
     if all(c in groups.columns for c in INTERSECTION):
         descriptors.append((" × ".join(INTERSECTION), groups[list(INTERSECTION)]))
@@ -213,7 +226,9 @@ def subgroup_table(
     ]
     overall = _overall(tables.pop())
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=TABLE_COLUMNS)
-    result = FairnessResult(threshold, overall, table, limits.n_boot, limits.ci_level)
+    result = FairnessResult(
+        threshold, overall, table, limits.n_boot, limits.ci_level, left_out=dropped
+    )
     result.flags = fairness_flags(result, limits)
     return result
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from features.bands import RiskBands
+from features.fairness import FAIRNESS_GROUPS
 from features.registry import Feature
-from features.scores_history import GROUP_COLUMNS  # the fairness groups, stored with scores
 
 ThresholdKind = Literal["probability", "top_fraction"]
 
@@ -99,6 +99,8 @@ class EvaluationInput:
     training_sample: str | None = None
     # the digest of the code lists the features were computed with (codelists/)
     code_lists: str | None = None
+    # what the training source lacked (the bundle's coverage record, features.coverage)
+    coverage: Mapping[str, Any] | None = None
 
 
 def _bad_row(mask: np.ndarray) -> int:
@@ -131,10 +133,10 @@ def _check_binary(name: str, values: np.ndarray, n: int | None = None) -> np.nda
 
 
 def _check_groups(groups: pd.DataFrame, n: int) -> pd.DataFrame:
-    unknown = [c for c in groups.columns if c not in GROUP_COLUMNS]
+    unknown = [c for c in groups.columns if c not in FAIRNESS_GROUPS]
     if unknown:
         raise ValueError(
-            f"{INPUT_NAME}.groups column {unknown[0]!r} is not one of {', '.join(GROUP_COLUMNS)}"
+            f"{INPUT_NAME}.groups column {unknown[0]!r} is not one of {', '.join(FAIRNESS_GROUPS)}"
         )
     if len(groups) != n:
         raise ValueError(f"{INPUT_NAME}.groups: {len(groups)} rows but y has {n} rows")
@@ -209,4 +211,5 @@ def validated(inp: EvaluationInput) -> EvaluationInput:
         champion_label=inp.champion_label,
         training_sample=inp.training_sample,
         code_lists=inp.code_lists,
+        coverage=inp.coverage,
     )

@@ -177,10 +177,59 @@ def calibration_in_the_large(y: np.ndarray, p: np.ndarray) -> tuple[float, float
 
 
 def calibration_slope(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    """(intercept, slope) of an unpenalised logistic refit of y on logit(p)."""
+    """(slope, intercept) of an unpenalised logistic refit of y on logit(p): slope 1 and
+    intercept 0 are perfect."""
     x = logit(p).reshape(-1, 1)
     fit = LogisticRegression(C=np.inf, max_iter=1000, tol=1e-10).fit(x, np.asarray(y, int))
-    return float(fit.intercept_[0]), float(fit.coef_[0, 0])
+    return float(fit.coef_[0, 0]), float(fit.intercept_[0])
+
+
+def calibration_slope_interval(
+    y: np.ndarray, p: np.ndarray, level: float = 0.95
+) -> tuple[float, float, float]:
+    """(slope, low, high): the calibration slope with its Wald interval at `level`, from the
+    logistic refit's information matrix (NaN ends when it is singular)."""
+    slope, intercept = calibration_slope(y, p)
+    x = logit(p)
+    mu = expit(intercept + slope * x)
+    w = mu * (1 - mu)
+    info = np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
+    try:
+        se = float(math.sqrt(np.linalg.inv(info)[1, 1]))
+    except (np.linalg.LinAlgError, ValueError):
+        se = math.nan
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    return slope, slope - z * se, slope + z * se
+
+
+@dataclass(frozen=True)
+class CalibrationRule:
+    """When a calibration figure (a slope, or observed over expected events) is refused: its
+    point estimate lies outside `point`, or its whole interval lies outside `interval`. The
+    promotion gate and the monitor judge with the same rule."""
+
+    point: tuple[float, float]
+    interval: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in (("point", self.point), ("interval", self.interval)):
+            if not 0 < low <= 1 <= high:
+                raise ValueError(f"a calibration {name} range must hold 1: {low}, {high}")
+
+    def refusal(self, value: float, low: float, high: float) -> str | None:
+        """Why (value, its interval low-high) is refused, or None when it passes."""
+        a, b = self.point
+        if not a <= value <= b:
+            return f"the point {value:.3f} lies outside {a} to {b}"
+        c, d = self.interval
+        if high < c or low > d:
+            return f"the whole interval {low:.3f} to {high:.3f} lies outside {c} to {d}"
+        return None
+
+    def words(self) -> str:
+        """The rule in words, for check reasons and reports."""
+        (a, b), (c, d) = self.point, self.interval
+        return f"refused when the point is outside {a}-{b} or the whole interval outside {c}-{d}"
 
 
 def _equal_frequency_bins(p: np.ndarray, bins: int) -> np.ndarray:

@@ -27,8 +27,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from scipy.special import expit
 
 from evaluation import metrics as m
 from evaluation import plots
@@ -43,9 +41,10 @@ from evaluation.fairness import FairnessResult, poisson_ratio_interval, subgroup
 from evaluation.inputs import FairnessLimits
 from evaluation.report import _environment, jsonable, report_stem
 from features.bands import RiskBands
+from features.coverage import left_out_descriptors
+from features.fairness import FAIRNESS_GROUPS
 from features.new_codes import NewCodes
 from features.registry import Feature
-from features.scores_history import GROUP_COLUMNS
 
 Verdict = Literal["stable", "watch", "retrain"]
 VERDICTS: tuple[Verdict, ...] = ("stable", "watch", "retrain")
@@ -69,8 +68,9 @@ class MonitorLimits:
     new_code_min_rows: int = 50  # rows of never-seen codes in one column before it is flagged
     auroc_drop_watch: float = 0.02  # realised AUROC below the validation AUROC by this
     auroc_drop_retrain: float = 0.05  # ... judged on the interval's upper end
-    slope_range: tuple[float, float] = (0.8, 1.2)
-    oe_range: tuple[float, float] = (0.8, 1.25)
+    # the promotion gate's calibration rules, judged on the matured scores: retrain when refused
+    slope_rule: m.CalibrationRule = m.CalibrationRule((0.8, 1.2), (0.9, 1.1))
+    oe_rule: m.CalibrationRule = m.CalibrationRule((0.85, 1.18), (0.9, 1.1))
     min_matured_events: int = 50  # events (and non-events) before performance is judged
     n_boot: int = 200
     ci_level: float = 0.95
@@ -109,6 +109,8 @@ class MonitorInput:
     new_codes: Sequence[NewCodes] = ()
     operating_threshold: float = 0.1
     p_served: np.ndarray | None = None  # the scores served now (all the history there is)
+    # what the champion's training source lacked (its bundle's coverage, features.coverage)
+    coverage: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -390,19 +392,10 @@ def _p(p: float) -> str:
 
 
 def slope_interval(y: np.ndarray, p: np.ndarray, level: float) -> tuple[Interval, float]:
-    """Calibration slope with its Wald interval (from the logistic refit's information), and
-    the refit's intercept."""
-    intercept, slope = m.calibration_slope(y, p)
-    x = m.logit(p)
-    mu = expit(intercept + slope * x)
-    w = mu * (1 - mu)
-    info = np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
-    try:
-        se = float(math.sqrt(np.linalg.inv(info)[1, 1]))
-    except (np.linalg.LinAlgError, ValueError):
-        se = math.nan
-    z = float(stats.norm.ppf(0.5 + level / 2))
-    return Interval(slope, slope - z * se, slope + z * se), intercept
+    """Calibration slope with its Wald interval (evaluation.metrics), and the refit's
+    intercept."""
+    slope, low, high = m.calibration_slope_interval(y, p, level)
+    return Interval(slope, low, high), m.calibration_slope(y, p)[1]
 
 
 def oe_interval(y: np.ndarray, p: np.ndarray, level: float) -> Interval:
@@ -495,8 +488,9 @@ def _measure(
     inp: MonitorInput, own: pd.DataFrame, y: np.ndarray, p: np.ndarray, limits: MonitorLimits
 ) -> Performance:
     slope, _ = slope_interval(y, p, limits.ci_level)
-    groups = own[[c for c in GROUP_COLUMNS if c in own.columns]].reset_index(drop=True)
-    fairness = subgroup_table(y, p, groups, inp.operating_threshold, limits.fairness())
+    groups = own[[c for c in FAIRNESS_GROUPS if c in own.columns]].reset_index(drop=True)
+    left_out = left_out_descriptors(inp.coverage)
+    fairness = subgroup_table(y, p, groups, inp.operating_threshold, limits.fairness(), left_out)
     ry, rp = np.asarray(inp.y_reference, int), np.asarray(inp.p_reference, float)
     return Performance(
         n=len(y),
@@ -509,7 +503,7 @@ def _measure(
         mean_predicted=float(p.mean()),
         validation={
             "auroc": m.auroc(ry, rp),
-            "slope": m.calibration_slope(ry, rp)[1],
+            "slope": m.calibration_slope(ry, rp)[0],
             "oe": float(ry.sum() / rp.sum()),
             "n": float(len(ry)),
         },
@@ -529,17 +523,14 @@ def _performance_reasons(perf: Performance, limits: MonitorLimits) -> list[Reaso
         out.append(Reason("retrain", "performance", text))
     elif auc.value < ref - limits.auroc_drop_watch:
         out.append(Reason("watch", "performance", text))
-    for name, iv, (low, high) in (
-        ("calibration slope", perf.slope, limits.slope_range),
-        ("observed / expected", perf.oe, limits.oe_range),
+    for name, iv, rule in (
+        ("calibration slope", perf.slope, limits.slope_rule),
+        ("observed / expected", perf.oe, limits.oe_rule),
     ):
-        words = (
-            f"realised {name} {iv.value:.2f} ({iv.lo:.2f} to {iv.hi:.2f}), outside {low} to {high}"
-        )
-        if iv.lo > high or iv.hi < low:
+        refused = rule.refusal(iv.value, iv.lo, iv.hi)
+        if refused:
+            words = f"realised {name} {iv.value:.2f} ({iv.lo:.2f} to {iv.hi:.2f}): {refused}"
             out.append(Reason("retrain", "performance", words))
-        elif not low <= iv.value <= high:
-            out.append(Reason("watch", "performance", words))
     flags = [f for f in perf.fairness.flags if f.blocking] if perf.fairness else []
     if flags:
         named = "; ".join(f.reason for f in flags[:3])

@@ -26,6 +26,7 @@ from evaluation.fairness import (
     subgroup_table,
 )
 from evaluation.inputs import Check, EvaluationInput, FairnessLimits, validated
+from features.coverage import card_lines, left_out_descriptors
 
 TEMPLATES = Path(__file__).parent / "templates"
 SECTIONS = (
@@ -122,7 +123,7 @@ def _scores(inp: EvaluationInput) -> dict[str, np.ndarray]:
 
 def _calibration(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     difference, offset_intercept = m.calibration_in_the_large(y, p)
-    intercept, slope = m.calibration_slope(y, p)
+    slope, intercept = m.calibration_slope(y, p)
     return {
         "observed_rate": float(np.mean(y)),
         "mean_predicted": float(np.mean(p)),
@@ -167,6 +168,7 @@ def _meta(inp: EvaluationInput, threshold: float) -> dict[str, Any]:
         "groups": list(inp.groups.columns),
         "training_sample": inp.training_sample,
         "code_lists": inp.code_lists,
+        "coverage": card_lines(inp.coverage),
     }
 
 
@@ -241,7 +243,8 @@ def evaluate(
         for name, p in scores.items()
     }
     cal = {name: _calibration(y, p) for name, p in scores.items()}
-    fairness = subgroup_table(y, inp.p_model, inp.groups, threshold, limits)
+    left_out = left_out_descriptors(inp.coverage)
+    fairness = subgroup_table(y, inp.p_model, inp.groups, threshold, limits, left_out)
     checks = [*(gate or []), *subgroup_checks(fairness, limits)]
     result = EvaluationResult(
         meta=_meta(inp, threshold),

@@ -35,6 +35,10 @@ class RiskBands:
         index = np.searchsorted(np.asarray(self.cuts), np.asarray(probabilities), side="right")
         return [self.labels[i] for i in index]
 
+    def highest(self, count: int) -> tuple[str, ...]:
+        """The labels of the `count` highest bands, highest first."""
+        return tuple(reversed(self.labels))[:count]
+
     def to_dict(self) -> dict[str, Any]:
         return {"cuts": list(self.cuts), "labels": list(self.labels)}
 

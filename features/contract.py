@@ -92,6 +92,9 @@ class Column:
     month_start: bool = False  # a date that must be the first day of a month
     pseudonym: bool = False  # a person id: never an NHS number
     description: str = ""
+    # a source may not supply it: the extract's manifest then lists it in its coverage block
+    # (features.coverage) and every value is empty
+    may_be_unsupplied: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,17 +171,36 @@ PERSON = Table(
             allowed=ETHNIC_GROUPS,
             description="ONS 2021 high-level group; empty when not recorded",
         ),
-        Column("lsoa_code", "str", pattern=LSOA_PATTERN, description="small area (LSOA 2021)"),
+        Column(
+            "lsoa_code",
+            "str",
+            pattern=LSOA_PATTERN,
+            description="small area (LSOA 2021)",
+            may_be_unsupplied=True,
+        ),
         Column(
             "imd_decile",
             "int",
             minimum=1,
             maximum=10,
             description="Index of Multiple Deprivation decile of the small area, 1 = most deprived",
+            may_be_unsupplied=True,
         ),
-        Column("district", "str", description="local authority district"),
-        Column("practice_code", "str", pattern=PRACTICE_PATTERN, description="GP practice (ODS)"),
-        Column("gp_system", "str", allowed=GP_SYSTEMS, description="practice clinical system"),
+        Column("district", "str", description="local authority district", may_be_unsupplied=True),
+        Column(
+            "practice_code",
+            "str",
+            pattern=PRACTICE_PATTERN,
+            description="GP practice (ODS)",
+            may_be_unsupplied=True,
+        ),
+        Column(
+            "gp_system",
+            "str",
+            allowed=GP_SYSTEMS,
+            description="practice clinical system",
+            may_be_unsupplied=True,
+        ),
         Column("lives_alone", "bool", nullable=True),
         Column("informal_carer", "bool", nullable=True, description="has an informal carer"),
     ),
@@ -243,6 +265,7 @@ HOSPITAL_EPISODE = Table(
             "str",
             pattern=r"^[0-9]{3}$",
             description="main specialty code (710-715 mental health)",
+            may_be_unsupplied=True,
         ),
         *(_diag(n) for n in range(1, 7)),
     ),
@@ -265,7 +288,7 @@ AE_ATTENDANCE = Table(
             pattern=ICD10_PATTERN,
             description="ICD-10 external cause (V01-Y98), e.g. W19X for a fall",
         ),
-        Column("disposal", "str", allowed=AE_DISPOSALS),
+        Column("disposal", "str", allowed=AE_DISPOSALS, may_be_unsupplied=True),
     ),
 )
 

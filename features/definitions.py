@@ -7,7 +7,7 @@ The same expressions run on DuckDB and on PySpark (features.engines).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import date, timedelta
 
 import ibis
@@ -27,6 +27,8 @@ from features.registry import FEATURES, WINDOWS
 
 Sources = Mapping[str, ir.Table]
 DIAG_COLUMNS: tuple[str, ...] = tuple(f"diag_{n:02d}" for n in range(1, 7))
+# an admission "for" a fragility fracture (clinical.md): the fracture is its primary diagnosis
+FRACTURE_POSITION = DIAG_COLUMNS[0]
 HEAVY_DRINKING_UNITS = 14.0  # units a week above which drinking counts as heavy
 LOOKBACK_CAP_DAYS = 730
 
@@ -72,14 +74,19 @@ def hospital_diagnoses(src: Sources) -> ir.Table:
 
 
 def fall_events(src: Sources, codes: Codes, excluded: Iterable[str] = ()) -> ir.Table:
-    """Every recorded fall as (person_id, event_date), from any service."""
+    """Every recorded fall as (person_id, event_date), from any service: an A&E attendance or
+    emergency admission with a fall cause (W00-W19) in any diagnosis position, an emergency
+    admission whose primary diagnosis is a fragility fracture, an ambulance fall call-out, a GP
+    fall code. An admission counted for both a cause and a fracture gives two rows of one date."""
     prefixes = fall_prefixes(codes, excluded)
     ae = src["ae_attendance"]
     ae_falls = ae.filter(code_in(ae.injury_cause, prefixes) | code_in(ae.diagnosis_code, prefixes))
     diag = hospital_diagnoses(src)
-    admitted = diag.filter(
-        diag.emergency
-        & (code_in(diag.code, prefixes) | code_in(diag.code, codes.fragility_fracture_prefixes))
+    with_cause = diag.filter(diag.emergency & code_in(diag.code, prefixes))
+    spells = src["hospital_episode"]
+    for_fracture = spells.filter(
+        (spells.admission_method == "emergency")
+        & code_in(spells[FRACTURE_POSITION], codes.fragility_fracture_prefixes)
     )
     amb = src["ambulance_incident"]
     amb_falls = amb.filter(amb.category.isin(sorted(AMBULANCE_FALL_CATEGORIES)))
@@ -87,7 +94,8 @@ def fall_events(src: Sources, codes: Codes, excluded: Iterable[str] = ()) -> ir.
     gp_falls = gp.filter(gp.snomed_code.isin(sorted(codes.fall_snomed)))
     return ibis.union(
         ae_falls.select("person_id", event_date=ae_falls.arrival_date),
-        admitted.select("person_id", "event_date"),
+        with_cause.select("person_id", "event_date"),
+        for_fracture.select("person_id", event_date=for_fracture.admission_date),
         amb_falls.select("person_id", event_date=amb_falls.incident_date),
         gp_falls.select("person_id", "event_date"),
         distinct=False,
@@ -452,10 +460,17 @@ def _efi_band(deficits: ir.IntegerValue) -> ir.StringValue:
 
 
 def feature_table(
-    src: Sources, day: date, data_start: date, codes: Codes | None = None
+    src: Sources,
+    day: date,
+    data_start: date,
+    codes: Codes | None = None,
+    missing: Collection[str] = (),
 ) -> ir.Table:
     """Every registry feature at D for everyone in the population, in registry order, with
-    the codes of `codes` (default: the packaged code lists)."""
+    the codes of `codes` (default: the packaged code lists).
+
+    `missing`: features the source cannot give (features.coverage), NULL for everyone: a
+    table the source lacks is no evidence of "none", so its counts are never zero."""
     t = _joined(src, day, codes or packaged_codes())
     zero: dict[str, ir.Value] = {}
     for name in t.columns:
@@ -486,8 +501,12 @@ def feature_table(
     # query would allocate the whole table a second time).
     return t.select(
         "person_id",
-        *[
-            t[f.name] if f.kind == "categorical" else t[f.name].cast("float64").name(f.name)
-            for f in FEATURES
-        ],
+        *[_output(t, f.name, f.kind, f.name in missing) for f in FEATURES],
     )
+
+
+def _output(t: ir.Table, name: str, kind: str, missing: bool) -> ir.Value:
+    """One feature column as it leaves the engine: text for categories, else float64."""
+    if missing:
+        return ibis.null("string" if kind == "categorical" else "float64").name(name)
+    return t[name] if kind == "categorical" else t[name].cast("float64").name(name)

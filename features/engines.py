@@ -7,7 +7,7 @@ tables, written by DuckDB into a temporary folder, and runs the same Ibis expres
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
@@ -141,12 +141,17 @@ def normalise(table: pa.Table) -> pd.DataFrame:
 
 
 def features_from_sources(
-    src: Sources, index_date: date, data_start: date | None, codes: Codes | None = None
+    src: Sources,
+    index_date: date,
+    data_start: date | None,
+    codes: Codes | None = None,
+    missing: Collection[str] = (),
 ) -> pd.DataFrame:
+    """`missing`: features the source cannot give, NULL for everyone (features.coverage)."""
     from features.definitions import feature_table
 
     start = data_start or (index_date - timedelta(days=730))
-    table = feature_table(src, index_date, start, codes).order_by("person_id")
+    table = feature_table(src, index_date, start, codes, missing).order_by("person_id")
     # Through Arrow: Ibis's to_pandas() cost a third of the whole job on 600k people.
     return normalise(table.to_pyarrow())
 
@@ -168,14 +173,16 @@ def compute_features(
     `history_from`: compute them as an extract starting on that day would (`windowed`); it
     is then the data start. `codes`: the code lists' codes (default: the packaged lists).
     """
+    from features.coverage import read_store_coverage
     from features.extent import data_start as store_start
 
     store_path = Path(store_path)
     _check_store(store_path)
     start = history_from or data_start or store_start(store_path)
+    missing = read_store_coverage(store_path).missing_features(FEATURES)
     with open_sources(store_path, engine, spark) as src:
         return features_from_sources(windowed(src, history_from) if history_from else src,
-                                     index_date, start, codes)  # fmt: skip
+                                     index_date, start, codes, missing)  # fmt: skip
 
 
 def windowed(src: Sources, start: date) -> Sources:

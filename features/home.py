@@ -7,6 +7,9 @@ A home holds person-level data (the store, the extract, registers, the audit), s
 everything in it are owner-only: the `carerisk` command sets the umask 077 before it creates
 anything (carerisk/cli.py), and `too_open` lists what a home holds that others may read, for a
 warning when the service starts.
+
+A home can be copied, restored or moved: `location_path` records where it last was, and
+training/home_check.py points the paths its records hold at the new place.
 """
 
 from __future__ import annotations
@@ -43,6 +46,21 @@ class Home:
     @property
     def bentoml_home(self) -> Path:
         return self.root / "bentoml"
+
+    @property
+    def champions_pointer(self) -> Path:
+        """Which copy in the BentoML store is each outcome's champion (serving/champions.py)."""
+        return self.bentoml_home / "champions.json"
+
+    @property
+    def serving_generation(self) -> Path:
+        """Bumped by a reload asked of one worker, so the others follow (serving/watch.py)."""
+        return self.root / "serving-generation"
+
+    @property
+    def location_path(self) -> Path:
+        """Where the home last knew itself to be, to tell a moved home (training/home_check.py)."""
+        return self.root / "home.json"
 
     @property
     def keys_path(self) -> Path:

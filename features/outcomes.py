@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from features.labels import LabelSettings
 
 MODEL_PREFIX = "carerisk-"
+# http://terminology.hl7.org/CodeSystem/risk-probability, less "certain" (which would claim the
+# event will happen, which no band means) and "negligible"
+FHIR_RISK_CODES = ("low", "moderate", "high")
 
 # person_id of everyone with an outcome event in [day, end) (events after a death not counted):
 # label(src, day, end, settings). See features/labels.py.
@@ -76,6 +79,18 @@ class Outcome:
     capacity_unit: str  # what the capacity view counts: "homes" visited, "people" reviewed
     monthly_capacity: int | None = None  # a typical month's capacity, for the report
     snomed: tuple[str, str] | None = None  # (code, display) of the outcome, when one fits
+    # contract tables its label cannot be built without: `train` refuses a store whose source
+    # lacks one (features.coverage)
+    needs: tuple[str, ...] = ()
+    # SNOMED CT (code, display) of being at risk of the outcome, when one fits: a CDS Hooks
+    # card's topic and a referral's reason (serving/cds_hooks.py, serving/fhir_requests.py)
+    at_risk_finding: tuple[str, str] | None = None
+    # band label -> FHIR risk-probability code (low, moderate, high): a RiskAssessment's
+    # qualitativeRisk (serving/fhir.py); a band not listed is said in text only
+    fhir_risk: tuple[tuple[str, str], ...] = ()
+    at_risk_bands: int = 2  # how many of the highest bands a register counts as at risk
+    # the services a person may be referred to under this outcome (HOME_SAFETY_CHECK)
+    referral_services: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -84,6 +99,22 @@ class Outcome:
             )
         if self.horizon_months < 1:
             raise ValueError(f"outcome {self.name}: horizon_months must be at least 1")
+        unknown = sorted({code for _, code in self.fhir_risk} - set(FHIR_RISK_CODES))
+        if unknown:
+            raise ValueError(f"outcome {self.name}: {unknown} are not FHIR risk-probability codes")
+        if not 1 <= self.at_risk_bands <= len(self.bands.labels):
+            raise ValueError(
+                f"outcome {self.name}: at_risk_bands must be 1 to {len(self.bands.labels)}"
+            )
+
+    def risk_code(self, band: str) -> str | None:
+        """The FHIR risk-probability code of a band, or None when it has none."""
+        return dict(self.fhir_risk).get(band)
+
+    def at_risk(self, bands: RiskBands) -> tuple[str, ...]:
+        """The labels of `bands` (the served model's) that a register counts as at risk: the
+        `at_risk_bands` highest, highest first."""
+        return bands.highest(self.at_risk_bands)
 
     @property
     def cli_name(self) -> str:
@@ -163,8 +194,14 @@ def _module_outcomes(module: str) -> list[Outcome]:
 
 # --- the product's outcomes ------------------------------------------------------------------
 
+# the fire and rescue service's home safety and falls check, the one service referred to
+HOME_SAFETY_CHECK = "home_safety_falls_check"
+
 # one band set: the same labels for both outcomes, each with its own cut points
 BAND_LABELS: tuple[str, ...] = ("low", "moderate", "high", "very high")
+# the bands as FHIR risk-probability codes: very high is high (the code system's highest short
+# of certain)
+BAND_FHIR_RISK = (("low", "low"), ("moderate", "moderate"), ("high", "high"), ("very high", "high"))
 
 FALLS = Outcome(
     name="falls",
@@ -179,6 +216,10 @@ FALLS = Outcome(
     capacity_unit="homes",
     monthly_capacity=100,
     snomed=("161898004", "Falls"),
+    needs=("ae_attendance", "hospital_episode"),
+    at_risk_finding=("129839007", "At risk for falls"),
+    fhir_risk=BAND_FHIR_RISK,
+    referral_services=(HOME_SAFETY_CHECK,),
 )
 
 COMPLEX_DEPENDENCY = Outcome(
@@ -193,6 +234,8 @@ COMPLEX_DEPENDENCY = Outcome(
     label=complex_dependency_outcome,
     bands=RiskBands((0.05, 0.15, 0.30), BAND_LABELS),
     capacity_unit="people",
+    needs=("social_care", "hospital_episode"),
+    fhir_risk=BAND_FHIR_RISK,
 )
 
 PRODUCT = OutcomeRegistry((FALLS, COMPLEX_DEPENDENCY))

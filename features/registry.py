@@ -45,6 +45,9 @@ class Feature:
     label_one: str = ""
     # the words when the value is missing, where "unknown" would mislead: "no recorded fall"
     label_missing: str = ""
+    # columns it reads that a source may not supply ("table.column", features.coverage): the
+    # feature is missing when one is not supplied
+    reads: tuple[str, ...] = ()
 
     def direction_for(self, outcome: str) -> int:
         return int(self.direction.get(outcome, 0))
@@ -189,7 +192,7 @@ def _demographics() -> tuple[Feature, ...]:
         Feature("ethnic_group", "ethnic group {value}", p, kind="categorical",
                 categories=ETHNIC_GROUP_LEVELS),
         Feature("imd_decile", "deprivation decile {value} (1 = most deprived)", p, unit="decile",
-                direction=_dir(-1, -1), minimum=1, maximum=10),
+                direction=_dir(-1, -1), minimum=1, maximum=10, reads=("person.imd_decile",)),
         Feature("lives_alone", "lives alone: {value}", p, kind="binary", clinical=False,
                 modifiable=True, direction=_dir(1, 1)),
         Feature("informal_carer", "has an informal carer: {value}", p, kind="binary",
@@ -215,7 +218,8 @@ def _activity() -> tuple[Feature, ...]:
         Feature("mental_health_admissions_730d",
                 "{value} mental health inpatient stays in the last 2 years", HOSPITAL,
                 window_days=730, unit="admissions", direction=_dir(0, 1), minimum=0, maximum=730,
-                label_one="{value} mental health inpatient stay in the last 2 years"),
+                label_one="{value} mental health inpatient stay in the last 2 years",
+                reads=("hospital_episode.main_specialty",)),
     )  # fmt: skip
 
 

@@ -23,20 +23,13 @@ from typing import TYPE_CHECKING
 import duckdb
 import pandas as pd
 
+from features.fairness import FAIRNESS_GROUPS
+
 if TYPE_CHECKING:
     from features.outcomes import Outcome
 
 SCORES_TABLE = "scores_history"
 KEY: tuple[str, ...] = ("snapshot_date", "outcome", "person_id")
-GROUP_COLUMNS: tuple[str, ...] = (
-    "age_band",
-    "sex",
-    "ethnicity",
-    "imd_quintile",
-    "district",
-    "gp_system",
-    "completeness",
-)
 COLUMNS: dict[str, str] = {
     "snapshot_date": "DATE",
     "outcome": "VARCHAR",
@@ -46,7 +39,7 @@ COLUMNS: dict[str, str] = {
     "model_name": "VARCHAR",
     "model_version": "VARCHAR",
     "run_id": "VARCHAR",
-    **dict.fromkeys(GROUP_COLUMNS, "VARCHAR"),
+    **dict.fromkeys(FAIRNESS_GROUPS, "VARCHAR"),
     "practice_code": "VARCHAR",
     "rank_practice": "INTEGER",
     "rank_district": "INTEGER",

@@ -39,7 +39,7 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -48,6 +48,8 @@ from typing import Any, Literal, get_args
 import duckdb
 
 from features import contract, scores_history, store_sql
+from features.coverage import Coverage, CoverageError, agree, effective_table, from_block
+from features.coverage import store_coverage as stored_coverage
 from features.schemas import ALL_REASONS, MALFORMED_ROW, code_valid
 from features.store_csv import (
     ContractError,
@@ -95,11 +97,16 @@ LOAD_LOG_MORE_SQL = (
     "ALTER TABLE load_log ADD COLUMN IF NOT EXISTS kind VARCHAR",
     "ALTER TABLE load_log ADD COLUMN IF NOT EXISTS rows_updated BIGINT",
     "ALTER TABLE load_log ADD COLUMN IF NOT EXISTS rows_retired BIGINT",
+    # what the source lacks (features.coverage): the table's state, its columns not
+    # supplied, and the load's whole coverage as JSON
+    "ALTER TABLE load_log ADD COLUMN IF NOT EXISTS table_state VARCHAR",
+    "ALTER TABLE load_log ADD COLUMN IF NOT EXISTS not_supplied VARCHAR",
+    "ALTER TABLE load_log ADD COLUMN IF NOT EXISTS coverage VARCHAR",
 )
 LOAD_LOG_COLUMNS = (
     "load_id, started_at, finished_at, extract_dir, extract_date, table_name, source_file, "
     "source_sha256, rows_read, rows_loaded, rows_unchanged, rows_quarantined, kind, "
-    "rows_updated, rows_retired"
+    "rows_updated, rows_retired, table_state, not_supplied, coverage"
 )
 # why a row went to its table's history
 REPLACED, RETIRED = "replaced", "retired"
@@ -135,6 +142,8 @@ class TableReport:
     rows_quarantined: int = 0
     rows_retired: int = 0  # stored rows a full extract no longer carries (beside the others)
     reasons: dict[str, int] = field(default_factory=dict)  # quarantine entries per reason
+    state: str = "mapped"  # mapped, proxy or absent (no file: the source holds no such table)
+    not_supplied: list[str] = field(default_factory=list)  # columns the source does not supply
 
     @property
     def balanced(self) -> bool:
@@ -164,6 +173,7 @@ class LoadReport:
     seconds: float = 0.0
     objectors: int = 0  # people on the objections list who are in the store after the load
     scores_withdrawn: int = 0  # their kept scores, removed from the scores history
+    coverage: Coverage = field(default_factory=Coverage)  # what the source lacks
 
     @property
     def ok(self) -> bool:
@@ -204,6 +214,7 @@ class LoadReport:
             "totals": self.totals(),
             "reasons": self.reasons(),
             "objections": {"objectors": self.objectors, "scores_withdrawn": self.scores_withdrawn},
+            "coverage": self.coverage.summary(),
             "tables": [asdict(t) for t in self.tables],
         }
 
@@ -332,17 +343,49 @@ def resolve_extract_date(extract_dir: Path, extract_date: date | None) -> date:
     return date.today()
 
 
+def resolve_coverage(extract_dir: Path, store_path: Path | None, kind: str | None) -> Coverage:
+    """The extract's coverage: its manifest's block, else (an increment) the store's, else
+    complete. An increment that states a coverage must state the store's."""
+    block = _manifest_field(extract_dir, "coverage")
+    where = f"{Path(extract_dir) / 'manifest.json'}"
+    stored = _stored_coverage(store_path) if kind == "increment" else None
+    if block is None:
+        return stored if stored is not None else Coverage()
+    try:
+        stated = from_block(block, where)
+        if stored is not None:
+            agree(stored, stated, where)
+    except CoverageError as err:
+        raise ContractError(str(err)) from err
+    return stated
+
+
+def _stored_coverage(store_path: Path | None) -> Coverage | None:
+    if store_path is None or not Path(store_path).exists():
+        return None
+    with duckdb.connect(str(store_path), read_only=True) as con:
+        return stored_coverage(con)
+
+
 # --- finding and staging files ----------------------------------------------------------
 
 
-def find_files(extract_dir: Path) -> dict[str, Path]:
-    """The one file per contract table; ContractError when one is missing or doubled."""
+def find_files(extract_dir: Path, absent: Collection[str] = ()) -> dict[str, Path]:
+    """The one file per contract table present in the source; ContractError when one is
+    missing or doubled, or when a table the coverage calls absent has a file."""
     if not extract_dir.is_dir():
         raise ContractError(f"extract folder {extract_dir} does not exist")
     found: dict[str, Path] = {}
     for name in contract.TABLE_NAMES:
         paths = [extract_dir / f"{name}.{ext}" for ext in ("parquet", "csv")]
         present = [p for p in paths if p.exists()]
+        if name in absent:
+            if present:
+                raise ContractError(
+                    f"table {name}: manifest.json's coverage says it is absent, but "
+                    f"{present[0].name} is in {extract_dir}; remove the file or map the table"
+                )
+            continue
         if not present:
             raise ContractError(
                 f"table {name}: no file {name}.parquet or {name}.csv in {extract_dir}"
@@ -381,8 +424,13 @@ def _first_line(err: BaseException) -> str:
 
 
 def _stage(con: duckdb.DuckDBPyConnection, src: _Source) -> tuple[int, int]:
-    """Stage one file, text trimmed; returns (rows read, of which malformed)."""
+    """Stage one file, text trimmed; returns (rows read, of which malformed). An absent
+    table stages as no rows."""
     spec, path = src.spec, src.path
+    if src.absent:
+        empty = ", ".join(f"NULL::VARCHAR AS {quote(c)}" for c in spec.column_names)
+        con.execute(f"CREATE TABLE {_stage_name(spec)} AS SELECT {empty} LIMIT 0")
+        return 0, 0
     csv = path.suffix != ".parquet"
     source = csv_source(path, csv_header(path), spec) if csv else _parquet(path)
     names = store_sql.staged_select(spec, src.types)
@@ -396,6 +444,24 @@ def _stage(con: duckdb.DuckDBPyConnection, src: _Source) -> tuple[int, int]:
         src.header = csv_header(path)
         src.malformed_text = [text for _, _, text in lines]
     return _count(con, f"SELECT count(*) FROM {_stage_name(spec)}"), len(lines)
+
+
+def _refuse_supplied(
+    con: duckdb.DuckDBPyConnection, src: _Source, columns: Collection[str]
+) -> None:
+    """A column the coverage calls not supplied holds no value in any row."""
+    cols = store_sql.column_sql(src.spec, src.types, "s")
+    for name in columns:
+        row = con.execute(
+            f"SELECT s.rowid, s.{quote(name)}::VARCHAR FROM {_stage_name(src.spec)} s "
+            f"WHERE NOT {cols[name].missing} ORDER BY s.rowid LIMIT 1"
+        ).fetchone()
+        if row:
+            raise ContractError(
+                f"table {src.spec.name}, column {name}, row {int(row[0]) + 1} of "
+                f"{src.path.name}: manifest.json's coverage says the column is not supplied, "
+                f"but the row holds {row[1]!r}; empty the column or remove it from not_supplied"
+            )
 
 
 def _stage_name(spec: contract.Table) -> str:
@@ -420,6 +486,9 @@ class _Source:
     malformed: int = 0
     header: list[str] = field(default_factory=list)  # a CSV file's column names
     malformed_text: list[str] = field(default_factory=list)  # its malformed lines
+    state: str = "mapped"  # the coverage's state of the table
+    not_supplied: tuple[str, ...] = ()  # its columns the source does not supply
+    absent: bool = False  # the source holds no such table: no file, no rows
 
 
 @dataclass(frozen=True)
@@ -445,7 +514,8 @@ def _run(
     started = datetime.now()
     clock = time.perf_counter()
     when = resolve_extract_date(extract_dir, extract_date)
-    files = find_files(extract_dir)
+    coverage = resolve_coverage(extract_dir, store_path, how.kind)
+    files = find_files(extract_dir, coverage.absent)
     if store_path is not None and how.kind is None:
         _refuse_unstated_kind(store_path, extract_dir)
     spill = Path(tempfile.mkdtemp(prefix="carerisk-load-"))
@@ -454,18 +524,20 @@ def _run(
         config={"memory_limit": memory_limit, "temp_directory": str(spill)},
     )
     try:
-        sources = [
-            _Source(contract.table(n), files[n], _source_types(con, contract.table(n), files[n]))
-            for n in LOAD_ORDER
-        ]
+        sources = [_source(con, extract_dir, n, files, coverage) for n in LOAD_ORDER]
         for src in sources:
             src.rows, src.malformed = _stage(con, src)
-            src.sha256 = _sha256(src.path)
+            _refuse_supplied(con, src, coverage.not_supplied.get(src.spec.name, ()))
+            src.sha256 = "" if src.absent else _sha256(src.path)
             if progress:
                 progress(src.spec.name, 0, src.rows)
         _refuse_nhs_numbers(con, sources)
         report = LoadReport(
-            str(extract_dir), when, str(store_path) if store_path else None, kind=how.kind
+            str(extract_dir),
+            when,
+            str(store_path) if store_path else None,
+            kind=how.kind,
+            coverage=coverage,
         )
         _attach(con, store_path)
         _write(con, sources, report, started, progress, how)
@@ -474,6 +546,24 @@ def _run(
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def _source(
+    con: duckdb.DuckDBPyConnection,
+    extract_dir: Path,
+    name: str,
+    files: dict[str, Path],
+    coverage: Coverage,
+) -> _Source:
+    """One table to load, checked as the coverage reads it (not-supplied columns may be
+    empty); an absent table has no file and loads no rows."""
+    spec = effective_table(contract.table(name), coverage)
+    state, gone = coverage.state(name), coverage.not_supplied.get(name, ())
+    if name in coverage.absent:
+        types = dict.fromkeys(spec.column_names, "VARCHAR")
+        return _Source(spec, extract_dir / name, types, state=state, not_supplied=gone, absent=True)
+    types = _source_types(con, spec, files[name])
+    return _Source(spec, files[name], types, state=state, not_supplied=gone)
 
 
 def _refuse_nhs_numbers(con: duckdb.DuckDBPyConnection, sources: list[_Source]) -> None:
@@ -556,7 +646,8 @@ def _check_table(
 ) -> TableReport:
     """Find every problem of one staged table and count what the merge will do."""
     spec, stage = src.spec, _stage_name(src.spec)
-    out = TableReport(spec.name, str(src.path), rows_read=src.rows)
+    out = TableReport(spec.name, "" if src.absent else str(src.path), rows_read=src.rows)
+    out.state, out.not_supplied = src.state, list(src.not_supplied)
     problems = _scratch("problems", spec)
     query = store_sql.problems_query(
         spec,
@@ -839,6 +930,7 @@ def _log(
     con: duckdb.DuckDBPyConnection, report: LoadReport, sources: list[_Source], started: datetime
 ) -> None:
     by_name = {s.spec.name: s for s in sources}
+    coverage = report.coverage.to_json()
     rows = [
         [
             report.load_id,
@@ -847,8 +939,8 @@ def _log(
             report.extract_dir,
             report.extract_date,
             t.table,
-            t.source_file,
-            by_name[t.table].sha256,
+            t.source_file or None,
+            by_name[t.table].sha256 or None,
             t.rows_read,
             t.rows_loaded,
             t.rows_unchanged,
@@ -856,6 +948,9 @@ def _log(
             report.kind,
             t.rows_updated,
             t.rows_retired,
+            t.state,
+            ",".join(t.not_supplied),
+            coverage,
         ]
         for t in report.tables
     ]

@@ -17,24 +17,18 @@ import numpy as np
 import pandas as pd
 
 from features.cohorts import cohort
+from features.coverage import read_store_coverage
 from features.definitions import Sources, feature_table
 from features.engines import Engine, normalise, open_sources
 from features.extent import data_start as store_start
+from features.fairness import FAIRNESS_GROUPS
 from features.labels import LabelSettings, add_months, labels
 from features.outcomes import Outcome
+from features.registry import FEATURES
 
 LABEL_COLUMNS: tuple[str, ...] = ("label", "died_before_event", "follow_up_days")
 WEIGHT = "sample_weight"  # only in a sampled training set (see NegativeSampling)
 LOOKBACK_MONTHS = 12  # the first index date leaves a year of records behind it
-DESCRIPTOR_COLUMNS: tuple[str, ...] = (
-    "age_band",
-    "sex",
-    "ethnicity",
-    "imd_quintile",
-    "district",
-    "gp_system",
-    "completeness_band",
-)
 AGE_BANDS: tuple[tuple[str, int, int], ...] = (
     ("0-17", 0, 17),
     ("18-44", 18, 44),
@@ -84,20 +78,24 @@ def completeness_band(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(bands, index=frame.index, dtype="str")
 
 
+def imd_quintile(decile: pd.Series) -> pd.Series:
+    """Deprivation quintile from the decile; nullable (Int64) when a decile is missing."""
+    quintile = (decile + 1) // 2
+    return quintile.astype("int64") if quintile.notna().all() else quintile.astype("Int64")
+
+
 def descriptors(frame: pd.DataFrame) -> pd.DataFrame:
-    """Fairness descriptors from the feature columns and gp_system."""
-    return pd.DataFrame(
-        {
-            "age_band": age_band(frame["age_years"]),
-            "sex": np.where(frame["female"] == 1, "F", "M"),
-            "ethnicity": frame["ethnic_group"].fillna("not recorded").astype("str"),
-            "imd_quintile": ((frame["imd_decile"] + 1) // 2).astype("int64"),
-            "district": frame["district"].astype("str"),
-            "gp_system": frame["gp_system"].astype("str"),
-            "completeness_band": completeness_band(frame),
-        },
-        index=frame.index,
-    )
+    """The fairness groups (features.fairness) from the feature columns and gp_system."""
+    found = {
+        "age_band": age_band(frame["age_years"]),
+        "sex": np.where(frame["female"] == 1, "F", "M"),
+        "ethnicity": frame["ethnic_group"].fillna("not recorded").astype("str"),
+        "imd_quintile": imd_quintile(frame["imd_decile"]),
+        "district": frame["district"].astype("str"),
+        "gp_system": frame["gp_system"].astype("str"),
+        "completeness": completeness_band(frame),
+    }
+    return pd.DataFrame({name: found[name] for name in FAIRNESS_GROUPS}, index=frame.index)
 
 
 @dataclass(frozen=True)
@@ -159,8 +157,9 @@ def _one_date(
     data_start: date,
     settings: LabelSettings,
     sampling: NegativeSampling | None = None,
+    missing: Sequence[str] = (),
 ) -> pd.DataFrame:
-    feats = feature_table(src, day, data_start, settings.codes)
+    feats = feature_table(src, day, data_start, settings.codes, missing)
     members = cohort(src, outcome, day)
     outcomes = labels(src, outcome, day, settings)
     systems = src["person"].select("person_id", "gp_system", "district")
@@ -212,8 +211,12 @@ def build_training_set(
     settings = settings or LabelSettings()
     if isinstance(con, str | Path):
         start = data_start or store_start(Path(con)) or dates[0]
+        missing = tuple(read_store_coverage(Path(con)).missing_features(FEATURES))
         with open_sources(Path(con), engine, spark) as src:
-            frames = [_date_rows(src, outcome, d, dates, start, settings, sampling) for d in dates]
+            frames = [
+                _date_rows(src, outcome, d, dates, start, settings, sampling, missing)
+                for d in dates
+            ]
     else:
         start = data_start or dates[0] - timedelta(days=730)
         frames = [_date_rows(con, outcome, d, dates, start, settings, sampling) for d in dates]
@@ -232,13 +235,15 @@ def _date_rows(
     start: date,
     settings: LabelSettings,
     sampling: NegativeSampling | None,
+    missing: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """One date's rows: sampled before the latest date, whole (weight 1) at it."""
+    """One date's rows: sampled before the latest date, whole (weight 1) at it; `missing`
+    features NULL (features.coverage)."""
     if sampling is None:
-        return _one_date(src, outcome, day, start, settings)
+        return _one_date(src, outcome, day, start, settings, missing=missing)
     if day < max(dates):
-        return _one_date(src, outcome, day, start, settings, sampling)
-    frame = _one_date(src, outcome, day, start, settings)
+        return _one_date(src, outcome, day, start, settings, sampling, missing)
+    frame = _one_date(src, outcome, day, start, settings, missing=missing)
     frame.insert(list(frame.columns).index("follow_up_days") + 1, WEIGHT, 1.0)
     return frame
 
@@ -281,5 +286,5 @@ def split_temporal(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def feature_columns(frame: pd.DataFrame) -> Sequence[str]:
     """The registry feature columns of a training set, in registry order."""
-    skip = {"person_id", "index_date", *LABEL_COLUMNS, WEIGHT, *DESCRIPTOR_COLUMNS}
+    skip = {"person_id", "index_date", *LABEL_COLUMNS, WEIGHT, *FAIRNESS_GROUPS}
     return [c for c in frame.columns if c not in skip]

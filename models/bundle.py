@@ -22,7 +22,7 @@ from features.bands import RiskBands
 from features.registry import Feature
 from models.calibration import Calibrator
 from models.encoding import encode, encode_array, feature_from_dict, feature_to_dict
-from models.reasons import Reason, make_reason
+from models.reasons import Reason, make_reason, shown_as_reason
 from models.treeshap import TreeExplainer, UnsupportedModel
 
 MODEL_FILE = "model.txt"
@@ -30,6 +30,7 @@ CALIBRATOR_FILE = "calibrator.json"
 FEATURES_FILE = "features.json"
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = 1
+COVERAGE = "coverage"  # metadata: what the training store's source lacked (features.coverage)
 
 log = logging.getLogger("carerisk.models")
 
@@ -118,6 +119,22 @@ class ModelBundle:
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def coverage(self) -> dict[str, Any] | None:
+        """What the training store's source lacked: {"absent", "not_supplied",
+        "missing_features", "partial_features"}; None for a bundle saved before it was kept."""
+        value = self.metadata.get(COVERAGE)
+        return dict(value) if isinstance(value, Mapping) else None
+
+    @property
+    def missing_features(self) -> frozenset[str]:
+        """Features the training source could not give: never a reason."""
+        return frozenset((self.coverage or {}).get("missing_features", ()))
+
+    def with_coverage(self, coverage: Mapping[str, Any]) -> ModelBundle:
+        """The bundle recording the coverage it was trained on."""
+        return replace(self, metadata={**self.metadata, COVERAGE: dict(coverage)})
 
     def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
         return encode(frame, self.features)
@@ -219,7 +236,8 @@ class ModelBundle:
             [
                 j
                 for j, f in enumerate(self.features)
-                if f.explain and (allowed is None or f.name in allowed)
+                if shown_as_reason(f, self.missing_features)
+                and (allowed is None or f.name in allowed)
             ],
             dtype=int,
         )

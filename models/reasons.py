@@ -7,6 +7,7 @@ two to the same field order) and serialises them without building a model per re
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -36,6 +37,12 @@ class Reason(BaseModel):
         """numpy scalars (np.int64, np.bool_) become the matching Python value."""
         item = getattr(value, "item", None)
         return item() if callable(item) and not isinstance(value, str) else value
+
+
+def shown_as_reason(feature: Feature, missing: Collection[str] = ()) -> bool:
+    """Whether a feature may be given as a reason: it means something to act on, and the
+    model's source could give it (a feature `missing` from the source is never a reason)."""
+    return feature.explain and feature.name not in missing
 
 
 def reason_fields(feature: Feature, label: str, value: Any, contribution: float) -> dict[str, Any]:

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.fairness import FAIRNESS_GROUPS
 from features.outcomes import Outcome
 from features.registry import FEATURES
 from features.scores_export import ExportKey, prune, write_export
 from features.scores_history import (
     COLUMNS,
-    GROUP_COLUMNS,
     RANKED,
     REASON_COLUMNS,
     Written,
@@ -108,9 +108,8 @@ class Champion:
 
 
 def groups_of(frame: pd.DataFrame) -> pd.DataFrame:
-    """The evaluation's fairness groups (GROUP_COLUMNS) of feature rows, as text."""
-    found = descriptors(frame).rename(columns={"completeness_band": "completeness"})
-    return found[list(GROUP_COLUMNS)].astype(str)
+    """The fairness groups (features.fairness) of feature rows, as text."""
+    return descriptors(frame)[list(FAIRNESS_GROUPS)].astype(str)
 
 
 def score_snapshot(

@@ -18,9 +18,9 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypedDict, Unpack
+from typing import Annotated, Any, Literal, TypedDict, TypeVar, Unpack
 
-from fastapi import HTTPException, Request, Response, Security
+from fastapi import APIRouter, HTTPException, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 from starlette.concurrency import run_in_threadpool
@@ -28,52 +28,29 @@ from starlette.concurrency import run_in_threadpool
 from features.contract import PERSON_ID_PATTERN
 from features.outcomes import Outcome
 from features.registry import FEATURES, Feature
+from serving import scores_file as sf
 from serving.audit import AuditEntry, AuditUnavailable
 from serving.calls import Call, current_call, mark_audited
 from serving.keys import Principal
-from serving.roles import is_allowed
+from serving.roles import ROUTE, is_allowed
 from serving.schemas import ScoreResult
-from serving.scoring import ScoringError
+from serving.scoring import NOT_IN_SNAPSHOT, OBJECTED, ObjectedPeople, ScoringError, UnknownPeople
 from serving.state import ServiceState
 
 log = logging.getLogger("carerisk.serving")
 
-# request path -> route name in serving.roles.ROUTE_ROLES (for auditing refusals)
-ROUTE_NAMES = {
-    "/v1/score": "score",
-    "/v1/score/records": "score_records",
-    "/v1/person": "person",
-    "/v1/fhir/risk-assessment": "fhir",
-    "/v1/register": "register",
-    "/v1/outcomes": "outcomes",
-    "/v1/whoami": "whoami",
-    "/v1/admin/objections/reload": "reload_objections",
-    "/v1/admin/audit/verify": "audit_verify",
-    "/v1/admin/reload": "reload_service",
-    "/v1/openapi.json": "openapi",
-    "/v1/referrals/form": "referral_form",
-}
-# the routes whose name depends on the method, or whose path holds a parameter
-METHOD_ROUTES = {
-    ("GET", "/v1/referrals"): "referral_queue",
-    ("POST", "/v1/referrals"): "referral_create",
-}
-TEMPLATE_ROUTES = (
-    ("GET", re.compile(r"/v1/referrals/[^/\n]+"), "referral_read"),
-    ("POST", re.compile(r"/v1/referrals/[^/\n]+/status"), "referral_status"),
-)
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+V1 = "/v1"  # where the API is mounted (serving/service.py)
 
 
-def route_name(method: str, path: str) -> str:
-    """The route name (serving.roles.ROUTE_ROLES) a request answers to, or "unknown"."""
-    if path in ROUTE_NAMES:
-        return ROUTE_NAMES[path]
-    if (method, path) in METHOD_ROUTES:
-        return METHOD_ROUTES[(method, path)]
-    for verb, pattern, name in TEMPLATE_ROUTES:
-        if verb == method and pattern.fullmatch(path):
-            return name
-    return "unknown"
+def mount(routes: APIRouter, name: str, **options: Any) -> Callable[[Endpoint], Endpoint]:
+    """The decorator that adds the route `name` of the one route table (serving.roles
+    `ROUTES`) to `routes`, with the table's method and path; `options` are FastAPI's (summary,
+    responses, ...)."""
+    route = ROUTE[name]
+    path = route.path.removeprefix(V1).removeprefix(routes.prefix)
+    return routes.api_route(path, methods=[route.method], name=name, **options)
 
 
 PersonId = Annotated[str, StringConstraints(pattern=PERSON_ID_PATTERN)]
@@ -277,6 +254,7 @@ def audit_entry(
         status=status,
         client=call.client if call else None,
         key_check=call.key_check if call else None,
+        scope=principal.scope if principal else None,
     )
 
 
@@ -347,25 +325,70 @@ def unaudited(endpoint: str) -> HTTPException:
 
 
 def refuse(
-    state: ServiceState, principal: Principal, endpoint: str, outcome: str, error: ScoringError
+    state: ServiceState,
+    principal: Principal,
+    endpoint: str,
+    outcome: str,
+    error: ScoringError,
+    result: str = "refused",
 ) -> HTTPException:
-    """Audit a refused scoring request and build its HTTP error."""
+    """Audit a refused scoring request (as `result`) and build its HTTP error."""
     valid_ids = [p for p in error.person_ids if _is_person_id(p)]
-    audit(
-        state, principal, endpoint, "refused", error.status, person_ids=valid_ids, outcome=outcome
-    )
+    audit(state, principal, endpoint, result, error.status, person_ids=valid_ids, outcome=outcome)
     return _refusal(error, valid_ids)
 
 
 async def refuse_async(
-    state: ServiceState, principal: Principal, endpoint: str, outcome: str, error: ScoringError
+    state: ServiceState,
+    principal: Principal,
+    endpoint: str,
+    outcome: str,
+    error: ScoringError,
+    result: str = "refused",
 ) -> HTTPException:
     """`refuse` for the event loop."""
     valid_ids = [p for p in error.person_ids if _is_person_id(p)]
     await audit_async(
-        state, principal, endpoint, "refused", error.status, person_ids=valid_ids, outcome=outcome
+        state, principal, endpoint, result, error.status, person_ids=valid_ids, outcome=outcome
     )
     return _refusal(error, valid_ids)
+
+
+# --- practice scope -----------------------------------------------------------------------
+
+OUTSIDE_SCOPE = "outside_scope"  # the audit's result for people outside a key's practices
+
+
+def scope_refusal(
+    state: ServiceState, principal: Principal, person_ids: Sequence[str]
+) -> ScoringError | None:
+    """The refusal of a lookup that asks for people registered at a practice the caller's key
+    does not act for (a GP key's practice scope, serving/keys.py), or None when it asks for
+    none. It is the scorer's answer had those people not been in the snapshot: objectors within
+    the scope first (451), then the people outside it with any unknown (404), so a key learns
+    nothing of the people outside its practices."""
+    if principal.practices is None:
+        return None
+    export = next(iter(state.scorer.scores.values()), None)
+    found = export.people(person_ids) if export is not None else {}
+    outside = {
+        p for p in person_ids if p in found and not principal.covers(found[p][1][sf.PRACTICE])
+    }
+    if not outside:
+        return None
+    objected = [p for p in person_ids if p not in outside and p in state.scorer.objections]
+    if objected:
+        return ObjectedPeople(OBJECTED, objected)
+    return UnknownPeople(NOT_IN_SNAPSHOT, [p for p in person_ids if p in outside or p not in found])
+
+
+def check_scope(
+    state: ServiceState, principal: Principal, endpoint: str, outcome: str, ids: Sequence[str]
+) -> None:
+    """Refuse (audited as outside_scope) a lookup of people outside the key's practices."""
+    refusal = scope_refusal(state, principal, ids)
+    if refusal is not None:
+        raise refuse(state, principal, endpoint, outcome, refusal, OUTSIDE_SCOPE)
 
 
 def _refusal(error: ScoringError, valid_ids: list[str]) -> HTTPException:

@@ -7,8 +7,9 @@ person ids, the predicted outcome, model name and version, the bands returned an
 status, the client's address, how the key presented was judged (`key_check`: ok, missing,
 malformed, unknown, bad_secret, revoked, expired, or unchecked when the caller's address was
 refused first), for a grouped record of refusals, how many requests it stands for (`count`), and
-for a score the date of the snapshot it came from (`snapshot_date`), then ``prev_hash`` and
-``hash = sha256(prev_hash + canonical JSON of the record)``. The last four were added later: a
+for a score the date of the snapshot it came from (`snapshot_date`), for a GP key its practice
+scope (`scope`: ``practices:<codes>`` or ``all_practices``), then ``prev_hash`` and
+``hash = sha256(prev_hash + canonical JSON of the record)``. The last five were added later: a
 record without them (NULL) is hashed without them, so records written before they existed still
 verify. Feature values and probabilities are never recorded:
 `AuditEntry` has no field for them. The key id is the one *presented* (`crk_<id>_...`); when
@@ -80,7 +81,8 @@ CREATE TABLE IF NOT EXISTS audit (
     client TEXT,
     key_check TEXT,
     count INTEGER,
-    snapshot_date TEXT
+    snapshot_date TEXT,
+    scope TEXT
 );
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
@@ -89,7 +91,8 @@ BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 """
 # Columns added after the first release: NULL in older rows, and then left out of the hash.
 LATER_COLUMNS = {
-    "client": "TEXT", "key_check": "TEXT", "count": "INTEGER", "snapshot_date": "TEXT"
+    "client": "TEXT", "key_check": "TEXT", "count": "INTEGER", "snapshot_date": "TEXT",
+    "scope": "TEXT",
 }  # fmt: skip
 _JSON_COLUMNS = ("person_ids", "bands")
 
@@ -121,6 +124,9 @@ class AuditEntry(BaseModel):
     count: int | None = Field(default=None, ge=2, description="requests a grouped record holds")
     snapshot_date: str | None = Field(
         default=None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="the snapshot a score came from"
+    )
+    scope: str | None = Field(
+        default=None, max_length=2000, description="a GP key's practices, or all_practices"
     )
 
 

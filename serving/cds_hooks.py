@@ -3,8 +3,10 @@
     GET  /cds-services          discovery: one patient-view service per outcome served
     POST /cds-services/{id}     the service: ``carerisk-falls``, ``carerisk-complex-dependency``
 
-Every call needs the client's signed JWT (serving/jwt_auth.py), audience the endpoint called;
-a refusal is 401. The ``patientId`` of the hook's context is mapped to a pseudonymised id by the
+Every call needs the client's signed JWT (serving/jwt_auth.py), audience the endpoint called at
+the service's own address; the gate (serving/gate.py) checks it before the body is read, and a
+refusal is 401 (429 once the address is over its failed authentications). The ``patientId`` of
+the hook's context is mapped to a pseudonymised id by the
 deployment's lookup (`PatientLookup`, ``<home>/cds_patients.csv``: ``patient_id,person_id``; the
 demo maps them one to one). The answer is one card for a person in the outcome's cohort:
 
@@ -25,8 +27,7 @@ outside the cohort, has objected, or when the user is not a Practitioner or Prac
 without a clinician). CORS: the browser origins listed in the ``cds_cors_origins`` setting may
 call the service (no credentials; preflights answered by Starlette's CORSMiddleware). Each call is
 audited like the API's (role ``cds_client``, the client's organisation), before it is answered.
-The gate (serving/gate.py) applies the body limit and timeout and the address limit of failed
-authentications before the call reaches this app.
+Errors are the API's ErrorBody (serving/schemas.py).
 """
 
 from __future__ import annotations
@@ -39,21 +40,21 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from features.outcomes import Outcome
+from features.outcomes import HOME_SAFETY_CHECK, Outcome
 from models.reasons import Reason
-from serving.api import audit
+from serving.api import OUTSIDE_SCOPE, audit, scope_refusal
 from serving.calls import current_call
 from serving.cds_patients import FHIR_ID, PatientLookupError, lookup_at
 from serving.fhir import SNOMED
-from serving.fhir_requests import AT_RISK_OF_FALLS, suggested_request
-from serving.jwt_auth import CdsClient, CdsClients, TokenRefused, bearer_token, verify_client_token
+from serving.fhir_requests import suggested_request
+from serving.jwt_auth import CdsClients
 from serving.keys import Principal
 from serving.referral_routes import fire_organisations, store_of
 from serving.schemas import ScoreResult
@@ -73,6 +74,7 @@ OVERRIDE_REASONS = (
     ("not-now", "Not appropriate now"),
 )
 CLINICIANS = ("Practitioner", "PractitionerRole")
+ERROR_NAMES = {401: "unauthenticated", 404: "not_found", 503: "unavailable"}
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
 
 
@@ -188,7 +190,8 @@ def risk_card(result: ScoreResult, ctx: CardContext) -> dict[str, Any]:
             }
         ],
     }
-    if ctx.referral is None or not ctx.referral[1]:  # no referral open already
+    referable = HOME_SAFETY_CHECK in outcome.referral_services
+    if referable and (ctx.referral is None or not ctx.referral[1]):  # none open already
         card["suggestions"] = [suggestion(result, ctx)]
         card["selectionBehavior"] = "at-most-one"
         card["overrideReasons"] = [
@@ -244,8 +247,9 @@ def indicator(band: str, bands: tuple[str, ...]) -> str:
 
 
 def topic(outcome: Outcome) -> dict[str, str]:
-    if outcome.name == "falls":
-        code, display = AT_RISK_OF_FALLS
+    """The card's topic: the outcome's at-risk finding where its definition gives one."""
+    if outcome.at_risk_finding:
+        code, display = outcome.at_risk_finding
         return {"system": SNOMED, "code": code, "display": display}
     return {"system": OUTCOME_SYSTEM, "code": outcome.name, "display": outcome.title}
 
@@ -309,57 +313,48 @@ def build_cds_app(api: FastAPI) -> FastAPI:
             raise HTTPException(503, detail="the service is starting")
         return found.pin()  # type: ignore[no-any-return]
 
-    def client(request: Request, authorization: str = Header(default="")) -> CdsClient:
-        current = state()
-        base = base_url(current, request)
-        try:
-            token = bearer_token(authorization)
-            found, _ = verify_client_token(
-                token, clients_at(current.config.layout.cds_clients_path), base + request.url.path,
-                store_of(current).first_use,
-            )  # fmt: skip
-        except TokenRefused as refusal:
-            # counted against the address, like a bad API key (serving/gate.py); audited one
-            # by one, which that limit bounds
-            current.address_limiter.allow(request.client.host if request.client else "unknown")
-            audit(current, None, _route(request), "unauthenticated", 401)
-            raise HTTPException(
-                401, detail=str(refusal), headers={"WWW-Authenticate": "Bearer"}
-            ) from None
-        request.state.cds_client = found
-        return found
+    def client() -> Principal:
+        """The CDS client the gate verified (its JWT is checked before the body is read)."""
+        call = current_call()
+        if call is None or call.principal is None:
+            raise HTTPException(401, detail="a signed JWT is needed (Authorization: Bearer <JWT>)")
+        return call.principal
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        code = ERROR_NAMES.get(exc.status_code, f"http_{exc.status_code}")
+        body = {"error": code, "message": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        found = getattr(request.state, "cds_client", None)
-        current = state()
-        who = principal(found) if found else None
-        audit(current, who, _route(request), "invalid", 422)
-        fields = [".".join(str(p) for p in e["loc"]) + ": " + e["msg"] for e in exc.errors()]
+        call = current_call()
+        audit(state(), call.principal if call else None, _route(request), "invalid", 422)
+        fields = [
+            {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
         return JSONResponse(
-            {"error": "the request does not fit", "fields": fields}, status_code=422
+            {"error": "invalid_request", "message": "the request does not fit", "fields": fields},
+            status_code=422,
         )
 
     @app.get("/cds-services")
-    def cds_discovery(request: Request, found: CdsClient = Depends(client)) -> dict[str, Any]:
+    def cds_discovery(who: Principal = Depends(client)) -> dict[str, Any]:
         current = state()
-        audit(current, principal(found), "cds_discovery", "ok", 200)
+        audit(current, who, "cds_discovery", "ok", 200)
         return discovery(list(current.outcomes))
 
     @app.post("/cds-services/{service}")
     def cds_service(
-        request: Request, service: str, body: HookRequest, found: CdsClient = Depends(client)
+        service: str, body: HookRequest, who: Principal = Depends(client)
     ) -> dict[str, Any]:
         current = state()
         outcome = {service_id(o): o for o in current.outcomes}.get(service)
         if outcome is None:
-            audit(current, principal(found), "cds_service", "unknown_service", 404)
+            audit(current, who, "cds_service", "unknown_service", 404)
             raise HTTPException(404, detail=f"no CDS service {service!r}")
-        return answer(current, principal(found), outcome, body, base_url(current, request))
+        return answer(current, who, outcome, body, current.config.base_url)
 
     app.add_middleware(LateCors, api=api)  # outermost: preflights are answered first
     return app
@@ -381,6 +376,9 @@ def answer(
         raise HTTPException(503, detail="the patient lookup cannot be read") from None
     if person is None:
         audit(state, who, route, "no_patient", 200, outcome=name)
+        return {"cards": []}
+    if scope_refusal(state, who, [person]) is not None:  # not of the client's practices
+        audit(state, who, route, OUTSIDE_SCOPE, 200, person_ids=[person], outcome=name)
         return {"cards": []}
     try:
         result = state.scorer.score_people(name, [person])[0]
@@ -416,14 +414,6 @@ def referral_note(state: ServiceState, person: str, outcome: str) -> tuple[str, 
     if latest.visit_date:
         words += f" (visited {latest.visit_date.isoformat()})"
     return words + ".", latest.is_open
-
-
-def principal(client: CdsClient) -> Principal:
-    return Principal(key_id=f"cds-{client.id}", org=client.org, role="cds_client")
-
-
-def base_url(state: ServiceState, request: Request) -> str:
-    return state.config.public_url.rstrip("/") or str(request.base_url).rstrip("/")
 
 
 def _route(request: Request) -> str:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from features.home import Home
 from features.outcomes import Outcome
 from features.registry import FEATURES, Feature
 from models import BundleError, ModelBundle
@@ -23,15 +24,13 @@ from models.bundle import check_codelists_digest
 from models.registered import BUNDLE_ARTIFACT, CHAMPION
 from serving.scoring import ServedModel
 
-POINTER_FILE = "champions.json"
-
 
 class ChampionError(RuntimeError):
     """The service must not start: the message says which model, file or feature."""
 
 
 def import_champions(
-    tracking_uri: str, bentoml_home: Path, outcomes: Sequence[Outcome], *, point: bool = True
+    tracking_uri: str, layout: Home, outcomes: Sequence[Outcome], *, point: bool = True
 ) -> dict[str, str]:
     """Copy each outcome's champion from MLflow into the BentoML store; returns outcome -> tag.
     With `point`, the pointer file then names them (a reload points only once they verify).
@@ -57,7 +56,7 @@ def import_champions(
             raise
         tags[outcome.name] = _import_version(client, outcome, version)
     if point:
-        write_pointer(bentoml_home, tags)
+        write_pointer(layout, tags)
     return tags
 
 
@@ -89,14 +88,10 @@ def _import_version(client: Any, outcome: Outcome, version: Any) -> str:
     return tag
 
 
-def _pointer_path(bentoml_home: Path) -> Path:
-    return Path(bentoml_home) / POINTER_FILE
-
-
-def write_pointer(bentoml_home: Path, tags: dict[str, str]) -> None:
+def write_pointer(layout: Home, tags: dict[str, str]) -> None:
     """Name these copies as the champions served (the file is replaced, never half-written)."""
-    path = _pointer_path(bentoml_home)
-    current = _read_pointer(bentoml_home)
+    path = layout.champions_pointer
+    current = _read_pointer(layout)
     current.update(tags)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -104,15 +99,15 @@ def write_pointer(bentoml_home: Path, tags: dict[str, str]) -> None:
     tmp.replace(path)
 
 
-def _read_pointer(bentoml_home: Path) -> dict[str, str]:
-    path = _pointer_path(bentoml_home)
+def _read_pointer(layout: Home) -> dict[str, str]:
+    path = layout.champions_pointer
     if not path.is_file():
         return {}
     return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def load_champions(
-    bentoml_home: Path,
+    layout: Home,
     outcomes: Sequence[Outcome],
     registry: Sequence[Feature] = FEATURES,
     *,
@@ -124,14 +119,14 @@ def load_champions(
     trained on against those loaded."""
     import bentoml
 
-    pointer = _read_pointer(bentoml_home) if tags is None else tags
+    pointer = _read_pointer(layout) if tags is None else tags
     served: dict[str, ServedModel] = {}
     for outcome in outcomes:
         tag = pointer.get(outcome.name)
         if not tag:
             raise ChampionError(
                 f"no champion of {outcome.model_name} has been imported into the BentoML "
-                f"store at {bentoml_home}; start once with the tracking server reachable"
+                f"store at {layout.bentoml_home}; start once with the tracking server reachable"
             )
         model = bentoml.models.get(tag)
         folder = Path(model.path) / BUNDLE_ARTIFACT
@@ -156,6 +151,18 @@ def load_champions(
             run_id=str(meta.get("run_id", "")),
         )
     return served
+
+
+def check_coverage(models: Mapping[str, ServedModel], store_path: Path) -> None:
+    """Each champion was trained on a store whose source lacked what this store's lacks (a
+    table absent, a column not supplied): else it must not score it."""
+    from features.coverage import compare, read_store_coverage
+
+    serving = read_store_coverage(store_path)
+    for model in models.values():
+        why = compare(model.bundle.coverage, serving)
+        if why is not None:
+            raise ChampionError(f"{model.name} version {model.version}: {why}")
 
 
 def check_feature_list(tag: str, model: Sequence[Feature], registry: Sequence[Feature]) -> None:

@@ -5,15 +5,14 @@ Probability scale: ``prediction[0].probabilityDecimal`` is the calibrated probab
 `ScoreResult.probability`, rounded to 4 decimal places. FHIR's invariant ras-2 only requires
 the value to be at most 100, which a fraction always meets; it is not a percentage.
 
-Bands map to http://terminology.hl7.org/CodeSystem/risk-probability as low -> low,
-moderate -> moderate, high -> high and very high -> high (``certain`` would claim the event
-will happen, which no band means); the carerisk band itself is kept in ``qualitativeRisk.text``.
+Bands map to http://terminology.hl7.org/CodeSystem/risk-probability as the outcome says
+(`Outcome.fhir_risk`: for the product's outcomes low -> low, moderate -> moderate, high -> high
+and very high -> high); the carerisk band itself is kept in ``qualitativeRisk.text``.
 
 The subject is the Patient found by the pseudonymised identifier the caller sent (system
 ``urn:carerisk:pseudonym``); no NHS number or name is ever written. The outcome is the
 definition's (features/outcomes.py): what it predicts as text, with its SNOMED CT concept where
-one fits (falls: 161898004 "Falls"; complex dependency has none and is text only), and its
-horizon as the prediction's period.
+the definition gives one, and its horizon as the prediction's period.
 """
 
 from __future__ import annotations
@@ -32,11 +31,11 @@ SNOMED = "http://snomed.info/sct"
 RISK_PROBABILITY = "http://terminology.hl7.org/CodeSystem/risk-probability"
 PROBABILITY_SCALE = "fraction 0-1"
 
-BAND_TO_RISK: dict[str, tuple[str, str]] = {
-    "low": ("low", "Low likelihood"),
-    "moderate": ("moderate", "Moderate likelihood"),
-    "high": ("high", "High likelihood"),
-    "very high": ("high", "High likelihood"),
+# the code system's displays
+RISK_DISPLAY: dict[str, str] = {
+    "low": "Low likelihood",
+    "moderate": "Moderate likelihood",
+    "high": "High likelihood",
 }
 
 
@@ -77,15 +76,21 @@ def _method(name: str, version: str) -> dict[str, Any]:
     }
 
 
+def qualitative_risk(band: str, outcome: Outcome) -> dict[str, Any]:
+    """A band as a FHIR qualitativeRisk: its text, and its risk-probability code when the
+    outcome gives the band one (a band with no FHIR counterpart stays text only)."""
+    risk: dict[str, Any] = {"text": f"carerisk band: {band}"}
+    code = outcome.risk_code(band)
+    if code is not None:
+        risk["coding"] = [{"system": RISK_PROBABILITY, "code": code, "display": RISK_DISPLAY[code]}]
+    return risk
+
+
 def _prediction(result: ScoreResult, outcome: Outcome, top_reasons: int) -> dict[str, Any]:
-    risk: dict[str, Any] = {"text": f"carerisk band: {result.band}"}
-    if result.band in BAND_TO_RISK:  # a band with no FHIR counterpart stays text only
-        code, display = BAND_TO_RISK[result.band]
-        risk["coding"] = [{"system": RISK_PROBABILITY, "code": code, "display": display}]
     prediction: dict[str, Any] = {
         "outcome": _outcome(outcome),
         "probabilityDecimal": round(result.probability, 4),
-        "qualitativeRisk": risk,
+        "qualitativeRisk": qualitative_risk(result.band, outcome),
         "whenPeriod": {
             "start": result.index_date.isoformat(),
             "end": add_months(result.index_date, outcome.horizon_months).isoformat(),

@@ -6,8 +6,8 @@ system as serving/fhir.py's RiskAssessment). Its parts:
 
 - ``category``: home safety / falls prevention. No SNOMED CT concept for a fire service's home
   safety check was found that we could vouch for, so the category is a carerisk code with its
-  text; ``reasonCode`` is SNOMED CT 129839007 "At risk for falls" (a falls referral), or the
-  outcome's text for another outcome.
+  text; ``reasonCode`` is the outcome's at-risk finding in SNOMED CT where its definition gives
+  one (`Outcome.at_risk_finding`; falls: 129839007 "At risk for falls"), or its text.
 - the score behind it: a contained RiskAssessment (the band as ``qualitativeRisk``, the model and
   version as ``method``, the horizon as ``whenPeriod``; no probability, no clinical reason, so the
   same resource can go to the fire service), referenced from ``supportingInfo``. R4 allows
@@ -31,14 +31,13 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from features.labels import add_months
 from features.outcomes import Outcome
-from serving.fhir import BAND_TO_RISK, MODEL_SYSTEM, PSEUDONYM_SYSTEM, RISK_PROBABILITY, SNOMED
+from serving.fhir import MODEL_SYSTEM, PSEUDONYM_SYSTEM, SNOMED, qualitative_risk
 from serving.referrals import AGREEMENT_WORDING, Referral
 
 REFERRAL_SYSTEM = "urn:carerisk:referral"
 CATEGORY_SYSTEM = "urn:carerisk:referral-category"
 ORG_SYSTEM = "urn:carerisk:organisation"
 CATEGORY = ("home-safety-falls-prevention", "Home safety and falls prevention check")
-AT_RISK_OF_FALLS = ("129839007", "At risk for falls")
 CHECK_TEXT = "Home safety and falls check by the fire and rescue service"
 RISK_ID = "risk"
 
@@ -143,10 +142,7 @@ def _base(
 def _risk(
     person_id: str, outcome: Outcome, band: str, model: tuple[str, str], index_date: dt.date
 ) -> dict[str, Any]:
-    risk: dict[str, Any] = {"text": f"carerisk band: {band}"}
-    if band in BAND_TO_RISK:
-        code, display = BAND_TO_RISK[band]
-        risk["coding"] = [{"system": RISK_PROBABILITY, "code": code, "display": display}]
+    risk = qualitative_risk(band, outcome)
     name, version = model
     predicts = outcome.predicts[:1].upper() + outcome.predicts[1:]
     return {
@@ -180,8 +176,9 @@ def _subject(person_id: str) -> dict[str, Any]:
 
 
 def _reason(outcome: Outcome) -> dict[str, Any]:
-    if outcome.name == "falls":
-        code, display = AT_RISK_OF_FALLS
+    """The outcome's at-risk finding (SNOMED CT) where its definition gives one; else text."""
+    if outcome.at_risk_finding:
+        code, display = outcome.at_risk_finding
         return {"coding": [{"system": SNOMED, "code": code, "display": display}], "text": display}
     return {"text": f"At risk of {outcome.title.lower()}"}
 

@@ -8,12 +8,18 @@ every request, and it is the one place that decides:
   (a key whose role may read metrics). `/` and `/ui` redirect to `/ui/` with a relative
   Location (the Host header is never echoed). Everything else, BentoML's index, docs, schema
   and static files included, is 404.
-- **Who may call /v1**, before any body is read or validated: a client address that keeps
-  failing to authenticate is refused (429) before its key is even checked; then the key
-  (401), its rate limit (429) and its role for the route (serving/roles.py, 403). A request
-  to a /v1 path that does not exist is 404 for a valid key and 401 for anyone else.
-- **How the body is read**: within the byte limit (413) and with no more than
-  `body_timeout_seconds` between its parts (408); then handed to the route already read.
+- **Who is calling from where**: the client's address is the socket's peer, unless that peer
+  is a trusted proxy (`trusted_proxies`, none by default); only then is X-Forwarded-For read,
+  right-most untrusted hop first (serving/calls.py `TrustedProxies`).
+- **Who may call /v1**, before any body is read or validated: the key is checked first (one
+  SHA-256, bench/bench_bad_keys.py); a key that verifies is limited only by its own rate (429)
+  and its role for the route (serving/roles.py, 403), whatever its address has done. A call
+  without a key that verifies counts against its address's failed authentications: 401 while
+  the address is within them, 429 once it is over. A request to a /v1 path that does not exist
+  is 404 for a valid key and 401 for anyone else.
+- **How the body is read**: within the byte limit (413; POST /v1/score/records has a limit of
+  its own, `records_limit`, that fits a full batch) and within `body_timeout_seconds` for
+  the whole body (408, audited); then handed to the route already read.
 - **That every /v1 answer is audited**: refusals that disclose nothing (401, 429, 408) are
   counted in groups (serving/refusals.py); everything else a route handler did not record
   (403, 404, 405, 400, 413, 422, the OpenAPI document, errors) gets one record, written
@@ -24,13 +30,16 @@ every request, and it is the one place that decides:
 - **Metrics**: one count and one latency per answer, labelled by route template.
 - **One scorer per request**: the state a request is answered from is pinned to the scorer
   served when it arrived (serving/state.py `pin`), so a reload never splits a request.
-- **CDS Hooks** (/cds-services, serving/cds_hooks.py): no API key; the client's signed JWT is
-  checked by the service itself. The gate applies the address limit of failed
-  authentications (a JWT refused counts against it), the body limit and the body timeout, and
-  names the client's address for the audit.
+- **CDS Hooks** (/cds-services, serving/cds_hooks.py): no API key; the client's signed JWT
+  (serving/jwt_auth.py) is checked here before the body is read, for the audience of the
+  service's own address (`public_url`, else the address it was started on, never the Host
+  header; without either the CDS routes are off, 404). A refused token counts against the
+  address's failed authentications and is audited in groups like a refused key; then the body
+  limit and deadline, and the route gets the client's principal on the call.
 
-Nothing here leaves the event loop: the key check is one SHA-256, the limits are in memory,
-and the one audit write it may make goes through the service's audit writer like a route's.
+Nothing here leaves the event loop but the check of a CDS token (a signature and a write of its
+id against replay, in a thread): the key check is one SHA-256, the limits are in memory, and the
+one audit write it may make goes through the service's audit writer like a route's.
 """
 
 from __future__ import annotations
@@ -41,14 +50,18 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import replace
 from typing import Any
 
-from serving.api import audit_entry, route_name
+from serving.api import audit_entry
 from serving.audit import AuditUnavailable
-from serving.calls import CURRENT, Call, bearer_key, presented_key_id
+from serving.calls import CURRENT, Call, TrustedProxies, bearer_key, presented_key_id
+from serving.cds_hooks import clients_at
+from serving.jwt_auth import CdsClient, TokenRefused, bearer_token, verify_client_token
 from serving.metrics import route_label
+from serving.referral_routes import store_of
 from serving.refusals import Refusal
-from serving.roles import is_allowed
+from serving.roles import ROUTE, is_allowed, route_name
 from serving.state import ServiceState
 
 log = logging.getLogger("carerisk.serving")
@@ -60,11 +73,12 @@ Send = Callable[[Message], Awaitable[None]]
 
 PROBES = frozenset({"/livez", "/readyz"})
 CDS = "/cds-services"
+RECORDS = ROUTE["score_records"].path  # the route whose body limit is records_body_bytes
 PARAMETER = r"[^/\n]+"  # a path parameter as the mounted app's routing matches it
 SECURITY_HEADERS = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
 OUTCOMES = {
     400: "bad_request", 403: "forbidden", 404: "not_found", 405: "wrong_method",
-    408: "timeout", 413: "refused", 415: "wrong_media_type", 422: "invalid",
+    408: "timeout", 413: "refused", 415: "wrong_media_type", 422: "invalid", 431: "refused",
     429: "rate_limited", 500: "error", 503: "unavailable",
 }  # fmt: skip
 KEY_MESSAGES = {
@@ -81,6 +95,9 @@ def error(code: str, message: str) -> dict[str, str]:
 NOT_FOUND = error("not_found", "nothing is served at this path")
 STARTING = error("starting", "the service is starting")
 UNAUDITED = error("audit_unavailable", "the audit trail cannot be written, so nothing is returned")
+CDS_OFF = error(
+    "cds_off", "CDS Hooks is off: the service listens on every address and has no --public-url"
+)
 
 
 class BodyRefused(Exception):
@@ -97,9 +114,17 @@ class Gate:
         self.api = api
         self._v1_paths: frozenset[str] = frozenset()
         self._templates: tuple[tuple[re.Pattern[str], str], ...] = ()
+        self._proxies: TrustedProxies | None = None
 
     def state(self) -> ServiceState | None:
         return getattr(self.api.state, "carerisk", None)
+
+    def client(self, state: ServiceState, scope: Scope) -> str:
+        """The client's address: the socket's peer, or behind a trusted proxy the address it
+        forwarded (serving/calls.py)."""
+        if self._proxies is None:
+            self._proxies = TrustedProxies(state.config.trusted_proxies)
+        return self._proxies.client(_peer(scope), _headers(scope, b"x-forwarded-for"))
 
     def v1_paths(self) -> frozenset[str]:
         """The /v1 paths served: those the OpenAPI document lists, and the document itself
@@ -148,7 +173,7 @@ class Gate:
             await self.app(scope, receive, send)
         elif path in ("/", "/ui"):
             await answer(send, 307, None, [(b"location", b"/ui/")])
-        elif path == "/metrics":
+        elif path == ROUTE["metrics"].path:
             await self._metrics(scope, send)
         elif path == "/v1" or path.startswith("/v1/"):
             await self._v1(scope, receive, send)
@@ -192,8 +217,9 @@ class Gate:
         if not known:
             await self._refuse(state, call, send, 404, NOT_FOUND)
             return
+        limit = state.config.records_limit if scope["path"] == RECORDS else None
         try:
-            body = await read_body(scope, receive, state.config.max_body_bytes,
+            body = await read_body(scope, receive, limit or state.config.max_body_bytes,
                                    state.config.body_timeout_seconds)  # fmt: skip
         except BodyRefused as refused:
             await self._refuse(state, call, send, refused.status, refused.detail, close=True)
@@ -248,26 +274,20 @@ class Gate:
     async def _admit(
         self, state: ServiceState, scope: Scope, endpoint: str, send: Send
     ) -> Call | None:
-        """The call when the client, key, rate and role allow it; else answer and None."""
-        client = _client(scope)
+        """The call when the key, rate and role allow it; else answer and None. A key that does
+        not verify counts against the address's failed authentications (429 when over)."""
+        client = self.client(state, scope)
         presented = bearer_key(_header(scope, b"authorization"))
         key_id = presented_key_id(presented)
-        if not state.address_limiter.ready(client):
-            wait = state.address_limiter.retry_after(client)
-            state.refusals.add(Refusal(client, endpoint, 429, key_id, "unchecked"))
-            await answer(send, 429, error("rate_limited", _retry(wait)), _retry_after(wait))
-            return None
         check = state.keys.check(presented or "")
         call = Call(client, endpoint, key_id, "missing" if presented is None else check.reason,
                     check.principal)  # fmt: skip
         principal = check.principal
         if principal is None:
-            state.address_limiter.allow(client)
-            state.refusals.add(Refusal(client, endpoint, 401, key_id, call.key_check))
             message = KEY_MESSAGES.get(call.key_check, "a valid API key is needed "
                                        "(Authorization: Bearer <key>)")  # fmt: skip
-            await answer(send, 401, error("unauthenticated", message),
-                         [(b"www-authenticate", b"Bearer")])  # fmt: skip
+            await self._unauthenticated(state, send, Refusal(client, endpoint, 401, key_id,
+                                        call.key_check), message, b"Bearer")  # fmt: skip
             return None
         if not state.limiter.allow(principal.key_id):
             wait = state.limiter.retry_after(principal.key_id)
@@ -281,10 +301,26 @@ class Gate:
             return None
         return call
 
+    async def _unauthenticated(
+        self, state: ServiceState, send: Send, refusal: Refusal, message: str, scheme: bytes
+    ) -> None:
+        """Refuse a call with no credential that verifies: 401 while its address is within its
+        failed authentications, 429 once over; audited in groups."""
+        client = refusal.client
+        if not state.address_limiter.allow(client):
+            wait = state.address_limiter.retry_after(client)
+            state.refusals.add(replace(refusal, status=429))
+            await answer(send, 429, error("rate_limited", _retry(wait)), _retry_after(wait))
+            return
+        state.refusals.add(refusal)
+        await answer(send, 401, error("unauthenticated", message),
+                     [(b"www-authenticate", scheme)])  # fmt: skip
+
     # --- CDS Hooks ----------------------------------------------------------------------------
 
     async def _cds(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A CDS Hooks call: limits here, the client's JWT in serving/cds_hooks.py."""
+        """A CDS Hooks call: the client's JWT, the limits and the body here; the hook itself in
+        serving/cds_hooks.py."""
         state = self.state()
         if state is None:
             await answer(send, 503, STARTING)
@@ -292,23 +328,33 @@ class Gate:
         if scope.get("method") == "OPTIONS":  # a CORS preflight: no body, no credentials
             await self.app(scope, receive, send)
             return
-        client = _client(scope)
-        endpoint = "cds_discovery" if scope["path"].rstrip("/") == CDS else "cds_service"
-        if not state.address_limiter.ready(client):
-            wait = state.address_limiter.retry_after(client)
-            state.refusals.add(Refusal(client, endpoint, 429, "none", "unchecked"))
-            await answer(send, 429, error("rate_limited", _retry(wait)), _retry_after(wait))
+        own = with_cors(send, _header(scope, b"origin"), state.config.cds_cors_origins)
+        base = state.config.base_url
+        if not base:
+            await answer(own, 404, CDS_OFF)
             return
+        client = self.client(state, scope)
+        endpoint = "cds_discovery" if scope["path"].rstrip("/") == CDS else "cds_service"
+        authorization = _header(scope, b"authorization")
+        try:
+            found = await cds_client(state, authorization, base + scope["path"])
+        except TokenRefused as refusal:
+            check = "missing" if authorization is None else "bad_jwt"
+            await self._unauthenticated(state, own, Refusal(client, endpoint, 401, "none",
+                                        check), str(refusal), b"Bearer")  # fmt: skip
+            return
+        who = found.principal()
         try:
             body = await read_body(scope, receive, state.config.max_body_bytes,
                                    state.config.body_timeout_seconds)  # fmt: skip
         except BodyRefused as refused:
-            state.refusals.add(Refusal(client, endpoint, refused.status, "none", "unchecked"))
-            await answer(send, refused.status, refused.detail, [(b"connection", b"close")])
+            state.refusals.add(Refusal(client, endpoint, refused.status, who.key_id,
+                                       "client_jwt", who.org, who.role))  # fmt: skip
+            await answer(own, refused.status, refused.detail, [(b"connection", b"close")])
             return
         if body is None:
             return
-        call = Call(client, endpoint, "none", "client_jwt", state=state.pin())
+        call = Call(client, endpoint, who.key_id, "client_jwt", who, state=state.pin())
         token = CURRENT.set(call)
         try:
             await self.app(scope, replay(body, receive), send)
@@ -332,16 +378,42 @@ class Gate:
 # --- helpers -----------------------------------------------------------------------------
 
 
+def with_cors(send: Send, origin: str | None, allowed: tuple[str, ...]) -> Send:
+    """`send` for the gate's own CDS answers: readable by an allowed browser origin, as the
+    CDS app's answers are (its CORS middleware adds the same)."""
+    if origin is None or origin not in allowed:
+        return send
+
+    async def readable(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            extra = [(b"access-control-allow-origin", origin.encode("latin-1")),
+                     (b"vary", b"Origin")]  # fmt: skip
+            message["headers"] = [*(message.get("headers") or []), *extra]
+        await send(message)
+
+    return readable
+
+
+async def cds_client(state: ServiceState, authorization: str | None, audience: str) -> CdsClient:
+    """The registered CDS client whose JWT the call carries, for `audience`; TokenRefused
+    otherwise. A call without a token is refused at once; a token is checked in a thread (its
+    id is written against replay)."""
+    token = bearer_token(authorization or "")
+    clients = clients_at(state.config.layout.cds_clients_path)
+    first_use = store_of(state).first_use
+    found, _ = await asyncio.to_thread(verify_client_token, token, clients, audience, first_use)
+    return found
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int, seconds: float) -> bytes | None:
-    """The whole body: over `limit` bytes is 413, a wait of more than `seconds` for its next
-    part is 408; None when the client disconnected."""
+    """The whole body: over `limit` bytes is 413, not all there within `seconds` of the first
+    wait is 408 (however it is dripped); None when the client disconnected."""
     declared = _header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyRefused(413, _too_large(limit))
     parts, size = [], 0
-    loop = asyncio.get_running_loop()
     try:
-        async with asyncio.timeout(seconds) as deadline:
+        async with asyncio.timeout(seconds):
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
@@ -353,7 +425,6 @@ async def read_body(scope: Scope, receive: Receive, limit: int, seconds: float) 
                 parts.append(part)
                 if not message.get("more_body", False):
                     return b"".join(parts)
-                deadline.reschedule(loop.time() + seconds)
     except TimeoutError:
         raise BodyRefused(
             408, error("request_timeout", f"the body did not arrive within {seconds:g} s")
@@ -400,8 +471,8 @@ def _secured(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return kept + [(k, v) for k, v in SECURITY_HEADERS if k not in names]
 
 
-def _client(scope: Scope) -> str:
-    """The peer's address as the server saw it."""
+def _peer(scope: Scope) -> str:
+    """The socket's peer (uvicorn's proxy headers are left out: serving/timeouts.py)."""
     return str((scope.get("client") or ("unknown",))[0] or "unknown")
 
 
@@ -410,6 +481,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return bytes(value).decode("latin-1")
     return None
+
+
+def _headers(scope: Scope, name: bytes) -> list[str]:
+    return [bytes(v).decode("latin-1") for k, v in scope.get("headers") or [] if k == name]
 
 
 def _retry(wait: float) -> str:

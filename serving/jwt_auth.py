@@ -40,7 +40,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from features.home import Home
-from serving.keys import atomic_write
+from serving.keys import PRACTICE, Principal, atomic_write
 
 ALGORITHMS: tuple[str, ...] = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512")
 CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
@@ -72,6 +72,9 @@ class CdsClient:
     jwks: dict[str, Any]
     jku: tuple[str, ...] = ()
     added_at: str = ""
+    # the practices whose patients it may see (a GP system's own); None: every practice (also a
+    # client registered before clients had a scope)
+    practices: tuple[str, ...] | None = None
 
     def key(self, kid: str) -> dict[str, Any] | None:
         for jwk in self.jwks.get("keys", []):
@@ -79,10 +82,17 @@ class CdsClient:
                 return dict(jwk)
         return None
 
+    def principal(self) -> Principal:
+        """Who the client's calls are audited as (role cds_client), with its practice scope."""
+        practices = None if self.practices is None else frozenset(self.practices)
+        return Principal(key_id=f"cds-{self.id}", org=self.org, role="cds_client",
+                         practices=practices)  # fmt: skip
+
     def public(self) -> dict[str, Any]:
         return {
             "id": self.id, "iss": self.iss, "org": self.org, "jku": list(self.jku),
             "kids": [k.get("kid") for k in self.jwks.get("keys", [])], "added_at": self.added_at,
+            "practices": None if self.practices is None else list(self.practices),
         }  # fmt: skip
 
 
@@ -100,8 +110,16 @@ class CdsClients:
     def in_home(cls, home: Path) -> CdsClients:
         return cls(Home(Path(home)).cds_clients_path)
 
-    def add(self, iss: str, org: str, jwks: dict[str, Any], jku: Sequence[str] = ()) -> CdsClient:
-        """Register (or replace) the client with issuer `iss`; its keys are checked first."""
+    def add(
+        self,
+        iss: str,
+        org: str,
+        jwks: dict[str, Any],
+        jku: Sequence[str] = (),
+        practices: Sequence[str] | None = None,
+    ) -> CdsClient:
+        """Register (or replace) the client with issuer `iss`; its keys are checked first. With
+        `practices`, it sees only the patients of those practices."""
         if not _ISSUER.match(iss):
             raise CdsClientError(f"issuer {iss!r} must be an http(s) URL")
         if not _ORG.match(org.strip()):
@@ -117,6 +135,7 @@ class CdsClients:
             client = CdsClient(
                 id=secrets.token_hex(6), iss=iss, org=org.strip(), jwks=checked, jku=tuple(jku),
                 added_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                practices=_practices(practices),
             )  # fmt: skip
             clients[iss] = client
             self._write(clients)
@@ -148,7 +167,14 @@ class CdsClients:
         try:
             rows = json.loads(self.path.read_text(encoding="utf-8"))["clients"]
             return {
-                row["iss"]: CdsClient(**{**row, "jku": tuple(row.get("jku", ()))}) for row in rows
+                row["iss"]: CdsClient(
+                    **{
+                        **row,
+                        "jku": tuple(row.get("jku", ())),
+                        "practices": _practices(row.get("practices")),
+                    }
+                )
+                for row in rows
             }
         except FileNotFoundError:
             return {}
@@ -315,3 +341,14 @@ def _file_stamp(path: Path) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _practices(codes: Sequence[str] | None) -> tuple[str, ...] | None:
+    """A client's practice codes, checked (None: every practice)."""
+    if codes is None:
+        return None
+    checked = tuple(sorted({str(c).strip() for c in codes}))
+    bad = [c for c in checked if not PRACTICE.match(c)]
+    if bad or not checked:
+        raise CdsClientError(f"practice codes must be 1-20 letters, digits or -: {list(codes)}")
+    return checked

@@ -10,6 +10,12 @@ latency; SHA-256 keeps `authenticate` fast on every request. The stored hash is 
 `hmac.compare_digest`; an unknown key_id still runs a hash and a comparison against a dummy
 value so the timing does not reveal which key ids exist.
 
+Practice scope: a GP key acts for the practices it names (their registered patients) or, issued
+with `all_practices` (a federation or a data-sharing agreement), for every practice. Its
+`Principal.practices` is that set, or None when no practice limits the key (every other role,
+and an all-practices GP key). A GP key stored without a scope (issued before scopes existed)
+acts for no practice: it must be issued again.
+
 The store is a JSON file (mode 0600) written atomically (temporary file, fsync, rename) under
 an exclusive `flock`, so `carerisk keys` and running service workers can share it; a reader
 reloads it when the file changes, so a revocation takes effect on the next request.
@@ -26,7 +32,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -39,6 +45,9 @@ PREFIX = "crk"
 _KEY_ID = re.compile(r"^[0-9a-f]{12}$")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _ORG = re.compile(r"^[\w .,&'()/-]{1,100}$")
+PRACTICE = re.compile(r"^[A-Za-z0-9-]{1,20}$")  # a practice code, e.g. M85001
+SCOPED_ROLE = "gp"  # the role whose keys are limited to practices
+ALL_PRACTICES = "all_practices"  # the audited scope of a key for every practice
 _DUMMY_HASH = hashlib.sha256(b"carerisk-no-such-key").hexdigest()
 
 AuthReason = Literal["ok", "malformed", "unknown", "bad_secret", "revoked", "expired"]
@@ -53,6 +62,19 @@ class Principal:
     key_id: str
     org: str
     role: str
+    practices: frozenset[str] | None = None  # the practices acted for; None: not limited
+
+    def covers(self, practice: str | None) -> bool:
+        """True when this caller may see the people of `practice`."""
+        return self.practices is None or practice in self.practices
+
+    @property
+    def scope(self) -> str | None:
+        """The practice scope as audited: ``practices:A1,B2``, ``all_practices`` for a GP key
+        for every practice, None for a role no practice limits."""
+        if self.practices is not None:
+            return "practices:" + ",".join(sorted(self.practices))
+        return ALL_PRACTICES if self.role == SCOPED_ROLE else None
 
 
 @dataclass(frozen=True)
@@ -66,6 +88,14 @@ class KeyRecord:
     created_at: str
     expires_at: str | None = None
     revoked_at: str | None = None
+    practices: tuple[str, ...] = ()  # a GP key's practices
+    all_practices: bool = False  # a GP key for every practice
+
+    def principal(self) -> Principal:
+        """Who this key acts as, with its practice scope."""
+        limited = self.role == SCOPED_ROLE and not self.all_practices
+        practices = frozenset(self.practices) if limited else None
+        return Principal(self.key_id, self.org, self.role, practices)
 
     def status(self, now: dt.datetime) -> str:
         if self.revoked_at:
@@ -77,6 +107,8 @@ class KeyRecord:
     def public(self, now: dt.datetime) -> dict[str, Any]:
         """The record without its hash, for listing."""
         info = {k: v for k, v in asdict(self).items() if k != "key_hash"}
+        info["practices"] = list(self.practices)
+        info["scope"] = self.principal().scope
         info["status"] = self.status(now)
         return info
 
@@ -113,10 +145,21 @@ class KeyStore:
     def in_home(cls, home: Path) -> KeyStore:
         return cls(Home(Path(home)).keys_path)
 
-    def add(self, org: str, role: str, *, expires_at: dt.datetime | None = None) -> tuple[str, str]:
-        """Issue a key; returns (key_id, full key). The full key is not stored anywhere."""
+    def add(
+        self,
+        org: str,
+        role: str,
+        *,
+        expires_at: dt.datetime | None = None,
+        practices: Sequence[str] = (),
+        all_practices: bool = False,
+    ) -> tuple[str, str]:
+        """Issue a key; returns (key_id, full key). The full key is not stored anywhere. A GP key
+        names the practices it acts for, or is for `all_practices`; no other role takes a
+        practice scope."""
         org = _check_org(org)
         _check_role(role)
+        scope = _check_scope(role, practices, all_practices)
         expiry = _iso(_aware(expires_at, "expires_at")) if expires_at else None
         with self._exclusive():
             records = self._read()
@@ -129,6 +172,8 @@ class KeyStore:
                 key_hash=hash_key(full_key),
                 created_at=_iso(utc_now()),
                 expires_at=expiry,
+                practices=scope,
+                all_practices=all_practices,
             )
             self._write(records)
         return key_id, full_key
@@ -144,6 +189,13 @@ class KeyStore:
                 record = replace(record, revoked_at=_iso(utc_now()))
                 records[key_id] = record
                 self._write(records)
+        return record
+
+    def list_one(self, key_id: str) -> KeyRecord:
+        """The record of one key; raises KeyStoreError for an unknown id."""
+        record = self._records().get(key_id)
+        if record is None:
+            raise KeyStoreError(f"{self.path}: no key with key_id {key_id!r}")
         return record
 
     def list(self) -> list[KeyRecord]:
@@ -167,7 +219,7 @@ class KeyStore:
         status = record.status(now)
         if status != "active":
             return AuthResult(None, "revoked" if status == "revoked" else "expired")
-        return AuthResult(Principal(record.key_id, record.org, record.role), "ok")
+        return AuthResult(record.principal(), "ok")
 
     def authenticate(self, presented: str, *, now: dt.datetime | None = None) -> Principal | None:
         """The principal for a valid, live key; None otherwise (see `check` for why)."""
@@ -193,7 +245,7 @@ class KeyStore:
             raise KeyStoreError(f"{self.path}: cannot read key file: {exc}") from exc
         try:
             rows = json.loads(text)["keys"]
-            return {row["key_id"]: KeyRecord(**row) for row in rows}
+            return {row["key_id"]: _record(row) for row in rows}
         except (ValueError, KeyError, TypeError) as exc:
             raise KeyStoreError(f"{self.path}: malformed key file: {exc}") from exc
 
@@ -273,6 +325,28 @@ def _check_org(org: str) -> str:
             f"org {org!r} must be 1-100 letters, digits, spaces or . , & ' ( ) / - _"
         )
     return org
+
+
+def _record(row: dict[str, Any]) -> KeyRecord:
+    return KeyRecord(**{**row, "practices": tuple(row.get("practices", ()))})
+
+
+def _check_scope(role: str, practices: Sequence[str], all_practices: bool) -> tuple[str, ...]:
+    """The practices of a key, checked: a GP key needs a scope, other roles take none."""
+    codes = tuple(sorted({p.strip() for p in practices}))
+    bad = [p for p in codes if not PRACTICE.match(p)]
+    if bad:
+        raise KeyStoreError(f"practice code {bad[0]!r} must be 1-20 letters, digits or -")
+    if role != SCOPED_ROLE:
+        if codes or all_practices:
+            raise KeyStoreError(f"only a {SCOPED_ROLE} key takes a practice scope, not {role}")
+        return ()
+    if bool(codes) == all_practices:
+        raise KeyStoreError(
+            f"a {SCOPED_ROLE} key acts either for the practices it names (--practice) or for "
+            "all practices (--all-practices)"
+        )
+    return codes
 
 
 def _check_role(role: str) -> None:

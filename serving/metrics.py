@@ -17,6 +17,8 @@ import os
 from collections.abc import Collection
 from typing import Any
 
+from serving.roles import ROUTE
+
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OPEN_ROUTES = ("/livez", "/readyz")
 UI_ROUTES = ("/ui/", "/ui/person", "/ui/register", "/ui/referrals")
@@ -24,7 +26,12 @@ UI_ROUTES = ("/ui/", "/ui/person", "/ui/register", "/ui/referrals")
 
 def route_label(path: str, v1_paths: Collection[str]) -> str:
     """The route template a path answers to; bounded whatever the path."""
-    if path in v1_paths or path in OPEN_ROUTES or path in UI_ROUTES or path == "/metrics":
+    if (
+        path in v1_paths
+        or path in OPEN_ROUTES
+        or path in UI_ROUTES
+        or path == ROUTE["metrics"].path
+    ):
         return path
     if path.startswith("/ui/static/"):
         return "/ui/static/{name}"

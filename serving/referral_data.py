@@ -11,8 +11,9 @@ of the last visit.
 
 `referral_report` counts referrals made, visits done and their findings by band and district,
 and sets the visits available in a month (the outcome's ``monthly_capacity``) against the
-people at risk (the top two bands of the register) in each district; `write_report` writes it
-as JSON and as a self-contained HTML page in the evaluation report's style.
+people at risk (the register's at-risk bands, `Outcome.at_risk`) in each district;
+`write_report` writes it as JSON and as a self-contained HTML page in the evaluation report's
+style.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def export_visits(
 
 @dataclass(frozen=True)
 class AtRisk:
-    """People at risk by district (the register's top two bands), and the month's capacity."""
+    """People at risk by district (the register's at-risk bands), and the month's capacity."""
 
     bands: tuple[str, ...]  # the bands counted as at risk, highest first
     by_district: Mapping[str, int]

@@ -32,8 +32,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field, create_model
 
+from features.outcomes import HOME_SAFETY_CHECK, Outcome
 from features.registry import FEATURES
-from serving.api import audit, needs, refuse, state_of
+from serving.api import audit, check_scope, mount, needs, refuse, state_of
+from serving.defaults import FireSharing
 from serving.fhir_requests import referral_request
 from serving.keys import KeyStore, Principal, utc_now
 from serving.referrals import (
@@ -52,13 +54,10 @@ from serving.referrals import (
     StatusChange,
     store_at,
 )
-from serving.roles import scope_reasons
+from serving.roles import ROUTE, scope_reasons
 from serving.schemas import BODY_ERRORS, ErrorBody, error_responses
 from serving.scoring import ScoringError
 from serving.state import ServiceState
-
-FIRE_READS = frozenset({"person", "register"})  # routes that show people beyond referrals
-
 
 # --- sharing with the fire service ----------------------------------------------------------
 
@@ -66,7 +65,7 @@ FIRE_READS = frozenset({"person", "register"})  # routes that show people beyond
 def fire_gate(state: ServiceState, principal: Principal, route: str) -> None:
     """Refuse (403, audited) a fire read of people outside referrals when the deployment shares
     only referrals with the fire service."""
-    if principal.role != "fire" or route not in FIRE_READS:
+    if principal.role != "fire" or not ROUTE[route].beyond_referrals:
         return
     if state.config.fire_sharing == "referrals":
         audit(state, principal, route, "not_shared_referrals_only", 403)
@@ -103,8 +102,8 @@ def may_read(referral: Referral, principal: Principal) -> bool:
     organisation, the admin."""
     if principal.role == "admin":
         return True
-    if principal.role == "gp":
-        return referral.referring_org == principal.org
+    if principal.role == "gp":  # and within the key's practices
+        return referral.referring_org == principal.org and principal.covers(referral.practice_code)
     if principal.role == "fire":
         return referral.receiving_org == principal.org
     return False
@@ -138,9 +137,7 @@ class ReferralAnswer(BaseModel):
 class QueueAnswer(BaseModel):
     organisation: str | None = Field(description="the receiving organisation (none: admin)")
     role: str
-    sharing: Literal["referrals", "register"] = Field(
-        description="what this deployment shares with the fire service"
-    )
+    sharing: FireSharing = Field(description="what this deployment shares with the fire service")
     referrals: list[dict[str, Any]]
 
 
@@ -171,7 +168,7 @@ ReferralId = Path(
 
 def referral_router(outcomes: Sequence[str]) -> APIRouter:
     """The /v1/referrals routes; a referral's `outcome` is one of the `outcomes` served."""
-    routes = APIRouter(prefix="/referrals", tags=["referrals"])
+    routes = APIRouter(tags=["referrals"])  # the paths are the route table's
     _form_route(routes)
     _create_route(routes, request_for(outcomes))
     _queue_route(routes)
@@ -180,9 +177,9 @@ def referral_router(outcomes: Sequence[str]) -> APIRouter:
 
 
 def _form_route(routes: APIRouter) -> None:
-    @routes.get(
-        "/form",
-        name="referral_form",
+    @mount(
+        routes,
+        "referral_form",
         summary="What a referral form needs: the fire organisations and the agreement's words",
         response_model=None,
         responses=answers((200, FormAnswer, "the form's choices and words"), 422),
@@ -210,9 +207,9 @@ def request_for(outcomes: Sequence[str]) -> type[ReferralRequest]:
 
 
 def _create_route(routes: APIRouter, Body: type[ReferralRequest]) -> None:
-    @routes.post(
-        "",
-        name="referral_create",
+    @mount(
+        routes,
+        "referral_create",
         status_code=201,
         summary="Refer a person to a fire service, with their recorded agreement",
         response_model=None,
@@ -228,8 +225,10 @@ def _create_route(routes: APIRouter, Body: type[ReferralRequest]) -> None:
         body: ReferralRequest = made
         state = state_of(request)
         route = "referral_create"
+        check_scope(state, principal, route, body.outcome, [body.person_id])
         try:
             outcome = state.scorer.resolve(body.outcome)
+            _check_referable(state, principal, state.scorer.model(outcome).outcome, body)
             result = state.scorer.score_people(outcome, [body.person_id], clinical=False)[0]
         except ScoringError as error:  # not served, unknown, objected (451), outside the cohort
             raise refuse(state, principal, route, body.outcome, error) from None
@@ -274,6 +273,21 @@ def _create_route(routes: APIRouter, Body: type[ReferralRequest]) -> None:
         }
 
 
+def _check_referable(
+    state: ServiceState, principal: Principal, outcome: Outcome, body: ReferralRequest
+) -> None:
+    """Only an outcome whose definition leads to the home safety and falls check may refer to
+    it (422 otherwise), so the fire service is never told of another risk."""
+    if HOME_SAFETY_CHECK in outcome.referral_services:
+        return
+    audit(state, principal, "referral_create", "not_referable", 422, person_ids=[body.person_id])
+    raise refused(
+        422,
+        "not_referable",
+        f"the {outcome.title.lower()} outcome does not lead to a home safety and falls check",
+    )
+
+
 def _check_basis(
     state: ServiceState,
     principal: Principal,
@@ -297,9 +311,9 @@ def _check_basis(
 
 
 def _queue_route(routes: APIRouter) -> None:
-    @routes.get(
-        "",
-        name="referral_queue",
+    @mount(
+        routes,
+        "referral_queue",
         summary="The referrals a fire organisation receives (the admin sees every one)",
         response_model=None,
         responses=answers((200, QueueAnswer, "the queue"), 422),
@@ -331,9 +345,9 @@ def _queue_route(routes: APIRouter) -> None:
 
 
 def _read_routes(routes: APIRouter) -> None:
-    @routes.get(
-        "/{referral_id}",
-        name="referral_read",
+    @mount(
+        routes,
+        "referral_read",
         summary="One referral with its history and ServiceRequest",
         response_model=None,
         responses=answers((200, ReferralAnswer, "the referral and its history"), 404, 422),
@@ -353,9 +367,9 @@ def _read_routes(routes: APIRouter) -> None:
             answer["service_request"] = referral_request(referral, definition)
         return answer
 
-    @routes.post(
-        "/{referral_id}/status",
-        name="referral_status",
+    @mount(
+        routes,
+        "referral_status",
         summary="Move a referral on: accepted, visited (with findings), declined, no_access "
         "or closed",
         response_model=None,

@@ -49,6 +49,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     field_validator,
     model_validator,
@@ -138,7 +139,11 @@ class AgreementIn(BaseModel):
         description="who recorded the agreement, e.g. Dr A Patel",
         examples=["Dr A Patel"],
     )
-    recorded_at: AwareDatetime = Field(description="when the person agreed (with a time zone)")
+    recorded_at: AwareDatetime = Field(
+        description="when the person agreed (with a time zone); not in the future (up to "
+        f"{FUTURE_SLACK.seconds // 60} minutes ahead are taken as clocks that differ)",
+        json_schema_extra={"x-not-after": "now"},
+    )
     agreed_to: list[AgreementItem] = Field(
         min_length=1,
         # every item, each once (the validator says which is missing)
@@ -196,11 +201,11 @@ class Findings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    trip_hazards: bool
-    smoke_alarm_working: bool
-    smoker: bool
-    mobility_concern: bool
-    referral_made: bool = Field(description="an onward referral was made")
+    trip_hazards: StrictBool
+    smoke_alarm_working: StrictBool
+    smoker: StrictBool
+    mobility_concern: StrictBool
+    referral_made: StrictBool = Field(description="an onward referral was made")
 
 
 # A visit brings its date and findings and no other move does: the rule in JSON Schema, for the
@@ -403,22 +408,19 @@ class ReferralStore:
 
     def create(self, new: NewReferral, *, now: dt.datetime | None = None) -> Referral:
         """Store a referral; DuplicateReferral when the person already has an open referral
-        for the outcome to the same organisation."""
+        (a home safety and falls check) to any fire service. Its message names another
+        organisation's referral by nothing but that it exists."""
         when = _stamp(now)
         agreement = Agreement(**new.agreement.model_dump(), wording=AGREEMENT_WORDING)
         referral_id = "ref-" + secrets.token_hex(12)
         with self._transaction() as conn:
             existing = conn.execute(
-                "SELECT id, status FROM referral WHERE person_id = ? AND outcome = ? "
-                "AND receiving_org = ?",
-                (new.person_id, new.outcome, new.receiving_org),
+                "SELECT id, status, referring_org, receiving_org FROM referral WHERE person_id = ?",
+                (new.person_id,),
             ).fetchall()
-            for other_id, status in existing:
+            for other_id, status, referrer, receiver in existing:
                 if status in OPEN:
-                    raise DuplicateReferral(
-                        f"this person already has an open referral ({other_id}, {status}) "
-                        f"to {new.receiving_org}"
-                    )
+                    raise DuplicateReferral(_duplicate(new, other_id, status, referrer, receiver))
             row = {
                 "id": referral_id, "created_at": when, "updated_at": when, "status": "referred",
                 "person_id": new.person_id, "outcome": new.outcome,
@@ -628,6 +630,13 @@ def _stamp(now: dt.datetime | None) -> str:
     if when.tzinfo is None:
         raise ValueError("a referral time must carry a time zone")
     return when.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _duplicate(new: NewReferral, other_id: str, status: str, referrer: str, receiver: str) -> str:
+    """Why a referral is refused as a duplicate: the open one named only to its own referrer."""
+    if referrer != new.referring_org:
+        return "this person already has an open home safety and falls check referral"
+    return f"this person already has an open referral ({other_id}, {status}) to {receiver}"
 
 
 def is_referral_id(value: str) -> bool:

@@ -11,12 +11,17 @@ service's one audit writer (one group commit); what is counted when the service 
 by its shutdown hook. A refusal's record can therefore trail its answer by up to a second, and
 the counts of the last second are lost if the process is killed; an answer that shows data is
 always audited before it leaves (serving/api.py).
+
+The log follows the audit: each group written is one log line, and the server's access log
+leaves out the requests counted here (`GroupedAccessLines`, installed by the service), so a
+flood grows neither by a line a request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from serving.audit import AuditEntry, AuditUnavailable, AuditWriter
@@ -26,6 +31,9 @@ log = logging.getLogger("carerisk.serving")
 IDS_PER_CLIENT = 8
 MAX_GROUPS = 10_000  # groups held before an early flush
 OUTCOMES = {401: "unauthenticated", 408: "timeout", 429: "rate_limited"}
+ACCESS_LOG = "bentoml.access"  # the server's line-a-request log
+# set in a request's context once its refusal is counted here (the access log then skips it)
+GROUPED: ContextVar[bool] = ContextVar("carerisk_grouped_refusal", default=False)
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,7 @@ class RefusalTally:
 
     def add(self, refusal: Refusal) -> None:
         """Count one refusal (on the event loop); the flusher starts with the first."""
+        GROUPED.set(True)
         ids = self._ids.setdefault(refusal.client, set())
         if refusal.key_id not in ids:
             if len(ids) >= IDS_PER_CLIENT:
@@ -76,8 +85,13 @@ class RefusalTally:
             asyncio.get_running_loop().create_task(self.flush())
 
     def drain(self) -> list[AuditEntry]:
-        """The counted groups as audit entries; the counts start again from nothing."""
+        """The counted groups as audit entries, each said in one log line; the counts start
+        again from nothing."""
         counts, self._counts, self._ids = self._counts, {}, {}
+        for refusal, n in counts.items():
+            log.info("refused %d request(s) %d %s from %s (key %s: %s, role %s)", n,
+                     refusal.status, refusal.endpoint, refusal.client, refusal.key_id,
+                     refusal.key_check, refusal.role)  # fmt: skip
         return [refusal.entry(n) for refusal, n in counts.items()]
 
     async def flush(self) -> None:
@@ -115,3 +129,17 @@ class RefusalTally:
             self._task.cancel()
             self._task = None
         await self.flush()
+
+
+class GroupedAccessLines(logging.Filter):
+    """Leaves out of the access log the requests whose refusal was counted in a group."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not GROUPED.get()
+
+
+def group_access_lines() -> None:
+    """Install `GroupedAccessLines` on the server's access log (once)."""
+    access = logging.getLogger(ACCESS_LOG)
+    if not any(isinstance(f, GroupedAccessLines) for f in access.filters):
+        access.addFilter(GroupedAccessLines())

@@ -24,6 +24,7 @@ from features.outcomes import Outcome
 from features.registry import FEATURES
 from serving.api import (
     IN_CARE_HOME,
+    OUTSIDE_SCOPE,
     PersonRequest,
     RequestModels,
     append_all,
@@ -31,11 +32,15 @@ from serving.api import (
     audit_async,
     audit_entry,
     check_batch,
+    check_scope,
     json_answer,
+    mount,
     needs,
     now_utc,
     refuse,
     refuse_async,
+    request_models,
+    scope_refusal,
     scored_answer,
     state_of,
     unaudited,
@@ -45,7 +50,7 @@ from serving.checkpoints import CheckpointError, read_checkpoints
 from serving.config import ServingConfig
 from serving.fhir import risk_assessment
 from serving.keys import Principal
-from serving.referral_routes import fire_gate, read_result
+from serving.referral_routes import fire_gate, read_result, referral_router
 from serving.register import RegisterQuery, ranked_register, to_csv
 from serving.roles import scope_result, sees_clinical
 from serving.schemas import (
@@ -62,9 +67,22 @@ from serving.schemas import (
     WhoAmI,
     error_responses,
 )
-from serving.scoring import ObjectedPeople, OutsideCohort, ScoringError, UnknownPeople
+from serving.scoring import (
+    NOT_IN_SNAPSHOT,
+    ObjectedPeople,
+    OutsideCohort,
+    ScoringError,
+    UnknownPeople,
+)
 from serving.state import ServiceState
 from serving.swap import ReloadBusy, ReloadRefused
+
+
+def v1_routers(outcomes: Sequence[Outcome], config: ServingConfig) -> list[APIRouter]:
+    """The routers of every /v1 route for the outcomes served, each route mounted from the one
+    route table (serving/roles.py `ROUTES`): this module's and the referrals'."""
+    served = [o.name for o in outcomes]
+    return [router(request_models(outcomes), config), referral_router(served)]
 
 
 def router(models: RequestModels, config: ServingConfig) -> APIRouter:
@@ -81,8 +99,9 @@ def router(models: RequestModels, config: ServingConfig) -> APIRouter:
 def _scoring_routes(routes: APIRouter, models: RequestModels) -> None:
     ScoreBody, RecordsBody = models.score, models.records
 
-    @routes.post(
-        "/score",
+    @mount(
+        routes,
+        "score",
         summary="Score people by id, with reasons",
         response_model=ScoreResponse,
         responses=error_responses(*BODY_ERRORS, 404, 451),
@@ -99,6 +118,9 @@ def _scoring_routes(routes: APIRouter, models: RequestModels) -> None:
         if len(person_ids) > state.config.max_batch:
             await audit_async(state, principal, "score", "refused", 413, outcome=outcome)
         check_batch(state, len(person_ids))
+        refusal = scope_refusal(state, principal, person_ids)
+        if refusal is not None:
+            raise await refuse_async(state, principal, "score", outcome, refusal, OUTSIDE_SCOPE)
         try:
             bands, answer = await scored_answer(state, outcome, person_ids)
         except ScoringError as error:
@@ -107,8 +129,9 @@ def _scoring_routes(routes: APIRouter, models: RequestModels) -> None:
                           outcome=outcome, bands=bands)  # fmt: skip
         return answer
 
-    @routes.post(
-        "/score/records",
+    @mount(
+        routes,
+        "score_records",
         summary="Score full feature records, with reasons",
         description=(
             "Each record holds every registry feature (null where unknown; age_years always), "
@@ -165,8 +188,9 @@ NO_SCORE = {"error": "no_score", "message": "no score for this outcome"}
 
 
 def _person_route(routes: APIRouter) -> None:
-    @routes.post(
-        "/person",
+    @mount(
+        routes,
+        "person",
         summary="Every outcome for one person, as the caller's role may see",
         description=(
             "The clinical roles see each outcome's score, or why there is none (outside its "
@@ -191,6 +215,7 @@ def _person_route(routes: APIRouter) -> None:
         answers: dict[str, Any] = {}
         entries: list[AuditEntry] = []
         pid = body.person_id
+        check_scope(state, principal, "person", "", [pid])
         for outcome in state.scorer.models:
             try:
                 result = state.scorer.score_people(outcome, [pid], clinical=clinical)[0]
@@ -228,7 +253,7 @@ def _refused_person(
     the reason."""
     if clinical:
         return refuse(state, principal, "person", outcome or "", error)
-    shown = UnknownPeople("no person with these ids is in the latest snapshot", [pid])
+    shown = UnknownPeople(NOT_IN_SNAPSHOT, [pid])
     reason = {ObjectedPeople: "objected", OutsideCohort: "outside_cohort"}.get(
         type(error), "refused"
     )
@@ -241,8 +266,9 @@ def _refused_person(
 def _fhir_route(routes: APIRouter, models: RequestModels) -> None:
     FhirBody = models.fhir
 
-    @routes.post(
-        "/fhir/risk-assessment",
+    @mount(
+        routes,
+        "fhir",
         summary="One person's score as a FHIR R4 RiskAssessment",
         response_model=None,
         responses={
@@ -257,6 +283,7 @@ def _fhir_route(routes: APIRouter, models: RequestModels) -> None:
     ) -> dict[str, Any]:
         state = state_of(request)
         outcome, person_id = body.outcome, body.person_id  # type: ignore[attr-defined]
+        check_scope(state, principal, "fhir", outcome, [person_id])
         try:
             result = state.scorer.score_people(outcome, [person_id])[0]
         except ScoringError as error:
@@ -275,9 +302,15 @@ def _register_route(routes: APIRouter, models: RequestModels, config: ServingCon
     most = config.register_max
     csv = {"text/csv": {"schema": {"type": "string", "description": "the register's rows"}}}
 
-    @routes.get(
-        "/register",
+    @mount(
+        routes,
+        "register",
         summary="A ranked risk register for a district or practice",
+        description=(
+            "A GP key acting for named practices sees only theirs: another practice is 404; "
+            "with no practice asked for, a key for one practice gets its register and a key for "
+            "several must name one (422)."
+        ),
         response_model=None,
         responses={
             200: {
@@ -286,6 +319,7 @@ def _register_route(routes: APIRouter, models: RequestModels, config: ServingCon
                 "description": "the register, as JSON or (format=csv) CSV",
             },
             **error_responses(422),
+            404: {"model": ErrorBody, "description": "a practice outside the key's practices"},
         },  # fmt: skip
     )
     def register(
@@ -305,6 +339,7 @@ def _register_route(routes: APIRouter, models: RequestModels, config: ServingCon
             audit(state, principal, "register", "refused", 422, outcome=outcome)
             message = f"top must be 1 to {state.config.register_max}"
             raise HTTPException(422, detail={"error": "invalid_top", "message": message})
+        practice = _register_practice(state, principal, outcome, practice)
         query = RegisterQuery(outcome, district=district, practice=practice, top=top)
         try:
             found = ranked_register(state, principal, query, result=read_result(state, principal))
@@ -317,12 +352,35 @@ def _register_route(routes: APIRouter, models: RequestModels, config: ServingCon
         return {"outcome": found.outcome, "role": principal.role, "people": found.scoped()}
 
 
+def _register_practice(
+    state: ServiceState, principal: Principal, outcome: str, practice: str | None
+) -> str | None:
+    """The practice a register is ranked within. A key acting for some practices sees only
+    theirs: another practice is 404 (audited as outside_scope), and with none asked for, a key
+    for one practice gets that practice's register and a key for several must name one."""
+    if principal.practices is None:
+        return practice
+    if practice is None and len(principal.practices) == 1:
+        return next(iter(principal.practices))
+    if practice is None:
+        audit(state, principal, "register", "practice_needed", 422, outcome=outcome)
+        named = ", ".join(sorted(principal.practices)) or "none"
+        message = f"this key acts for practices {named}: name one with practice="
+        raise HTTPException(422, detail={"error": "practice_needed", "message": message})
+    if not principal.covers(practice):
+        audit(state, principal, "register", OUTSIDE_SCOPE, 404, outcome=outcome)
+        message = "no such practice that this key may see"
+        raise HTTPException(404, detail={"error": "not_found", "message": message})
+    return practice
+
+
 # --- the rest ----------------------------------------------------------------------------
 
 
 def _other_routes(routes: APIRouter) -> None:
-    @routes.get(
-        "/outcomes",
+    @mount(
+        routes,
+        "outcomes",
         summary="The outcomes served: titles, cohorts and band labels",
         response_model=OutcomesAnswer,
         responses=error_responses(),
@@ -335,8 +393,9 @@ def _other_routes(routes: APIRouter) -> None:
         return {"outcomes": [_described(m.outcome, m.bundle.bands.labels)
                              for m in state.scorer.models.values()]}  # fmt: skip
 
-    @routes.get(
-        "/whoami",
+    @mount(
+        routes,
+        "whoami",
         summary="The organisation and role of the key presented",
         response_model=WhoAmI,
         responses=error_responses(),
@@ -345,8 +404,9 @@ def _other_routes(routes: APIRouter) -> None:
         audit(state_of(request), principal, "whoami", "ok", 200)
         return {"org": principal.org, "role": principal.role, "key_id": principal.key_id}
 
-    @routes.post(
-        "/admin/objections/reload",
+    @mount(
+        routes,
+        "reload_objections",
         summary="Re-read the objections list",
         description="A malformed file is 422 naming its line (never its content); the list "
         "in use is kept.",
@@ -368,8 +428,9 @@ def _other_routes(routes: APIRouter) -> None:
 
     _reload_route(routes)
 
-    @routes.get(
-        "/admin/audit/verify",
+    @mount(
+        routes,
+        "audit_verify",
         summary="Verify the audit hash chain (against the checkpoints, when configured)",
         response_model=VerifyAnswer,
         responses=error_responses(),
@@ -398,8 +459,9 @@ RELOAD_DOC = (
 
 
 def _reload_route(routes: APIRouter) -> None:
-    @routes.post(
-        "/admin/reload",
+    @mount(
+        routes,
+        "reload_service",
         summary="Swap in the registry's champions and the latest snapshot, without downtime",
         description=RELOAD_DOC,
         response_model=ReloadAnswer,

@@ -211,7 +211,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
 
 
 # What every /v1 route may answer whatever it does: the gate's refusals (serving/gate.py).
-GATE_ERRORS = (401, 403, 408, 429, 503)
+GATE_ERRORS = (401, 403, 408, 429, 431, 503)
 BODY_ERRORS = (400, 413, 422)  # a route that reads a JSON body
 
 ERRORS: dict[int, str] = {
@@ -222,7 +222,9 @@ ERRORS: dict[int, str] = {
     408: "the request did not arrive in time",
     413: "the body or batch is over the limit",
     422: "the request does not fit the schema, or a person is outside the model's cohort",
-    429: "the key's or the client's rate limit is used up (see Retry-After)",
+    429: "the key's rate limit, or the client address's failed authentications, are used up "
+    "(see Retry-After)",
+    431: "the request head is over 32 KiB or 100 headers",
     451: "a person objected to risk stratification",
     503: "the audit trail cannot be written, so nothing is returned",
 }

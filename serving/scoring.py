@@ -33,6 +33,9 @@ from serving.schemas import ScoreResult
 
 log = logging.getLogger("carerisk.serving")
 
+NOT_IN_SNAPSHOT = "no person with these ids is in the latest snapshot"
+OBJECTED = "these people have objected to risk stratification and are never scored"
+
 
 class ScoringError(Exception):
     """A request that cannot be scored; `status` is the HTTP status that says why."""
@@ -150,7 +153,7 @@ class Scorer:
             if found is not None:
                 row = found[1]
                 return {"district": row[sf.DISTRICT], "practice_code": row[sf.PRACTICE]}
-        raise UnknownPeople("no person with these ids is in the latest snapshot", [person_id])
+        raise UnknownPeople(NOT_IN_SNAPSHOT, [person_id])
 
     # --- notes ---------------------------------------------------------------------------
 
@@ -174,13 +177,11 @@ class Scorer:
         served = self.model(outcome)
         objected = [p for p in person_ids if p in self.objections]
         if objected:
-            raise ObjectedPeople(
-                "these people have objected to risk stratification and are never scored", objected
-            )
+            raise ObjectedPeople(OBJECTED, objected)
         found = self.scores[outcome].people(person_ids)
         unknown = [p for p in person_ids if p not in found]
         if unknown:
-            raise UnknownPeople("no person with these ids is in the latest snapshot", unknown)
+            raise UnknownPeople(NOT_IN_SNAPSHOT, unknown)
         outside = [p for p in person_ids if not found[p][0]]
         if outside:
             raise OutsideCohort(served.outcome.outside_cohort(), outside)

@@ -10,6 +10,7 @@ scale (see serving/fhir.py).
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import logging
 import threading
@@ -24,14 +25,14 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from serving import timeouts
-from serving.api import request_models
+from serving.api import V1
 from serving.cds_hooks import build_cds_app
 from serving.config import ServingConfig
 from serving.gate import Gate
 from serving.metrics import Metrics
-from serving.referral_routes import referral_router
-from serving.refusals import Refusal
-from serving.routes import router
+from serving.refusals import Refusal, group_access_lines
+from serving.roles import ROUTE
+from serving.routes import v1_routers
 from serving.state import build_state
 from serving.ui import build_ui_app
 from serving.watch import Reloads, watch
@@ -50,7 +51,9 @@ api = FastAPI(
     ),
     docs_url=None,  # the Swagger page loads scripts from a CDN; /v1/openapi.json is served
     redoc_url=None,
+    openapi_url=ROUTE["openapi"].path.removeprefix(V1),
 )
+
 
 ERROR_NAMES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
 
@@ -117,6 +120,7 @@ class CareRisk:
 
     def __init__(self) -> None:
         logging.getLogger("carerisk").setLevel(logging.INFO)  # counts and names, no people
+        group_access_lines()  # a refusal counted in a group is one log line a group
         config = ServingConfig.from_env()
         self.state = build_state(config)
         self.state.metrics = Metrics()
@@ -124,10 +128,11 @@ class CareRisk:
         self.state.reloads = Reloads(self.state.holder, config, self.state.outcomes, frozen=True)
         self._stop_watching = threading.Event()
         timeouts.SETTINGS.seconds = config.header_timeout_seconds
-        timeouts.SETTINGS.on_timeout = self._head_timed_out
-        api.include_router(router(request_models(self.state.outcomes), config))
-        served = [o.name for o in self.state.outcomes]
-        api.include_router(referral_router(served))  # /v1/referrals (serving/referral_routes.py)
+        timeouts.SETTINGS.max_bytes = config.max_head_bytes
+        timeouts.SETTINGS.max_headers = config.max_headers
+        timeouts.SETTINGS.on_refused = self._head_refused
+        for routes in v1_routers(self.state.outcomes, config):
+            api.include_router(routes)
         api.state.carerisk = self.state  # last: the gate serves /v1 once the state is here
         # The state's long-lived objects (champions, keys, routes) never become garbage; kept out
         # of the collector's full passes, they do not stall requests. A reload unfreezes,
@@ -135,10 +140,12 @@ class CareRisk:
         gc.freeze()
         watch(self.state.reloads, self._stop_watching)
 
-    def _head_timed_out(self, client: str, under_v1: bool) -> None:
-        if under_v1:
-            refusal = Refusal(client, "unknown", 408, "none", "unchecked")
-            self.state.refusals.add(refusal)
+    def _head_refused(self, client: str, audited: bool, status: int) -> None:
+        """A head refused by the server protocol (408, 431), audited in groups."""
+        if audited:
+            refusal = Refusal(client, "unknown", status, "none", "unchecked")
+            # in a context of its own: the connection's callbacks share theirs
+            contextvars.copy_context().run(self.state.refusals.add, refusal)
 
     @bentoml.on_shutdown
     async def _flush_audit(self) -> None:

@@ -25,7 +25,13 @@ from typing import Any
 
 from codelists import CodeLists
 from features.outcomes import Outcome
-from serving.champions import ChampionError, import_champions, load_champions, write_pointer
+from serving.champions import (
+    ChampionError,
+    check_coverage,
+    import_champions,
+    load_champions,
+    write_pointer,
+)
 from serving.config import ServingConfig
 from serving.objections import ObjectionList
 from serving.scores_file import open_exports
@@ -67,7 +73,7 @@ def refresh_champions(config: ServingConfig, outcomes: Sequence[Outcome]) -> str
     """Import the registry's champions into the BentoML store; when the tracking server cannot
     be reached, keep the copies already imported. Returns a one-line account."""
     try:
-        tags = import_champions(config.tracking_uri, config.layout.bentoml_home, outcomes)
+        tags = import_champions(config.tracking_uri, config.layout, outcomes)
     except ChampionError:
         raise
     except Exception as error:  # the tracking server is down or unreachable
@@ -90,11 +96,12 @@ def build_scorer(
     layout = config.layout
     tags = None
     if import_from_registry and strict:
-        tags = import_champions(config.tracking_uri, layout.bentoml_home, outcomes, point=False)
+        tags = import_champions(config.tracking_uri, layout, outcomes, point=False)
     elif import_from_registry:
         log.info(refresh_champions(config, outcomes))
     lists = CodeLists.load(config.codelists)
-    models = load_champions(layout.bentoml_home, outcomes, tags=tags, codelists_digest=lists.digest)
+    models = load_champions(layout, outcomes, tags=tags, codelists_digest=lists.digest)
+    check_coverage(models, layout.store_path)
     objections = ObjectionList.load(layout.objections_path)
     scorer = Scorer(
         models=models,
@@ -104,7 +111,7 @@ def build_scorer(
         top_k=config.top_k,
     )
     if tags is not None:
-        write_pointer(layout.bentoml_home, tags)
+        write_pointer(layout, tags)
     return scorer
 
 

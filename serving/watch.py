@@ -29,9 +29,6 @@ from serving.swap import ReloadBusy, Reloaded, ReloadRefused, ScorerHolder, reas
 
 log = logging.getLogger("carerisk.serving")
 
-GENERATION_FILE = "serving-generation"  # in the home: bumped by a reload asked of one worker
-
-
 Versions = tuple[tuple[str, str], ...]  # (registered model, champion version) per outcome
 
 
@@ -67,7 +64,7 @@ def read_marks(client: Any, config: ServingConfig, outcomes: Sequence[Outcome]) 
 
 
 def generation_path(config: ServingConfig) -> Path:
-    return config.layout.root / GENERATION_FILE
+    return config.layout.serving_generation
 
 
 def read_generation(path: Path) -> str:

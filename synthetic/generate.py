@@ -23,7 +23,7 @@ from synthetic.assemble import ARROW_TYPES, person_ids, to_arrow
 from synthetic.baseline import prepare
 from synthetic.config import CountyConfig, GenerationSummary, add_months
 from synthetic.mess import Injector, mess_table
-from synthetic.outcomes import realised_outcomes
+from synthetic.outcomes import cohort_rows, realised_outcomes
 from synthetic.people import build_geography, make_people, rng_for
 from synthetic.primary import gp_part, prescription_part
 from synthetic.process import TruthRows, simulate
@@ -154,12 +154,13 @@ def _add_truth(
     seq_from: int,
 ) -> int:
     """One chunk's truth, records reference and realised outcomes as runs (with the keys
-    that merge them into the county's order); the number of truth rows."""
+    that merge them into the county's order); the number of truth rows. The realised outcomes
+    are the project's labels over the chunk's clean records, for each outcome's cohort by its
+    own rule; the truth keeps the same rows."""
     first = int(chunk.people[0])
-    truth = _truth_table(chunk.truth, pids, config, first_person=first)
-    reference = _truth_table(chunk.reference, pids, config, first_person=first)
-    cohort = truth.select(["person_id", "index_date", "outcome"])
-    runs["outcomes"].add(realised_outcomes(_outcome_sources(tables), cohort, config.end))
+    outcomes = realised_outcomes(_outcome_sources(tables), config.index_dates(), config.end)
+    truth, reference = cohort_truth(chunk.truth, chunk.reference, pids, config, outcomes, first)
+    runs["outcomes"].add(outcomes)
     runs["true_risk"].add(_with_keys(truth, seq_from))
     reference = reference.rename_columns(TRUTH_RUNS["records_reference"][1].names)
     runs["records_reference"].add(_with_keys(reference, seq_from))
@@ -307,6 +308,22 @@ def _outcome_sources(tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
     sources = {name: t for name, t in tables.items() if name not in ("gp_event", "prescription")}
     sources["gp_event"] = gp.filter(falls)
     return sources
+
+
+def cohort_truth(
+    truth: TruthRows,
+    reference: TruthRows,
+    pids: pa.Array,
+    config: CountyConfig,
+    outcomes: pa.Table,
+    first_person: int = 0,
+    index_months: list[int] | None = None,
+) -> tuple[pa.Table, pa.Table]:
+    """The truth and records reference tables cut to the cohorts of `outcomes`."""
+    true_risk = _truth_table(truth, pids, config, index_months, first_person)
+    keep = cohort_rows(true_risk, outcomes)
+    ref = _truth_table(reference, pids, config, index_months, first_person)
+    return true_risk.filter(keep), ref.filter(keep)
 
 
 def _truth_table(

@@ -42,8 +42,8 @@ from synthetic.generate import (
     Progress,
     _outcome_sources,
     _practices,
-    _truth_table,
     _write,
+    cohort_truth,
     simulate_county,
 )
 from synthetic.outcomes import realised_outcomes
@@ -435,12 +435,14 @@ def _write_truth(
     index_months: list[int],
     out_dir: Path,
 ) -> None:
-    truth_table = _truth_table(truth, pids, config, index_months)
-    reference_table = _truth_table(reference, pids, config, index_months).rename_columns(
+    dates = [add_months(config.start, m) for m in index_months]
+    outcomes = realised_outcomes(_outcome_sources(tables), dates, config.end)
+    truth_table, reference_table = cohort_truth(
+        truth, reference, pids, config, outcomes, index_months=index_months
+    )
+    reference_table = reference_table.rename_columns(
         ["person_id", "index_date", "outcome", "reference_probability"]
     )
-    cohort = truth_table.select(["person_id", "index_date", "outcome"])
-    outcomes = realised_outcomes(_outcome_sources(tables), cohort, config.end)
     pq.write_table(truth_table, out_dir / "truth" / "true_risk.parquet")
     pq.write_table(reference_table, out_dir / "truth" / "records_reference.parquet")
     pq.write_table(outcomes, out_dir / "truth" / "outcomes.parquet")

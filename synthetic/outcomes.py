@@ -1,104 +1,109 @@
-"""Outcomes as realised in the written (clean) records, by the definitions in clinical.md."""
+"""The county's realised outcomes: the project's own cohorts and labels (features.cohorts,
+features.labels), run over the clean written records.
+
+Nothing about an outcome is restated here: who is in its cohort, its horizon, its events and
+their thresholds all come from the `Outcome` and the `LabelSettings` passed in.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import date
+from collections.abc import Sequence
+from datetime import date, timedelta
 
-import duckdb
+import ibis
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from features.codes import Codes, packaged_codes
+from features.cohorts import cohort
+from features.labels import LabelSettings, add_months, labels
+from features.outcomes import PRODUCT, Outcome
 
-DIAGS = [f"diag_{n:02d}" for n in range(1, 7)]
-
-
-def _listed(codes: Iterable[str]) -> str:
-    return ", ".join(f"'{c}'" for c in sorted(codes))
-
-
-def _any_w(cols: list[str], codes: Codes) -> str:
-    return " OR ".join(f"left({c}, 3) IN ({_listed(codes.fall_icd10_prefixes)})" for c in cols)
-
-
-def fall_events_sql(codes: Codes) -> str:
-    """Every recorded fall, by the code lists' codes."""
-    fractures = _listed(codes.fragility_fracture_prefixes)
-    return f"""
-SELECT person_id, arrival_date AS d FROM ae_attendance
- WHERE {_any_w(["diagnosis_code", "injury_cause"], codes)}
-UNION ALL
-SELECT person_id, admission_date FROM hospital_episode
- WHERE admission_method = 'emergency'
-   AND ({_any_w(DIAGS, codes)} OR left(diag_01, 4) IN ({fractures}))
-UNION ALL
-SELECT person_id, incident_date FROM ambulance_incident WHERE category IN ('fall', 'long_lie')
-UNION ALL
-SELECT person_id, event_date FROM gp_event WHERE snomed_code IN ({_listed(codes.fall_snomed)})
-"""
+OUTCOMES_SCHEMA = pa.schema(
+    [
+        pa.field("person_id", pa.string()),
+        pa.field("index_date", pa.date32()),
+        pa.field("outcome", pa.string()),
+        pa.field("event", pa.int8()),
+        pa.field("died_before_event", pa.int8()),
+    ]
+)
 
 
-def cd_events_sql(extract: date, hours: float = 14.0) -> str:
-    return f"""
-SELECT person_id, start_date AS d FROM social_care
- WHERE (service_type = 'home_care' AND hours_per_week >= {hours})
-    OR service_type IN ('residential', 'nursing')
-UNION ALL
-SELECT person_id, admission_date FROM hospital_episode
- WHERE admission_method = 'emergency'
-   AND coalesce(discharge_date, DATE '{extract.isoformat()}') - admission_date > 21
-"""
+def has_follow_up(outcome: Outcome, day: date, extract: date) -> bool:
+    """The outcome's whole horizon from `day` lies inside an extract ending on `extract`."""
+    return add_months(day, outcome.horizon_months) <= extract + timedelta(days=1)
 
 
-def realised_outcomes(tables: dict[str, pa.Table], cohort: pa.Table, extract: date) -> pa.Table:
-    """event and died_before_event for each (person_id, index_date, outcome) of `cohort`.
+def realised_outcomes(
+    tables: dict[str, pa.Table],
+    index_dates: Sequence[date],
+    extract: date,
+    outcomes: Sequence[Outcome] = tuple(PRODUCT),
+    settings: LabelSettings | None = None,
+) -> pa.Table:
+    """person_id, index_date, outcome, event, died_before_event for everyone in each outcome's
+    cohort at each index date, ordered by index date, outcome and person.
 
-    Both are null when the 12 months after the index date go beyond the extract.
+    `tables` are clean contract tables (those the cohorts and labels read). `event` and
+    `died_before_event` are the label's and are null when the horizon goes beyond the extract.
     """
-    con = duckdb.connect()
+    settings = settings or LabelSettings()
+    con = ibis.duckdb.connect()
     try:
-        for name, table in tables.items():
-            con.register(name, table)
-        con.register("cohort", cohort)
-        sql = f"""
-WITH win AS (
-  SELECT person_id, index_date, outcome,
-         CAST(index_date + INTERVAL 12 MONTH AS DATE) AS stop
-  FROM cohort),
-fe AS ({fall_events_sql(packaged_codes())}),
-ce AS ({cd_events_sql(extract)}),
-adm AS (
-  SELECT w.person_id, w.index_date, h.admission_date AS d,
-         row_number() OVER (PARTITION BY w.person_id, w.index_date
-                            ORDER BY h.admission_date) AS k
-  FROM win w JOIN hospital_episode h
-    ON h.person_id = w.person_id AND h.admission_method = 'emergency'
-   AND h.admission_date >= w.index_date AND h.admission_date < w.stop
-  WHERE w.outcome = 'complex_dependency'),
-first_event AS (
-  SELECT w.person_id, w.index_date, w.outcome, min(e.d) AS d
-  FROM win w JOIN (
-      SELECT person_id, d, 'falls' AS outcome FROM fe
-      UNION ALL SELECT person_id, d, 'complex_dependency' FROM ce) e
-    ON e.person_id = w.person_id AND e.outcome = w.outcome
-   AND e.d >= w.index_date AND e.d < w.stop
-  GROUP BY ALL
-  UNION ALL
-  SELECT person_id, index_date, 'complex_dependency', d FROM adm WHERE k = 3),
-firsts AS (
-  SELECT person_id, index_date, outcome, min(d) AS d FROM first_event GROUP BY ALL)
-SELECT w.person_id, w.index_date, w.outcome,
-  CASE WHEN w.stop > DATE '{extract.isoformat()}' + 1 THEN NULL
-       WHEN f.d IS NOT NULL THEN 1 ELSE 0 END::TINYINT AS event,
-  CASE WHEN w.stop > DATE '{extract.isoformat()}' + 1 THEN NULL
-       WHEN dt.date_of_death >= w.index_date AND dt.date_of_death < w.stop
-        AND (f.d IS NULL OR dt.date_of_death < f.d) THEN 1 ELSE 0 END::TINYINT
-    AS died_before_event
-FROM win w
-LEFT JOIN firsts f USING (person_id, index_date, outcome)
-LEFT JOIN death dt ON dt.person_id = w.person_id
-ORDER BY w.index_date, w.outcome, w.person_id
-"""
-        return con.sql(sql).to_arrow_table()
+        src = {name: con.create_table(name, table, temp=True) for name, table in tables.items()}
+        parts = [
+            _one(src, outcome, day, has_follow_up(outcome, day, extract), settings)
+            for day in index_dates
+            for outcome in outcomes
+        ]
+        if not parts:
+            return OUTCOMES_SCHEMA.empty_table()
+        rows = ibis.union(*parts, distinct=False).to_pyarrow()
     finally:
-        con.close()
+        con.disconnect()
+    rows = rows.cast(OUTCOMES_SCHEMA)
+    order = pc.sort_indices(
+        rows, [("index_date", "ascending"), ("outcome", "ascending"), ("person_id", "ascending")]
+    )
+    return rows.take(order)
+
+
+def _one(
+    src: dict[str, ibis.Table],
+    outcome: Outcome,
+    day: date,
+    followed: bool,
+    settings: LabelSettings,
+) -> ibis.Table:
+    members = cohort(src, outcome, day)
+    marked = labels(src, outcome, day, settings)
+    rows = members.join(marked, "person_id")
+    nothing = ibis.null("int8")
+    return rows.select(
+        "person_id",
+        index_date=ibis.literal(day, type="date"),
+        outcome=ibis.literal(outcome.name, type="string"),
+        event=rows.label.cast("int8") if followed else nothing,
+        died_before_event=rows.died_before_event.cast("int8") if followed else nothing,
+    )
+
+
+def cohort_rows(truth: pa.Table, outcomes: pa.Table) -> pa.Array:
+    """Which rows of `truth` (person_id, index_date, outcome, ...) are in the cohorts of
+    `outcomes`. Raises when a cohort member has no truth row: the simulation must have given
+    a probability to everyone the cohort rule takes."""
+    have, want = _keys(truth), _keys(outcomes)
+    missing = pc.invert(pc.is_in(want, value_set=have))
+    if pc.any(missing).as_py():
+        row = outcomes.filter(missing).slice(0, 1).to_pylist()[0]
+        raise ValueError(
+            f"person {row['person_id']} is in the {row['outcome']} cohort at "
+            f"{row['index_date']} by the written records but has no true probability"
+        )
+    return pc.is_in(have, value_set=want)
+
+
+def _keys(t: pa.Table) -> pa.Array:
+    day = pc.cast(t.column("index_date"), pa.string())
+    joined = pc.binary_join_element_wise(t.column("person_id"), day, t.column("outcome"), "|")
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined

@@ -58,11 +58,14 @@ from typing import Literal
 
 import numpy as np
 
+from features.outcomes import COMPLEX_DEPENDENCY, FALLS
 from synthetic.people import People
 
 FRAILTY_GROWTH = 0.055  # per year, log scale
 FALL_TYPES = ("hip", "other_fracture", "other")
 ADMIT_OTHER_FRACTURE = 0.4  # share of falls with another fragility fracture admitted
+# one window for both outcomes: the horizon their definitions share (checked by simulate)
+HORIZON_MONTHS = FALLS.horizon_months
 ADMIT_OTHER_FALL = 0.12  # share of other falls admitted (hip fractures always are)
 FALL_STATES = 3  # recorded falls since the records began: 0, 1, 2 or more
 
@@ -411,6 +414,8 @@ def simulate(
     Random numbers are drawn in the same amounts whatever the state, so a change in one
     person never changes another's path. The reference follows the same event path.
     """
+    if COMPLEX_DEPENDENCY.horizon_months != HORIZON_MONTHS:
+        raise ValueError("the county's truth needs both outcomes on one horizon")
     n = p.n
     alive = np.ones(n, dtype=bool)
     resident = resident0.copy()
@@ -420,7 +425,7 @@ def simulate(
     truth, reference = TruthRows(), TruthRows()
     recorded = records_only(p)
     windows: list[tuple[Window, Window]] = []
-    last = max(index_months) + 12 if index_months else months
+    last = max(index_months) + HORIZON_MONTHS if index_months else months
     for t in range(last):
         if t in index_months:
             windows.append(
@@ -429,10 +434,10 @@ def simulate(
         r = month_rates(p, base, start_abs, t, structure)
         r_ref = month_rates(recorded, base, start_abs, t, structure)
         for w, w_ref in windows:
-            if w.month <= t < w.month + 12:
+            if w.month <= t < w.month + HORIZON_MONTHS:
                 w.step(r)
                 w_ref.step(r_ref)
-        for w, w_ref in [pair for pair in windows if t == pair[0].month + 11]:
+        for w, w_ref in [pair for pair in windows if t == pair[0].month + HORIZON_MONTHS - 1]:
             _close(w, p, start_abs, truth)
             _close(w_ref, p, start_abs, reference)
         if t < months:
@@ -450,11 +455,13 @@ def records_only(p: People) -> People:
 
 
 def _close(w: Window, p: People, start_abs: int, truth: TruthRows) -> None:
+    """The window's probabilities for everyone alive at its start and old enough for the
+    outcome's cohort; the cohort itself (care homes, a death on the index date) is chosen from
+    the written records afterwards, by the outcome's own rule (synthetic/outcomes.py)."""
     age = np.floor((start_abs + w.month - p.birth_month) / 12.0)
-    base = w.alive & ~w.resident
     for code, cohort, prob in (
-        (0, base & (age >= 65), w.p_falls),
-        (1, base & (age >= 18), w.p_cd),
+        (0, w.alive & (age >= FALLS.cohort.min_age), w.p_falls),
+        (1, w.alive & (age >= COMPLEX_DEPENDENCY.cohort.min_age), w.p_cd),
     ):
         idx = np.flatnonzero(cohort)
         truth.person.append(idx)

@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 
 from features.codes import packaged_codes
+from features.definitions import FRACTURE_POSITION
 
 
 def _listed(codes: tuple[str, ...]) -> str:
@@ -17,21 +18,6 @@ def _listed(codes: tuple[str, ...]) -> str:
 def _deficit_codes() -> str:
     deficits = packaged_codes().efi_deficits.items()
     return ", ".join(f"('{code}', '{name}')" for name, cs in deficits for code in sorted(cs))
-
-
-def _auc(scores: list[float], labels: list[int]) -> float:
-    pairs = sorted(zip(scores, labels, strict=True))
-    pos = sum(labels)
-    neg = len(labels) - pos
-    rank_sum, i = 0.0, 0
-    while i < len(pairs):
-        j = i
-        while j < len(pairs) and pairs[j][0] == pairs[i][0]:
-            j += 1
-        avg_rank = (i + j + 1) / 2.0
-        rank_sum += avg_rank * sum(label for _, label in pairs[i:j])
-        i = j
-    return (rank_sum - pos * (pos + 1) / 2.0) / (pos * neg)
 
 
 def realism_figures(out_dir: Path, reference: str | None = None) -> dict[str, float]:
@@ -71,6 +57,7 @@ def _figures(con: duckdb.DuckDBPyConnection, ref: str) -> dict[str, float]:
           AND (d.date_of_death IS NULL OR d.date_of_death >= {r} - INTERVAL 1 YEAR)"""
     )
     year = f"BETWEEN {r} - INTERVAL 1 YEAR AND {r} - 1"
+    fractures = _listed(packaged_codes().fragility_fracture_prefixes)
     f: dict[str, float] = {}
     f["share_65_plus"] = _one(
         con, f"SELECT avg((date_diff('year', birth_month, {r}) >= 65)::INT) FROM person"
@@ -80,7 +67,7 @@ def _figures(con: duckdb.DuckDBPyConnection, ref: str) -> dict[str, float]:
         f"""SELECT count(DISTINCT h.person_id) / (SELECT count(*) FROM old)
         FROM hospital_episode h JOIN old USING (person_id)
         WHERE admission_method = 'emergency' AND admission_date {year}
-          AND (left(diag_01, 4) IN ({_listed(packaged_codes().fragility_fracture_prefixes)})
+          AND (left({FRACTURE_POSITION}, 4) IN ({fractures})
                OR {" OR ".join(f"left(diag_0{k}, 3) IN ({falls_w})" for k in range(1, 7))})""",
     )
     f["hip_fracture_rate"] = _one(
@@ -140,16 +127,16 @@ def _efi(con: duckdb.DuckDBPyConnection, r: str, year: str) -> dict[str, float]:
 
 
 def _truth(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
+    """Each outcome's realised event rate and mean true probability over the dates with
+    follow-up (the truth's discrimination is measured with evaluation.metrics.auroc)."""
     out: dict[str, float] = {}
     for outcome in ("falls", "complex_dependency"):
-        rows = con.execute(
-            f"""SELECT t.true_probability, o.event FROM true_risk t JOIN outcomes o
+        row = con.execute(
+            """SELECT avg(o.event), avg(t.true_probability) FROM true_risk t JOIN outcomes o
             USING (person_id, index_date, outcome)
-            WHERE t.outcome = '{outcome}' AND o.event IS NOT NULL"""
-        ).fetchall()
-        scores = [float(a) for a, _ in rows]
-        labels = [int(b) for _, b in rows]
-        out[f"{outcome}_event_rate"] = sum(labels) / len(labels)
-        out[f"{outcome}_mean_true"] = sum(scores) / len(scores)
-        out[f"{outcome}_true_auroc"] = _auc(scores, labels)
+            WHERE t.outcome = ? AND o.event IS NOT NULL""",
+            [outcome],
+        ).fetchone() or (None, None)
+        out[f"{outcome}_event_rate"] = float("nan") if row[0] is None else float(row[0])
+        out[f"{outcome}_mean_true"] = float("nan") if row[1] is None else float(row[1])
     return out

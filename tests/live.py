@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import httpx
 from features.home import Home
 from features.outcomes import PRODUCT, Outcome
 from serving.audit import AuditLog, AuditRecord
+from training.home_check import move_records
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / "tests" / "training-small.toml"
@@ -58,7 +58,7 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 def build_home(home: Path, people: int = 4000, seed: int = 11) -> Path:
     result = carerisk(
         home, "demo", "--no-serve", "--people", str(people), "--seed", str(seed),
-        "--config", str(TEST_CONFIG),
+        "--end", "2025-03-31", "--config", str(TEST_CONFIG),
     )  # fmt: skip
     if result.returncode != 0:
         raise RuntimeError(f"demo failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
@@ -93,39 +93,13 @@ def _locked(path: Path) -> Iterator[None]:
 
 def copy_home(source: Path, home: Path, *left_out: str) -> Path:
     """A copy of `source` at `home` (without server logs or the `left_out` patterns) that names
-    itself: the paths the tracking store and the load log record are moved to the copy, so
-    nothing it writes or reads later reaches back into `source`."""
+    itself: the product's own move (training.home_check) points the paths its tracking store
+    and load log record at the copy, so nothing it writes or reads later reaches back into
+    `source`."""
     ignore = shutil.ignore_patterns("server-*.log", BUILT, *left_out)
     shutil.copytree(source, home, ignore=ignore)
-    _relocate_tracking(Home(home).mlflow_db, str(source), str(home))
-    _relocate_store(Home(home).store_path, str(source), str(home))
+    move_records(Home(Path(home).resolve()), Path(source).resolve())
     return home
-
-
-def _relocate_tracking(db: Path, old: str, new: str) -> None:
-    with contextlib.closing(sqlite3.connect(db)) as con, con:
-        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        for table in tables:
-            for column in con.execute(f"PRAGMA table_info('{table}')").fetchall():
-                if str(column[2]).upper().startswith(("TEXT", "VARCHAR")):
-                    _replace(con, table, column[1], old, new)
-
-
-def _replace(con: Any, table: str, column: str, old: str, new: str) -> None:
-    name = f'"{column}"'
-    sql = f'UPDATE "{table}" SET {name} = replace({name}, ?, ?) WHERE instr({name}, ?) > 0'
-    con.execute(sql, [old, new, old])
-
-
-def _relocate_store(store: Path, old: str, new: str) -> None:
-    with duckdb.connect(str(store)) as con:
-        columns = con.execute(
-            "SELECT c.table_name, c.column_name FROM information_schema.columns c "
-            "JOIN information_schema.tables t USING (table_schema, table_name) "
-            "WHERE c.data_type = 'VARCHAR' AND t.table_type = 'BASE TABLE'"
-        ).fetchall()
-        for table, column in columns:
-            _replace(con, table, column, old, new)
 
 
 def snapshot_people(home: Path, outcomes: Iterable[Outcome] = PRODUCT) -> dict[str, list[str]]:
@@ -176,7 +150,8 @@ class LiveService:
 
         store = KeyStore.in_home(self.home)
         for role in ROLES:
-            _, self.keys[role] = store.add(f"Test {role} org", role)
+            # the GP key acts for every practice; tests/ops/test_security.py adds scoped ones
+            _, self.keys[role] = store.add(f"Test {role} org", role, all_practices=role == "gp")
 
     def start(self, *extra: str, timeout: float = 180) -> LiveService:
         self.log_path = self.home / f"server-{self.port}.log"

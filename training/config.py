@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from evaluation.drift import DriftLimits
+from evaluation.metrics import CalibrationRule
 from evaluation.monitor import MonitorLimits
 from features.bands import RiskBands
 from features.outcomes import Outcome
@@ -89,19 +90,29 @@ class BandConfig(_Strict):
 
 
 class GateConfig(_Strict):
+    """The promotion gate. Calibration (the slope, observed/expected events) is refused when
+    its point lies outside the `..._range` or its whole `confidence` interval lies outside the
+    `..._interval_range` (evaluation.metrics.CalibrationRule)."""
+
     auroc_tolerance: float = Field(default=0.01, ge=0, lt=0.5)
     bootstrap_replicates: int = Field(default=500, ge=10)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     calibration_slope_range: tuple[float, float] = (0.8, 1.2)
-    # the observed/expected interval on the validation people must reach 1 within this
-    observed_expected_tolerance: float = Field(default=0.0, ge=0, lt=1)
+    calibration_slope_interval_range: tuple[float, float] = (0.9, 1.1)
+    observed_expected_range: tuple[float, float] = (0.85, 1.18)
+    observed_expected_interval_range: tuple[float, float] = (0.9, 1.1)
 
     @model_validator(mode="after")
     def _ordered(self) -> GateConfig:
-        low, high = self.calibration_slope_range
-        if not 0 < low < high:
-            raise ValueError(f"calibration_slope_range must be 0 < low < high: {low}, {high}")
+        self.slope_rule()  # each raises on a range that does not hold 1
+        self.observed_expected_rule()
         return self
+
+    def slope_rule(self) -> CalibrationRule:
+        return CalibrationRule(self.calibration_slope_range, self.calibration_slope_interval_range)
+
+    def observed_expected_rule(self) -> CalibrationRule:
+        return CalibrationRule(self.observed_expected_range, self.observed_expected_interval_range)
 
 
 class MonitorConfig(_Strict):
@@ -119,8 +130,12 @@ class MonitorConfig(_Strict):
     new_code_min_rows: int = Field(default=50, ge=1)
     auroc_drop_watch: float = Field(default=0.02, ge=0, lt=0.5)
     auroc_drop_retrain: float = Field(default=0.05, ge=0, lt=0.5)
+    # the gate's calibration rules (GateConfig), judged on the matured scores: retrain when
+    # refused
     calibration_slope_range: tuple[float, float] = (0.8, 1.2)
-    observed_expected_range: tuple[float, float] = (0.8, 1.25)
+    calibration_slope_interval_range: tuple[float, float] = (0.9, 1.1)
+    observed_expected_range: tuple[float, float] = (0.85, 1.18)
+    observed_expected_interval_range: tuple[float, float] = (0.9, 1.1)
     min_matured_events: int = Field(default=50, ge=1)
     bootstrap_replicates: int = Field(default=200, ge=10)
 
@@ -129,10 +144,6 @@ class MonitorConfig(_Strict):
         self.limits()  # raises on watch limits above retrain limits
         if self.auroc_drop_watch > self.auroc_drop_retrain:
             raise ValueError("auroc_drop_watch must not exceed auroc_drop_retrain")
-        for name in ("calibration_slope_range", "observed_expected_range"):
-            low, high = getattr(self, name)
-            if not 0 < low < 1 < high:
-                raise ValueError(f"{name} must hold 1 and be positive: {low}, {high}")
         return self
 
     def limits(self) -> MonitorLimits:
@@ -152,8 +163,12 @@ class MonitorConfig(_Strict):
             new_code_min_rows=self.new_code_min_rows,
             auroc_drop_watch=self.auroc_drop_watch,
             auroc_drop_retrain=self.auroc_drop_retrain,
-            slope_range=self.calibration_slope_range,
-            oe_range=self.observed_expected_range,
+            slope_rule=CalibrationRule(
+                self.calibration_slope_range, self.calibration_slope_interval_range
+            ),
+            oe_rule=CalibrationRule(
+                self.observed_expected_range, self.observed_expected_interval_range
+            ),
             min_matured_events=self.min_matured_events,
             n_boot=self.bootstrap_replicates,
         )

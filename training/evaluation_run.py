@@ -28,6 +28,7 @@ from evaluation import (
     write_report,
 )
 from features.codes import Codes
+from features.fairness import FAIRNESS_GROUPS
 from features.outcomes import Outcome, OutcomeRegistry
 from features.registry import Feature
 from features.training_sets import sample_totals
@@ -51,10 +52,7 @@ class ReportFiles:
 
 def groups_of(frame: pd.DataFrame) -> pd.DataFrame:
     """The fairness descriptors of a training-set frame, named as the evaluation expects."""
-    cols = ["age_band", "sex", "ethnicity", "imd_quintile", "district", "gp_system"]
-    groups = frame[cols].copy()
-    groups["completeness"] = frame["completeness_band"]
-    return groups.astype("object").reset_index(drop=True)
+    return frame[list(FAIRNESS_GROUPS)].astype("object").reset_index(drop=True)
 
 
 def evaluation_input(
@@ -98,6 +96,7 @@ def evaluation_input(
         died_before_event=frame["died_before_event"].to_numpy(dtype=int),
         training_sample=sample_words(bundle.metadata.get("sampling")),
         code_lists=bundle.metadata.get(CODELISTS_DIGEST),
+        coverage=bundle.coverage,
     )
 
 

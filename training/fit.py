@@ -378,7 +378,12 @@ def fit_baseline(
     numeric = [f.name for f in features if f.kind != "categorical"]
     numeric_steps = Pipeline(
         [
-            ("impute", SimpleImputer(strategy="median", add_indicator=True)),
+            # a feature the source cannot give is empty in every row (features.coverage):
+            # kept, as a constant, so the baseline sees the bundle's columns
+            (
+                "impute",
+                SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            ),
             ("scale", StandardScaler()),
         ]
     )

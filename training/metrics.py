@@ -5,13 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from evaluation.fairness import poisson_ratio_interval
-from evaluation.metrics import auprc, auroc, brier, calibration_slope
-
-
-def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
-    """Logistic refit of y on logit(p): slope 1 and intercept 0 are perfect."""
-    intercept, slope = calibration_slope(y, p)
-    return slope, intercept
+from evaluation.metrics import auprc, auroc, brier, calibration_slope, calibration_slope_interval
 
 
 def validation_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -19,7 +13,7 @@ def validation_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     q = np.asarray(p, dtype=float)
     if t.min() == t.max():
         raise ValueError("validation rows hold only one outcome class; metrics are undefined")
-    slope, intercept = calibration_slope_intercept(t, q)
+    slope, intercept = calibration_slope(t, q)
     return {
         "auroc": auroc(t, q),
         "auprc": auprc(t, q),
@@ -30,30 +24,6 @@ def validation_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "mean_predicted": float(q.mean()),
         "n": float(len(t)),
     }
-
-
-def fast_auroc(y: np.ndarray, p: np.ndarray) -> float:
-    """AUROC by the rank-sum (Mann-Whitney) statistic, ties averaged."""
-    t = np.asarray(y, dtype=bool)
-    ranks = _average_ranks(np.asarray(p, dtype=float))
-    n_pos = int(t.sum())
-    n_neg = len(t) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    return float((ranks[t].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    starts = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
-    group = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
-    last = np.r_[first[1:], len(values)] - 1
-    mean_rank = (first + last) / 2 + 1
-    ranks = np.empty(len(values), dtype=float)
-    ranks[order] = mean_rank[group]
-    return ranks
 
 
 def paired_bootstrap_auroc_difference(
@@ -73,14 +43,14 @@ def paired_bootstrap_auroc_difference(
     diffs = []
     for _ in range(replicates):
         rows = rng.integers(0, len(t), len(t))
-        diff = fast_auroc(t[rows], a[rows]) - fast_auroc(t[rows], b[rows])
+        diff = auroc(t[rows], a[rows]) - auroc(t[rows], b[rows])
         if not np.isnan(diff):
             diffs.append(diff)
     if not diffs:
         raise ValueError("bootstrap resamples never held both outcome classes")
     tail = (1 - confidence) / 2
     low, high = np.quantile(diffs, [tail, 1 - tail])
-    return fast_auroc(t, a) - fast_auroc(t, b), float(low), float(high)
+    return auroc(t, a) - auroc(t, b), float(low), float(high)
 
 
 def observed_expected(
@@ -108,7 +78,7 @@ def against_known_risks(
     the calibration slope and observed/expected with its interval."""
     t = np.asarray(y, dtype=int)
     scores = {"model": p, "baseline": p_baseline, **known}
-    aurocs = {name: fast_auroc(t, np.asarray(q, dtype=float)) for name, q in scores.items()}
+    aurocs = {name: auroc(t, np.asarray(q, dtype=float)) for name, q in scores.items()}
     diff, low, high = paired_bootstrap_auroc_difference(
         t, p, p_baseline, replicates=replicates, confidence=confidence, seed=seed
     )
@@ -118,7 +88,8 @@ def against_known_risks(
         "auroc": aurocs,
         "gap": {name: aurocs[name] - aurocs["model"] for name in known},
         "lightgbm_minus_baseline": (diff, low, high),
-        "calibration_slope": calibration_slope_intercept(t, p)[0],
+        "calibration_slope": calibration_slope(t, p)[0],
+        "calibration_slope_interval": calibration_slope_interval(t, p, confidence),
         "observed_expected": observed_expected(t, p, confidence),
-        "known_slopes": {name: calibration_slope_intercept(t, q)[0] for name, q in known.items()},
+        "known_slopes": {name: calibration_slope(t, q)[0] for name, q in known.items()},
     }

@@ -151,6 +151,7 @@ def monitor_input(
         unmatched=matured.unmatched,
         new_codes=shared.new_codes(reference_date),
         operating_threshold=float(cuts[-2] if len(cuts) > 1 else 0.1),
+        coverage=bundle.coverage,
     )
 
 

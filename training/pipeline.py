@@ -19,7 +19,7 @@ from features.registry import Feature
 from models.bundle import with_codelists_digest
 from training.config import TrainingConfig
 from training.evaluation_run import TRAIN_DATES_PARAM, TruthFiles
-from training.fit import TrainedModels, calibration_people, fit
+from training.fit import TrainedModels, TrainingError, calibration_people, fit
 from training.tracking import (
     client_for,
     data_fingerprint,
@@ -84,6 +84,7 @@ def train_outcome(
     chosen = tuple(features if features is not None else registry.FEATURES)
     if not chosen:
         raise ValueError("the feature registry is empty; nothing to train on")
+    refuse_uncovered(store_path, outcome)
     dates = (
         list(index_dates) if index_dates is not None else default_index_dates(store_path, outcome)
     )
@@ -98,7 +99,7 @@ def train_outcome(
     )
     train, validation = training_sets.split_temporal(frame)
     del frame  # the split holds copies (about 2 GiB for complex dependency at 600k people)
-    trained = fit(train, validation, chosen, outcome, config)
+    trained = with_coverage(fit(train, validation, chosen, outcome, config), store_path)
     trained = replace(trained, bundle=with_codelists_digest(trained.bundle, codes.digest))
     train_dates = sorted({pd.Timestamp(d).date() for d in train["index_date"]})
 
@@ -118,6 +119,32 @@ def train_outcome(
         fingerprint=data_fingerprint(store_fingerprint(store_path), chosen),
         inside_run=inside_run,
     )
+
+
+def uncovered(store_path: Path, outcome: Outcome) -> str | None:
+    """Why the outcome cannot be trained on the store (its label needs a table the store's
+    source lacks); None when it can."""
+    from features.coverage import label_refusal, read_store_coverage
+
+    return label_refusal(outcome, read_store_coverage(store_path))
+
+
+def refuse_uncovered(store_path: Path, outcome: Outcome) -> None:
+    """Stop before any work when the label needs a table the store's source lacks."""
+    why = uncovered(store_path, outcome)
+    if why is not None:
+        raise TrainingError(why)
+
+
+def with_coverage(trained: TrainedModels, store_path: Path) -> TrainedModels:
+    """The trained models, their bundle recording the coverage of the store it learned from."""
+    from dataclasses import replace
+
+    from features.coverage import read_store_coverage
+
+    coverage = read_store_coverage(store_path)
+    record = coverage.model_record(trained.bundle.features)
+    return replace(trained, bundle=trained.bundle.with_coverage(record))
 
 
 def negative_sampling(config: TrainingConfig) -> NegativeSampling | None:

@@ -335,10 +335,13 @@ def retrain_step(
     outcome: Outcome, places: RefreshPlaces, options: RefreshOptions, fingerprint: str
 ) -> Step:
     """A challenger trained on this extract and gated, once."""
-    from training.pipeline import train_outcome
+    from training.pipeline import train_outcome, uncovered
     from training.registry import promote
 
     name = f"retrain {outcome.cli_name}"
+    why = uncovered(places.store_path, outcome)
+    if why is not None:  # the source lacks a table its label needs: said, never trained
+        return Step(name, False, f"{name}: not trained: {why}", {"not_trained": why})
     client = client_for(places.tracking_uri)
     done = _refresh_run(client, outcome, fingerprint)
     if done is not None and GATE_TAG in done.data.tags:

@@ -13,14 +13,11 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from evaluation import Check
+from evaluation.metrics import CalibrationRule, calibration_slope_interval
 from features.outcomes import Outcome
 from models.registered import CHALLENGER, CHAMPION
 from training.config import GateConfig
-from training.metrics import (
-    calibration_slope_intercept,
-    observed_expected,
-    paired_bootstrap_auroc_difference,
-)
+from training.metrics import observed_expected, paired_bootstrap_auroc_difference
 from training.tracking import CHECKS_DIR, PREDICTIONS_ARTIFACT, client_for, version_by_alias
 
 
@@ -164,28 +161,30 @@ def _run_checks(
 
 
 def calibration_check(predictions: pd.DataFrame, gate: GateConfig) -> Check:
-    low, high = gate.calibration_slope_range
-    slope, intercept = calibration_slope_intercept(
-        predictions["y"].to_numpy(), predictions["p"].to_numpy()
-    )
-    passed = low <= slope <= high
-    reason = f"slope {slope:.3f} (intercept {intercept:.3f}); allowed [{low}, {high}]"
-    return Check("calibration slope", passed, reason)
+    """The calibration slope on the validation people, with its Wald interval, judged by the
+    gate's slope rule."""
+    y, p = predictions["y"].to_numpy(), predictions["p"].to_numpy()
+    slope, low, high = calibration_slope_interval(y, p, gate.confidence)
+    return _judged("calibration slope", gate.slope_rule(), slope, low, high, gate.confidence)
 
 
 def observed_expected_check(predictions: pd.DataFrame, gate: GateConfig) -> Check:
-    """Calibration in the large: the exact interval of observed/expected events on the
-    validation people must reach 1, give or take the gate's tolerance."""
+    """Calibration in the large: observed over expected events on the validation people, with
+    its exact (Poisson) interval, judged by the gate's observed/expected rule."""
     y, p = predictions["y"].to_numpy(), predictions["p"].to_numpy()
     ratio, low, high = observed_expected(y, p, gate.confidence)
-    tolerance = gate.observed_expected_tolerance
-    passed = low - tolerance <= 1.0 <= high + tolerance
-    reason = (
-        f"observed/expected {ratio:.3f} ({gate.confidence:.0%} interval {low:.3f} to "
-        f"{high:.3f}; {int(y.sum())} events, {p.sum():.1f} expected); the interval must reach 1 "
-        f"within {tolerance}"
-    )
-    return Check("observed/expected", passed, reason)
+    check = _judged("observed/expected", gate.observed_expected_rule(), ratio, low, high,
+                    gate.confidence)  # fmt: skip
+    counts = f"; {int(y.sum())} events, {p.sum():.1f} expected"
+    return Check(check.name, check.passed, check.reason + counts)
+
+
+def _judged(
+    name: str, rule: CalibrationRule, value: float, low: float, high: float, confidence: float
+) -> Check:
+    refused = rule.refusal(value, low, high)
+    figure = f"{name} {value:.3f} ({confidence:.0%} interval {low:.3f} to {high:.3f})"
+    return Check(name, refused is None, f"{figure}: {refused or rule.words()}")
 
 
 def baseline_check(predictions: pd.DataFrame, gate: GateConfig, seed: int) -> Check:

@@ -8,6 +8,8 @@ from carerisk.commands import (
     codes,
     demo,
     features,
+    home,
+    importing,
     monitor,
     referrals,
     refresh,
@@ -19,5 +21,6 @@ from carerisk.commands import (
 
 
 def register_all(app: typer.Typer) -> None:
-    for module in (synth, store, features, codes, train, monitor, refresh, serve, referrals, demo):
+    modules = (synth, store, importing, features, codes, train, monitor, refresh, serve, referrals)
+    for module in (*modules, demo, home):
         module.register(app)

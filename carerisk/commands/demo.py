@@ -8,6 +8,7 @@ Each step is the real subcommand, invoked in this process with the same settings
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,16 +38,24 @@ def demo(
     config: Path | None = typer.Option(
         None, "--config", help="Training config TOML (default: config/demo.toml)."
     ),
+    end: str | None = typer.Option(
+        None,
+        "--end",
+        help="Last day of the county's extract (YYYY-MM-DD; default: the last day of the "
+        "previous month, so the first answers are not stale).",
+    ),
 ) -> None:
     """Run everything on a synthetic county, then serve the champions on 127.0.0.1."""
     settings = settings_of(ctx)
+    extract_end = end or last_month_end(date.today()).isoformat()
     settings.home.root.mkdir(parents=True, exist_ok=True)
     extract = settings.home.extract_dir
     from training.config import DEMO_CONFIG_PATH
 
     cfg = ["--config", config or DEMO_CONFIG_PATH]
     outcomes = list(settings.outcomes())
-    _step(ctx, "1. Synthetic county", "synth", "--people", people, "--seed", seed, "--out", extract)
+    _step(ctx, "1. Synthetic county", "synth", "--people", people, "--seed", seed, "--out", extract,
+          "--end", extract_end)  # fmt: skip
     _step(ctx, "2. Load into the store (every row checked)", "load", extract)
     _step(ctx, "3. Validate the extract again, writing nothing", "validate", extract)
     _step(ctx, "4. Features at the latest index date (snapshot)", "features")
@@ -71,6 +80,11 @@ def demo(
         _step(ctx, "10. Scoring service (Ctrl-C stops it)", "serve", "--port", port)
 
 
+def last_month_end(today: date) -> date:
+    """The last day of the month before `today`'s."""
+    return today.replace(day=1) - timedelta(days=1)
+
+
 def registers(ctx: typer.Context, reports: Path, outcomes: list[Outcome]) -> None:
     """A GP register of each outcome, and the fire service's view of the first."""
     first, *others = outcomes
@@ -86,14 +100,15 @@ def register_path(reports: Path, outcome: Outcome, role: str) -> Path:
 
 
 def demo_keys(ctx: typer.Context) -> dict[str, str]:
-    """A GP key and a fire-service key for trying the API (shown once, like any key)."""
+    """A GP key (for every practice) and a fire-service key for trying the API (shown once,
+    like any key)."""
     from serving.keys import KeyStore
 
     console.rule("[bold]9. Demo API keys")
     store = KeyStore(settings_of(ctx).home.keys_path)
     keys = {}
     for org, role in (("Demo Surgery", "gp"), ("Demo Fire and Rescue", "fire")):
-        _, keys[role] = store.add(org, role)
+        _, keys[role] = store.add(org, role, all_practices=role == "gp")  # a demo federation
         console.print(f"{role:5} key for {org}: {keys[role]}")
     return keys
 

@@ -100,14 +100,15 @@ def report(
 
 
 def people_at_risk(settings: Settings, outcome: str) -> AtRisk:
-    """The register's top two bands by district, scored as the service does (not audited:
-    counts only, no person leaves this command)."""
+    """The people in the register's at-risk bands (the outcome's `at_risk`: its highest bands)
+    by district, scored as the service does (not audited: counts only, no person leaves this
+    command)."""
     from carerisk.commands.serve import preflight, serving_config
     from serving.referral_data import AtRisk
 
     state = preflight(serving_config(settings))
     served = state.scorer.model(outcome)
-    top = tuple(reversed(served.bundle.bands.labels))[:2]
+    top = served.outcome.at_risk(served.bundle.bands)
     places, results = state.scorer.ranked(outcome)
     counts: dict[str, int] = {}
     for district, result in zip(places["district"], results, strict=True):
@@ -124,8 +125,17 @@ def clients_add(
     org: str = typer.Option(..., "--org", help="The organisation the client acts for."),
     jwks: Path = typer.Option(..., "--jwks", help="A JSON file with the client's JWK Set."),
     jku: list[str] = typer.Option([], "--jku", help="A key set URL the client may name (repeat)."),
+    practices: list[str] = typer.Option(
+        [], "--practice", help="A practice whose patients it may see (repeat for several)."
+    ),
+    all_practices: bool = typer.Option(
+        False, "--all-practices", help="It may see the patients of every practice."
+    ),
 ) -> None:
-    """Register (or replace) a CDS Hooks client: only its public keys are stored."""
+    """Register (or replace) a CDS Hooks client: only its public keys are stored. It sees the
+    patients of the practices given with --practice, or of every practice (--all-practices)."""
+    if bool(practices) == all_practices:
+        fail("give --practice (one or more) or --all-practices")
     from serving.jwt_auth import CdsClientError, CdsClients
 
     try:
@@ -133,7 +143,9 @@ def clients_add(
     except (OSError, ValueError) as exc:
         fail(f"{jwks}: cannot read a JSON key set: {exc}")
     try:
-        client = CdsClients(settings_of(ctx).home.cds_clients_path).add(iss, org, keys, jku)
+        client = CdsClients(settings_of(ctx).home.cds_clients_path).add(
+            iss, org, keys, jku, practices=practices or None
+        )
     except CdsClientError as exc:
         fail(str(exc))
     typer.echo(

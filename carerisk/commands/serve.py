@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import os
 import sys
@@ -14,11 +15,12 @@ import typer
 
 from carerisk.commands._common import OUTCOME_HELP, console, fail, print_json, settings_of
 from carerisk.settings import Settings
+from serving import defaults
 
 keys_app = typer.Typer(help="Issue, list and revoke API keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="Check and read the audit log.", no_args_is_help=True)
 
-ROLE_HELP = "gp, fire, analyst or admin"
+ROLE_HELP = "gp, fire, analyst, admin or monitor"
 
 
 def register(app: typer.Typer) -> None:
@@ -37,19 +39,33 @@ def keys_add(
     expires_days: int | None = typer.Option(
         None, "--expires-days", min=1, help="Key stops working after this many days."
     ),
+    practices: list[str] = typer.Option(
+        [], "--practice", help="A GP key: a practice code it acts for (repeat for several)."
+    ),
+    all_practices: bool = typer.Option(
+        False,
+        "--all-practices",
+        help="A GP key for every practice (a federation, under a data-sharing agreement).",
+    ),
 ) -> None:
-    """Issue a key. The full key is printed once and never stored: copy it now."""
+    """Issue a key. The full key is printed once and never stored: copy it now. A GP key
+    needs --practice (one or more) or --all-practices."""
     from serving.keys import KeyStore, KeyStoreError, utc_now
 
     store = KeyStore(settings_of(ctx).home.keys_path)
     expires = utc_now() + dt.timedelta(days=expires_days) if expires_days else None
     try:
-        key_id, full_key = store.add(org, role, expires_at=expires)
+        key_id, full_key = store.add(
+            org, role, expires_at=expires, practices=practices, all_practices=all_practices
+        )
     except KeyStoreError as exc:
         fail(str(exc))
+    scope = store.list_one(key_id).principal().scope
     typer.echo(f"key_id: {key_id}")
     typer.echo(f"org:    {org}")
     typer.echo(f"role:   {role}")
+    if scope:
+        typer.echo(f"scope:  {scope}")
     if expires:
         typer.echo(f"expires: {expires.isoformat(timespec='seconds')}")
     typer.echo(f"key:    {full_key}")
@@ -76,8 +92,10 @@ def keys_list(
         return
     for row in rows:
         expiry = row["expires_at"] or "never"
+        scope = row["scope"] or "-"
         typer.echo(
-            f"{row['key_id']}  {row['role']:<7}  {row['status']:<7}  expires {expiry}  {row['org']}"
+            f"{row['key_id']}  {row['role']:<7}  {row['status']:<7}  expires {expiry}  "
+            f"scope {scope}  {row['org']}"
         )
 
 
@@ -183,8 +201,9 @@ def audit_tail(
         people = ",".join(r.person_ids) or "-"
         bands = ",".join(r.bands) or "-"
         times = f"  x{r.count}" if r.count else ""
+        scope = f"  scope={r.scope}" if r.scope else ""
         typer.echo(
-            f"{r.seq:>6}  {r.time}  {r.org}  {r.role}  key={r.key_id}:{r.key_check or '-'}  "
+            f"{r.seq:>6}  {r.time}  {r.org}  {r.role}{scope}  key={r.key_id}:{r.key_check or '-'}  "
             f"client={r.client or '-'}  {r.endpoint}  {r.outcome}  {r.status}{times}  "
             f"people={people}  bands={bands}  model={r.model_name}:{r.model_version}"
         )
@@ -226,46 +245,68 @@ def preflight(config: Any, *, import_from_registry: bool = True) -> Any:
 
 def serve(
     ctx: typer.Context,
-    port: int = typer.Option(3000, "--port", min=1, max=65535, help="Loopback port."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback)."),
-    max_batch: int = typer.Option(1000, "--max-batch", min=1, help="People per request."),
+    port: int = typer.Option(defaults.PORT, "--port", min=1, max=65535, help="Loopback port."),
+    host: str = typer.Option(
+        defaults.HOST,
+        "--host",
+        help="Address to bind: loopback unless --allow-remote is given (docs/security.md).",
+    ),
+    max_batch: int = typer.Option(
+        defaults.MAX_BATCH,
+        "--max-batch",
+        min=1,
+        max=defaults.MAX_BATCH_LIMIT,
+        help="People per request.",
+    ),  # fmt: skip
     rate: float = typer.Option(
-        50.0, "--rate-per-second", min=0.1, help="Requests a second per key."
+        defaults.RATE_PER_SECOND, "--rate-per-second", min=0.1, help="Requests a second per key."
     ),
-    burst: int = typer.Option(100, "--burst", min=1, help="Requests a key may burst to."),
+    burst: int = typer.Option(
+        defaults.BURST, "--burst", min=1, help="Requests a key may burst to."
+    ),
     stale_after_days: int = typer.Option(
-        120, "--stale-after-days", min=1, help="Warn when the snapshot is older than this."
-    ),
+        defaults.STALE_AFTER_DAYS,
+        "--stale-after-days",
+        min=1,
+        help="Warn when the snapshot is older than this.",
+    ),  # fmt: skip
     workers: int = typer.Option(
-        1,
+        defaults.WORKERS,
         "--workers",
         min=1,
-        max=16,
-        help="Server processes. Each holds the snapshot in memory and its own per-key rate "
-        "limits (so a key may make rate x workers requests a second).",
+        max=defaults.WORKERS_MAX,
+        help="Server processes. They share the memory-mapped scores exports; each keeps its "
+        "own per-key rate limits (so a key may make rate x workers requests a second).",
     ),
     unauthenticated_rate: float = typer.Option(
-        2.0,
+        defaults.UNAUTHENTICATED_PER_SECOND,
         "--unauthenticated-rate",
         min=0.1,
         help="Failed authentications a second a client address may make before it is refused "
         "without its key being checked.",
     ),
     unauthenticated_burst: int = typer.Option(
-        20, "--unauthenticated-burst", min=1, help="Failed authentications it may burst to."
+        defaults.UNAUTHENTICATED_BURST,
+        "--unauthenticated-burst",
+        min=1,
+        help="Failed authentications it may burst to.",
     ),
     header_timeout: float = typer.Option(
-        10.0, "--header-timeout", min=0.1, max=120, help="Seconds to receive a request head."
-    ),
+        defaults.HEADER_TIMEOUT_SECONDS,
+        "--header-timeout",
+        min=0.1,
+        max=defaults.HEADER_TIMEOUT_MAX,
+        help="Seconds to receive a request head.",
+    ),  # fmt: skip
     body_timeout: float = typer.Option(
-        10.0,
+        defaults.BODY_TIMEOUT_SECONDS,
         "--body-timeout",
         min=0.1,
-        max=25,
-        help="Seconds to wait for each part of a request body.",
+        max=defaults.BODY_TIMEOUT_MAX,
+        help="Seconds for the whole request body to arrive.",
     ),
     fire_sharing: str = typer.Option(
-        "referrals",
+        defaults.FIRE_SHARING_DEFAULT,
         "--fire-sharing",
         help="What the fire role may read: referrals (only people referred with their "
         "agreement) or register (also the ranked register, under a data-sharing agreement).",
@@ -276,8 +317,25 @@ def serve(
     cds_origins: list[str] = typer.Option(
         [], "--cds-cors-origin", help="A browser origin allowed to call /cds-services (repeat)."
     ),
+    trusted_proxies: list[str] = typer.Option(
+        [],
+        "--trusted-proxy",
+        help="Address or CIDR of a proxy whose X-Forwarded-For is believed (repeat; none by "
+        "default: the client is the socket's peer).",
+    ),
+    allow_remote: bool = typer.Option(
+        False,
+        "--allow-remote",
+        help="Allow a --host that is not loopback, with --trusted-proxy or --tls-certfile.",
+    ),
+    tls_certfile: Path | None = typer.Option(
+        None, "--tls-certfile", help="Serve HTTPS with this certificate (PEM)."
+    ),
+    tls_keyfile: Path | None = typer.Option(
+        None, "--tls-keyfile", help="The certificate's private key (PEM)."
+    ),
     watch_seconds: float = typer.Option(
-        0.0,
+        defaults.RELOAD_POLL_SECONDS,
         "--watch-seconds",
         min=0,
         help="Every so many seconds, compare the registry's champions and the snapshot with "
@@ -286,14 +344,25 @@ def serve(
 ) -> None:
     """Check the champions, then run the scoring API until interrupted."""
     settings = settings_of(ctx)
-    if fire_sharing not in ("referrals", "register"):
-        fail(f"--fire-sharing must be referrals or register, not {fire_sharing!r}")
+    if fire_sharing not in defaults.FIRE_SHARING:
+        choices = " or ".join(defaults.FIRE_SHARING)
+        fail(f"--fire-sharing must be {choices}, not {fire_sharing!r}")
+    tls = (tls_certfile, tls_keyfile) if tls_certfile and tls_keyfile else None
+    if (tls_certfile is None) != (tls_keyfile is None):
+        fail("give --tls-certfile and --tls-keyfile together")
+    problem = remote_problem(host, allow_remote, bool(trusted_proxies), tls is not None)
+    if problem:
+        fail(problem)
+    listen = listen_url(host, port, tls is not None)
+    if not listen and not public_url:
+        console.print(f"CDS Hooks is off: {host} is every address, so give --public-url")
     config = serving_config(
         settings, max_batch=max_batch, stale_after_days=stale_after_days,
         rate_per_second=rate, burst=burst, unauthenticated_per_second=unauthenticated_rate,
         unauthenticated_burst=unauthenticated_burst, header_timeout_seconds=header_timeout,
         body_timeout_seconds=body_timeout, fire_sharing=fire_sharing, public_url=public_url,
         cds_cors_origins=tuple(cds_origins), reload_poll_seconds=watch_seconds,
+        trusted_proxies=tuple(trusted_proxies), listen_url=listen,
     )  # fmt: skip
     # Start-up asks the tracking server for the champions once; when it is down, fail fast and
     # serve the copies already imported instead of retrying for minutes.
@@ -301,8 +370,9 @@ def serve(
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     state = preflight(config)
     models = ", ".join(f"{m.name} v{m.version}" for m in state.scorer.models.values())
-    console.print(f"serving {models} on http://{host}:{port} (snapshot {state.scorer.index_date})")
-    command = server_command(host, port)
+    where = listen or f"{'https' if tls else 'http'}://{host}:{port}"
+    console.print(f"serving {models} on {where} (snapshot {state.scorer.index_date})")
+    command = server_command(host, port, tls)
     env = {**os.environ, **config.to_env(), "BENTOML_HOME": str(config.layout.bentoml_home)}
     env[CONFIG_OPTIONS] = worker_options(env.get(CONFIG_OPTIONS, ""), workers)
     sys.stdout.flush()
@@ -326,11 +396,54 @@ def worker_options(existing: str, workers: int) -> str:
     return " ".join([*kept, f"services.carerisk.workers={workers}"])
 
 
-def server_command(host: str, port: int) -> list[str]:
-    return [
+def server_command(host: str, port: int, tls: tuple[Path, Path] | None = None) -> list[str]:
+    command = [
         sys.executable, "-m", "bentoml", "serve", "serving.service:CareRisk",
         "--host", host, "--port", str(port), "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS),
     ]  # fmt: skip
+    if tls:
+        command += ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])]
+    return command
+
+
+def is_loopback(host: str) -> bool:
+    """True for a loopback address or the name localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def remote_problem(host: str, allow_remote: bool, proxied: bool, tls: bool) -> str | None:
+    """Why `--host` may not be used as given, or None."""
+    if is_loopback(host):
+        return None
+    if not allow_remote:
+        return (
+            f"--host {host} is not loopback: the service then answers other machines; give "
+            "--allow-remote with --trusted-proxy (behind a proxy) or --tls-certfile"
+        )
+    if not (proxied or tls):
+        return (
+            f"--host {host} with --allow-remote needs --trusted-proxy (a proxy in front) or "
+            "--tls-certfile and --tls-keyfile (TLS here)"
+        )
+    return None
+
+
+def listen_url(host: str, port: int, tls: bool) -> str:
+    """The address the service is started on, or "" when it listens on every address."""
+    scheme = "https" if tls else "http"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"{scheme}://{host}:{port}"
+    if address.is_unspecified:
+        return ""
+    shown = f"[{address}]" if address.version == 6 else str(address)
+    return f"{scheme}://{shown}:{port}"
 
 
 def register_cmd(

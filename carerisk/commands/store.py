@@ -78,8 +78,9 @@ def report_tables(report: LoadReport) -> list[Table]:
         rows.add_row(t.table, *(f"{getattr(t, k):,}" for k in COUNTS))
     tot = report.totals()
     rows.add_row("total", *(f"{tot[k]:,}" for k in COUNTS), style="bold")
+    found = [rows, *coverage_table(report)]
     if report.clean:
-        return [rows]
+        return found
     reasons = Table(title="Quarantine entries by reason (a row may have several)")
     for name in ("reason", "table", "entries"):
         reasons.add_column(name, justify="right" if name == "entries" else "left")
@@ -87,7 +88,21 @@ def report_tables(report: LoadReport) -> list[Table]:
         for t in report.tables:
             if t.reasons.get(reason):
                 reasons.add_row(reason, t.table, f"{t.reasons[reason]:,}")
-    return [rows, reasons]
+    return [*found, reasons]
+
+
+def coverage_table(report: LoadReport) -> list[Table]:
+    """What the source lacks (the manifest's coverage block); nothing when it lacks nothing."""
+    if report.coverage.complete:
+        return []
+    lacks = Table(title="What the source lacks (manifest.json coverage)")
+    for name in ("table", "state", "not supplied or why absent"):
+        lacks.add_column(name)
+    for t in report.tables:
+        why = report.coverage.absent.get(t.table) or ", ".join(t.not_supplied)
+        if t.state != "mapped" or why:
+            lacks.add_row(t.table, t.state, why)
+    return [lacks]
 
 
 def _run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -25,6 +26,11 @@ LATER_HELP = (
     "Write the full extract of this county folder's rolling window --months later instead: "
     "the same people, time moved on (its settings come from its manifest)."
 )
+WINDOW_MONTHS = 36
+END_HELP = (
+    "Last day of the extract (YYYY-MM-DD, the last day of a month; default 2025-03-31). The "
+    f"county covers the {WINDOW_MONTHS} months up to it."
+)
 DRIFT_HELP = (
     "With --later-of: a known change in the data feed, one of gp-system (the biggest practice "
     "moves GP system and its fall codes are lost), new-provider (a new home care provider "
@@ -39,7 +45,11 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same files."),
     out: Path = typer.Option(..., "--out", help="Folder to write the extract into."),
     mess: float = typer.Option(0.0, "--mess", help="Share of bad rows to inject (0 = clean)."),
-    fmt: str = typer.Option("parquet", "--format", help="parquet or csv."),
+    fmt: str = typer.Option(
+        "parquet",
+        "--format",
+        help="parquet or csv (the contract extract), or omop (an OMOP CDM 5.4 DuckDB file).",
+    ),
     structure: str = typer.Option(
         "realistic",
         "--structure",
@@ -49,6 +59,7 @@ def synth(
     later_of: Path | None = typer.Option(None, "--later-of", help=LATER_HELP),
     months: int = typer.Option(1, "--months", help="With --later-of: months later (1 or more)."),
     drift: str | None = typer.Option(None, "--drift", help=DRIFT_HELP),
+    end: str | None = typer.Option(None, "--end", help=END_HELP),
 ) -> None:
     """Generate a seeded synthetic county: one file per contract table, a manifest and truth/;
     or, with --later-of, a later extract of a county already written."""
@@ -61,11 +72,14 @@ def synth(
         return
     if drift is not None:
         fail("--drift changes a later extract: give --later-of FOLDER too")
-    if fmt not in ("parquet", "csv"):
-        fail(f"--format must be parquet or csv, not {fmt!r}")
+    if fmt not in ("parquet", "csv", "omop"):
+        fail(f"--format must be parquet or csv (an extract) or omop (a CDM), not {fmt!r}")
+    if fmt == "omop" and mess:
+        fail("--format omop writes a clean county: --mess applies to parquet and csv")
+    dates = _window(end) if end else {}
     try:
         config = CountyConfig.model_validate(
-            {"people": people, "seed": seed, "mess_rate": mess, "structure": structure}
+            {"people": people, "seed": seed, "mess_rate": mess, "structure": structure, **dates}
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -74,13 +88,30 @@ def synth(
         fail(f"--out {out} exists and is not a folder")
     try:
         with _bar() as progress:
-            summary = generate(config, out, "csv" if fmt == "csv" else "parquet", progress)
+            if fmt == "omop":
+                from synthetic.omop import generate_omop
+
+                summary = generate_omop(config, out, progress)
+            else:
+                summary = generate(config, out, "csv" if fmt == "csv" else "parquet", progress)
     except OSError as exc:
         fail(f"could not write to {out}: {exc}")
     if as_json:
         print_json(summary.as_dict())
         return
     _print_table(summary.as_dict())
+
+
+def _window(end: str) -> dict[str, date]:
+    """The county's start and end for an extract ending on `end` (the same length as the
+    default: 36 months)."""
+    from synthetic.config import add_months
+
+    try:
+        last = date.fromisoformat(end)
+    except ValueError:
+        fail(f"--end must be a date YYYY-MM-DD, not {end!r}")
+    return {"start": add_months(last + timedelta(days=1), -WINDOW_MONTHS), "end": last}
 
 
 @contextmanager

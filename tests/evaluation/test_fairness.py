@@ -210,3 +210,14 @@ def test_error_rate_gaps_flag_but_block_only_when_asked() -> None:
 def test_subgroup_checks_rejects_other_objects() -> None:
     with pytest.raises(TypeError, match="FairnessResult"):
         subgroup_checks(object(), LIMITS)
+
+
+def test_a_descriptor_not_supplied_is_left_out_and_said_so() -> None:
+    y, p, groups = _fair(2000)
+    why = "left out: the source does not supply person.district"
+    result = subgroup_table(y, p, groups, 0.15, LIMITS, left_out={"district": why})
+    assert "district" not in set(result.table["descriptor"])
+    assert "sex" in set(result.table["descriptor"])
+    assert result.left_out == {"district": why}
+    assert result.to_dict()["left_out"] == {"district": why}
+    assert not any(c.name.endswith("by district") for c in subgroup_checks(result, LIMITS))

@@ -65,7 +65,7 @@ def test_calibration_slope_matches_likelihood_fit_with_scipy() -> None:
         return float(np.sum(np.logaddexp(0, eta) - y * eta))
 
     ref = minimize(nll, x0=np.zeros(2), method="BFGS").x
-    intercept, slope = m.calibration_slope(y, p)
+    slope, intercept = m.calibration_slope(y, p)
     assert intercept == pytest.approx(ref[0], abs=1e-3)
     assert slope == pytest.approx(ref[1], abs=1e-3)
     assert 0.55 < slope < 0.85  # the planted 0.7

@@ -238,6 +238,18 @@ def test_the_monitor_is_quiet_on_an_undrifted_cohort() -> None:
     assert len(result.by_snapshot) == 1 and result.by_snapshot["n"].iloc[0] == 6000
 
 
+def test_the_monitor_judges_calibration_by_the_gates_rule() -> None:
+    """Matured scores a third too low: observed/expected about 1.5, which the gate's rule
+    refuses, so the monitor says retrain; the same scores at their true level pass."""
+    matured = matured_scores(6000, 7)
+    low = matured.assign(probability=matured["probability"] * 0.67)
+    result = monitor(monitor_input(people(4000, 2), low), MonitorLimits())
+    texts = [r.text for r in result.reasons if r.level == "retrain" and r.area == "performance"]
+    assert any("observed / expected" in t and "outside 0.85 to 1.18" in t for t in texts), texts
+    quiet = monitor(monitor_input(people(4000, 2), matured), MonitorLimits())
+    assert not [r for r in quiet.reasons if "observed / expected" in r.text]
+
+
 def test_the_monitor_flags_a_drifted_cohort_and_scores_that_failed() -> None:
     now = people(4000, 2)
     now["age_years"] = now["age_years"] + 8
@@ -284,3 +296,16 @@ def test_the_report_is_self_contained_html_and_strict_json(tmp_path) -> None:  #
     assert payload["verdict"] == "retrain" and payload["exit_code"] == 4
     assert payload["performance"]["n"] == 6000
     assert render_html(result) == html
+
+
+def test_the_monitor_leaves_out_a_descriptor_the_champions_source_did_not_supply() -> None:
+    record = {"not_supplied": {"person": ["gp_system"]}, "missing_descriptors": ["gp_system"]}
+    inp = monitor_input(people(4000, 2), matured_scores(6000, 7), coverage=record)
+    result = monitor(inp, MonitorLimits())
+    assert result.performance is not None and result.performance.fairness is not None
+    fairness = result.performance.fairness
+    assert "gp_system" not in set(fairness.table["descriptor"])
+    assert fairness.left_out == {
+        "gp_system": "left out: the source does not supply person.gp_system"
+    }
+    assert "Not tabled: gp_system (left out: the source does not supply" in render_html(result)

@@ -173,3 +173,29 @@ def test_records_reference_is_the_criterion_and_the_truth_is_shown_beside_it() -
     without = render_html(evaluate(make_input(3000), FairnessLimits()))
     assert "Records reference (criterion)" not in without
     assert "this extract has no records reference" in without
+
+
+def test_the_report_and_model_card_list_what_the_source_lacks() -> None:
+    from features.coverage import Coverage
+
+    record = {
+        **Coverage({"social_care": "OMOP CDM holds no adult social care"}).summary(),
+        "not_supplied": {"person": ["district"]},
+        "missing_features": ["home_care_now", "telecare_now"],
+        "partial_features": ["falls_365d"],
+        "missing_descriptors": ["district"],
+    }
+    res = evaluate(make_input(1500, coverage=record), LIMITS)
+    assert "district" not in set(res.fairness.table["descriptor"])
+    html = render_html(res)
+    card = html[html.index('id="model-card"') :]
+    assert "What the source lacks" in card
+    assert "social_care is absent from the source: OMOP CDM holds no adult social care." in card
+    assert "person is mapped without district (not supplied)." in card
+    assert "home_care_now, telecare_now" in card and "falls_365d" in card
+    fairness = html[html.index('id="fairness"') : html.index('id="model-card"')]
+    assert "Not tabled: district (left out: the source does not supply person.district)" in (
+        fairness
+    )
+    plain = render_html(evaluate(make_input(1500), LIMITS))
+    assert "What the source lacks" not in plain and "Not tabled" not in plain

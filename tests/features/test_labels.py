@@ -64,6 +64,19 @@ def test_falls_routes(tmp_path: Path) -> None:
     assert frame["died_before_event"].sum() == 0
 
 
+def test_a_fracture_counts_as_a_fall_only_as_the_primary_diagnosis(tmp_path: Path) -> None:
+    """An emergency admission for a fragility fracture (its primary diagnosis) is a fall; a
+    fracture lower on the list, with no fall cause, is not."""
+    records = [
+        person("PRIMRY"), spell("PRIMRY", date(2023, 7, 1), date(2023, 7, 9), diags=["S525"]),
+        person("SECOND"),
+        spell("SECOND", date(2023, 7, 1), date(2023, 7, 9), diags=["I50", "S720"]),
+    ]  # fmt: skip
+    frame = _labels(tmp_path, records, "falls")
+    assert frame.loc["PRIMRY", "label"] == 1
+    assert frame.loc["SECOND", "label"] == 0
+
+
 def test_w02_exclusion_is_a_setting(tmp_path: Path) -> None:
     records = [person("SKATES"), ae("SKATES", date(2023, 5, 1), cause="W02X")]
     assert _labels(tmp_path, records, "falls").loc["SKATES", "label"] == 1

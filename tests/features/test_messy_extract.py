@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from carerisk.cli import app
 from features import contract, store_sql
 from features.codes import nhs_number_valid
+from features.home import Home
 from features.schemas import (
     ALL_REASONS,
     MALFORMED_ROW,
@@ -87,7 +88,7 @@ def balanced(report: LoadReport) -> bool:
 
 @pytest.fixture
 def loaded(tmp_path: Path) -> tuple[Path, LoadReport]:
-    store = tmp_path / "store.duckdb"
+    store = Home(tmp_path).store_path
     return store, load_extract(MESSY, store)
 
 

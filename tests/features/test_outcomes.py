@@ -120,3 +120,14 @@ def test_care_home_residents_and_deaths_on_the_day_are_flagged_out(tmp_path: Pat
     for outcome in PRODUCT:
         assert snapshot[outcome.cohort_column].astype(bool).to_dict() == {
             "AT_HOME": True, "DIED_ON": False, "IN_CARE": False}  # fmt: skip
+
+
+def test_the_at_risk_bands_and_fhir_codes_come_from_the_definition() -> None:
+    assert FALLS.at_risk(FALLS.bands) == ("very high", "high")
+    assert replace(FALLS, at_risk_bands=1).at_risk(FALLS.bands) == ("very high",)
+    assert [FALLS.risk_code(b) for b in FALLS.bands.labels] == ["low", "moderate", "high", "high"]
+    assert FALLS.risk_code("unheard of") is None
+    with pytest.raises(ValueError, match="risk-probability"):
+        replace(FALLS, fhir_risk=(("high", "certain"),))
+    with pytest.raises(ValueError, match="at_risk_bands"):
+        replace(FALLS, at_risk_bands=0)

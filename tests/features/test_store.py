@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from carerisk.cli import app
 from features import contract
+from features.home import Home
 from features.store import (
     ContractError,
     LoadReport,
@@ -231,7 +232,7 @@ def row_counts(store: Path) -> dict[str, int]:
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_clean_extract_loads_fully(tmp_path: Path, clean_tables: Tables, fmt: str) -> None:
     folder = write_extract(tmp_path / "x", clean_tables, fmt)
-    store = tmp_path / "store.duckdb"
+    store = Home(tmp_path).store_path
     report = load_extract(folder, store)
     assert_balanced(report)
     assert report.clean and report.load_id == 1
@@ -281,7 +282,7 @@ def test_each_reason_quarantines_the_planted_row(
     _, table, changes, base, column, reason = case
     tables = small_extract()
     row = plant(tables, table, changes, base)
-    store = tmp_path / "store.duckdb"
+    store = Home(tmp_path).store_path
     report = load_extract(write_extract(tmp_path / "x", tables), store)
     assert_balanced(report)
     assert quarantine(store) == {(table, row, column, reason)}
@@ -298,7 +299,7 @@ def test_each_reason_quarantines_the_planted_row(
 def test_every_bad_row_at_once(tmp_path: Path, fmt: str) -> None:
     tables = small_extract()
     expected = plant_all(tables)
-    store = tmp_path / "store.duckdb"
+    store = Home(tmp_path).store_path
     report = load_extract(write_extract(tmp_path / "x", tables, fmt), store)
     assert quarantine(store) == expected
     assert_balanced(report)
@@ -612,7 +613,7 @@ def test_cli_load_and_validate_print_json(tmp_path: Path) -> None:
     payload = json.loads(result.stdout)
     assert payload["ok"] is True and payload["reasons"] == {"wrong_type": 1}
     assert payload["totals"]["rows_loaded"] == 23
-    assert (home / "store.duckdb").exists()
+    assert Home(home).store_path.exists()
     result = runner.invoke(
         app,
         ["--home", str(home), "validate", str(folder), "--json", "--extract-date", "2023-01-01"],

@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from features.fairness import FAIRNESS_GROUPS
 from features.home import Home
 from features.outcomes import COMPLEX_DEPENDENCY, FALLS
 from features.registry import feature_names
 from features.training_sets import (
-    DESCRIPTOR_COLUMNS,
     build_training_set,
     index_dates,
     split_temporal,
@@ -54,7 +54,7 @@ def test_index_dates_are_quarter_starts_with_a_full_year_each_side() -> None:
 def test_falls_training_set(tmp_path: Path) -> None:
     frame = build_training_set(_store(tmp_path), FALLS, DATES, data_start=date(2021, 1, 1))
     expected = ["person_id", "index_date", *feature_names(), "label", "died_before_event",
-                "follow_up_days", *DESCRIPTOR_COLUMNS]  # fmt: skip
+                "follow_up_days", *FAIRNESS_GROUPS]  # fmt: skip
     assert list(frame.columns) == expected
     # CAREHM (nursing care) and YOUNGR (under 65) are out; GONE01 dies before 2023-04-01
     assert list(zip(frame["person_id"], frame["index_date"].dt.date, strict=True)) == [
@@ -68,7 +68,7 @@ def test_falls_training_set(tmp_path: Path) -> None:
     assert first["age_band"] == "75-84" and first["sex"] == "F"
     assert first["gp_system"] == "EMIS" and first["district"] == "Wychavon"
     # GP contact in 730 days, BMI, two years of data; no ethnicity
-    assert first["completeness_band"] == "medium"
+    assert first["completeness"] == "medium"
 
 
 def test_complex_dependency_objections_and_split(tmp_path: Path) -> None:

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.fairness import FAIRNESS_GROUPS
 from features.home import Home
 from features.outcomes import PRODUCT
 from features.scores_history import (
     COLUMNS,
-    GROUP_COLUMNS,
     RANKED,
     read_scores,
     write_scores,
@@ -40,7 +40,7 @@ def unranked(rows: list[tuple[str, float, str, str]], outcome: str = "falls") ->
     frame["outcome"] = outcome
     frame["band"] = "low"
     frame["model_name"], frame["model_version"], frame["run_id"] = "m", "1", "r"
-    for column in GROUP_COLUMNS:
+    for column in FAIRNESS_GROUPS:
         if column != "district":
             frame[column] = "x"
     frame["reasons_clinical"] = frame["reasons_non_clinical"] = "[]"
@@ -86,7 +86,7 @@ def test_outcomes_and_dates_are_ranked_apart() -> None:
 
 
 def test_an_objector_withdrawn_leaves_the_others_ranked_one_to_n(tmp_path: Path) -> None:
-    store = tmp_path / "store.duckdb"
+    store = Home(tmp_path).store_path
     write_scores(store, ranked(TIES).reset_index())
     without = ranked([r for r in TIES if r[0] != "P3"]).reset_index()
     written = write_scores(store, without, objections={"P3"})
@@ -119,7 +119,7 @@ def old_store(path: Path) -> Path:
 
 
 def test_an_old_scores_table_reads_and_gains_the_columns_keeping_its_rows(tmp_path: Path) -> None:
-    store = old_store(tmp_path / "store.duckdb")
+    store = old_store(Home(tmp_path).store_path)
     before = read_scores(store, "falls")  # read-only: the new columns read as NULL
     assert before["person_id"].tolist() == ["P8", "P9"] and before["rank_county"].isna().all()
     write_scores(store, ranked(TIES).reset_index())
@@ -209,14 +209,14 @@ def test_score_all_command_upgrades_an_old_store_and_is_idempotent(
     from carerisk.commands.monitor import score_all
     from carerisk.settings import Settings
 
-    root = tmp_path / "home"
-    root.mkdir()
-    shutil.copy(Home(trained_home).store_path, root / "store.duckdb")
-    store = root / "store.duckdb"
+    layout = Home(tmp_path / "home")
+    layout.root.mkdir()
+    store = layout.store_path
+    shutil.copy(Home(trained_home).store_path, store)
     with duckdb.connect(str(store)) as con:
         con.execute("DROP TABLE IF EXISTS scores_history")
     old_store(store)
-    settings = Settings(home=Home(root), tracking_uri=Home(trained_home).default_tracking_uri)
+    settings = Settings(home=layout, tracking_uri=Home(trained_home).default_tracking_uri)
     first = score_all(settings, list(PRODUCT), frozenset())
     assert all(not w.unchanged for w in first)
     again = score_all(settings, list(PRODUCT), frozenset())

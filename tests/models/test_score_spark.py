@@ -73,14 +73,14 @@ def test_the_shipped_models_are_plain_text_rebuilt_once(trained_home: Path) -> N
 def test_cli_score_all_on_spark_writes_the_scores_table(trained_home: Path, tmp_path: Path) -> None:
     from tests.live import carerisk
 
-    root = tmp_path / "home"
-    root.mkdir()
-    shutil.copy(Home(trained_home).store_path, root / "store.duckdb")
+    layout = Home(tmp_path / "home")
+    layout.root.mkdir()
+    shutil.copy(Home(trained_home).store_path, layout.store_path)
     env = {"MLFLOW_TRACKING_URI": Home(trained_home).default_tracking_uri}
-    result = carerisk(root, "score-all", "--engine", "spark", "--json", env=env)
+    result = carerisk(layout.root, "score-all", "--engine", "spark", "--json", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    stored = read_scores(root / "store.duckdb", "falls")
+    stored = read_scores(layout.store_path, "falls")
     assert len(stored) > 500 and stored["reasons_clinical"].notna().all()
     assert sorted(stored["rank_county"]) == list(range(1, len(stored) + 1))
-    refused = carerisk(root, "score-all", "--engine", "flink", env=env)
+    refused = carerisk(layout.root, "score-all", "--engine", "flink", env=env)
     assert refused.returncode != 0 and "--engine must be one of" in refused.stdout + refused.stderr

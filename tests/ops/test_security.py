@@ -15,7 +15,7 @@ import pytest
 
 from features.home import Home
 from serving.keys import KeyStore
-from serving.roles import ROLES, ROUTE_ROLES, is_allowed
+from serving.roles import ROLES, ROUTE, ROUTE_ROLES, ROUTES, is_allowed
 from tests.live import LiveService, snapshot_people
 
 pytestmark = pytest.mark.server
@@ -29,33 +29,85 @@ class Call:
     params: dict[str, Any] | None = None
 
 
-def route_calls(people: dict[str, list[str]]) -> dict[str, Call]:
-    """One valid-looking request per route name in serving.roles.ROUTE_ROLES."""
-    pid = people["falls"][0]
-    return {
-        "score": Call("POST", "/v1/score", {"outcome": "falls", "person_ids": [pid]}),
+def route_calls(pid: str, practice: str) -> dict[str, Call]:
+    """One valid-looking request per route of the route table (serving.roles.ROUTES), about
+    person `pid` of `practice`; the method and path are the table's."""
+    parts: dict[str, dict[str, Any]] = {
+        "score": {"body": {"outcome": "falls", "person_ids": [pid]}},
         # a full feature record is long; an empty list is refused (422) only after the role check
-        "score_records": Call("POST", "/v1/score/records", {"outcome": "falls", "records": []}),
-        "fhir": Call("POST", "/v1/fhir/risk-assessment", {"outcome": "falls", "person_id": pid}),
-        "person": Call("POST", "/v1/person", {"person_id": pid}),
-        "register": Call("GET", "/v1/register", params={"outcome": "falls", "top": 3}),
-        "outcomes": Call("GET", "/v1/outcomes"),
-        "whoami": Call("GET", "/v1/whoami"),
-        "reload_objections": Call("POST", "/v1/admin/objections/reload"),
-        "reload_service": Call("POST", "/v1/admin/reload"),  # the same champions and snapshot
-        "audit_verify": Call("GET", "/v1/admin/audit/verify"),
-        "openapi": Call("GET", "/v1/openapi.json"),
-        "metrics": Call("GET", "/metrics"),
-        # the referral routes: an empty body is refused (422) only after the role check, and a
-        # referral nobody has is 404 to the roles allowed
-        "referral_form": Call("GET", "/v1/referrals/form"),
-        "referral_create": Call("POST", "/v1/referrals", {}),
-        "referral_queue": Call("GET", "/v1/referrals"),
-        "referral_read": Call("GET", f"/v1/referrals/{NO_REFERRAL}"),
-        "referral_status": Call(
-            "POST", f"/v1/referrals/{NO_REFERRAL}/status", {"status": "closed"}
-        ),
+        "score_records": {"body": {"outcome": "falls", "records": []}},
+        "fhir": {"body": {"outcome": "falls", "person_id": pid}},
+        "person": {"body": {"person_id": pid}},
+        "register": {"params": {"outcome": "falls", "top": 3, "practice": practice}},
+        "outcomes": {},
+        "whoami": {},
+        "reload_objections": {},
+        "reload_service": {},  # the same champions and snapshot
+        "audit_verify": {},
+        "openapi": {},
+        "metrics": {},
+        # the referral routes: a referral nobody has is 404 to the roles allowed
+        "referral_form": {},
+        "referral_create": {"body": referral_body(pid)},
+        "referral_queue": {},
+        "referral_read": {},
+        "referral_status": {"body": {"status": "closed"}},
     }
+    return {
+        name: Call(ROUTE[name].method, ROUTE[name].path.format(referral_id=NO_REFERRAL), **call)
+        for name, call in parts.items()
+    }
+
+
+def referral_body(pid: str) -> dict[str, Any]:
+    """A well-formed referral from a score that is not the one served (refused 409)."""
+    return {
+        "person_id": pid, "outcome": "falls", "receiving_org": "Test fire org",
+        "score": {"model_version": "0", "index_date": "2000-01-01", "band": "none"},
+        "agreement": {"recorded_by": "Dr Test", "recorded_at": "2025-01-01T00:00:00Z",
+                      "agreed_to": ["contact_details", "reason_category"]},
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Walk:
+    """The walk's person, the callers (a key per role, and GP keys scoped to practices) and
+    their keys."""
+
+    person: str
+    practice: str
+    keys: dict[str, str]
+
+
+# GP keys with a practice scope: the person's own practice, and another practice only
+SCOPED = {"gp_own_practice": "own", "gp_other_practice": "other"}
+# the routes that look people up: a GP key for another practice gets 404 from them
+PEOPLE_LOOKUPS = {"score", "fhir", "person", "register", "referral_create"}
+
+
+@pytest.fixture(scope="module")
+def walk(live_service: LiveService) -> Walk:
+    with live_service.client("admin") as admin:
+        register = admin.get("/v1/register", params={"outcome": "falls", "top": 200}).json()
+    first = register["people"][0]
+    other = next(p["practice_code"] for p in register["people"]
+                 if p["practice_code"] != first["practice_code"])  # fmt: skip
+    store = KeyStore.in_home(live_service.home)
+    keys = dict(live_service.keys)
+    for caller, which in SCOPED.items():
+        practice = first["practice_code"] if which == "own" else other
+        _, keys[caller] = store.add(f"Test {caller} org", "gp", practices=[practice])
+    return Walk(first["person_ref"], first["practice_code"], keys)
+
+
+def expected_answer(route: str, caller: str) -> set[int]:
+    """What a caller's valid-looking request to a route is answered with."""
+    role = "gp" if caller in SCOPED else caller
+    if not is_allowed(route, role):
+        return {403}
+    if caller == "gp_other_practice" and route in PEOPLE_LOOKUPS:
+        return {404}
+    return ALLOWED_ANSWERS.get(route, {200})
 
 
 # The routes open without a key (BentoML's probes: whether the process is up and ready), and
@@ -66,9 +118,9 @@ ELSEWHERE = {
     "/static_content/index.css": 404, "/assets/index.js": 404, "/docs": 404,
     "/v1/docs": 401, "/v1/nothing": 401,
 }  # fmt: skip
-UNLISTED = {"/v1/openapi.json", "/metrics"}  # keyed routes the OpenAPI document does not list
+UNLISTED = {r.path for r in ROUTES if not r.listed}  # keyed routes the OpenAPI document omits
 NO_REFERRAL = "ref-" + "0" * 24
-ALLOWED_ANSWERS = {"score_records": {200, 422}, "referral_create": {422},
+ALLOWED_ANSWERS = {"score_records": {200, 422}, "referral_create": {409},
                    "referral_read": {404}, "referral_status": {404}}  # fmt: skip
 
 
@@ -76,8 +128,8 @@ def send(client: httpx.Client, call: Call) -> httpx.Response:
     return client.request(call.method, call.path, json=call.body, params=call.params)
 
 
-def test_the_walk_covers_every_route(live_service: LiveService) -> None:
-    calls = route_calls(snapshot_people(live_service.home))
+def test_the_walk_covers_every_route(live_service: LiveService, walk: Walk) -> None:
+    calls = route_calls(walk.person, walk.practice)
     assert set(calls) == set(ROUTE_ROLES)
     with live_service.client("gp") as client:
         served = set(client.get("/v1/openapi.json").json()["paths"])
@@ -85,21 +137,22 @@ def test_the_walk_covers_every_route(live_service: LiveService) -> None:
     assert walked == {"/v1" + p for p in served} | UNLISTED
 
 
-def test_every_route_with_every_role(live_service: LiveService) -> None:
-    calls = route_calls(snapshot_people(live_service.home))
+def test_every_route_with_every_role(live_service: LiveService, walk: Walk) -> None:
+    """Each route with no key, with each role's key and with GP keys scoped to the person's
+    practice and to another practice."""
+    calls = route_calls(walk.person, walk.practice)
     wrong: list[str] = []
     for route, call in calls.items():
         with live_service.client() as anonymous:
             if send(anonymous, call).status_code != 401:
                 wrong.append(f"{route} without a key")
-        for role in ROLES:
-            with live_service.client(role) as client:
+        for caller in (*ROLES, *SCOPED):
+            headers = {"Authorization": f"Bearer {walk.keys[caller]}"}
+            with httpx.Client(base_url=live_service.url, headers=headers, timeout=30) as client:
                 status = send(client, call).status_code
-            expected = ALLOWED_ANSWERS.get(route, {200})
-            if not is_allowed(route, role):
-                expected = {403}
+            expected = expected_answer(route, caller)
             if status not in expected:
-                wrong.append(f"{route} as {role}: {status}, expected {sorted(expected)}")
+                wrong.append(f"{route} as {caller}: {status}, expected {sorted(expected)}")
     for path, status in {**OPEN, **ELSEWHERE}.items():
         for role in (None, *ROLES):
             with live_service.client(role) as client:
@@ -191,7 +244,7 @@ def test_rate_limit_answers_429_with_retry_after(live_service: LiveService) -> N
     """A fresh key hammered from 8 threads: past its burst it gets 429 with Retry-After.
     (The default limit is 50 a second with a burst of 100; `carerisk serve` has no option for
     it, so the test sends until it is refused, at most 2,000 requests.)"""
-    _, key = KeyStore.in_home(live_service.home).add("Rate test org", "gp")
+    _, key = KeyStore.in_home(live_service.home).add("Rate test org", "gp", all_practices=True)
     refused: list[httpx.Response] = []
 
     def burst(_: int) -> None:

@@ -389,7 +389,7 @@ def test_a_log_written_before_the_client_columns_still_verifies_and_grows(tmp_pa
     conn.executescript(OLD_SCHEMA)
     prev = GENESIS_HASH
     for seq in (1, 2):
-        later = {"client", "key_check", "count", "snapshot_date"}
+        later = {"client", "key_check", "count", "snapshot_date", "scope"}
         fields = entry(seq).model_dump(mode="json", exclude=later)
         fields.update(seq=seq, time="2026-01-01T00:00:00.000000+00:00", prev_hash=prev)
         fields["hash"] = prev = record_hash(fields)
@@ -410,6 +410,8 @@ def test_a_log_written_before_the_client_columns_still_verifies_and_grows(tmp_pa
     ]
     log.append(entry(4, snapshot_date="2025-04-01"))
     assert log.verify().ok and log.tail(1)[0].snapshot_date == "2025-04-01"
+    log.append(entry(5, scope="practices:A81001"))
+    assert log.verify().ok and log.tail(1)[0].scope == "practices:A81001"
     tamper(log, "UPDATE audit SET snapshot_date = '2025-05-01' WHERE seq = 4")
     assert log.verify().first_bad_seq == 4
 

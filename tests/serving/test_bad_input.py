@@ -15,7 +15,6 @@ from features.home import Home
 from features.registry import FEATURES
 from features.snapshot import SNAPSHOT_TABLE
 from serving.audit import AuditLog
-from serving.champions import POINTER_FILE
 from serving.config import ServingConfig
 from tests.live import LiveService, keyed_since, snapshot_people
 
@@ -107,7 +106,7 @@ def fingerprint(home: Path) -> dict[str, object]:
     with duckdb.connect(str(layout.store_path), read_only=True) as con:
         row = con.execute(f'SELECT COUNT(*) FROM "{SNAPSHOT_TABLE}"').fetchone()
     files = [layout.keys_path, layout.objections_path, layout.store_path,
-             layout.bentoml_home / POINTER_FILE]  # fmt: skip
+             layout.champions_pointer]  # fmt: skip
     return {
         "snapshot_rows": row[0] if row else None,
         **{str(path.relative_to(home)): digest(path) for path in files},

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from features.home import Home
 from features.outcomes import BAND_LABELS, COMPLEX_DEPENDENCY, FALLS, Cohort, Outcome
 from serving.cds_hooks import CardContext, HookRequest, discovery, escape, indicator, risk_card
 from serving.cds_patients import PatientLookup, PatientLookupError
@@ -45,9 +46,9 @@ AUD = "https://carerisk.example.org/cds-services/carerisk-falls"
 @pytest.fixture
 def registered(tmp_path: Path) -> tuple[SigningClient, CdsClients, ReferralStore]:
     client = SigningClient()
-    clients = CdsClients(tmp_path / "cds_clients.json")
+    clients = CdsClients(Home(tmp_path).cds_clients_path)
     clients.add(client.iss, "Elm Surgery EHR", client.jwks(), jku=["https://ehr.example.org/jwks"])
-    return client, clients, ReferralStore(tmp_path / "referrals.sqlite")
+    return client, clients, ReferralStore(Home(tmp_path).referrals_path)
 
 
 def check(token: str, clients: CdsClients, store: ReferralStore, aud: str = AUD) -> Any:
@@ -119,9 +120,9 @@ def test_tokens_the_specification_rules_out_are_refused(
 
 def test_a_registered_jku_and_an_rs384_client_are_accepted(tmp_path: Path) -> None:
     rs = SigningClient(iss="https://rs.example.org/", alg="RS384", kid="rs-1")
-    clients = CdsClients(tmp_path / "cds_clients.json")
+    clients = CdsClients(Home(tmp_path).cds_clients_path)
     clients.add(rs.iss, "RS Surgery", rs.jwks(), jku=["https://rs.example.org/jwks"])
-    store = ReferralStore(tmp_path / "referrals.sqlite")
+    store = ReferralStore(Home(tmp_path).referrals_path)
     token = rs.token(AUD, headers={"jku": "https://rs.example.org/jwks"})
     assert check(token, clients, store)[0].org == "RS Surgery"
 
@@ -142,7 +143,7 @@ def test_an_algorithm_that_does_not_fit_the_key_is_refused(tmp_path: Path) -> No
 
 
 def test_only_public_asymmetric_keys_register(tmp_path: Path) -> None:
-    clients = CdsClients(tmp_path / "cds_clients.json")
+    clients = CdsClients(Home(tmp_path).cds_clients_path)
     private = json.loads(ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1())))
     small = json.loads(RSAAlgorithm.to_jwk(rsa.generate_private_key(65537, 1024).public_key()))
     cases = {
@@ -185,7 +186,7 @@ def test_the_specifications_example_request_parses() -> None:
 
 
 def test_the_patient_lookup_names_a_bad_row(tmp_path: Path) -> None:
-    path = tmp_path / "cds_patients.csv"
+    path = Home(tmp_path).cds_patients_path
     lookup = PatientLookup(path)
     assert lookup.person_of("1288992") is None  # no file: nobody mapped
     path.write_text("patient_id,person_id\n1288992,Pabcdef000001\n")
@@ -212,7 +213,7 @@ def test_cards_meet_the_specification(band: str) -> None:
         card["suggestions"][0]["label"] == "Offer a home safety and falls check by the fire service"
     )
     assert card["suggestions"][0]["isRecommended"] is (band in ("high", "very high"))
-    assert card["source"]["topic"]["code"] == "129839007"
+    assert card["source"]["topic"]["code"] == FALLS.at_risk_finding[0]  # type: ignore[index]
     assert card["links"][0]["url"] == "https://carerisk.example.org/ui/person#P0001234"
     resource = card["suggestions"][0]["actions"][0]["resource"]
     request = ServiceRequest.model_validate(resource)
@@ -262,13 +263,13 @@ def test_discovery_meets_the_specification() -> None:
 
 
 def test_the_service_request_of_a_referral_validates(tmp_path: Path) -> None:
-    store = ReferralStore(tmp_path / "referrals.sqlite")
+    store = ReferralStore(Home(tmp_path).referrals_path)
     made = store.create(new())
     doc = referral_request(made, FALLS)
     request = ServiceRequest.model_validate(doc)
     assert (request.status, request.intent) == ("active", "order")
     assert request.category[0].text == "Home safety and falls prevention check"  # type: ignore[index]
-    assert request.reasonCode[0].coding[0].code == "129839007"  # type: ignore[index]
+    assert request.reasonCode[0].coding[0].code == FALLS.at_risk_finding[0]  # type: ignore[index]
     assert request.supportingInfo[0].reference == "#risk"  # type: ignore[index]
     assert request.contained[0].get_resource_type() == "RiskAssessment"  # type: ignore[index]
     assert "Dr A Patel" in request.note[0].text  # type: ignore[index]

@@ -18,14 +18,15 @@ def run(tmp_path, *args: str):
 
 
 def test_keys_add_prints_the_key_once_and_list_never(tmp_path):
-    added = run(tmp_path, "keys", "add", "--org", "Worcs GP", "--role", "gp")
+    added = run(tmp_path, "keys", "add", "--org", "Worcs GP", "--role", "gp", "--practice", "M1")
     assert added.exit_code == 0, added.output
+    assert "scope:  practices:M1" in added.stdout
     match = re.search(r"crk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", added.stdout)
     assert match is not None
     full_key = match.group(0)
     assert added.output.count(full_key) == 1
     principal = KeyStore.in_home(tmp_path).authenticate(full_key)
-    assert principal is not None and principal.role == "gp"
+    assert principal is not None and principal.role == "gp" and principal.practices == {"M1"}
 
     listed = run(tmp_path, "keys", "list")
     assert listed.exit_code == 0
@@ -36,6 +37,9 @@ def test_keys_add_prints_the_key_once_and_list_never(tmp_path):
     rows = json.loads(as_json.stdout)
     assert rows[0]["key_id"] == key_id and rows[0]["status"] == "active"
     assert "key_hash" not in rows[0]
+    assert rows[0]["practices"] == ["M1"] and rows[0]["scope"] == "practices:M1"
+    unscoped = run(tmp_path, "keys", "add", "--org", "Worcs GP", "--role", "gp")
+    assert unscoped.exit_code == 1 and "--all-practices" in unscoped.output
 
 
 def test_keys_revoke_and_bad_role(tmp_path):
@@ -97,3 +101,25 @@ def test_audit_verify_exits_non_zero_on_a_broken_chain(tmp_path):
     assert payload["ok"] is False and payload["first_bad_seq"] == 2
     plain = run(tmp_path, "audit", "verify")
     assert plain.exit_code == 1 and "BROKEN at seq 2" in plain.stdout
+
+
+def test_serve_refuses_a_remote_host_unless_allowed_behind_a_proxy_or_tls(tmp_path):
+    alone = run(tmp_path, "serve", "--host", "0.0.0.0")
+    assert alone.exit_code == 1 and "--allow-remote" in alone.output
+    allowed = run(tmp_path, "serve", "--host", "192.0.2.10", "--allow-remote")
+    assert allowed.exit_code == 1 and "needs --trusted-proxy" in allowed.output
+    half_tls = run(tmp_path, "serve", "--host", "0.0.0.0", "--allow-remote", "--tls-certfile", "c")
+    assert half_tls.exit_code == 1 and "together" in half_tls.output
+
+
+def test_the_cds_audience_is_the_address_the_service_starts_on():
+    from carerisk.commands.serve import listen_url, remote_problem
+
+    assert listen_url("127.0.0.1", 3000, tls=False) == "http://127.0.0.1:3000"
+    assert listen_url("::1", 3000, tls=True) == "https://[::1]:3000"
+    assert listen_url("localhost", 8080, tls=False) == "http://localhost:8080"
+    assert listen_url("0.0.0.0", 3000, tls=False) == ""  # every address: not known
+    assert listen_url("::", 3000, tls=False) == ""
+    assert remote_problem("::1", allow_remote=False, proxied=False, tls=False) is None
+    assert remote_problem("0.0.0.0", allow_remote=True, proxied=True, tls=False) is None
+    assert remote_problem("0.0.0.0", allow_remote=True, proxied=False, tls=True) is None

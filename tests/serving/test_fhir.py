@@ -24,7 +24,7 @@ def test_valid_r4_risk_assessment_for_each_band(band, notes):
     assert prediction["qualitativeRisk"]["coding"][0] == {
         "system": "http://terminology.hl7.org/CodeSystem/risk-probability",
         "code": expected,
-        "display": fhir.BAND_TO_RISK[band][1],
+        "display": fhir.RISK_DISPLAY[expected],
     }
     assert band in prediction["qualitativeRisk"]["text"]
     if notes:

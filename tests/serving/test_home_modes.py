@@ -24,7 +24,8 @@ def test_what_the_command_creates_is_owner_only(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr[-2000:]
         done = carerisk(home, "load", str(Home(home).extract_dir), timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
-        assert carerisk(home, "keys", "add", "--org", "GP A", "--role", "gp").returncode == 0
+        added = carerisk(home, "keys", "add", "--org", "GP A", "--role", "gp", "--all-practices")
+        assert added.returncode == 0
     finally:
         os.umask(old)
     assert Home(home).store_path.is_file() and any(Home(home).extract_dir.iterdir())
@@ -37,7 +38,7 @@ def test_a_home_open_to_others_is_named_in_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     home = Home(tmp_path / "home")
-    (home.root / "reports").mkdir(parents=True, mode=0o700)
+    home.reports_dir.mkdir(parents=True, mode=0o700)
     home.root.chmod(0o700)
     register = home.reports_dir / "register-falls-county.csv"
     register.write_text("rank,person_id\n")

@@ -410,7 +410,7 @@ def test_errors_read_as_plain_words(
 
     expired_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     _, expired = KeyStore.in_home(live_service.home).add(
-        "Lapsed GP org", "gp", expires_at=expired_at
+        "Lapsed GP org", "gp", expires_at=expired_at, all_practices=True
     )
     sign_in(watched, live_service.url, expired)
     assert "Your API key has expired" in status_text(page)

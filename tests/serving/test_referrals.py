@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from features.contract import TABLES
+from features.home import Home
 from serving.referral_data import AtRisk, ExportError, export_visits, referral_report, visit_rows
 from serving.referrals import (
     MOVES,
@@ -64,7 +65,7 @@ def visit(day: dt.date | None = None) -> StatusChange:
 
 @pytest.fixture
 def store(tmp_path: Path) -> ReferralStore:
-    return ReferralStore(tmp_path / "referrals.sqlite")
+    return ReferralStore(Home(tmp_path).referrals_path)
 
 
 # --- agreements and requests ---------------------------------------------------------------
@@ -137,7 +138,7 @@ def test_the_loop_from_referred_to_closed(store: ReferralStore) -> None:
 def test_every_move_follows_the_table(
     tmp_path_factory: pytest.TempPathFactory, moves: list[str]
 ) -> None:
-    store = ReferralStore(tmp_path_factory.mktemp("moves") / "referrals.sqlite")
+    store = ReferralStore(Home(tmp_path_factory.mktemp("moves")).referrals_path)
     ref = store.create(new())
     status, done = "referred", ["referred"]
     for move in moves:
@@ -168,14 +169,38 @@ def test_a_visit_before_the_referral_is_refused(store: ReferralStore) -> None:
         store.move(made.id, visit(NOW.date() - dt.timedelta(days=2)), FIRE)
 
 
-def test_one_open_referral_per_person_outcome_and_service(store: ReferralStore) -> None:
+def test_one_open_falls_check_per_person_across_fire_services(store: ReferralStore) -> None:
     first = store.create(new())
     with pytest.raises(DuplicateReferral, match=first.id):
         store.create(new())
-    store.create(new(receiving_org="South Fire"))  # another service may be asked
+    with pytest.raises(DuplicateReferral, match=first.id):  # another fire service: still one
+        store.create(new(receiving_org="South Fire"))
+    with pytest.raises(DuplicateReferral, match=first.id):  # another outcome: the same check
+        store.create(new(outcome="complex_dependency"))
     store.move(first.id, StatusChange(status="declined"), FIRE)
-    again = store.create(new())  # the first is no longer open
+    again = store.create(new(receiving_org="South Fire"))  # the first is no longer open
     assert again.id != first.id
+
+
+def test_a_duplicate_names_no_other_organisations_referral(store: ReferralStore) -> None:
+    first = store.create(new())
+    with pytest.raises(DuplicateReferral) as refused:
+        store.create(new(referring_org="Oak Surgery", receiving_org="South Fire"))
+    said = refused.value.message
+    assert first.id not in said and "North Fire" not in said and "referred" not in said.split()
+    assert said == "this person already has an open home safety and falls check referral"
+
+
+def test_visit_findings_take_only_json_booleans() -> None:
+    for loose in ("yes", "true", 1, 0, "1"):
+        with pytest.raises(ValidationError, match="valid boolean"):
+            Findings.model_validate({**FOUND.model_dump(), "smoker": loose})
+    assert Findings.model_validate(FOUND.model_dump()) == FOUND
+
+
+def test_the_agreement_time_rule_is_in_the_schema() -> None:
+    field = AgreementIn.model_json_schema()["properties"]["recorded_at"]
+    assert field["x-not-after"] == "now" and "not in the future" in field["description"]
 
 
 def test_two_moves_at_once_cannot_both_win(store: ReferralStore) -> None:
@@ -270,7 +295,7 @@ def test_visits_export_as_contract_rows_the_loader_accepts(
     assert rows[0] == header + "mobility_concern,referral_made"
     assert rows[1] == f"{seen.id},Pabcdef000001,{NOW.date()},true,false,false,true,false"
 
-    store_path = tmp_path / "store.duckdb"
+    store_path = Home(tmp_path).store_path
     load_extract(
         people_extract(tmp_path / "people", ["Pabcdef000001", "Pabcdef000002"]), store_path
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,7 @@ class Cast:
 def cast(live_service: LiveService) -> Cast:
     store = KeyStore.in_home(live_service.home)
     _, other_fire = store.add("Other fire org", "fire")
-    _, other_gp = store.add("Other surgery", "gp")
+    _, other_gp = store.add("Other surgery", "gp", all_practices=True)
     keys = {
         "none": None, "gp": live_service.keys["gp"], "other_gp": other_gp,
         "fire": live_service.keys["fire"], "other_fire": other_fire,
@@ -240,6 +241,66 @@ def test_refusals_say_why_and_are_audited(
     ]  # fmt: skip
 
 
+def test_a_duplicate_names_no_other_organisations_referral(
+    cast: Cast, people: dict[str, list[str]], live_service: LiveService
+) -> None:
+    """Another surgery, and another fire service, meet the one open check: 409 naming nothing
+    of it; the referrer itself is told which of its own is open."""
+    person = people["falls"][12]
+    made = refer(cast, person)
+    assert made.status_code == 201, made.text
+    rid = made.json()["referral"]["id"]
+    other_gp = refer(cast, person, who="other_gp")
+    other_fire = refer(cast, person, receiving_org="Other fire org")
+    assert (other_gp.status_code, other_gp.json()["error"]) == (409, "already_referred")
+    assert rid not in other_gp.text and "Test fire org" not in other_gp.text
+    assert "referred" not in other_gp.json()["message"].split()
+    assert (other_fire.status_code, other_fire.json()["error"]) == (409, "already_referred")
+    assert rid in other_fire.text  # the same surgery's own referral
+
+
+def test_the_falls_check_only_under_an_outcome_that_leads_to_it(
+    cast: Cast, people: dict[str, list[str]], live_service: LiveService
+) -> None:
+    """A person outside the falls cohort referred under complex dependency: 422, nothing
+    stored, audited; the CDS card of that outcome offers no referral either."""
+    log = AuditLog.in_home(live_service.home)
+    young = people["complex_dependency"][-1]
+    with cast.client("gp") as gp:
+        score = gp.post("/v1/score", json={"outcome": "complex_dependency",
+                                           "person_ids": [young]})  # fmt: skip
+        basis = {k: score.json()["results"][0][k] for k in ("model_version", "index_date",
+                                                           "band")}  # fmt: skip
+    before = log.count()
+    answer = refer(cast, young, outcome="complex_dependency", score=basis)
+    assert (answer.status_code, answer.json()["error"]) == (422, "not_referable"), answer.text
+    assert "complex dependency" in answer.json()["message"]
+    assert [
+        (r.endpoint, r.outcome, r.status)
+        for r in keyed_since(log, before)
+        if r.endpoint == "referral_create"
+    ] == [("referral_create", "not_referable", 422)]
+    with cast.client("admin") as admin:
+        listed = admin.get("/v1/referrals", params={"limit": 200}).json()["referrals"]
+    assert young not in {r["person_id"] for r in listed}
+
+
+def test_visit_findings_take_only_json_booleans(cast: Cast, referral: dict[str, Any]) -> None:
+    rid = referral["referral"]["id"]
+    visit = {"status": "visited", "visit_date": dt.date.today().isoformat(),
+             "findings": {**FINDINGS, "smoker": "yes"}}  # fmt: skip
+    answer = cast.call("fire", "POST", f"/v1/referrals/{rid}/status", json=visit)
+    assert answer.status_code == 422, answer.text
+    assert "body.findings.smoker" in [f["path"] for f in answer.json()["fields"]]
+
+
+def test_the_agreement_time_rule_is_in_the_openapi_document(live_service: LiveService) -> None:
+    with live_service.client("admin") as admin:
+        document = admin.get("/v1/openapi.json").json()
+    agreement = document["components"]["schemas"]["AgreementIn"]["properties"]["recorded_at"]
+    assert agreement["x-not-after"] == "now" and "not in the future" in agreement["description"]
+
+
 @pytest.fixture
 def objecting(live_service: LiveService, people: dict[str, list[str]]) -> Iterator[str]:
     path = Home(live_service.home).objections_path
@@ -390,10 +451,41 @@ def test_a_bad_client_token_is_401(
     answer = httpx.post(url, json=spec_request(), headers=headers)
     assert answer.status_code == 401, answer.text
     assert answer.headers["www-authenticate"] == "Bearer" and "cards" not in answer.text
+    assert answer.json()["error"] == "unauthenticated"
+    time.sleep(1.5)  # refusals are audited in groups, once a second (serving/refusals.py)
     records = cds_since(AuditLog.in_home(live_service.home), before)
     assert [(r.endpoint, r.outcome, r.status) for r in records] == [
         ("cds_service", "unauthenticated", 401)
     ]
+
+
+def test_the_cds_audience_and_links_are_never_the_host_header(
+    live_service: LiveService, cds: SigningClient
+) -> None:
+    evil = "http://evil.example/cds-services/carerisk-falls"
+    forged = httpx.post(service_url(live_service), json=spec_request(),
+                        headers={**cds.bearer(evil), "Host": "evil.example"})  # fmt: skip
+    assert forged.status_code == 401 and "evil.example" not in forged.text.replace(evil, "")
+    url = service_url(live_service)
+    host = {**cds.bearer(url), "Host": "evil.example"}
+    answer = httpx.post(url, json=spec_request(), headers=host)
+    assert answer.status_code == 200, answer.text
+    [card] = answer.json()["cards"]
+    assert card["links"][0]["url"].startswith(f"{live_service.url}/ui/person#")
+
+
+def test_cds_errors_use_the_apis_error_body(live_service: LiveService, cds: SigningClient) -> None:
+    url = service_url(live_service)
+    keyless = httpx.post(url, content=b'{"hook":', headers={"content-type": "application/json"})
+    assert keyless.status_code == 401 and set(keyless.json()) == {"error", "message"}
+    broken = httpx.post(url, content=b'{"hook":', headers={**cds.bearer(url),
+                        "content-type": "application/json"})  # fmt: skip
+    assert broken.status_code == 422 and broken.json()["error"] == "invalid_request"
+    assert {"path", "message", "type"} <= set(broken.json()["fields"][0])
+    nothing = f"{live_service.url}/cds-services/nothing"
+    unknown = httpx.post(nothing, json=spec_request(), headers=cds.bearer(nothing))
+    assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
+    assert "message" in unknown.json()
 
 
 def test_an_api_key_is_not_a_cds_clients_token(live_service: LiveService, cast: Cast) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from features.home import Home
 from serving.audit import AuditLog, AuditWriter
 from serving.refusals import IDS_PER_CLIENT, Refusal, RefusalTally
 
 
 def test_a_flood_becomes_a_few_grouped_records(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.sqlite")
+    log = AuditLog(Home(tmp_path).audit_path)
     writer = AuditWriter(log)
     tally = RefusalTally(writer, interval=0.2)
 
@@ -36,7 +37,7 @@ def test_a_flood_becomes_a_few_grouped_records(tmp_path: Path) -> None:
 
 
 def test_nothing_counted_writes_nothing(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.sqlite")
+    log = AuditLog(Home(tmp_path).audit_path)
     tally = RefusalTally(AuditWriter(log))
     tally.flush_now()
     asyncio.run(tally.close())

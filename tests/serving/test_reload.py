@@ -128,7 +128,7 @@ def test_releasing_an_acyclic_scorer_runs_no_full_collection() -> None:
 
 
 def test_generation_file_changes_when_bumped(tmp_path: Path) -> None:
-    path = tmp_path / "serving-generation"
+    path = Home(tmp_path).serving_generation
     assert read_generation(path) == ""
     first = bump_generation(path)
     assert read_generation(path) == first
@@ -136,7 +136,7 @@ def test_generation_file_changes_when_bumped(tmp_path: Path) -> None:
 
 
 def test_snapshot_fingerprint_sees_a_rewrite_at_the_same_date(tmp_path: Path) -> None:
-    store = tmp_path / "store.duckdb"
+    store = Home(tmp_path).store_path
     with duckdb.connect(str(store)) as con:
         con.execute("CREATE TABLE feature_snapshot AS SELECT 'P1' AS person_id, "
                     "DATE '2025-01-01' AS index_date, 1.0 AS x")  # fmt: skip
@@ -201,7 +201,7 @@ def register_altered(home: Path, outcome: str, alter: Callable[[Path], None]) ->
         found.experiment_id
         if found
         else client.create_experiment(
-            "reload-tests", artifact_location=(home / "reload-artifacts").as_uri()
+            "reload-tests", artifact_location=(Home(home).artifacts_dir / "reload-tests").as_uri()
         )
     )
     run = client.create_run(experiment)
@@ -402,7 +402,7 @@ def test_a_failed_reload_keeps_the_old_version_and_says_why(
         assert answer.status_code == 200
     finally:
         restore(served.home, "falls", good)
-    pointer = (Home(served.home).bentoml_home / "champions.json").read_text()
+    pointer = Home(served.home).champions_pointer.read_text()
     assert f":v{serving}-" in pointer  # the refused version was never pointed at
 
 

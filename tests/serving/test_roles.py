@@ -1,13 +1,30 @@
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from hypothesis import given
 from hypothesis import strategies as st
 
+from features.outcomes import PRODUCT
 from models.reasons import Reason
-from serving.roles import ROLES, ROUTE_ROLES, is_allowed, scope_reasons, scope_result
+from serving.api import V1
+from serving.config import ServingConfig
+from serving.roles import (
+    ROLES,
+    ROUTE,
+    ROUTE_ROLES,
+    ROUTES,
+    is_allowed,
+    route_name,
+    scope_reasons,
+    scope_result,
+)
+from serving.routes import v1_routers
 from serving.schemas import RestrictedScore, ScoreResult
 from tests.serving.builders import FEATURES, REASONS, make_result
 
@@ -125,3 +142,111 @@ def test_numpy_values_keep_their_python_type():
     assert made.value == 2 and type(made.value) is int
     flag = Reason.model_validate({**reason.model_dump(), "value": np.bool_(True)})
     assert flag.value is True
+
+
+# --- the one route table ---------------------------------------------------------------------
+
+
+def test_the_openapi_document_and_the_mounted_routes_are_the_table(tmp_path: Path) -> None:
+    app = FastAPI(openapi_url=ROUTE["openapi"].path.removeprefix(V1))  # as serving/service.py
+    config = ServingConfig(home=tmp_path, tracking_uri="sqlite:///unused.db")
+    routers = v1_routers(PRODUCT.outcomes, config)
+    for routes in routers:
+        app.include_router(routes)
+    listed = {(r.method, r.path) for r in ROUTES if r.listed}
+    documented = {
+        (method.upper(), V1 + path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+    assert documented == listed
+    mounted = {
+        (route.name, method, V1 + route.path)
+        for routes in routers
+        for route in routes.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+    assert mounted == {(r.name, r.method, r.path) for r in ROUTES if r.listed}
+    unlisted = {r.path for r in ROUTES if not r.listed}
+    assert unlisted == {V1 + app.openapi_url, "/metrics"}  # the document itself; the gate's
+
+
+def test_each_route_is_named_by_its_method_and_path() -> None:
+    for route in ROUTES:
+        path = route.path.replace("{referral_id}", "ref-" + "0" * 24)
+        assert route_name(route.method, path) == route.name
+    assert route_name("POST", "/v1/whoami") == "whoami"  # one route at the path: the app says 405
+    assert route_name("PUT", "/v1/referrals") == "unknown"  # two routes there, neither a PUT
+    assert route_name("GET", "/v1/referrals/x/status") == "unknown"
+    assert route_name("GET", "/v1/nothing") == "unknown"
+    assert set(ROUTE_ROLES) == {r.name for r in ROUTES} and len(ROUTES) == len(ROUTE_ROLES)
+
+
+# --- each rule kept in one place ------------------------------------------------------------
+
+SERVING = Path(__file__).resolve().parents[2] / "serving"
+
+
+def serving_sources() -> list[tuple[str, ast.Module]]:
+    return [
+        (p.name, ast.parse(p.read_text(encoding="utf-8"))) for p in sorted(SERVING.glob("*.py"))
+    ]
+
+
+def outcome_names_compared(tree: ast.Module) -> list[int]:
+    """Lines where an outcome's name is compared with a string, or keys a literal table."""
+    names = set(PRODUCT.names()) | {o.cli_name for o in PRODUCT}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            parts = [node.left, *node.comparators]
+            listed = [p for p in parts if isinstance(p, ast.Set | ast.Tuple | ast.List)]
+            candidates = [*parts, *(e for p in listed for e in p.elts)]
+        elif isinstance(node, ast.Dict):
+            candidates = [k for k in node.keys if k is not None]
+        else:
+            continue
+        if any(isinstance(c, ast.Constant) and c.value in names for c in candidates):
+            found.append(node.lineno)
+    return found
+
+
+def route_or_role_tables(tree: ast.Module) -> list[int]:
+    """Lines holding a route's path, or a literal collection of two or more route or role
+    names: a second route or role table."""
+    paths = {r.path for r in ROUTES}
+    names = set(ROUTE) | set(ROLES)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and node.value in paths:
+            found.append(node.lineno)
+        elif isinstance(node, ast.Set | ast.Tuple | ast.List | ast.Dict):
+            items = node.keys if isinstance(node, ast.Dict) else node.elts
+            named = [i for i in items if isinstance(i, ast.Constant) and i.value in names]
+            if len(named) >= 2:
+                found.append(node.lineno)
+    return found
+
+
+def test_serving_compares_no_outcome_name_as_a_string() -> None:
+    found = {
+        name: lines for name, tree in serving_sources() if (lines := outcome_names_compared(tree))
+    }
+    assert found == {}, f"outcome-specific branches (put what they need on the Outcome): {found}"
+
+
+def test_the_route_table_is_the_only_route_or_role_table() -> None:
+    found = {
+        name: lines
+        for name, tree in serving_sources()
+        if name != "roles.py" and (lines := route_or_role_tables(tree))
+    }
+    assert found == {}, f"routes or roles listed outside serving/roles.py ROUTES: {found}"
+
+
+def test_the_checks_find_what_they_look_for() -> None:
+    branch = ast.parse('if outcome.name == "falls":\n    pass\ncodes = {"complex_dependency": 1}')
+    assert outcome_names_compared(branch) == [1, 3]
+    table = ast.parse('PATHS = {"score": "/v1/score"}\nREADS = frozenset({"gp", "fire"})')
+    assert route_or_role_tables(table) == [1, 2]  # the path; the two roles

@@ -16,16 +16,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import httpx
 import pytest
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
 from features.home import Home
 from features.registry import FEATURES
 from serving.audit import AuditLog
-from serving.roles import ROLES, ROUTE_ROLES
+from serving.jwt_auth import CdsClients
+from serving.keys import KeyStore
+from serving.roles import ROLES, ROUTE, ROUTE_ROLES, ROUTES
 from tests import live
 from tests.live import ROOT, LiveService, keyed_since, snapshot_people
 from tests.serving.builders import label_features
+from tests.serving.cds_spec import SigningClient, spec_request
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -59,7 +64,7 @@ from serving.champions import load_champions
 from serving.config import ServingConfig
 
 top_k = ServingConfig.model_fields["top_k"].default
-served = load_champions(home.bentoml_home, [PRODUCT.get(o) for o in asked])
+served = load_champions(home, [PRODUCT.get(o) for o in asked])
 out = {}
 for outcome, ids in asked.items():
     bundle = served[outcome].bundle
@@ -91,53 +96,49 @@ def in_process(home: Path, asked: dict[str, list[str]]) -> dict[str, Any]:
 
 
 def route_call(route: str, person: str) -> tuple[str, str, dict[str, Any]]:
-    """(method, path, httpx keyword arguments) of a valid request to each named route."""
-    calls: dict[str, tuple[str, str, dict[str, Any]]] = {
-        "score": ("POST", "/v1/score", {"json": {"outcome": "falls", "person_ids": [person]}}),
-        "score_records": (
-            "POST",
-            "/v1/score/records",
-            {"json": {"outcome": "falls", "records": [record_of()]}},
-        ),  # fmt: skip
-        "fhir": (
-            "POST",
-            "/v1/fhir/risk-assessment",
-            {"json": {"outcome": "falls", "person_id": person}},
-        ),  # fmt: skip
-        "person": ("POST", "/v1/person", {"json": {"person_id": person}}),
-        "register": ("GET", "/v1/register", {"params": {"outcome": "falls", "top": 3}}),
-        "outcomes": ("GET", "/v1/outcomes", {}),
-        "whoami": ("GET", "/v1/whoami", {}),
-        "reload_objections": ("POST", "/v1/admin/objections/reload", {}),
-        "reload_service": ("POST", "/v1/admin/reload", {}),  # the same champions and snapshot
-        "audit_verify": ("GET", "/v1/admin/audit/verify", {}),
-        "openapi": ("GET", "/v1/openapi.json", {}),
-        "metrics": ("GET", "/metrics", {}),
-        "referral_form": ("GET", "/v1/referrals/form", {}),
-        "referral_create": ("POST", "/v1/referrals", {"json": referral_body(person)}),
-        "referral_queue": ("GET", "/v1/referrals", {}),
-        "referral_read": ("GET", f"/v1/referrals/{NO_REFERRAL}", {}),
-        "referral_status": (
-            "POST",
-            f"/v1/referrals/{NO_REFERRAL}/status",
-            {"json": {"status": "accepted"}},
-        ),  # fmt: skip
+    """(method, path, httpx keyword arguments) of a valid request to each named route: the
+    method and path of the route table (serving.roles.ROUTES), the request's parts here."""
+    parts: dict[str, dict[str, Any]] = {
+        "score": {"json": {"outcome": "falls", "person_ids": [person]}},
+        "score_records": {"json": {"outcome": "falls", "records": [record_of()]}},
+        "fhir": {"json": {"outcome": "falls", "person_id": person}},
+        "person": {"json": {"person_id": person}},
+        "register": {"params": {"outcome": "falls", "top": 3}},
+        "outcomes": {},
+        "whoami": {},
+        "reload_objections": {},
+        "reload_service": {},  # the same champions and snapshot
+        "audit_verify": {},
+        "openapi": {},
+        "metrics": {},
+        "referral_form": {},
+        "referral_create": {"json": referral_body(person)},
+        "referral_queue": {},
+        "referral_read": {},
+        "referral_status": {"json": {"status": "accepted"}},
     }
-    return calls.get(route, ("", "", {}))
+    if route not in parts:
+        return "", "", {}
+    table = ROUTE[route]
+    return table.method, table.path.format(referral_id=NO_REFERRAL), parts[route]
 
 
-def referral_body(person: str) -> dict[str, Any]:
-    """A well-formed referral from a score that is not the one served (refused 409)."""
+def referral_body(person: str, score: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A well-formed referral on `score` (a score result), by default one that is not the one
+    served (refused 409)."""
+    basis = {"model_version": "0", "index_date": "2000-01-01", "band": "none"}
+    if score is not None:
+        basis = {k: score[k] for k in basis}
     return {
         "person_id": person, "outcome": "falls", "receiving_org": "Test fire org",
-        "score": {"model_version": "0", "index_date": "2000-01-01", "band": "none"},
+        "score": basis,
         "agreement": {"recorded_by": "Dr Test", "recorded_at": "2025-01-01T00:00:00Z",
                       "agreed_to": ["contact_details", "reason_category"]},
     }  # fmt: skip
 
 
 # Routes a key may call that the OpenAPI document does not list: itself, and /metrics.
-UNLISTED = {("GET", "/v1/openapi.json"), ("GET", "/metrics")}
+UNLISTED = {(r.method, r.path) for r in ROUTES if not r.listed}
 
 
 def record_of(person_ref: str = "Pexternal0001") -> dict[str, Any]:
@@ -208,6 +209,119 @@ def test_missing_or_wrong_key_is_401(
             response = client.request(method, path, headers=headers, **kwargs)
             assert response.status_code == 401, (route, kind, response.text[:300])
             assert response.headers["www-authenticate"] == "Bearer"
+
+
+# --- practice scope -------------------------------------------------------------------------
+
+
+def practices_of(home: Path, people: list[str]) -> dict[str, str]:
+    """person_id -> practice_code, from the snapshot."""
+    with duckdb.connect(str(Home(home).store_path), read_only=True) as con:
+        rows = con.execute(
+            "SELECT person_id, practice_code FROM feature_snapshot WHERE list_contains(?, "
+            "person_id)",
+            [people],
+        ).fetchall()
+    return {str(p): str(c) for p, c in rows}
+
+
+def test_a_gp_of_one_practice_gets_404_for_another_practices_people(
+    live_service: LiveService, people: dict[str, list[str]], audit_log: AuditLog
+) -> None:
+    youngest = people["falls"][-60:]  # not the people other tests refer
+    practice = practices_of(live_service.home, youngest)
+    ours = youngest[-1]
+    theirs = next(p for p in reversed(youngest) if practice[p] != practice[ours])
+    own, other = practice[ours], practice[theirs]
+    _, key = KeyStore.in_home(live_service.home).add("Test gp org", "gp", practices=[own])
+    unknown = "Pnobody00000001"
+    before = audit_log.count()
+    with httpx.Client(base_url=live_service.url, timeout=30,
+                      headers={"Authorization": f"Bearer {key}"}) as gp:  # fmt: skip
+        assert gp.post("/v1/score", json={"outcome": "falls", "person_ids": [ours]}).is_success
+        batch = [ours, unknown, theirs]
+        refusals = [
+            gp.post("/v1/score", json={"outcome": "falls", "person_ids": batch}),
+            gp.post("/v1/person", json={"person_id": theirs}),
+            gp.post("/v1/fhir/risk-assessment", json={"outcome": "falls", "person_id": theirs}),
+            gp.post("/v1/referrals", json=referral_body(theirs)),
+        ]
+        unknown_id = gp.post("/v1/fhir/risk-assessment",
+                             json={"outcome": "falls", "person_id": unknown})  # fmt: skip
+        other_register = gp.get("/v1/register", params={"outcome": "falls", "practice": other})
+        own_register = gp.get("/v1/register", params={"outcome": "falls", "top": 500})
+    for refused in refusals:
+        assert refused.status_code == 404, refused.text[:300]
+        assert refused.json()["message"] == unknown_id.json()["message"]  # nothing told apart
+    # as if the other practice's person were not in the snapshot: listed with the unknown id
+    assert refusals[0].json()["person_ids"] == [unknown, theirs]
+    assert other_register.status_code == 404
+    assert own_register.status_code == 200
+    assert {p["practice_code"] for p in own_register.json()["people"]} == {own}
+    records = [r for r in audit_log.since(before) if r.org == "Test gp org"]
+    assert {r.scope for r in records} == {f"practices:{own}"}
+    outside = [r for r in records if r.outcome == "outside_scope"]
+    assert [r.endpoint for r in outside] == [
+        "score", "person", "fhir", "referral_create", "register"
+    ]  # fmt: skip
+    assert all(r.status == 404 for r in outside)
+
+
+def test_a_referral_is_read_only_within_the_readers_practices(
+    live_service: LiveService, people: dict[str, list[str]]
+) -> None:
+    youngest = people["falls"][-120:-60]
+    practice = practices_of(live_service.home, youngest)
+    person = youngest[-1]
+    elsewhere = next(c for c in practice.values() if c != practice[person])
+    store = KeyStore.in_home(live_service.home)
+    _, same = store.add("Test gp org", "gp", practices=[practice[person]])
+    _, other = store.add("Test gp org", "gp", practices=[elsewhere])
+    with live_service.client("gp") as gp:  # the organisation's key for every practice
+        score = gp.post("/v1/score", json={"outcome": "falls", "person_ids": [person]}).json()
+        made = gp.post("/v1/referrals", json=referral_body(person, score["results"][0]))
+    assert made.status_code == 201, made.text[:300]
+    path = f"/v1/referrals/{made.json()['referral']['id']}"
+    for key, status in ((same, 200), (other, 404)):
+        with httpx.Client(base_url=live_service.url, timeout=30,
+                          headers={"Authorization": f"Bearer {key}"}) as client:  # fmt: skip
+            assert client.get(path).status_code == status
+
+
+def test_a_cds_client_sees_only_its_practices_patients(
+    live_service: LiveService, people: dict[str, list[str]], audit_log: AuditLog
+) -> None:
+    youngest = people["falls"][-180:-120]
+    practice = practices_of(live_service.home, youngest)
+    ours = youngest[-1]
+    theirs = next(p for p in reversed(youngest) if practice[p] != practice[ours])
+    home = Home(live_service.home)
+    client = SigningClient()
+    clients = CdsClients(home.cds_clients_path)
+    clients.add(client.iss, "Scoped EHR", client.jwks(), practices=[practice[ours]])
+    lookup = home.cds_patients_path
+    before_lookup = lookup.read_text() if lookup.exists() else "patient_id,person_id\n"
+    lookup.write_text(before_lookup + f"scoped-ours,{ours}\nscoped-theirs,{theirs}\n")
+    url = f"{live_service.url}/cds-services/carerisk-falls"
+    before = audit_log.count()
+    try:
+        cards = {
+            patient: httpx.post(
+                url, json=spec_request(patientId=patient), headers=client.bearer(url), timeout=30
+            )  # fmt: skip
+            for patient in ("scoped-ours", "scoped-theirs")
+        }
+    finally:
+        lookup.write_text(before_lookup)
+        clients.remove(client.iss)
+    assert len(cards["scoped-ours"].json()["cards"]) == 1, cards["scoped-ours"].text[:300]
+    assert cards["scoped-theirs"].json() == {"cards": []}
+    records = [r for r in audit_log.since(before) if r.org == "Scoped EHR"]
+    assert [(r.outcome, r.person_ids) for r in records] == [
+        ("ok", (ours,)),
+        ("outside_scope", (theirs,)),
+    ]
+    assert {r.scope for r in records} == {f"practices:{practice[ours]}"}
 
 
 def test_health_probes_are_open(live_service: LiveService) -> None:

@@ -18,7 +18,7 @@ from synthetic.generate import (
     Format,
     _outcome_sources,
     _practices,
-    _truth_table,
+    cohort_truth,
     simulate_county,
 )
 from synthetic.mess import KINDS, WRONG_TYPE, Injector, _stringify, mess_table
@@ -33,12 +33,11 @@ def generate_in_memory(config: CountyConfig, out_dir: Path, fmt: Format = "parqu
     geo = build_geography(config)
     pids = pa.array(person_ids(config.seed, np.arange(config.people)), type=pa.string())
     tables = {spec.name: to_arrow(spec, parts.pop(spec.name), pids, geo) for spec in TABLES}
-    truth_table = _truth_table(truth, pids, config)
-    reference_table = _truth_table(reference, pids, config).rename_columns(
+    outcomes = realised_outcomes(_outcome_sources(tables), config.index_dates(), config.end)
+    truth_table, reference_table = cohort_truth(truth, reference, pids, config, outcomes)
+    reference_table = reference_table.rename_columns(
         ["person_id", "index_date", "outcome", "reference_probability"]
     )
-    cohort = truth_table.select(["person_id", "index_date", "outcome"])
-    outcomes = realised_outcomes(_outcome_sources(tables), cohort, config.end)
     extract_day = (config.end - date(1970, 1, 1)).days
     injector = Injector(
         config.mess_rate,

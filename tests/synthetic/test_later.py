@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from carerisk.cli import app
 from features import contract
 from features.codes import packaged_codes
+from features.home import Home
 from features.store import load_extract
 from synthetic import CountyConfig, generate
 from synthetic.later import later_extract
@@ -105,7 +106,7 @@ def test_the_truth_of_shared_dates_is_unchanged(earlier: Path, tmp_path: Path) -
 
 
 def test_a_next_month_loads_with_nothing_lost(earlier: Path, month: Path, tmp_path: Path) -> None:
-    store = tmp_path / "store.duckdb"
+    store = Home(tmp_path).store_path
     first = load_extract(earlier, store)
     second = load_extract(month, store)
     assert first.kind == "full" and second.kind == "full"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import fields
 from datetime import date
@@ -9,12 +10,22 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from features.codes import AMBULANCE_FALL_CATEGORIES, packaged_codes
+from evaluation.fairness import poisson_ratio_interval
+from evaluation.metrics import auroc
+from features.codes import packaged_codes
+from features.cohorts import cohort
+from features.contract import TABLES
+from features.engines import open_sources
+from features.labels import LabelSettings, labels
+from features.outcomes import COMPLEX_DEPENDENCY, FALLS, PRODUCT, Outcome
+from features.store import load_extract
 from synthetic import CountyConfig, GenerationSummary
 from synthetic.baseline import prepare
+from synthetic.outcomes import has_follow_up, realised_outcomes
 from synthetic.people import People, build_geography, make_people, rng_for
 from synthetic.process import Baseline, Events, Structure, Window, _step, month_rates
 from synthetic.realism import realism_figures
@@ -24,7 +35,10 @@ VALIDATION = "2024-01-01"
 
 @pytest.fixture(scope="module")
 def figures(county: tuple[Path, GenerationSummary]) -> dict[str, float]:
-    return realism_figures(county[0], "2024-04-01")
+    found = realism_figures(county[0], "2024-04-01")
+    truth = _joined(county[0], "falls", None)
+    found["falls_true_auroc"] = auroc(truth[:, 1], truth[:, 0])
+    return found
 
 
 # (figure, low, high): clinical.md targets for people aged 65+, with the tolerance allowed
@@ -57,12 +71,15 @@ def test_hospitalisation_rises_with_efi_band(figures: dict[str, float]) -> None:
     assert 1.3 < rates[1] / rates[0] < 3.0
 
 
-def _joined(out: Path, outcome: str, index: str) -> np.ndarray:
+def _joined(out: Path, outcome: str, index: str | None) -> np.ndarray:
+    """(true probability, event) of the outcome's rows at `index` (None: every date with
+    follow-up)."""
+    when = f"index_date = DATE '{index}'" if index else "o.event IS NOT NULL"
     con = duckdb.connect()
     rows = con.execute(
         f"""SELECT t.true_probability, o.event FROM '{out}/truth/true_risk.parquet' t
         JOIN '{out}/truth/outcomes.parquet' o USING (person_id, index_date, outcome)
-        WHERE outcome = ? AND index_date = DATE '{index}'""",
+        WHERE outcome = ? AND {when}""",
         [outcome],
     ).fetchnumpy()
     prob = np.asarray(rows["true_probability"], dtype=float)
@@ -108,80 +125,123 @@ def test_truth_rows(county: tuple[Path, GenerationSummary]) -> None:
         '{out}/truth/true_risk.parquet' JOIN '{out}/person.parquet' USING (person_id)
         WHERE outcome = 'falls'"""
     ).fetchone()
-    assert ages is not None and ages[0] == 65
+    assert ages is not None and ages[0] == FALLS.cohort.min_age
 
 
-def _recompute(out: Path, person: str, outcome: str, index: date) -> tuple[int, int]:
-    """Outcome for one person straight from the written files, in plain Python."""
-    stop = date(index.year + 1, index.month, index.day)
-    events: list[date] = []
-
-    def rows(name: str) -> list[dict]:
-        t = pq.read_table(out / f"{name}.parquet", filters=[("person_id", "=", person)])
-        return t.to_pylist()
-
-    hosp = [h for h in rows("hospital_episode") if h["admission_method"] == "emergency"]
-    if outcome == "falls":
-        for a in rows("ae_attendance"):
-            if any((v or "")[:3] in packaged_codes().fall_icd10_prefixes
-                   for v in (a["diagnosis_code"], a["injury_cause"])):  # fmt: skip
-                events.append(a["arrival_date"])
-        for h in hosp:
-            diags = [h[f"diag_{k:02d}"] or "" for k in range(1, 7)]
-            if any(d[:3] in packaged_codes().fall_icd10_prefixes for d in diags) or (
-                diags[0][:4] in packaged_codes().fragility_fracture_prefixes
-            ):
-                events.append(h["admission_date"])
-        events += [a["incident_date"] for a in rows("ambulance_incident")
-                   if a["category"] in AMBULANCE_FALL_CATEGORIES]  # fmt: skip
-        events += [
-            g["event_date"]
-            for g in rows("gp_event")
-            if g["snomed_code"] in packaged_codes().fall_snomed
-        ]
-    else:
-        for s in rows("social_care"):
-            high = s["service_type"] == "home_care" and (s["hours_per_week"] or 0) >= 14
-            if high or s["service_type"] in ("residential", "nursing"):
-                events.append(s["start_date"])
-        for h in hosp:
-            end = h["discharge_date"] or date(2025, 3, 31)
-            if (end - h["admission_date"]).days > 21:
-                events.append(h["admission_date"])
-        inside = sorted(h["admission_date"] for h in hosp if index <= h["admission_date"] < stop)
-        if len(inside) >= 3:
-            events.append(inside[2])
-    inside_events = [e for e in events if index <= e < stop]
-    first = min(inside_events) if inside_events else None
-    deaths = rows("death")
-    died = deaths[0]["date_of_death"] if deaths else None
-    died_first = died is not None and index <= died < stop and (first is None or died < first)
-    return int(first is not None), int(died_first)
+@pytest.fixture(scope="module")
+def store(county: tuple[Path, GenerationSummary], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The county loaded into a store, as `carerisk load` does."""
+    path = tmp_path_factory.mktemp("truth-store") / "store.duckdb"
+    load_extract(county[0], path)
+    return path
 
 
-@pytest.mark.parametrize("outcome", ["falls", "complex_dependency"])
-def test_outcomes_agree_with_the_records(
-    county: tuple[Path, GenerationSummary], outcome: str
+def _dates(out: Path) -> list[date]:
+    manifest = json.loads((out / "manifest.json").read_text())
+    return [date.fromisoformat(d) for d in manifest["index_dates"]]
+
+
+def _extract_end(out: Path) -> date:
+    return date.fromisoformat(json.loads((out / "manifest.json").read_text())["end"])
+
+
+def _store_labels(
+    store: Path, outcome: Outcome, days: list[date], settings: LabelSettings | None = None
+) -> pd.DataFrame:
+    """features.labels over features.cohorts.cohort, read from the store, at each date."""
+    frames = []
+    with open_sources(store) as src:
+        for day in days:
+            rows = cohort(src, outcome, day).join(labels(src, outcome, day, settings), "person_id")
+            frame = rows.select("person_id", "label", "died_before_event").to_pandas()
+            frames.append(frame.assign(index_date=day))
+    out = pd.concat(frames, ignore_index=True)
+    return out.sort_values(["index_date", "person_id"], ignore_index=True)
+
+
+def _truth_outcomes(out: Path, outcome: str, days: list[date]) -> pd.DataFrame:
+    frame = pq.read_table(out / "truth" / "outcomes.parquet").to_pandas()
+    frame = frame[(frame["outcome"] == outcome) & frame["index_date"].isin(days)]
+    return frame.sort_values(["index_date", "person_id"], ignore_index=True)
+
+
+@pytest.mark.parametrize("name", PRODUCT.names())
+def test_realised_outcomes_are_the_labels(
+    county: tuple[Path, GenerationSummary], store: Path, name: str
 ) -> None:
+    """Row for row, at every index date with follow-up: the truth's outcomes are the labels the
+    project computes from the loaded store, over its cohort."""
+    out, outcome = county[0], PRODUCT.get(name)
+    days = [d for d in _dates(out) if has_follow_up(outcome, d, _extract_end(out))]
+    assert len(days) >= 5
+    truth = _truth_outcomes(out, name, days)
+    ours = _store_labels(store, outcome, days)
+    assert len(truth) == len(ours) > 0
+    assert (truth["person_id"].to_numpy() == ours["person_id"].to_numpy()).all()
+    assert (truth["index_date"].to_numpy() == ours["index_date"].to_numpy()).all()
+    assert (truth["event"].to_numpy() == ours["label"].to_numpy()).all()
+    assert (truth["died_before_event"].to_numpy() == ours["died_before_event"].to_numpy()).all()
+    assert 0 < truth["event"].sum() < len(truth)
+
+
+@pytest.mark.parametrize("name", PRODUCT.names())
+def test_truth_cohort_is_the_label_cohort(
+    county: tuple[Path, GenerationSummary], store: Path, name: str
+) -> None:
+    """At every index date (with follow-up or not), the people with a true probability are
+    exactly the outcome's cohort as the store's records give it."""
+    out, outcome = county[0], PRODUCT.get(name)
+    truth = pq.read_table(out / "truth" / "true_risk.parquet").to_pandas()
+    truth = truth[truth["outcome"] == name]
+    with open_sources(store) as src:
+        for day in _dates(out):
+            members = set(cohort(src, outcome, day).to_pandas()["person_id"])
+            held = truth.loc[truth["index_date"] == day, "person_id"]
+            assert len(held) == held.nunique() == len(members), day
+            assert set(held) == members, day
+
+
+@pytest.mark.parametrize("name", PRODUCT.names())
+def test_observed_over_true_events_is_one(
+    county: tuple[Path, GenerationSummary], name: str
+) -> None:
+    """Pooled over the index dates with follow-up, realised events over the sum of the true
+    probabilities: the exact Poisson 99% interval holds 1."""
     out = county[0]
-    con = duckdb.connect()
-    picks = con.execute(
-        f"""(SELECT person_id, event, died_before_event FROM '{out}/truth/outcomes.parquet'
-             WHERE outcome = ? AND index_date = DATE '{VALIDATION}' AND event = 1
-             ORDER BY person_id LIMIT 4)
-        UNION ALL
-            (SELECT person_id, event, died_before_event FROM '{out}/truth/outcomes.parquet'
-             WHERE outcome = ? AND index_date = DATE '{VALIDATION}' AND died_before_event = 1
-             ORDER BY person_id LIMIT 3)
-        UNION ALL
-            (SELECT person_id, event, died_before_event FROM '{out}/truth/outcomes.parquet'
-             WHERE outcome = ? AND index_date = DATE '{VALIDATION}' AND event = 0
-             ORDER BY person_id LIMIT 3)""",
-        [outcome] * 3,
-    ).fetchall()
-    assert len(picks) == 10
-    for person, event, died in picks:
-        assert _recompute(out, person, outcome, date.fromisoformat(VALIDATION)) == (event, died)
+    rows = (
+        duckdb.connect()
+        .execute(
+            f"""SELECT sum(o.event), sum(t.true_probability) FROM
+            '{out}/truth/true_risk.parquet' t JOIN '{out}/truth/outcomes.parquet' o
+            USING (person_id, index_date, outcome)
+            WHERE outcome = ? AND o.event IS NOT NULL""",
+            [name],
+        )
+        .fetchone()
+    )
+    assert rows is not None
+    observed, expected = float(rows[0]), float(rows[1])
+    low, high = poisson_ratio_interval(np.array(observed), np.array(expected), 0.99)
+    assert low <= 1.0 <= high, (name, observed, expected, float(low), float(high))
+
+
+def test_a_changed_threshold_changes_labels_and_truth_alike(
+    county: tuple[Path, GenerationSummary], store: Path
+) -> None:
+    """Complex dependency with new home care from 7 hours a week instead of 14: the realised
+    outcomes written from the records and the store's labels move together."""
+    out, outcome = county[0], COMPLEX_DEPENDENCY
+    settings = LabelSettings(home_care_hours=7.0)
+    days = [d for d in _dates(out) if has_follow_up(outcome, d, _extract_end(out))]
+    tables = {spec.name: pq.read_table(out / f"{spec.name}.parquet") for spec in TABLES}
+    written = realised_outcomes(tables, days, _extract_end(out), [outcome], settings).to_pandas()
+    written = written.sort_values(["index_date", "person_id"], ignore_index=True)
+    ours = _store_labels(store, outcome, days, settings)
+    assert (written["person_id"].to_numpy() == ours["person_id"].to_numpy()).all()
+    assert (written["event"].to_numpy() == ours["label"].to_numpy()).all()
+    default = _truth_outcomes(out, outcome.name, days)
+    assert (written["person_id"].to_numpy() == default["person_id"].to_numpy()).all()
+    assert written["event"].sum() > default["event"].sum()
 
 
 def _replicate(p: People, who: int, k: int) -> People:

@@ -29,16 +29,17 @@ def monitored(
     """The next month's extract (with `drift`), loaded into a copy of the store and monitored."""
     source = Home(trained_home)
     root.mkdir(parents=True)
-    manifest = later_extract(source.extract_dir, root / "extract", 1, drift)  # type: ignore[arg-type]
-    store = root / "store.duckdb"
+    layout = Home(root)
+    manifest = later_extract(source.extract_dir, layout.extract_dir, 1, drift)  # type: ignore[arg-type]
+    store = layout.store_path
     shutil.copy(source.store_path, store)
-    report = load_extract(root / "extract", store)
+    report = load_extract(layout.extract_dir, store)
     assert report.ok and report.kind == "full" and report.totals()["rows_quarantined"] == 0
     day = snapshot_date(store)
     assert day is not None
     write_snapshot(store, day, PRODUCT)
     done = monitor_champions(
-        store, source.default_tracking_uri, list(PRODUCT), MonitorLimits(), root / "reports",
+        store, source.default_tracking_uri, list(PRODUCT), MonitorLimits(), layout.reports_dir,
         log_to_run=False,
     )  # fmt: skip
     return manifest, {d.result.meta["outcome"]: d.result for d in done}

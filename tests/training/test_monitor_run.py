@@ -21,6 +21,7 @@ import pytest
 
 from carerisk.commands.monitor import score_all
 from carerisk.settings import Settings
+from evaluation.metrics import CalibrationRule
 from evaluation.monitor import MonitorLimits
 from features import contract
 from features.extent import latest_event_date, snapshot_date
@@ -45,12 +46,12 @@ EARLIER = date(2024, 1, 1)  # a snapshot whose 12 months lie within the county's
 def home(trained_home: Path, tmp_path: Path) -> Settings:
     """A home holding a copy of the trained home's store with no scores yet (the demo that
     built it ran score-all), reading its tracking store."""
-    root = tmp_path / "home"
-    root.mkdir()
-    shutil.copy(Home(trained_home).store_path, root / "store.duckdb")
-    with duckdb.connect(str(root / "store.duckdb")) as con:
+    layout = Home(tmp_path / "home")
+    layout.root.mkdir()
+    shutil.copy(Home(trained_home).store_path, layout.store_path)
+    with duckdb.connect(str(layout.store_path)) as con:
         con.execute(f'DROP TABLE "{SCORES_TABLE}"')
-    return Settings(home=Home(root), tracking_uri=Home(trained_home).default_tracking_uri)
+    return Settings(home=layout, tracking_uri=Home(trained_home).default_tracking_uri)
 
 
 def run_monitor(home: Settings, limits: MonitorLimits | None = None) -> dict[str, MonitorFiles]:
@@ -230,7 +231,8 @@ def test_matured_outcomes_are_joined_to_the_scores_served(home: Settings) -> Non
     np.testing.assert_array_equal(
         matured.rows["probability"].to_numpy(), kept.loc[matured.rows["person_id"]].to_numpy()
     )
-    lenient = MonitorLimits(slope_range=(0.3, 3.0), oe_range=(0.3, 3.0))  # the small test model
+    wide = CalibrationRule((0.3, 3.0), (0.3, 3.0))  # the small test model
+    lenient = MonitorLimits(slope_rule=wide, oe_rule=wide)
     falls = run_monitor(home, lenient)["falls"].result
     assert falls.performance is not None and falls.performance.n == len(served)
     assert falls.by_snapshot["snapshot_date"].tolist() == [EARLIER.isoformat()]

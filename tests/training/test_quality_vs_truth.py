@@ -1,33 +1,29 @@
-"""Quality against the county's known risks: on a 100,000-person realistic county (the
-default structure), trained with the DEFAULT config, each outcome's model on its validation
-people (a quarter of the people, held out of training at every date) must
+"""Quality against the county's known risks: what any seed should meet. On a 100,000-person
+realistic county (the default structure), trained with the DEFAULT config, each outcome's model
+on its validation people (a quarter of the people, held out of training at every date) must
 
-- be calibrated: calibration slope between 0.9 and 1.1, and the exact 95% interval of
-  observed/expected events including 1;
-- be no worse than its own logistic baseline, fitted on the same rows, beyond the gate's
+- be calibrated: the calibration slope's 99% interval holds 1 and its point lies within
+  0.8-1.2; observed/expected events pass the promotion gate's rule (config [gate]);
+- be no worse than its own logistic baseline, fitted on the same rows, by more than the gate's
   tolerance (the gate refuses such a model);
-- for complex dependency, discriminate within 0.015 AUROC of the records reference: the true
-  risk recomputed with every latent quantity that no record ever reveals at its population mean
-  (synthetic/process.py).
+- discriminate within a regression guard of the records reference (the true risk recomputed
+  with every latent quantity no record reveals at its population mean, synthetic/process.py):
+  0.035 AUROC for falls, 0.015 for complex dependency, set from the measured learning curve.
+  The 600,000-person target for falls (0.02) is reported by bench/bench_quality.py.
 
-Two of issue 14's targets are not met and are not asserted here; the README's "Quality against
-the known risks" gives the figures and the owner decides. Falls' gap to the records reference
-is about 0.02-0.03 at 100k (and 0.019 at 600k): the reference keeps gait impairment, which the
-records show only in part (the features explain 13% of its variance). LightGBM ties its
-logistic baseline (point estimates -0.005 to +0.003) instead of gaining 0.005 or more: the
-county's non-linear effects, at their literature sizes, are worth about 0.002 AUROC to a learner
-fitted to the reference itself.
+No LightGBM gain over the baseline is asserted: the county's non-linear effects, at their
+literature sizes, are worth about 0.002 AUROC even to a learner fitted to the reference itself
+(docs/quality.md). On an additive county of the same size (the control: risks a sum of traits,
+the baseline's own form) the two families must tie.
 
-On an additive county of the same size (the control: risks a sum of traits, the baseline's own
-form) the two model families must tie. The gap to the full truth, which also holds what no record
-shows, is printed with every assertion but not judged.
-
-The counties are built through the real CLI (synth, load, train --no-report); the validation
-predictions are the ones the runs logged to MLflow.
+The seed is 3; CARERISK_QUALITY_SEED runs the same assertions on another. The counties are
+built through the real CLI (synth, load, train --no-report); the validation predictions are the
+ones the runs logged to MLflow.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -38,6 +34,7 @@ import pytest
 from scipy import stats
 
 from carerisk.settings import load_settings
+from evaluation.metrics import calibration_slope_interval
 from features.home import Home
 from features.outcomes import PRODUCT
 from models.registered import CHALLENGER
@@ -51,13 +48,17 @@ from training.tracking import PREDICTIONS_ARTIFACT, client_for
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 PEOPLE = 100_000
-SEED = 3
 DEFAULT_CONFIG = ROOT / "config" / "training.toml"
 OUTCOMES = PRODUCT.names()
-REFERENCE_GAP = 0.015
-SLOPE_RANGE = (0.9, 1.1)
+REFERENCE_GAP = {"falls": 0.035, "complex_dependency": 0.015}
+SLOPE_RANGE = (0.8, 1.2)
+SLOPE_LEVEL = 0.99
 TIE = 0.005
 REPLICATES = 1000
+
+
+def seed() -> int:
+    return int(os.environ.get("CARERISK_QUALITY_SEED", "3"))
 
 
 def run(home: Path, *args: str) -> None:
@@ -67,7 +68,7 @@ def run(home: Path, *args: str) -> None:
 
 def county(home: Path, structure: str, outcomes: tuple[str, ...]) -> Path:
     extract = Home(home).extract_dir
-    run(home, "synth", "--people", str(PEOPLE), "--seed", str(SEED), "--structure", structure,
+    run(home, "synth", "--people", str(PEOPLE), "--seed", str(seed()), "--structure", structure,
         "--out", str(extract))  # fmt: skip
     run(home, "load", str(extract))
     for outcome in outcomes:
@@ -103,9 +104,10 @@ def measured(home: Path, outcome: str) -> dict[str, Any]:
     extract = Home(home).extract_dir
     rows = with_known(rows, true_risk_path(extract), "true_probability", outcome)
     rows = with_known(rows, records_reference_path(extract), "reference_probability", outcome)
-    return against_known_risks(
-        rows["y"].to_numpy(),
-        rows["p"].to_numpy(),
+    y, p = rows["y"].to_numpy(), rows["p"].to_numpy()
+    found = against_known_risks(
+        y,
+        p,
         rows["p_baseline"].to_numpy(),
         {
             "records reference": rows["reference_probability"].to_numpy(),
@@ -114,6 +116,8 @@ def measured(home: Path, outcome: str) -> dict[str, Any]:
         replicates=REPLICATES,
         seed=0,
     )
+    found["slope_99"] = calibration_slope_interval(y, p, SLOPE_LEVEL)
+    return found
 
 
 def with_known(rows: pd.DataFrame, path: Path | None, column: str, outcome: str) -> pd.DataFrame:
@@ -132,34 +136,38 @@ def summary(found: dict[str, Any]) -> str:
     auroc = ", ".join(f"{k} {v:.4f}" for k, v in found["auroc"].items())
     diff = ", ".join(f"{v:+.4f}" for v in found["lightgbm_minus_baseline"])
     oe = ", ".join(f"{v:.3f}" for v in found["observed_expected"])
+    slope = ", ".join(f"{v:.3f}" for v in found["slope_99"])
+    gap = ", ".join(f"{k} {v:.4f}" for k, v in found["gap"].items())
     return (
-        f"n={found['people']}, events={found['events']}; AUROC {auroc}; LightGBM - baseline "
-        f"{diff}; slope {found['calibration_slope']:.3f}; O/E {oe}"
+        f"seed {seed()}: n={found['people']}, events={found['events']}; AUROC {auroc}; gap {gap}; "
+        f"LightGBM - baseline {diff}; slope (99%) {slope}; O/E {oe}"
     )
 
 
-@pytest.mark.parametrize("outcome", ["complex_dependency"])
+@pytest.mark.parametrize("outcome", OUTCOMES)
 def test_model_is_close_to_the_records_reference(
     realistic: dict[str, dict[str, Any]], outcome: str
 ) -> None:
     found = realistic[outcome]
-    assert found["gap"]["records reference"] <= REFERENCE_GAP, summary(found)
+    print(summary(found))
+    assert found["gap"]["records reference"] <= REFERENCE_GAP[outcome], summary(found)
 
 
 @pytest.mark.parametrize("outcome", OUTCOMES)
 def test_calibration_slope_is_near_one(realistic: dict[str, dict[str, Any]], outcome: str) -> None:
     found = realistic[outcome]
-    low, high = SLOPE_RANGE
-    assert low <= found["calibration_slope"] <= high, summary(found)
+    slope, low, high = found["slope_99"]
+    assert low <= 1.0 <= high, summary(found)
+    assert SLOPE_RANGE[0] <= slope <= SLOPE_RANGE[1], summary(found)
 
 
 @pytest.mark.parametrize("outcome", OUTCOMES)
-def test_observed_expected_interval_includes_one(
+def test_observed_expected_passes_the_gate(
     realistic: dict[str, dict[str, Any]], outcome: str
 ) -> None:
     found = realistic[outcome]
-    _, low, high = found["observed_expected"]
-    assert low <= 1.0 <= high, summary(found)
+    rule = TrainingConfig.load(DEFAULT_CONFIG).gate.observed_expected_rule()
+    assert rule.refusal(*found["observed_expected"]) is None, summary(found)
 
 
 @pytest.mark.parametrize("outcome", OUTCOMES)
@@ -168,7 +176,7 @@ def test_lightgbm_is_not_worse_than_its_baseline_beyond_the_gate(
 ) -> None:
     found = realistic[outcome]
     tolerance = TrainingConfig.load(DEFAULT_CONFIG).gate.auroc_tolerance
-    assert found["lightgbm_minus_baseline"][1] > -tolerance, summary(found)
+    assert found["lightgbm_minus_baseline"][0] >= -tolerance, summary(found)
 
 
 def test_on_the_additive_county_the_families_tie(additive: dict[str, Any]) -> None:

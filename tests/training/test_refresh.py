@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from features.home import Home
 from synthetic import CountyConfig, generate
 from synthetic.later import later_extract
 from tests.live import TEST_CONFIG, carerisk
@@ -66,7 +67,7 @@ def test_the_monthly_cycle_end_to_end(tmp_path: Path) -> None:
     if "promoted" in gates.values():
         assert steps(month, "scores")[0]["changed"] and steps(month, "monitor")[0]["changed"]
         # the service's scores exports of the new snapshot are written with the history
-        exports = {p.name.split("-2025-05-01-")[0] for p in (home / "serving").glob("*.duckdb")}
+        exports = {p.name.split("-2025-05-01-")[0] for p in Home(home).scores_dir.glob("*.duckdb")}
         assert {"scores-falls", "scores-complex_dependency"} <= exports, exports
         assert month["verdict"] == "stable" and month["exit_code"] == 0
 
@@ -74,3 +75,26 @@ def test_the_monthly_cycle_end_to_end(tmp_path: Path) -> None:
     assert quiet.returncode == month["exit_code"], quiet.stderr[-2000:]
     assert "nothing new: this extract was already refreshed" in quiet.stderr
     assert "load: unchanged (this extract is load 2)" in quiet.stderr
+
+
+def test_retrain_of_an_outcome_the_source_cannot_label_is_a_step_not_a_failure(
+    tmp_path: Path,
+) -> None:
+    """A store whose source lacks a table the label needs: the step says so, trains nothing."""
+    from features.outcomes import COMPLEX_DEPENDENCY
+    from features.store import load_extract
+    from tests.features.test_coverage import block, write_covered
+    from training.config import TrainingConfig
+    from training.refresh import RefreshOptions, RefreshPlaces, retrain_step
+
+    store = tmp_path / "store.duckdb"
+    load_extract(write_covered(tmp_path / "omop", block()), store)
+    places = RefreshPlaces(
+        store, f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "a", tmp_path / "r", tmp_path / "s"
+    )
+    options = RefreshOptions((COMPLEX_DEPENDENCY,), TrainingConfig.load())
+    step = retrain_step(COMPLEX_DEPENDENCY, places, options, "fingerprint")
+    assert not step.changed
+    assert step.detail.startswith("retrain complex-dependency: not trained: complex dependency")
+    assert "OMOP CDM holds no adult social care" in step.to_dict()["not_trained"]
+    assert not (tmp_path / "mlflow.db").exists()

@@ -14,13 +14,14 @@ from features.home import Home
 from features.outcomes import FALLS
 from models.registered import BUNDLE_ARTIFACT
 from tests.models.frames import make_frame, small_features, split_latest
-from training.config import TrainingConfig
+from training.config import DEFAULT_CONFIG_PATH, TrainingConfig
 from training.fit import TrainedModels, fit
 from training.metrics import paired_bootstrap_auroc_difference
 from training.pipeline import log_and_register
 from training.registry import (
     GateContext,
     baseline_check,
+    calibration_check,
     log_checks,
     observed_expected_check,
     promote,
@@ -47,9 +48,13 @@ def config(config: TrainingConfig) -> TrainingConfig:
     """Wider calibration limits: 2,000 training rows at one earlier date give a noisy slope and
     a level that moves between the dates (these tests are about the registry's moves; the
     checks themselves are tested below on predictions made for them)."""
-    gate = config.gate.model_copy(
-        update={"calibration_slope_range": (0.5, 1.6), "observed_expected_tolerance": 0.15}
-    )
+    wide = {
+        "calibration_slope_range": (0.5, 1.6),
+        "calibration_slope_interval_range": (0.5, 1.6),
+        "observed_expected_range": (0.6, 1.6),
+        "observed_expected_interval_range": (0.85, 1.15),
+    }
+    gate = config.gate.model_copy(update=wide)
     return config.model_copy(update={"gate": gate})
 
 
@@ -207,15 +212,59 @@ def _predictions(n: int, seed: int, scale: float = 1.0, noise: float = 0.0) -> p
     return pd.DataFrame({"y": y, "p": np.clip(scale * p, 0, 1), "p_baseline": blurred})
 
 
-def test_observed_expected_check_refuses_a_model_off_in_the_large(config: TrainingConfig) -> None:
-    strict = config.gate.model_copy(update={"observed_expected_tolerance": 0.0})
-    assert observed_expected_check(_predictions(20_000, 1), strict).passed
-    low = observed_expected_check(_predictions(20_000, 1, scale=0.8), strict)
-    assert not low.passed and "observed/expected 1.2" in low.reason
-    assert not observed_expected_check(_predictions(20_000, 1, scale=1.25), strict).passed
-    # a tolerance widens what counts as reaching 1
-    wide = strict.model_copy(update={"observed_expected_tolerance": 0.3})
+SHIPPED = TrainingConfig.load(DEFAULT_CONFIG_PATH).gate
+
+
+@pytest.mark.parametrize(
+    ("ratio", "low", "high", "passes"),
+    [(1.23, 1.005, 1.49, False), (1.10, 1.03, 1.17, True), (0.87, 0.73, 1.03, True),
+     (1.05, 1.11, 1.20, False), (0.84, 0.80, 0.95, False)],
+)  # fmt: skip
+def test_the_observed_expected_rule_on_the_worked_examples(
+    ratio: float, low: float, high: float, passes: bool
+) -> None:
+    """The shipped rule: refused when the point lies outside 0.85-1.18 or the whole 95%
+    interval outside 0.9-1.1."""
+    assert (SHIPPED.observed_expected_rule().refusal(ratio, low, high) is None) is passes
+
+
+@pytest.mark.parametrize(
+    ("slope", "low", "high", "passes"),
+    [(1.117, 0.95, 1.30, True), (1.21, 1.0, 1.4, False), (0.85, 0.82, 0.88, False),
+     (0.82, 0.70, 0.95, True)],
+)  # fmt: skip
+def test_the_slope_rule(slope: float, low: float, high: float, passes: bool) -> None:
+    """The shipped rule: refused when the point lies outside 0.8-1.2 or the whole 95% interval
+    outside 0.9-1.1."""
+    assert (SHIPPED.slope_rule().refusal(slope, low, high) is None) is passes
+
+
+def test_observed_expected_check_refuses_a_model_off_in_the_large() -> None:
+    assert observed_expected_check(_predictions(20_000, 1), SHIPPED).passed
+    low = observed_expected_check(_predictions(20_000, 1, scale=0.8), SHIPPED)
+    assert not low.passed and "observed/expected 1.2" in low.reason and "outside" in low.reason
+    assert not observed_expected_check(_predictions(20_000, 1, scale=1.25), SHIPPED).passed
+    # ranges set wider in the config widen what passes
+    wide = SHIPPED.model_copy(
+        update={
+            "observed_expected_range": (0.7, 1.43),
+            "observed_expected_interval_range": (0.8, 1.25),
+        }
+    )
     assert observed_expected_check(_predictions(20_000, 1, scale=0.8), wide).passed
+
+
+def test_calibration_check_judges_the_slope_with_its_interval() -> None:
+    rows = _predictions(200_000, 6)
+    z = np.log(rows["p"] / (1 - rows["p"]))
+    assert calibration_check(rows, SHIPPED).passed
+    # predictions too spread out: slope 0.85, inside 0.8-1.2, but surely below 0.9
+    spread = rows.assign(p=1 / (1 + np.exp(-(z + 2.5) / 0.85 + 2.5)))
+    check = calibration_check(spread, SHIPPED)
+    assert not check.passed and "whole interval" in check.reason, check.reason
+    # far too spread out: the point itself is refused
+    check = calibration_check(rows.assign(p=1 / (1 + np.exp(-(z + 2.5) / 0.6 + 2.5))), SHIPPED)
+    assert not check.passed and "the point" in check.reason, check.reason
 
 
 def test_baseline_check_refuses_a_model_worse_than_its_baseline(config: TrainingConfig) -> None:

@@ -1,0 +1,31 @@
+"""The codes the importers read, from the code lists (features.codes): the one module that
+knows where they come from."""
+
+from __future__ import annotations
+
+from features.codes import packaged_codes
+
+BMI_LOINC = "39156-5"  # LOINC body mass index, as OMOP and FHIR sources code BMI
+FALL_ICD10 = "W19"  # unspecified fall: a fall coded in SNOMED CT on a hospital record
+
+
+def bmi_snomed() -> str:
+    """The SNOMED CT body mass index observable the features read (the bmi list's concept)."""
+    return sorted(packaged_codes().bmi)[0]
+
+
+def fall_snomed() -> frozenset[str]:
+    """The GP codes of a fall."""
+    return packaged_codes().fall_snomed
+
+
+def frid_bnf_prefixes() -> tuple[str, ...]:
+    """BNF prefixes of the falls-risk-increasing drug classes: a combination medicine is
+    written as its ingredient in one of these classes first."""
+    classes = packaged_codes().frid_bnf_prefixes.values()
+    return tuple(p for prefixes in classes for p in prefixes)
+
+
+def codelists_digest() -> str:
+    """The first 12 hex digits of the code lists' digest."""
+    return packaged_codes().digest[:12]
