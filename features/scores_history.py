@@ -99,12 +99,11 @@ def rank_scores(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def create_sql(database: str | None = None) -> str:
+    """The scores table, without a key constraint (an in-memory index at national size):
+    `write_scores` replaces a (snapshot date, outcome) whole, so KEY stays unique."""
     table = _name(database)
     cols = ", ".join(f'"{c}" {t}' for c, t in COLUMNS.items())
-    key = ", ".join(f'"{k}"' for k in KEY)
-    return (
-        f'CREATE TABLE IF NOT EXISTS {table} ({cols}, "{SCORED_AT}" TIMESTAMP, PRIMARY KEY ({key}))'
-    )
+    return f'CREATE TABLE IF NOT EXISTS {table} ({cols}, "{SCORED_AT}" TIMESTAMP)'
 
 
 def add_missing_columns(con: duckdb.DuckDBPyConnection, database: str | None = None) -> None:
