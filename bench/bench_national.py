@@ -56,6 +56,7 @@ TARGETS: dict[str, tuple[float | None, float | None]] = {
     "serve": (None, None),
 }
 STAGES = tuple(TARGETS)
+CHUNK_PEOPLE = 50_000  # synthetic.CountyConfig's chunk_people default
 LIMIT_MIB = 12 * GIB  # a stage without a memory target is ended above this
 RESULTS_MD = REPO / "bench" / "RESULTS.md"
 BEGIN, END = "<!-- national-bench:begin -->", "<!-- national-bench:end -->"
@@ -127,11 +128,53 @@ def limit_mib(stage: str) -> float:
     return TARGETS.get(stage, (None, None))[1] or LIMIT_MIB
 
 
+class Stopped(Exception):
+    """The bench was told to stop (SIGTERM) while a stage ran."""
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise Stopped
+
+
+def stopped_result(stage: str, command: list[str], began: float, sampler: TreeSampler,
+                   before: str) -> dict[str, Any]:  # fmt: skip
+    """What a stage had done when it was stopped: its CPU so far (read before its processes
+    are ended), wall time and peak memory, then its processes ended."""
+    import time
+
+    import psutil
+
+    family = psutil.Process().children(recursive=True)
+    cpu = 0.0
+    for proc in family:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            cpu += times.user + times.system
+    for proc in family:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(family, timeout=30)
+    return {
+        "stage": stage, "command": shell_text(command), "ok": False, "returncode": None,
+        "stopped": f"stopped by the operator after {time.perf_counter() - began:,.0f} s "
+        "(the bench was sent SIGTERM), before the stage finished",
+        "seconds": round(time.perf_counter() - began, 2), "cpu_seconds": round(cpu, 2),
+        "peak_rss_mib": None, "peak_tree_rss_mib": round(sampler.peak_bytes / 2**20, 1),
+        "load_average_before": before, "load_average_after": load_average(),
+    }  # fmt: skip
+
+
 def measured_command(stage: str, command: list[str]) -> dict[str, Any]:
-    """Run one carerisk command, measured; its JSON summary kept when it printed one."""
-    before = load_average()
+    """Run one carerisk command, measured; its JSON summary kept when it printed one. When the
+    bench is stopped meanwhile, what the command had done so far."""
+    import time
+
+    before, began = load_average(), time.perf_counter()
     with TreeSampler(limit_mib(stage) * 2**20) as sampler:
-        measured = run_measured(command)
+        try:
+            measured = run_measured(command)
+        except Stopped:
+            return stopped_result(stage, command, began, sampler, before)
     result: dict[str, Any] = {
         "stage": stage,
         "command": shell_text(command),
@@ -164,7 +207,11 @@ def run_synth(folder: Path, people: int) -> dict[str, Any]:
         shutil.rmtree(out)
     command = [*cli(folder), "synth", "--people", str(people), "--seed", str(SEED),
                "--out", str(out), "--json"]  # fmt: skip
-    return measured_command("synth", command)
+    result = measured_command("synth", command)
+    if not result["ok"]:  # how far it got: the generator writes one scratch file per chunk
+        chunks = len(list((out / ".scratch" / "outcomes").glob("run_*.parquet")))
+        result["chunks_written"] = f"{chunks} chunk(s) of {CHUNK_PEOPLE:,} people"
+    return result
 
 
 def run_load(folder: Path) -> dict[str, Any]:
@@ -293,6 +340,9 @@ def run_stage(folder: Path, stage: str, people: int) -> dict[str, Any]:
 
 def stage_child(folder: Path, stage: str, people: int) -> None:
     """Run one stage and write its result file (in a process of its own)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _raise_stopped)
     result = {"people": people, **run_stage(folder, stage, people)}
     path = stage_path(folder, stage)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -307,6 +357,7 @@ def passed(folder: Path, stage: str) -> bool:
 
 def sequence(folder: Path, people: int) -> list[dict[str, Any]]:
     """Every stage in order, each in a child process; stops at the first that fails."""
+    import signal
     import subprocess
 
     for stage in STAGES:
@@ -316,7 +367,14 @@ def sequence(folder: Path, people: int) -> list[dict[str, Any]]:
         print(f"{stage}: running ({load_average()})", flush=True)
         command = [PYTHON, "-m", "bench.bench_national", str(folder), "--stage", stage,
                    "--people", str(people)]  # fmt: skip
-        subprocess.run(command, cwd=REPO, check=False)
+        child = subprocess.Popen(command, cwd=REPO)
+        try:
+            child.wait()
+        except Stopped:
+            child.send_signal(signal.SIGTERM)  # it records what it had done, then ends
+            child.wait()
+            print(f"{stage}: stopped; see {stage_path(folder, stage)}", flush=True)
+            break
         if not passed(folder, stage):
             print(f"{stage}: failed; see {stage_path(folder, stage)}", flush=True)
             break
@@ -344,6 +402,8 @@ def _target_text(stage: str) -> str:
 
 def _met(result: dict[str, Any]) -> str:
     seconds, mib = TARGETS.get(result["stage"], (None, None))
+    if result.get("stopped"):
+        return "stopped"
     if not result.get("ok"):
         return "failed"
     peak = max(result.get("peak_rss_mib") or 0, result.get("peak_tree_rss_mib") or 0)
@@ -401,10 +461,18 @@ def serve_text(results: list[dict[str, Any]]) -> str:
 
 def section(folder: Path, people: int, results: list[dict[str, Any]]) -> str:
     commands = "\n".join(f"    {r['command']}" for r in results if r.get("command"))
+    notes = "".join(
+        f"- {r['stage']}: {r['stopped']}"
+        + (f"; {r['chunks_written']} written by then" if r.get("chunks_written") else "")
+        + ".\n"
+        for r in results
+        if r.get("stopped")
+    )
     return (
         f"{BEGIN}\n## National sequence ({people:,} people)\n\n"
         f"`nice -n 10 python -m bench.bench_national {folder} --people {people}` "
-        f"(machine: {json.dumps(machine())})\n\n{table(results)}\n\n{serve_text(results)}\n\n"
+        f"(machine: {json.dumps(machine())})\n\n{table(results)}\n\n{notes}\n"
+        f"{serve_text(results)}\n\n"
         f"Commands run, in order:\n\n{commands}\n\n"
         f"Each stage's full result: `{folder}/stages/<stage>.json`.\n{END}"
     )
@@ -437,6 +505,9 @@ def main() -> None:
     if args.fresh and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    import signal
+
+    signal.signal(signal.SIGTERM, _raise_stopped)
     results = sequence(folder, args.people)
     if not args.no_results:
         write_results(folder, args.people, results)
