@@ -15,6 +15,10 @@ section of bench/RESULTS.md (between the national-bench markers) and FOLDER/nati
 
 On a shared machine wall times are upper bounds; CPU time and peak memory are the firm figures
 (the load average before and after each stage is recorded beside them).
+
+python -m bench.bench_national FOLDER --spark-driver HOME [--spark-driver HOME2] measures, on a
+copy of each trained home, the peak memory of `carerisk score-all --engine spark`'s driver (the
+carerisk process alone) into FOLDER/spark-driver.json, which the RESULTS.md section then shows.
 """
 
 from __future__ import annotations
@@ -459,6 +463,31 @@ def serve_text(results: list[dict[str, Any]]) -> str:
     )
 
 
+def spark_text(folder: Path) -> str:
+    """The Spark driver's figures, when `--spark-driver` measured them into this folder."""
+    path = folder / "spark-driver.json"
+    if not path.exists():
+        return "Spark score-all's driver: not measured into this folder."
+    rows = [
+        [
+            r["home"],
+            r["rows_scored"],
+            r["seconds"],
+            r["driver_peak_rss_mib"],
+            r["tree_peak_rss_mib"],
+            r["load_average"],
+        ]  # fmt: skip
+        for r in json.loads(path.read_text())
+    ]
+    headers = ["trained home", "scores written", "wall s", "driver peak RSS MiB",
+               "tree peak RSS MiB", "load average"]  # fmt: skip
+    return (
+        "Spark score-all's driver (`python -m bench.bench_national FOLDER --spark-driver HOME "
+        "...`; the driver is the carerisk process alone, Spark's JVM and workers apart):\n\n"
+        + markdown_table(headers, rows)
+    )
+
+
 def section(folder: Path, people: int, results: list[dict[str, Any]]) -> str:
     commands = "\n".join(f"    {r['command']}" for r in results if r.get("command"))
     notes = "".join(
@@ -472,7 +501,7 @@ def section(folder: Path, people: int, results: list[dict[str, Any]]) -> str:
         f"{BEGIN}\n## National sequence ({people:,} people)\n\n"
         f"`nice -n 10 python -m bench.bench_national {folder} --people {people}` "
         f"(machine: {json.dumps(machine())})\n\n{table(results)}\n\n{notes}\n"
-        f"{serve_text(results)}\n\n"
+        f"{serve_text(results)}\n\n{spark_text(folder)}\n\n"
         f"Commands run, in order:\n\n{commands}\n\n"
         f"Each stage's full result: `{folder}/stages/<stage>.json`.\n{END}"
     )
@@ -490,6 +519,42 @@ def write_results(folder: Path, people: int, results: list[dict[str, Any]]) -> N
     (folder / "national.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
+def spark_driver(source: Path, work: Path) -> dict[str, Any]:
+    """`carerisk score-all --engine spark` on a copy of a trained home: the peak RSS of the
+    driver (the carerisk Python process alone, sampled every 0.2 s; Spark's JVM and Python
+    workers are its children and counted apart), of the whole tree, CPU and wall time."""
+    import subprocess
+    import time
+
+    import psutil
+
+    from bench.common import child_env
+    from tests.live import copy_home
+
+    home = copy_home(source, work / source.name, "*.log", "serving")
+    command = [*[PYTHON, "-m", "carerisk", "--home", str(home)], "score-all", "--engine",
+               "spark", "--json"]  # fmt: skip
+    began = time.perf_counter()
+    child = subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, text=True)
+    driver, peak, tree = psutil.Process(child.pid), 0, 0
+    while child.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            peak = max(peak, driver.memory_info().rss)
+            family = [driver, *driver.children(recursive=True)]
+            tree = max(tree, sum(p.memory_info().rss for p in family))
+        time.sleep(0.2)
+    out = child.stdout.read() if child.stdout else ""
+    seconds = time.perf_counter() - began
+    written = json.loads(out[out.index("{") :])["written"] if child.returncode == 0 else []
+    shutil.rmtree(home, ignore_errors=True)
+    return {
+        "home": str(source), "ok": child.returncode == 0, "command": shell_text(command),
+        "rows_scored": sum(int(w["rows"]) for w in written), "seconds": round(seconds, 1),
+        "driver_peak_rss_mib": round(peak / 2**20, 1), "tree_peak_rss_mib": round(tree / 2**20, 1),
+        "load_average": load_average(),
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("folder", type=Path, help="the folder the run may use (created)")
@@ -497,8 +562,17 @@ def main() -> None:
     parser.add_argument("--stage", choices=STAGES, default=None, help="run this stage only")
     parser.add_argument("--fresh", action="store_true", help="empty FOLDER first")
     parser.add_argument("--no-results", action="store_true", help="leave RESULTS.md alone")
+    parser.add_argument("--spark-driver", type=Path, action="append", default=None,
+                        help="a trained home: measure Spark score-all's driver on a copy of "
+                        "it (in FOLDER), instead of the sequence")  # fmt: skip
     args = parser.parse_args()
     folder = args.folder.resolve()
+    if args.spark_driver:
+        folder.mkdir(parents=True, exist_ok=True)
+        found = [spark_driver(h.resolve(), folder) for h in args.spark_driver]
+        (folder / "spark-driver.json").write_text(json.dumps(found, indent=2) + "\n")
+        print(json.dumps(found, indent=2))
+        return
     if args.stage is not None:
         stage_child(folder, args.stage, args.people)
         return
