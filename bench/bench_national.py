@@ -520,9 +520,11 @@ def write_results(folder: Path, people: int, results: list[dict[str, Any]]) -> N
 
 
 def spark_driver(source: Path, work: Path) -> dict[str, Any]:
-    """`carerisk score-all --engine spark` on a copy of a trained home: the peak RSS of the
-    driver (the carerisk Python process alone, sampled every 0.2 s; Spark's JVM and Python
-    workers are its children and counted apart), of the whole tree, CPU and wall time."""
+    """`carerisk score-all --engine spark --outcome falls` on a copy of a trained home (in
+    `work`/spark-driver-copy): the peak RSS of the driver (the carerisk Python process alone,
+    sampled every 0.2 s; Spark's JVM and Python workers are its children and counted apart), of
+    the whole tree, and wall time. Falls only, so that homes whose gate refused complex
+    dependency can be measured too."""
     import subprocess
     import time
 
@@ -531,9 +533,11 @@ def spark_driver(source: Path, work: Path) -> dict[str, Any]:
     from bench.common import child_env
     from tests.live import copy_home
 
-    home = copy_home(source, work / source.name, "*.log", "serving")
+    home = work / "spark-driver-copy"
+    shutil.rmtree(home, ignore_errors=True)
+    copy_home(source, home, "*.log", "serving")
     command = [*[PYTHON, "-m", "carerisk", "--home", str(home)], "score-all", "--engine",
-               "spark", "--json"]  # fmt: skip
+               "spark", "--outcome", "falls", "--json"]  # fmt: skip
     began = time.perf_counter()
     child = subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, text=True)
     driver, peak, tree = psutil.Process(child.pid), 0, 0
