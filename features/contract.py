@@ -386,10 +386,14 @@ DUCKDB_TYPES: dict[str, str] = {
 
 
 def create_table_sql(spec: Table, name: str | None = None) -> str:
-    """`CREATE TABLE IF NOT EXISTS` for a contract table, keyed on its key columns."""
+    """`CREATE TABLE IF NOT EXISTS` for a contract table: its columns, no key constraint.
+
+    DuckDB keeps a declared key's index in memory whole (it cannot spill), which a national
+    store does not fit; the loader keeps each key unique itself (features.store), and
+    `carerisk store check` proves it on any store (features.store_check).
+    """
     cols = ", ".join(f'"{c.name}" {DUCKDB_TYPES[c.kind]}' for c in spec.columns)
-    key = ", ".join(f'"{k}"' for k in spec.key)
-    return f'CREATE TABLE IF NOT EXISTS "{name or spec.name}" ({cols}, PRIMARY KEY ({key}))'
+    return f'CREATE TABLE IF NOT EXISTS "{name or spec.name}" ({cols})'
 
 
 def contract_markdown() -> str:

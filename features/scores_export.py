@@ -82,10 +82,16 @@ def people_path(export: Path) -> Path:
     return export.with_suffix(".people.arrow")
 
 
-def write_export(folder: Path, key: ExportKey, people: pd.DataFrame, scores: pd.DataFrame) -> Path:
+def write_export(
+    folder: Path, key: ExportKey, people: pd.DataFrame, scores: pd.DataFrame | Path
+) -> Path:
     """Write the export of `key` from `people` (PEOPLE_COLUMNS: everyone in the snapshot) and
-    `scores` (the scores history's rows of this outcome and snapshot); returns its path."""
-    _check(key, people, scores)
+    `scores` (the scores history's rows of this outcome and snapshot: a frame, or a folder of
+    Parquet files of every outcome's scores, which DuckDB reads without pandas); returns its
+    path."""
+    _check_columns(key, "people", list(people.columns), PEOPLE_COLUMNS)
+    if isinstance(scores, pd.DataFrame):
+        _check_columns(key, "scores", list(scores.columns), SCORE_INPUT)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     final = key.path(folder)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
@@ -117,41 +123,78 @@ def prune(folder: Path, outcome: str, keep: int = KEEP) -> list[Path]:
     return found[keep:]
 
 
-def _check(key: ExportKey, people: pd.DataFrame, scores: pd.DataFrame) -> None:
-    for name, frame, columns in (
-        ("people", people, PEOPLE_COLUMNS),
-        ("scores", scores, ("person_id", "outcome", "model_version", *SCORE_COLUMNS)),
-    ):
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise ValueError(f"the {name} frame of {key.outcome} lacks {', '.join(missing)}")
-    others = scores.loc[
-        (scores["outcome"] != key.outcome)
-        | (scores["model_version"].astype(str) != key.model_version)
-    ]
-    if len(others):
-        row = others.iloc[0]
+SCORE_INPUT: tuple[str, ...] = ("person_id", "outcome", "model_version", *SCORE_COLUMNS)
+
+
+def _check_columns(key: ExportKey, name: str, found: list[str], wanted: tuple[str, ...]) -> None:
+    missing = [c for c in wanted if c not in found]
+    if missing:
+        raise ValueError(f"the {name} frame of {key.outcome} lacks {', '.join(missing)}")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _scores_source(
+    con: duckdb.DuckDBPyConnection, key: ExportKey, scores: pd.DataFrame | Path
+) -> None:
+    """The scores as the view `scores_frame`: the frame, or this outcome's Parquet rows."""
+    if isinstance(scores, pd.DataFrame):
+        con.register("scores_input", scores[list(SCORE_INPUT)])
+        con.execute("CREATE TEMP VIEW scores_frame AS SELECT * FROM scores_input")
+        return
+    found = sorted(str(p) for p in Path(scores).rglob("*.parquet"))
+    if not found:
+        raise ValueError(f"no Parquet files of scores in {scores}")
+    files = ", ".join(_literal(p) for p in found)
+    picked = ", ".join(f'"{c}"' for c in SCORE_INPUT)
+    con.execute(
+        f"CREATE TEMP VIEW scores_frame AS SELECT {picked} FROM read_parquet([{files}]) "
+        f"WHERE outcome = {_literal(key.outcome)}"
+    )
+    _check_columns(
+        key,
+        "scores",
+        [str(r[0]) for r in con.execute("DESCRIBE scores_frame").fetchall()],
+        SCORE_INPUT,
+    )
+
+
+def _check(con: duckdb.DuckDBPyConnection, key: ExportKey) -> None:
+    """The scores are this outcome's and champion's, of people once each, all in its cohort."""
+    other = con.execute(
+        "SELECT person_id, outcome, model_version FROM scores_frame WHERE outcome <> ? "
+        "OR CAST(model_version AS VARCHAR) <> ? LIMIT 1",
+        [key.outcome, key.model_version],
+    ).fetchone()
+    if other:
         raise ValueError(
-            f"scores row of {row['person_id']} is {row['outcome']} v{row['model_version']}, "
+            f"scores row of {other[0]} is {other[1]} v{other[2]}, "
             f"not {key.outcome} v{key.model_version}"
         )
-    if people["person_id"].duplicated().any():
-        twice = people["person_id"][people["person_id"].duplicated()].iloc[0]
-        raise ValueError(f"the snapshot lists person {twice} twice")
-    members = set(people["person_id"][people["in_cohort"].to_numpy(dtype=bool)])
-    strays = [p for p in scores["person_id"] if p not in members]
-    if strays:
+    twice = con.execute(
+        "SELECT person_id FROM people_frame GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 1"
+    ).fetchone()
+    if twice:
+        raise ValueError(f"the snapshot lists person {twice[0]} twice")
+    stray = con.execute(
+        "SELECT s.person_id FROM scores_frame s WHERE NOT EXISTS (SELECT 1 FROM people_frame p "
+        "WHERE p.person_id = s.person_id AND coalesce(p.in_cohort, false)) LIMIT 1"
+    ).fetchone()
+    if stray:
         raise ValueError(
-            f"scores of {key.outcome} hold {strays[0]}, who is not in its cohort at the "
+            f"scores of {key.outcome} hold {stray[0]}, who is not in its cohort at the "
             f"snapshot {key.snapshot_date}; run `carerisk score-all` after `carerisk features`"
         )
 
 
-def _write(path: Path, key: ExportKey, people: pd.DataFrame, scores: pd.DataFrame) -> None:
+def _write(path: Path, key: ExportKey, people: pd.DataFrame, scores: pd.DataFrame | Path) -> None:
     picked = ", ".join(f's."{c}"' for c in SCORE_COLUMNS)
     with duckdb.connect(str(path)) as con:
         con.register("people_frame", people[list(PEOPLE_COLUMNS)])
-        con.register("scores_frame", scores[["person_id", *SCORE_COLUMNS]])
+        _scores_source(con, key, scores)
+        _check(con, key)
         con.execute(
             "CREATE TABLE people AS SELECT p.person_id::VARCHAR AS person_id, "
             "p.district::VARCHAR AS district, p.practice_code::VARCHAR AS practice_code, "

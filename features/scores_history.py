@@ -92,12 +92,11 @@ def rank_scores(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def create_sql(database: str | None = None) -> str:
+    """The scores table, without a key constraint (an in-memory index at national size):
+    `write_scores` replaces a (snapshot date, outcome) whole, so KEY stays unique."""
     table = _name(database)
     cols = ", ".join(f'"{c}" {t}' for c, t in COLUMNS.items())
-    key = ", ".join(f'"{k}"' for k in KEY)
-    return (
-        f'CREATE TABLE IF NOT EXISTS {table} ({cols}, "{SCORED_AT}" TIMESTAMP, PRIMARY KEY ({key}))'
-    )
+    return f'CREATE TABLE IF NOT EXISTS {table} ({cols}, "{SCORED_AT}" TIMESTAMP)'
 
 
 def add_missing_columns(con: duckdb.DuckDBPyConnection, database: str | None = None) -> None:
@@ -188,20 +187,55 @@ def write_scores(
         raise ValueError(f"scores frame lacks column(s) {', '.join(missing)}")
     frame = scores[list(COLUMNS)].copy()
     frame["snapshot_date"] = pd.to_datetime(frame["snapshot_date"]).dt.date
-    out: list[Written] = []
     with duckdb.connect(str(store_path)) as con:
-        con.execute(create_sql())
-        add_missing_columns(con)
-        con.execute("BEGIN TRANSACTION")
+        con.register("scores_frame", frame)
         try:
-            withdrawn = _withdraw_list(con, objections)
-            for (day, outcome), part in frame.groupby(["snapshot_date", "outcome"], sort=True):
-                when = day if isinstance(day, date) else pd.Timestamp(str(day)).date()
-                out.append(_write_one(con, part, when, str(outcome), withdrawn))
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            return _write_source(con, "scores_frame", objections)
+        finally:
+            con.unregister("scores_frame")
+
+
+def write_scores_parquet(
+    store_path: Path, parquet: Path, objections: Iterable[str] = ()
+) -> list[Written]:
+    """`write_scores` from Parquet files (a folder of partitions, COLUMNS), read by DuckDB:
+    the rows never pass through pandas, so memory does not grow with the population."""
+    found = sorted(str(p) for p in Path(parquet).rglob("*.parquet"))
+    if not found:
+        raise ValueError(f"no Parquet files of scores in {parquet}")
+    with duckdb.connect(str(store_path)) as con:
+        files = ", ".join(_literal(p) for p in found)
+        names = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in COLUMNS.items())
+        con.execute(
+            f"CREATE TEMP VIEW scores_parquet AS SELECT {names} FROM read_parquet([{files}])"
+        )
+        return _write_source(con, "scores_parquet", objections)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _write_source(
+    con: duckdb.DuckDBPyConnection, source: str, objections: Iterable[str]
+) -> list[Written]:
+    """Write the scores of the view or table `source` (COLUMNS), in one transaction."""
+    out: list[Written] = []
+    con.execute(create_sql())
+    add_missing_columns(con)
+    groups = con.execute(
+        f"SELECT DISTINCT snapshot_date, outcome FROM {source} ORDER BY 1, 2"
+    ).fetchall()
+    con.execute("BEGIN TRANSACTION")
+    try:
+        withdrawn = _withdraw_list(con, objections)
+        for day, outcome in groups:
+            when = day if isinstance(day, date) else pd.Timestamp(str(day)).date()
+            out.append(_write_one(con, source, when, str(outcome), withdrawn))
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
     return out
 
 
@@ -217,34 +251,37 @@ def _withdraw_list(con: duckdb.DuckDBPyConnection, objections: Iterable[str]) ->
 
 
 def _write_one(
-    con: duckdb.DuckDBPyConnection, part: pd.DataFrame, day: date, outcome: str, withdrawn: int
+    con: duckdb.DuckDBPyConnection, source: str, day: date, outcome: str, withdrawn: int
 ) -> Written:
-    models = part[["model_name", "model_version"]].drop_duplicates()
+    names = ", ".join(f'"{c}"' for c in COLUMNS)
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW new_scores AS SELECT {names} FROM {source} "
+        f"WHERE snapshot_date = {_literal(day.isoformat())}::DATE AND outcome = {_literal(outcome)}"
+    )
+    models = con.execute("SELECT DISTINCT model_name, model_version FROM new_scores").fetchall()
     if len(models) != 1:
         raise ValueError(f"scores of {outcome} at {day} come from more than one model")
-    name, version = (str(v) for v in models.iloc[0])
-    if part["person_id"].duplicated().any():
-        person = part["person_id"][part["person_id"].duplicated()].iloc[0]
-        raise ValueError(f"scores of {outcome} at {day} list person {person} twice")
+    name, version = (str(v) for v in models[0])
+    twice = con.execute(
+        "SELECT person_id FROM new_scores GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 1"
+    ).fetchone()
+    if twice:
+        raise ValueError(f"scores of {outcome} at {day} list person {twice[0]} twice")
+    rows = int(con.execute("SELECT count(*) FROM new_scores").fetchone()[0])  # type: ignore[index]
     where = "snapshot_date = ? AND outcome = ?"
     stored = con.execute(
         f'SELECT model_version, count(*) FROM "{SCORES_TABLE}" WHERE {where} GROUP BY 1',
         [day, outcome],
     ).fetchall()
-    con.register("new_scores", part)
-    try:
-        if _same(con, len(part), stored, day, outcome):
-            return Written(day, outcome, name, version, len(part), True, {}, withdrawn)
-        con.execute(f'DELETE FROM "{SCORES_TABLE}" WHERE {where}', [day, outcome]).fetchall()
-        names = ", ".join(f'"{c}"' for c in COLUMNS)
-        con.execute(
-            f'INSERT INTO "{SCORES_TABLE}" ({names}, "{SCORED_AT}") '
-            f"SELECT {names}, now()::TIMESTAMP FROM new_scores"
-        ).fetchall()
-    finally:
-        con.unregister("new_scores")
+    if _same(con, rows, stored, day, outcome):
+        return Written(day, outcome, name, version, rows, True, {}, withdrawn)
+    con.execute(f'DELETE FROM "{SCORES_TABLE}" WHERE {where}', [day, outcome]).fetchall()
+    con.execute(
+        f'INSERT INTO "{SCORES_TABLE}" ({names}, "{SCORED_AT}") '
+        f"SELECT {names}, now()::TIMESTAMP FROM new_scores"
+    ).fetchall()
     replaced = {str(v): int(n) for v, n in stored}
-    return Written(day, outcome, name, version, len(part), False, replaced, withdrawn)
+    return Written(day, outcome, name, version, rows, False, replaced, withdrawn)
 
 
 def _same(

@@ -260,14 +260,14 @@ def export_key(champion: Champion, fingerprint: str) -> ExportKey:
 
 def export_scores(
     folder: Path,
-    scores: pd.DataFrame,
+    scores: pd.DataFrame | Path,
     people: pd.DataFrame,
     champions: Sequence[Champion],
     fingerprint: str,
 ) -> list[Path]:
     """Write each champion's scores export (features.scores_export) from the scores of
-    `score_snapshot` (or the Spark engine's) and the snapshot's places and cohort flags
-    (features.snapshot.read_places_and_cohorts); returns the files written."""
+    `score_snapshot` (or the Parquet files of the Spark engine's) and the snapshot's places
+    and cohort flags (features.snapshot.read_places_and_cohorts); returns the files written."""
     written = []
     for champion in champions:
         flag = champion.outcome.cohort_column
@@ -279,7 +279,11 @@ def export_scores(
             )
         members = people[["person_id", "district", "practice_code"]].copy()
         members["in_cohort"] = people[flag].fillna(False).astype(bool).to_numpy()
-        own = scores.loc[scores["outcome"] == champion.outcome.name]
+        own = (
+            scores.loc[scores["outcome"] == champion.outcome.name]
+            if isinstance(scores, pd.DataFrame)
+            else scores
+        )
         key = export_key(champion, fingerprint)
         written.append(write_export(folder, key, members, own))
         prune(folder, champion.outcome.name)
@@ -289,15 +293,16 @@ def export_scores(
 def store_and_export(
     store_path: Path,
     folder: Path,
-    scores: pd.DataFrame,
+    scores: pd.DataFrame | Path,
     champions: Sequence[Champion],
     objections: Collection[str],
     fingerprint: str,
 ) -> list[Written]:
     """Store `scores` (of the snapshot whose fingerprint was `fingerprint` when it was read) in
     the scores history and write each champion's export: what `carerisk score-all` and
-    `carerisk refresh` both do once the snapshot is scored."""
-    from features.scores_history import write_scores
+    `carerisk refresh` both do once the snapshot is scored. `scores` is a frame, or a folder
+    of Parquet files (the Spark engine's), which DuckDB reads straight into both."""
+    from features.scores_history import write_scores, write_scores_parquet
     from features.snapshot import read_places_and_cohorts, snapshot_fingerprint
 
     people = read_places_and_cohorts(store_path, [c.outcome for c in champions])
@@ -306,7 +311,10 @@ def store_and_export(
             f"the snapshot in {store_path} changed while it was scored; run `carerisk "
             "score-all` again once `carerisk features` has finished"
         )
-    written = write_scores(store_path, scores, objections)
+    if isinstance(scores, pd.DataFrame):
+        written = write_scores(store_path, scores, objections)
+    else:
+        written = write_scores_parquet(store_path, scores, objections)
     export_scores(folder, scores, people, champions, fingerprint)
     return written
 

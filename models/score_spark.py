@@ -2,10 +2,13 @@
 
 The snapshot's people (features.snapshot.copy_snapshot_people, as Parquet) are a Spark
 DataFrame. Each partition runs models.score_all.score_people, the DuckDB path's function,
-inside `mapInPandas`. The champions travel once, as one broadcast JSON text (LightGBM model
-text, calibrator and features as plain data; no pickled objects), and each Python worker
-rebuilds them once (a module-level cache keyed by the text's sha256). The ranks are Spark
-window functions from the same SQL text DuckDB runs (features.scores_history.ranked_sql).
+inside `mapInPandas`; the ranked rows are written as Parquet partitions by the executors, and
+DuckDB reads those files into the scores history and the exports
+(models.score_all.store_and_export), so the driver never holds the scored rows. The champions
+travel once, as one broadcast JSON text (LightGBM model text, calibrator and features as plain
+data; no pickled objects), and each Python worker rebuilds them once (a module-level cache
+keyed by the text's sha256). The ranks are Spark window functions from the same SQL text
+DuckDB runs (features.scores_history.ranked_sql).
 """
 
 from __future__ import annotations
@@ -84,10 +87,29 @@ def score_snapshot_spark(
     top_k: int = TOP_K,
     partition_rows: int = PARTITION_ROWS,
 ) -> pd.DataFrame:
-    """score_snapshot's rows (COLUMNS, same order and types), computed on `spark`."""
+    """score_snapshot's rows (COLUMNS, same order and types), computed on `spark` and read
+    back whole (for tests and small counties; `carerisk score-all` reads the Parquet files
+    of `write_scores_spark` with DuckDB instead)."""
+    with tempfile.TemporaryDirectory(prefix="carerisk-score-") as folder:
+        target = Path(folder) / "scores.parquet"
+        write_scores_spark(store_path, champions, spark, target, objections, top_k, partition_rows)
+        return finish(_read_parquet(target))
+
+
+def write_scores_spark(
+    store_path: Path,
+    champions: Sequence[Champion],
+    spark: Any,
+    target: Path,
+    objections: Iterable[str] = (),
+    top_k: int = TOP_K,
+    partition_rows: int = PARTITION_ROWS,
+) -> Path:
+    """Score and rank the snapshot on `spark` and write the ranked rows (COLUMNS) as Parquet
+    partitions into the folder `target`, by the executors: the driver collects no rows."""
     models = [c.scoring() for c in champions]
     with tempfile.TemporaryDirectory(prefix="carerisk-score-") as folder:
-        source, target = Path(folder) / "people.parquet", Path(folder) / "scores.parquet"
+        source = Path(folder) / "people.parquet"
         rows = copy_snapshot_people(store_path, source)
         parts = max(spark.sparkContext.defaultParallelism, math.ceil(rows / partition_rows))
         people = spark.read.parquet(str(source)).repartition(parts)
@@ -101,7 +123,7 @@ def score_snapshot_spark(
             spark.catalog.dropTempView(view)
         finally:
             shipped.destroy()
-        return finish(_read_parquet(target))
+    return target
 
 
 def _check_one_date(people: Any) -> None:

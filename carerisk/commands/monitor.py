@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from features.engines import Engine
     from features.outcomes import Outcome
     from features.scores_history import Written
+    from models.score_all import Champion
     from training.monitor_run import MonitorFiles
 
 EXIT_HELP = "Exit status: 0 stable, 3 watch, 4 retrain (the worst champion's); 1 on an error."
@@ -57,15 +58,8 @@ def score_all(
     store = settings.home.store_path
     fingerprint = snapshot_fingerprint(store)
     if engine == "spark":
-        from features.engines import spark_session
-        from models.score_spark import score_snapshot_spark
-
-        session = spark_session("carerisk-score-all")
-        try:
-            scores = score_snapshot_spark(store, champions, session, objections)
-        finally:
-            session.stop()
-    elif engine == "duckdb":
+        return _score_all_spark(settings, champions, objections, fingerprint)
+    if engine == "duckdb":
         from features.snapshot import read_snapshot_people
         from models.score_all import score_snapshot
 
@@ -75,6 +69,30 @@ def score_all(
     return store_and_export(
         store, settings.home.scores_dir, scores, champions, objections, fingerprint
     )
+
+
+def _score_all_spark(
+    settings: Settings, champions: list[Champion], objections: frozenset[str], fingerprint: str
+) -> list[Written]:
+    """Spark writes the scores as Parquet partitions in the home; DuckDB reads them into the
+    scores history and the exports (the driver never holds the rows)."""
+    import tempfile
+
+    from features.engines import spark_session
+    from models.score_all import store_and_export
+    from models.score_spark import write_scores_spark
+
+    store = settings.home.store_path
+    with tempfile.TemporaryDirectory(prefix=".score-all-", dir=settings.home.root) as folder:
+        session = spark_session("carerisk-score-all")
+        try:
+            parquet = write_scores_spark(store, champions, session, Path(folder) / "scores",
+                                         objections)  # fmt: skip
+        finally:
+            session.stop()
+        return store_and_export(
+            store, settings.home.scores_dir, parquet, champions, objections, fingerprint
+        )
 
 
 def _written_table(written: list[Written]) -> Table:

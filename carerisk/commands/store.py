@@ -1,4 +1,5 @@
-"""Commands for the store stage: `carerisk load DIR` and `carerisk validate DIR`."""
+"""Commands for the store stage: `carerisk load DIR`, `carerisk validate DIR` and
+`carerisk store check`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from carerisk.commands._common import console, fail, print_json, settings_of
 
 if TYPE_CHECKING:
     from features.store import ExtractKind, LoadReport
+    from features.store_check import StoreCheck
 
 DATE_HELP = "Extract date (YYYY-MM-DD); default: manifest.json, else today."
 FULL_HELP = "The extract holds every row of its sources: stored rows it lacks are retired."
@@ -154,9 +156,14 @@ def _kind(full: bool, increment: bool) -> ExtractKind | None:
     return "full" if full else "increment" if increment else None
 
 
+store_app = typer.Typer(help="Check the store.", no_args_is_help=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
     app.command("contract")(contract)
+    store_app.command("check")(check)
+    app.add_typer(store_app, name="store")
 
     @app.command("load")
     def load(
@@ -199,3 +206,39 @@ def contract(
         typer.echo(json.dumps(tables, indent=2, default=sorted))
     else:
         typer.echo(contract_markdown())
+
+
+def check(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
+) -> None:
+    """Check the store: unique keys, every record's person known, the history against the load
+    log. Exits 1 when a check fails, naming the first offending keys."""
+    from features.store_check import check_store
+
+    try:
+        result = check_store(settings_of(ctx).home.store_path)
+    except (FileNotFoundError, ValueError) as err:
+        fail(str(err))
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        Console().print(check_table(result))
+    if not result.ok:
+        first = result.failures()[0]
+        fail(
+            f"{len(result.failures())} check(s) failed; first: {first.check} of {first.table}: "
+            f"{first.detail}; first offending: {first.first}"
+        )
+
+
+def check_table(result: StoreCheck) -> Table:
+    """The store check as a rich table: one row per check."""
+    out = Table(title=f"Store check of {result.store_path} ({result.seconds:.1f} s)")
+    for name in ("check", "table", "rows", "offending", "first offending"):
+        out.add_column(name, justify="right" if name in ("rows", "offending") else "left")
+    for c in result.checks:
+        first = "; ".join(", ".join(str(v) for v in row) for row in c.first)
+        style = None if c.ok else "red"
+        out.add_row(c.check, c.table, f"{c.rows:,}", f"{c.offending:,}", first, style=style)
+    return out

@@ -251,7 +251,9 @@ def test_clean_extract_loads_fully(tmp_path: Path, clean_tables: Tables, fmt: st
     assert log == (9, 1)
 
 
-def test_store_has_contract_columns_types_and_keys(tmp_path: Path, make_extract: Any) -> None:
+def test_store_has_contract_columns_and_types_and_declares_no_key(
+    tmp_path: Path, make_extract: Any
+) -> None:
     store = tmp_path / "s.duckdb"
     load_extract(make_extract(), store)
     with connect(store) as con:
@@ -260,8 +262,122 @@ def test_store_has_contract_columns_types_and_keys(tmp_path: Path, make_extract:
             assert [(r[0], r[1]) for r in described] == [
                 (c.name, contract.DUCKDB_TYPES[c.kind]) for c in spec.columns
             ]
-            keys = {r[0] for r in described if r[3] == "PRI"}
-            assert keys == set(spec.key)
+            assert {r[3] for r in described} == {None}, spec.name  # no PRI, no UNI
+        constraints = con.execute(
+            "SELECT table_name, constraint_type FROM duckdb_constraints() "
+            "WHERE constraint_type IN ('PRIMARY KEY', 'UNIQUE')"
+        ).fetchall()
+        indexes = con.execute("SELECT table_name, index_name FROM duckdb_indexes()").fetchall()
+    assert constraints == [] and indexes == []
+
+
+# --- keys unique without a declared key: the loader's work, shown by behaviour -------------
+
+
+def duplicate_keys(store: Path) -> dict[str, int]:
+    """Keys held by more than one row, per contract table (an independent count)."""
+    found = {}
+    with connect(store) as con:
+        for spec in contract.TABLES:
+            keys = ", ".join(f'"{k}"' for k in spec.key)
+            row = con.execute(
+                f'SELECT count(*) FROM (SELECT {keys} FROM "{spec.name}" '
+                "GROUP BY ALL HAVING count(*) > 1)"
+            ).fetchone()
+            found[spec.name] = int(row[0]) if row else -1
+    return found
+
+
+def assert_keys_unique(store: Path) -> None:
+    from features.store_check import check_store
+
+    assert duplicate_keys(store) == dict.fromkeys(contract.TABLE_NAMES, 0)
+    result = check_store(store)
+    assert result.ok, [c for c in result.checks if not c.ok]
+
+
+def increment(tables: Tables) -> Tables:
+    """A later increment: one person changed, a new event, and two rows repeating keys (one
+    with other content, one identical), which the loader quarantines."""
+    later = {name: frame.iloc[:0] for name, frame in tables.items()}
+    person = tables["person"].iloc[[0]].copy()
+    person["imd_decile"] = pd.array([2], dtype="Int64")
+    later["person"] = person
+    gp = tables["gp_event"]
+    later["gp_event"] = pd.concat([gp.iloc[[0, 0, 1]], gp.iloc[[1]]], ignore_index=True)
+    later["gp_event"].loc[0, "event_id"] = "G50"
+    later["gp_event"].loc[3, "value"] = 31.0  # G2 again, with other content
+    later["gp_event"] = pd.concat([later["gp_event"], gp.iloc[[1]]], ignore_index=True)
+    return later
+
+
+def retiring(tables: Tables) -> Tables:
+    """A full extract that lacks a person (taking their records) and a prescription."""
+    out = {name: frame.copy() for name, frame in tables.items()}
+    for name, frame in out.items():
+        out[name] = frame[frame["person_id"] != "P00004"].reset_index(drop=True)
+    out["prescription"] = out["prescription"][out["prescription"]["prescription_id"] != "R1"]
+    return out
+
+
+def test_keys_stay_unique_through_loads_increments_reloads_retirements_and_refresh(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    store = home / "store.duckdb"
+    tables = small_extract()
+    first = write_extract(tmp_path / "a", tables)
+    load_extract(first, store)
+    assert_keys_unique(store)
+    report = load_extract(write_extract(tmp_path / "b", increment(tables), kind="increment"), store)
+    assert report.table("gp_event").rows_quarantined == 2 and report.table("person").rows_updated
+    assert_keys_unique(store)
+    again = load_extract(first, store, kind="full")  # the first extract again: G50 retired
+    assert again.table("gp_event").rows_retired == 1
+    assert_keys_unique(store)
+    load_extract(first, store, kind="full")  # reloaded unchanged
+    assert_keys_unique(store)
+    gone = load_extract(write_extract(tmp_path / "c", retiring(tables)), store)
+    assert gone.table("person").rows_retired == 1 and gone.table("prescription").rows_retired
+    assert_keys_unique(store)
+    result = CliRunner().invoke(
+        app, ["--home", str(home), "refresh", str(first), "--full", "--no-log", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["steps"][0]["totals"]["rows_loaded"] > 0
+    assert_keys_unique(store)
+    assert row_counts(store) == {n: len(f) for n, f in small_extract().items()}
+
+
+def old_keyed_store(path: Path) -> Path:
+    """A store as earlier versions made it: every contract table with a PRIMARY KEY."""
+    from features.store import create_history_sql
+
+    with duckdb.connect(str(path)) as con:
+        for spec in contract.TABLES:
+            cols = ", ".join(f'"{c.name}" {contract.DUCKDB_TYPES[c.kind]}' for c in spec.columns)
+            keys = ", ".join(f'"{k}"' for k in spec.key)
+            con.execute(f'CREATE TABLE "{spec.name}" ({cols}, PRIMARY KEY ({keys}))')
+            con.execute(create_history_sql(spec))
+    return path
+
+
+def test_a_store_with_the_old_declared_keys_opens_and_loads(tmp_path: Path) -> None:
+    store = old_keyed_store(tmp_path / "s.duckdb")
+    tables = small_extract()
+    first = load_extract(write_extract(tmp_path / "a", tables), store)
+    assert_balanced(first)
+    later = load_extract(write_extract(tmp_path / "b", increment(tables), kind="increment"), store)
+    assert_balanced(later)
+    gone = load_extract(write_extract(tmp_path / "c", retiring(tables)), store)
+    assert_balanced(gone)
+    assert_keys_unique(store)
+    with connect(store) as con:
+        keyed = con.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+        ).fetchone()
+    assert keyed == (len(contract.TABLES),)  # its constraints stay; it loads as before
+    assert row_counts(store)["person"] == len(tables["person"]) - 1
 
 
 # --- every reason code on a planted row --------------------------------------------------
