@@ -128,8 +128,8 @@ def test_features_command_writes_the_snapshot(home: Path) -> None:
 
 
 def test_falls_is_refused_for_too_few_events(home: Path) -> None:
-    """Eunomia's fractures are conditions outside any inpatient or ER visit: no recorded
-    fall reaches a hospital spell or an attendance, so no person-date holds an event."""
+    """Eunomia's 479 spells are all elective (inpatient visits only, none admitted from an
+    ER), it has no A&E attendances and no GP fall codes: no person-date holds a recorded fall."""
     code, out = carerisk(home, "train", "--outcome", "falls")
     assert code == 1
     text = " ".join(out.split())
