@@ -389,7 +389,12 @@ def fit_baseline(
     )
     categorical_steps = Pipeline(
         [
-            ("impute", SimpleImputer(strategy="constant", fill_value=-1.0)),
+            # a code the source never carries (an imported extract's ethnicity) is empty in
+            # every row: kept, as the one level "unknown"
+            (
+                "impute",
+                SimpleImputer(strategy="constant", fill_value=-1.0, keep_empty_features=True),
+            ),
             ("onehot", OneHotEncoder(handle_unknown="ignore")),
         ]
     )

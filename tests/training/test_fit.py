@@ -171,3 +171,15 @@ def test_bad_labels_are_named(config: TrainingConfig) -> None:
         fit(train, validation, small_features(), FALLS, config)
     with pytest.raises(TrainingError, match="lacks column"):
         fit(validation, validation.drop(columns=["age"]), small_features(), FALLS, config)
+
+
+def test_a_categorical_empty_in_every_row_is_kept(config: TrainingConfig) -> None:
+    """An imported extract can leave a coded column empty for everyone (OMOP carries no
+    ethnicity in the county's terms): the baseline keeps it as one constant level."""
+    frame = make_frame(people=600, seed=4)
+    frame["efi_band"] = None
+    train, validation = split_latest(frame)
+    trained = fit(train, validation, small_features(), FALLS, config)
+    names = trained.baseline.named_steps["columns"].get_feature_names_out().tolist()
+    assert [n for n in names if "efi_band" in n] == ["categorical__efi_band_-1.0"]
+    assert 0 < trained.metrics["baseline"]["auroc"] < 1

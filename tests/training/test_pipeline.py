@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from features.outcomes import COMPLEX_DEPENDENCY, FALLS
@@ -11,7 +12,14 @@ from features.store import load_extract
 from tests.features.test_coverage import block, omop_like, write_covered
 from training.config import TrainingConfig
 from training.fit import TrainingError
-from training.pipeline import default_index_dates, refuse_uncovered, train_outcome
+from training.pipeline import (
+    MIN_EVENTS,
+    default_index_dates,
+    refuse_too_few_events,
+    refuse_uncovered,
+    too_few_events,
+    train_outcome,
+)
 
 
 def test_complex_dependency_without_social_care_is_refused_naming_the_source(
@@ -89,3 +97,23 @@ def test_falls_trained_on_a_source_without_social_care_records_what_it_lacked(
     descriptors = {row["descriptor"] for row in data["fairness"]["table"]}
     assert descriptors.isdisjoint({"imd_quintile", "district", "gp_system"})
     assert result.outcome == "falls" and pd.notna(result.best_iteration)
+
+
+def _rows(events: int, people: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"person_id": range(people), "label": [1] * events + [0] * (people - events)}
+    )
+
+
+def test_too_few_events_is_refused_with_the_counts() -> None:
+    enough, few = _rows(MIN_EVENTS, 100), _rows(MIN_EVENTS - 1, 50)
+    assert too_few_events(enough, enough, FALLS) is None
+    why = too_few_events(enough, few, FALLS)
+    assert why == (
+        "falls cannot be trained on this store: too few events (a recorded fall within 12 "
+        f"months) to learn from: the training dates {MIN_EVENTS} in 100 person-dates; the "
+        f"validation date {MIN_EVENTS - 1} in 50 person-dates; at least {MIN_EVENTS} are "
+        "needed in each"
+    )
+    with pytest.raises(TrainingError, match="too few events"):
+        refuse_too_few_events(_rows(0, 20), enough, FALLS)
