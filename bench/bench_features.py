@@ -1,4 +1,4 @@
-"""Issue 3: compute_features (DuckDB via Ibis) against the plain pandas peer, same store and date.
+"""`compute_features` (DuckDB via Ibis) against the plain pandas peer, same store and date.
 
 python -m bench.bench_features --store PATH --index-date 2024-04-01
 

@@ -1,4 +1,4 @@
-"""Issue 17: the monthly cycle's stages on a trained home; the target is the monitor under two
+"""The monthly cycle's stages on a trained home; the target is the monitor under two
 minutes at 600,000 people.
 
 python -m bench.bench_monitor --home H [--promote-config config/demo.toml] [--earlier 2024-04-01]

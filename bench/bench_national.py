@@ -255,7 +255,7 @@ def run_store_check(folder: Path) -> dict[str, Any]:
 SERVE_SECONDS = 20.0
 SERVE_WORKERS = 2
 CLIENTS = 8
-# RSS per worker at 600k, bench.bench_serve_scale (issue 19's run: 571 and 578 MiB)
+# RSS per worker at 600k, bench.bench_serve_scale (an earlier run: 571 and 578 MiB)
 REFERENCE_RSS_MIB = 578.0
 
 

@@ -1,4 +1,4 @@
-"""Reload benchmark (issue 17): swapping champions without downtime, on a served home.
+"""Reload benchmark: swapping champions without downtime, on a served home.
 
 .venv/bin/python -m bench.bench_reload --people N [--home H] [--seconds 20] [--reloads 3]
 

@@ -1,4 +1,4 @@
-"""Issue 19: `carerisk score-all` on DuckDB and on Spark local, wall time and peak memory.
+"""`carerisk score-all` on DuckDB and on Spark local, wall time and peak memory.
 
 python -m bench.bench_score_all --people 600000        # builds bench/out/home-score-600000
 python -m bench.bench_score_all --home bench/out/home-600000 [--engine duckdb --engine spark]

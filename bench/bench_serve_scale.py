@@ -1,4 +1,4 @@
-"""Serving at two population sizes (issue 19): RSS per worker and p99 at 8 clients.
+"""Serving at two population sizes: RSS per worker and p99 at 8 clients.
 
 .venv/bin/python -m bench.bench_serve_scale --home H1 --home H2 [--seconds 20] [--workers 2]
 

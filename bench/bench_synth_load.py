@@ -1,4 +1,4 @@
-"""Issue 2: generate and load a county; wall time, rows per second and peak RSS per stage.
+"""Generate and load a county; wall time, rows per second and peak RSS per stage.
 
 python -m bench.bench_synth_load --home bench/out/home --people 600000
 

@@ -1,4 +1,4 @@
-"""Issue 4: train each outcome from a home's store; wall time and peak RSS of the CLI process.
+"""Train each outcome from a home's store; wall time and peak RSS of the CLI process.
 
 python -m bench.bench_train --home bench/out/home [--outcome falls] [--report] [--config F]
 

@@ -1,4 +1,4 @@
-"""Issue 19 item 4: full against sampled training on the same home and the same validation people.
+"""Full against sampled training on the same home and the same validation people.
 
 python -m bench.bench_train_sampled --home H [--outcome complex-dependency] [--fraction 0.1]
 

@@ -1,4 +1,4 @@
-"""Issue 4: which LightGBM settings discriminate best on people held out of training?
+"""Which LightGBM settings discriminate best on people held out of training?
 
 python -m bench.tune_lightgbm --home H --outcome falls [--variants default,depth3]
 

@@ -1,4 +1,4 @@
-"""Issue 16, items 10-16: the loader on a hand-written messy extract (tests/features/extracts/
+"""The loader on a hand-written messy extract (tests/features/extracts/
 messy, described in its README), and the reading rules both checkers share."""
 
 from __future__ import annotations

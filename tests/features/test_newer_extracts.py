@@ -1,4 +1,4 @@
-"""Issue 17 item 1: a newer extract of the same sources, full or an increment.
+"""A newer extract of the same sources, full or an increment.
 
 A month later the sources hand over a new extract: some rows are gone (coded in error, or fallen
 out of the window), some corrected, some new. A full extract retires what it lacks, into the

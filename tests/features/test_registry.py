@@ -34,7 +34,7 @@ def test_counts_of_one_are_worded_in_the_singular() -> None:
 
 
 def test_missing_and_non_finite_values_are_worded_plainly() -> None:
-    """Issue 16 items 4 and 9: never "unknown days since the last recorded fall", never
+    """never "unknown days since the last recorded fall", never
     "body mass index inf"."""
     assert feature("days_since_last_fall").describe(None) == "no recorded fall"
     assert feature("days_since_last_fall").describe("unknown") == "no recorded fall"
@@ -48,7 +48,7 @@ def test_missing_and_non_finite_values_are_worded_plainly() -> None:
 
 
 def test_every_numeric_feature_has_a_plausible_range() -> None:
-    """Issue 16 item 4: the request schema of POST /v1/score/records refuses values outside."""
+    """the request schema of POST /v1/score/records refuses values outside."""
     for item in FEATURES:
         if item.kind == "numeric":
             assert item.minimum is not None and item.maximum is not None, item.name

@@ -1,4 +1,4 @@
-"""Issue 19 item 4: the weighted sample of negative person-dates (features/training_sets.py
+"""The weighted sample of negative person-dates (features/training_sets.py
 NegativeSampling): deterministic, every positive kept, weights that restore the event rate,
 chosen in the engine's query, and the same rows and weights on DuckDB and Spark."""
 

@@ -1,4 +1,4 @@
-"""Issue 19: the scores table carries what a service would serve (ranks, reasons per audience).
+"""The scores table carries what a service would serve (ranks, reasons per audience).
 
 The rank rule on a hand-made tie case; an old scores table gains the new columns and keeps its
 rows; on the session's trained home (tests/conftest.py), the stored reasons are the bundle's
@@ -102,7 +102,7 @@ OLD_COLUMNS = [c for c in COLUMNS if c not in NEW_COLUMNS]
 
 
 def old_store(path: Path) -> Path:
-    """A store whose scores table is the one issue 17 made: no places, ranks or reasons."""
+    """A store whose scores table is an earlier version made: no places, ranks or reasons."""
     cols = ", ".join(f'"{c}" {COLUMNS[c]}' for c in OLD_COLUMNS)
     with duckdb.connect(str(path)) as con:
         con.execute(

@@ -1,4 +1,4 @@
-"""Issue 16 item 6: checkpoints of the audit head, kept outside the home, catch what the chain
+"""Checkpoints of the audit head, kept outside the home, catch what the chain
 and its anchor cannot: the log deleted, its tail cut with the anchor rewritten, a record edited
 and every hash after it recomputed. Each attack is made on real files, then `carerisk audit
 verify` is run as an administrator would."""

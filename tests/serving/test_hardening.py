@@ -1,4 +1,4 @@
-"""Issue 16, the service (items 1-5, 7-9), against the live server.
+"""The service's hardening, against the live server.
 
 Every /v1 answer audited whatever its status, naming the key id presented and the client; the
 fire role told nothing about an id it may not see; nothing served beside the pages but the API,

@@ -1,4 +1,4 @@
-"""Issue 16 item 8: a home and everything in it owner-only; a warning when something is not."""
+"""A home and everything in it owner-only; a warning when something is not."""
 
 from __future__ import annotations
 

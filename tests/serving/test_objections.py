@@ -46,7 +46,7 @@ def test_bad_rows_are_errors_naming_file_column_and_line(tmp_path):
 
 
 def test_a_malformed_file_is_named_by_line_never_by_content(tmp_path):
-    """Issue 16 item 7: the row may be an NHS number or a name; the error never repeats it."""
+    """the row may be an NHS number or a name; the error never repeats it."""
     path = Home(tmp_path).objections_path
     for content, line in [
         (b"person_id\nP0001234aaaa\n943 476 5919\n", 3),

@@ -1,4 +1,4 @@
-"""Refusals that show nothing are counted and audited in groups (issue 16 item 5)."""
+"""Refusals that show nothing are counted and audited in groups."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 17 item 3: a later extract of the same county, clean or with a known drift, and
+"""A later extract of the same county, clean or with a known drift, and
 what the loader makes of it. Small counties (2,000 people), written once per module."""
 
 from __future__ import annotations

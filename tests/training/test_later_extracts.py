@@ -1,4 +1,4 @@
-"""Issue 17 item 3 against the monitor: later extracts of the trained home's own county
+"""Against the monitor: later extracts of the trained home's own county
 (`carerisk synth --later-of`), loaded into a copy of its store, snapshot, monitored against
 the champions trained on the earlier extract. A clean next month is stable; each known drift
 is flagged, with a reason naming what the drift changed."""

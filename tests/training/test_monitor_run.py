@@ -1,4 +1,4 @@
-"""Issue 17: the scores history and `carerisk monitor` on a real trained home.
+"""The scores history and `carerisk monitor` on a real trained home.
 
 The session's trained home (tests/conftest.py: `carerisk demo` on a 4,000-person county, both
 outcomes trained, their runs in a real MLflow sqlite store) is left as it is: each test copies
@@ -150,7 +150,7 @@ def test_people_ten_years_older_are_flagged(home: Settings) -> None:
     age = {f.name: f for f in falls.features or []}["age_years"]
     assert age.psi >= 0.25
     assert any(r.level == "retrain" and "(age_years)" in r.text for r in falls.reasons)
-    # adults 18+ span more ages: the same ten years move them less (PSI 0.20 on issue 14's
+    # adults 18+ span more ages: the same ten years move them less (PSI 0.20 on the earlier
     # county, the retrain line is 0.25), but the shift is still named
     adults = done["complex_dependency"].result
     assert adults.verdict in ("watch", "retrain")

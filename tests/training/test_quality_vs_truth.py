@@ -184,7 +184,7 @@ def test_on_the_additive_county_the_families_tie(additive: dict[str, Any]) -> No
     assert low <= 0.0 <= high or abs(diff) <= TIE, summary(additive)
 
 
-# Census 2021, England and Wales (shared/reference/clinical.md): share of all people by age;
+# Census 2021, England and Wales (docs/clinical.md): share of all people by age;
 # 65+ is the county's own (Worcestershire, about 23%)
 AGE_SHARES = {65: 0.23, 85: 0.024, 90: 0.009, 100: 0.0002}
 AGE_TOLERANCE = 0.2

@@ -1,4 +1,4 @@
-"""Issue 17 item 5: `carerisk refresh EXTRACT` end to end on a fresh home and a small county
+"""`carerisk refresh EXTRACT` end to end on a fresh home and a small county
 (3,000 people): the first extract trained and gated, the same extract again doing nothing,
 the next month's extract loaded, scored and monitored, and that again doing nothing."""
 

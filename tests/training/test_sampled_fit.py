@@ -1,4 +1,4 @@
-"""Issue 19 item 4: fitting on a weighted sample of negative person-dates. The weights reach
+"""Fitting on a weighted sample of negative person-dates. The weights reach
 LightGBM (boosting and early stopping) and the baseline; the calibration people and the
 validation rows stay whole; the bundle says it was fitted on a sample."""
 

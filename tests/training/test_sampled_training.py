@@ -1,4 +1,4 @@
-"""Issue 19 item 4 end to end: `carerisk train --sample-negatives` on a copy of the trained
+"""End to end: `carerisk train --sample-negatives` on a copy of the trained
 4,000-person home. The sampled model is calibrated on the validation people and its MLflow run
 and bundle say that it was fitted on a sample, and on how many rows."""
 
