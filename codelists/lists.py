@@ -89,6 +89,16 @@ class CodeLists:
         """The first term any list gives the code, or None."""
         return self._terms().get(code)
 
+    def knows(self, code: str) -> bool:
+        """True when a list holds `code`: as written, or (ICD-10 and BNF lists, which hold
+        prefixes) as a code that starts with one of a list's prefixes."""
+        if code in self._terms() or any(code in i.codes for i in self.lists.values()):
+            return True
+        prefixes = tuple(
+            c for i in self.lists.values() if i.system in ("icd10", "bnf") for c in i.codes
+        )
+        return code.startswith(prefixes)
+
     def weight(self, name: str, code: str) -> float:
         """How often the synthetic county draws `code` from list `name`, relative to 1."""
         return float(self.weights.get((name, code), 1.0))

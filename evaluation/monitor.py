@@ -348,7 +348,7 @@ def _feed(inp: MonitorInput, limits: MonitorLimits, reasons: list[Reason]) -> li
                 "feed",
                 f"{item.table}.{item.column}: {len(item.codes):,} code(s) never recorded before "
                 f"{inp.reference_date} appear in {item.rows:,} rows ({item.share:.1%} of the rows "
-                f"since): {top}. The feature code lists (features/codes.py) may be missing them",
+                f"since): {top}. No code list holds them (codelists/): a list may be missing them",
             )
         )
     return list(inp.new_codes)

@@ -10,7 +10,8 @@ hold a new one), grouping a table's numbered columns (diag_01 ... diag_06) as on
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -65,14 +66,21 @@ def code_families(spec: contract.Table) -> dict[str, list[str]]:
     }
 
 
-def new_codes(store_path: Path, since: date) -> list[NewCodes]:
+def new_codes(
+    store_path: Path, since: date, known: Callable[[str], bool] | None = None
+) -> list[NewCodes]:
     """Per code family, the codes whose every record is dated on or after `since`, the most
-    used first; families with none are left out."""
+    used first, leaving out those `known` says a code list holds (a list's rare code is
+    recorded for the first time sooner or later: that is not a new coding); families with none
+    are left out."""
     found = []
     with duckdb.connect(str(store_path), read_only=True) as con:
         for spec in contract.TABLES:
             for family, columns in code_families(spec).items():
                 item = _family(con, spec, family, columns, since)
+                if known is not None:
+                    unknown = {c: n for c, n in item.codes.items() if not known(c)}
+                    item = replace(item, codes=unknown)
                 if item.codes:
                     found.append(item)
     return found

@@ -179,7 +179,7 @@ def _roll(
     changes: dict[str, dict[str, int]] = {}
     for spec in TABLES:
         kept, fell_off = _still_in_window(old[spec.name], spec, window)
-        added = _new_rows(fresh[spec.name], spec, window, kept)
+        added = _new_rows(fresh[spec.name], spec, window, old[spec.name])
         counts = {"fell_off": fell_off, "corrected": 0, "deleted_in_error": 0}
         if spec.name == "gp_event":
             kept, counts["corrected"] = _correct_values(kept, rng)
@@ -205,9 +205,10 @@ def _still_in_window(table: pa.Table, spec: Table, window: Window) -> tuple[pa.T
     return table.filter(pc.invert(left)), int(pc.sum(left).as_py() or 0)
 
 
-def _new_rows(fresh: pa.Table, spec: Table, window: Window, kept: pa.Table) -> pa.Table:
-    """The longer simulation's rows dated after the earlier extract, keyed after the last key
-    (new deaths: the people who died in the new months)."""
+def _new_rows(fresh: pa.Table, spec: Table, window: Window, earlier: pa.Table) -> pa.Table:
+    """The longer simulation's rows dated after the earlier extract, keyed after the earlier
+    extract's last key, rows that fell off the window included: a source never gives a new
+    record the key of one it has dropped (new deaths: the people who died in the new months)."""
     if spec.name == "person":
         return fresh.slice(0, 0)
     day = fresh.column(spec.event_date or "")
@@ -215,7 +216,7 @@ def _new_rows(fresh: pa.Table, spec: Table, window: Window, kept: pa.Table) -> p
     if spec.key[0] == "person_id":
         return new
     prefix = ID_PREFIX[spec.name]
-    last = _last_number(kept.column(spec.key[0]), prefix)
+    last = _last_number(earlier.column(spec.key[0]), prefix)
     numbers = np.arange(last + 1, last + 1 + new.num_rows, dtype=np.int64)
     keys = pc.binary_join_element_wise(prefix, pc.cast(pa.array(numbers), pa.string()), "")
     return new.set_column(new.schema.get_field_index(spec.key[0]), spec.key[0], keys)

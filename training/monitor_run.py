@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from codelists import CodeLists
 from evaluation.drift import ProfileError, check_profile
 from evaluation.monitor import MonitorInput, MonitorLimits, MonitorResult, monitor
 from evaluation.monitor import write_monitor_report as write_report
@@ -103,7 +104,7 @@ class _Shared:
 
     def new_codes(self, since: date) -> list[NewCodes]:
         if since not in self.codes:
-            self.codes[since] = new_codes(self.store_path, since)
+            self.codes[since] = new_codes(self.store_path, since, CodeLists.load().knows)
         return self.codes[since]
 
     def seen_through(self, history_days: int | None) -> pd.DataFrame:
