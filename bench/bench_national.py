@@ -28,11 +28,13 @@ import contextlib
 import json
 import shutil
 import sys
-import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from bench.bench_score_all import TreeSampler as ScoreAllSampler
 from bench.common import (
     PYTHON,
     REPO,
@@ -66,53 +68,29 @@ LIMIT_MIB = 12 * GIB  # a stage without a memory target is ended above this
 RESULTS_MD = REPO / "bench" / "RESULTS.md"
 
 
-class TreeSampler:
+class TreeSampler(ScoreAllSampler):
     """The largest summed RSS of this process's descendants, sampled in a thread. It ends them
     (and says why) when they pass `limit_bytes` or the machine's available memory falls under
     `floor_bytes`: other people's work shares this machine."""
 
     def __init__(self, limit_bytes: float, floor_bytes: float = 1.5 * 2**30) -> None:
-        import psutil
-
-        self.interval = 0.5
+        super().__init__(interval=0.5)
         self.limit_bytes, self.floor_bytes = limit_bytes, floor_bytes
-        self.peak_bytes = 0
         self.stopped_because: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._me = psutil.Process()
 
-    def __enter__(self) -> TreeSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        import psutil
-
-        while not self._stop.wait(self.interval):
-            family = self._me.children(recursive=True)
-            total = 0
-            for proc in family:
-                try:
-                    total += proc.memory_info().rss
-                except psutil.Error:
-                    continue  # it ended between the listing and the reading
-            self.peak_bytes = max(self.peak_bytes, total)
-            available = psutil.virtual_memory().available
-            if total > self.limit_bytes or available < self.floor_bytes:
-                self.stopped_because = (
-                    f"ended by the bench at {total / 2**20:,.0f} MiB (limit "
-                    f"{self.limit_bytes / 2**20:,.0f} MiB; machine available "
-                    f"{available / 2**20:,.0f} MiB)"
-                )
-                for proc in family:
-                    with contextlib.suppress(psutil.Error):
-                        proc.kill()
-                return
+    def after_sample(self, family: list[psutil.Process], total: int) -> bool:
+        available = psutil.virtual_memory().available
+        if total <= self.limit_bytes and available >= self.floor_bytes:
+            return False
+        self.stopped_because = (
+            f"ended by the bench at {total / 2**20:,.0f} MiB (limit "
+            f"{self.limit_bytes / 2**20:,.0f} MiB; machine available "
+            f"{available / 2**20:,.0f} MiB)"
+        )
+        for proc in family:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        return True
 
 
 def home_of(folder: Path) -> Path:

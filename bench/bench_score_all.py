@@ -19,7 +19,7 @@ import argparse
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import duckdb
 import pandas as pd
@@ -44,7 +44,7 @@ class TreeSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._me = psutil.Process()
 
-    def __enter__(self) -> TreeSampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -54,13 +54,20 @@ class TreeSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
+            family = self._me.children(recursive=True)
             total = 0
-            for proc in self._me.children(recursive=True):
+            for proc in family:
                 try:
                     total += proc.memory_info().rss
                 except psutil.Error:
                     continue  # it ended between the listing and the reading
             self.peak_bytes = max(self.peak_bytes, total)
+            if self.after_sample(family, total):
+                return
+
+    def after_sample(self, family: list[psutil.Process], total: int) -> bool:
+        """Called after each sample; True ends the sampling."""
+        return False
 
 
 def build_home(home: Path, people: int, seed: int) -> dict[str, Any]:
