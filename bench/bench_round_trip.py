@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 
 from bench.common import machine, print_json
+from features.feature_list import FEATURES
 from features.outcomes import FALLS
-from features.registry import FEATURES
 from features.store import load_extract
 from features.training_sets import build_training_set, split_temporal
 from importers.omop import import_omop
@@ -32,8 +32,8 @@ from synthetic.generate import generate
 from synthetic.omop import OMOP_FILE, write_omop
 from training.config import TrainingConfig
 from training.fit import fit
-from training.metrics import paired_bootstrap_auroc_difference
 from training.pipeline import default_index_dates
+from training.validation_metrics import paired_bootstrap_auroc_difference
 
 
 def validation_predictions(store: Path, config: TrainingConfig) -> pd.DataFrame:

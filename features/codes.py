@@ -1,7 +1,7 @@
 """The concepts the features and outcomes read, and the codes of each, from the code lists.
 
 The concept names (conditions, frailty deficits, drug classes, fracture sites) are fixed
-here, because the feature registry is built from them. Their codes are data: `Codes` is built
+here, because the feature list is built from them. Their codes are data: `Codes` is built
 from a `codelists.CodeLists` (the packaged lists, or a site's own folder) at the entry point
 and passed down. The lists and their sources are described in codelists/lists/index.csv.
 """

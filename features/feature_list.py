@@ -1,4 +1,4 @@
-"""The feature registry: the one place a feature is defined.
+"""The feature list: the one place a feature is defined.
 
 Training, serving, registers and reports read features only through `FEATURES`.
 Each entry says what the feature is in plain words, where it comes from, its window,

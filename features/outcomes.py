@@ -1,14 +1,14 @@
-"""The outcome registry: the one place an outcome is defined.
+"""The outcome set: the one place an outcome is defined.
 
 An `Outcome` says what is predicted (its label function and horizon), for whom (its cohort rule
 and the one sentence that words it), how its scores are banded by default, what the capacity
-view counts, and what its model is registered as. Training, evaluation, the gate, serving,
-registers, pages and the command line read outcomes only through an `OutcomeRegistry`.
+view counts, and what its model is registered as. Training, evaluation, the promotion gate, serving,
+risk registers, pages and the command line read outcomes only through an `OutcomeSet`.
 
 The product's outcomes are `FALLS` and `COMPLEX_DEPENDENCY` (`PRODUCT`). More can be added
 without editing any other file: a module that defines `OUTCOMES` (a tuple of `Outcome`), named
 in the setting CARERISK_OUTCOME_MODULES (comma-separated module names, read by the entry point:
-carerisk/settings.py), is read by `outcome_registry`, and `carerisk serve` passes the setting on
+carerisk/settings.py), is read by `outcome_set`, and `carerisk serve` passes the setting on
 to the server (serving/config.py).
 """
 
@@ -137,7 +137,7 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class OutcomeRegistry:
+class OutcomeSet:
     """The registered outcomes, in order; looked up by either spelling."""
 
     outcomes: tuple[Outcome, ...]
@@ -174,12 +174,12 @@ class OutcomeRegistry:
         known = ", ".join(o.model_name for o in self.outcomes)
         raise UnknownOutcome(f"no outcome's model is called {model_name!r}; known: {known}")
 
-    def with_modules(self, modules: Sequence[str]) -> OutcomeRegistry:
-        """This registry and the `OUTCOMES` of each named module, in order."""
+    def with_modules(self, modules: Sequence[str]) -> OutcomeSet:
+        """This set and the `OUTCOMES` of each named module, in order."""
         extra: list[Outcome] = []
         for module in modules:
             extra += _module_outcomes(module)
-        return OutcomeRegistry((*self.outcomes, *extra)) if extra else self
+        return OutcomeSet((*self.outcomes, *extra)) if extra else self
 
 
 def _module_outcomes(module: str) -> list[Outcome]:
@@ -238,9 +238,9 @@ COMPLEX_DEPENDENCY = Outcome(
     fhir_risk=BAND_FHIR_RISK,
 )
 
-PRODUCT = OutcomeRegistry((FALLS, COMPLEX_DEPENDENCY))
+PRODUCT = OutcomeSet((FALLS, COMPLEX_DEPENDENCY))
 
 
-def outcome_registry(modules: Sequence[str] = ()) -> OutcomeRegistry:
+def outcome_set(modules: Sequence[str] = ()) -> OutcomeSet:
     """The product's outcomes and those of the named modules (read at the entry point)."""
     return PRODUCT.with_modules(modules)

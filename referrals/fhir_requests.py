@@ -31,8 +31,8 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from features.labels import add_months
 from features.outcomes import Outcome
+from referrals.store import AGREEMENT_WORDING, Referral
 from serving.fhir import MODEL_SYSTEM, PSEUDONYM_SYSTEM, SNOMED, qualitative_risk
-from serving.referrals import AGREEMENT_WORDING, Referral
 
 REFERRAL_SYSTEM = "urn:carerisk:referral"
 CATEGORY_SYSTEM = "urn:carerisk:referral-category"

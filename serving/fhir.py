@@ -23,7 +23,7 @@ from typing import Any
 from features.labels import add_months
 from features.outcomes import Outcome
 from models.reasons import Reason
-from serving.schemas import ScoreResult
+from serving.score_results import ScoreResult
 
 PSEUDONYM_SYSTEM = "urn:carerisk:pseudonym"
 MODEL_SYSTEM = "urn:carerisk:model"

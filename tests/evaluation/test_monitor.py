@@ -35,8 +35,8 @@ from evaluation.monitor import (
     write_monitor_report,
 )
 from features.bands import RiskBands
+from features.feature_list import Feature
 from features.new_codes import NewCodes
-from features.registry import Feature
 
 FEATURES = (
     Feature("age_years", "aged {value}", ("person",)),

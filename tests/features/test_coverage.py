@@ -21,8 +21,8 @@ from features.coverage import (
     read_store_coverage,
 )
 from features.engines import compute_features
+from features.feature_list import FEATURES, feature
 from features.outcomes import COMPLEX_DEPENDENCY, FALLS
-from features.registry import FEATURES, feature
 from features.store import ContractError, load_extract
 from tests.features.conftest import small_extract, write_extract
 

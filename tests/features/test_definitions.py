@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from features.engines import compute_features
+from features.feature_list import feature_names
 from features.home import Home
-from features.registry import feature_names
 from tests.features._records import (
     ae,
     ambulance,

@@ -5,9 +5,9 @@ from dataclasses import replace
 
 import pytest
 
-from features import codes, registry
+from features import codes, feature_list
+from features.feature_list import FEATURES, feature, feature_names, registry_fingerprint
 from features.outcomes import PRODUCT
-from features.registry import FEATURES, feature, feature_names, registry_fingerprint
 
 
 def test_names_are_unique_and_labels_take_a_value() -> None:
@@ -112,9 +112,9 @@ def test_fingerprint_is_stable_and_changes_with_the_registry(
 ) -> None:
     first = registry_fingerprint()
     assert first == registry_fingerprint() and len(first) == 64
-    assert json.loads(registry.registry_json())[0]["name"] == FEATURES[0].name
+    assert json.loads(feature_list.registry_json())[0]["name"] == FEATURES[0].name
     changed = (replace(FEATURES[0], label="age {value}"), *FEATURES[1:])
-    monkeypatch.setattr(registry, "FEATURES", changed)
+    monkeypatch.setattr(feature_list, "FEATURES", changed)
     assert registry_fingerprint() != first
 
 

@@ -1,4 +1,4 @@
-"""The outcome registry: lookups by either spelling, extra outcome modules, the definitions, and
+"""The outcome set: lookups by either spelling, extra outcome modules, the definitions, and
 the snapshot's cohort flags following the same rule as the training cohorts."""
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from features.outcomes import (
     FALLS,
     PRODUCT,
     Cohort,
-    OutcomeRegistry,
+    OutcomeSet,
     UnknownOutcome,
-    outcome_registry,
+    outcome_set,
 )
 from features.snapshot import read_snapshot, write_snapshot
 from tests import emergency_outcome
@@ -63,23 +63,23 @@ def test_definitions_are_checked() -> None:
     with pytest.raises(ValueError, match="in words"):
         Cohort(min_age=18, words=" ")
     with pytest.raises(ValueError, match="registered twice"):
-        OutcomeRegistry((FALLS, COMPLEX_DEPENDENCY, FALLS))
+        OutcomeSet((FALLS, COMPLEX_DEPENDENCY, FALLS))
 
 
 def test_an_outcome_module_adds_its_outcomes_after_the_products() -> None:
-    registry = outcome_registry([emergency_outcome.MODULE])
+    registry = outcome_set([emergency_outcome.MODULE])
     assert registry.names() == ("falls", "complex_dependency", "emergency_admission")
     assert registry.get("emergency-admission") is emergency_outcome.EMERGENCY_ADMISSION
-    assert outcome_registry() == PRODUCT  # nothing named, nothing added
+    assert outcome_set() == PRODUCT  # nothing named, nothing added
 
 
 def test_a_bad_outcome_module_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UnknownOutcome, match="'tests.no_such_outcomes' cannot be imported"):
-        outcome_registry(["tests.no_such_outcomes"])
+        outcome_set(["tests.no_such_outcomes"])
     empty = types.ModuleType("tests_empty_outcomes")
     monkeypatch.setitem(sys.modules, "tests_empty_outcomes", empty)
     with pytest.raises(UnknownOutcome, match="must define OUTCOMES, a tuple of Outcome"):
-        outcome_registry(["tests_empty_outcomes"])
+        outcome_set(["tests_empty_outcomes"])
 
 
 def test_default_bands_are_the_products_and_differ_only_in_cut_points() -> None:
@@ -91,7 +91,7 @@ def test_default_bands_are_the_products_and_differ_only_in_cut_points() -> None:
 def test_snapshot_flags_are_the_training_cohorts(tmp_path: Path) -> None:
     """write_snapshot's flags come from features.cohorts.cohort, for every registered outcome:
     on a random county they pick out exactly the cohort's people."""
-    registry = outcome_registry([emergency_outcome.MODULE])
+    registry = outcome_set([emergency_outcome.MODULE])
     county = random_county(random.Random(5), 300, date(2021, 4, 1), date(2024, 3, 31))
     store = make_store(Home(tmp_path).store_path, county)
     write_snapshot(store, D, registry)

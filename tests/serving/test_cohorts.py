@@ -13,7 +13,7 @@ import pytest
 from features.home import Home
 from features.outcomes import COMPLEX_DEPENDENCY, FALLS, PRODUCT
 from features.snapshot import read_snapshot_people, write_snapshot
-from serving.objections import ObjectionList
+from serving.objection_list import ObjectionList
 from serving.scores_file import PROBABILITY
 from serving.scoring import OutsideCohort, Scorer
 from tests.features._records import ae, care, death, gp, make_store, person

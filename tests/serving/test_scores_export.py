@@ -31,7 +31,7 @@ from features.scores_export import SCORE_COLUMNS, ExportKey, people_path, write_
 from features.snapshot import read_snapshot
 from models import ModelBundle
 from models.score_all import AUDIENCES
-from serving.objections import ObjectionList
+from serving.objection_list import ObjectionList
 from serving.scores_file import ScoresFile, ScoresFileError, open_exports
 from serving.scoring import WORDED_MAX, Scorer
 from tests.live import copy_home
