@@ -13,8 +13,8 @@ from features.feature_list import (
     FEATURES,
     Feature,
     feature,
+    feature_list_fingerprint,
     feature_names,
-    registry_fingerprint,
 )
 from features.home import Home
 
@@ -40,7 +40,7 @@ __all__ = [
     "Home",
     "feature",
     "feature_names",
-    "registry_fingerprint",
+    "feature_list_fingerprint",
     *_LAZY,
 ]
 

@@ -105,12 +105,12 @@ def frame_fingerprint(frame: pd.DataFrame) -> str:
 
 
 def features_fingerprint(features: Sequence[Feature]) -> str:
-    """The registry's own fingerprint when these are the registry's features; else a list hash."""
+    """The feature list's own fingerprint when these are its features; else a list hash."""
     from features import feature_list
 
-    fingerprint = getattr(feature_list, "registry_fingerprint", None)
-    registry_features = tuple(getattr(feature_list, "FEATURES", ()))
-    if callable(fingerprint) and registry_features and tuple(features) == registry_features:
+    fingerprint = getattr(feature_list, "feature_list_fingerprint", None)
+    listed = tuple(getattr(feature_list, "FEATURES", ()))
+    if callable(fingerprint) and listed and tuple(features) == listed:
         return str(fingerprint())
     return feature_list_hash(features)
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from features import codes, feature_list
-from features.feature_list import FEATURES, feature, feature_names, registry_fingerprint
+from features.feature_list import FEATURES, feature, feature_list_fingerprint, feature_names
 from features.outcomes import PRODUCT
 
 
@@ -110,12 +110,12 @@ def test_windows_and_sources_name_contract_tables() -> None:
 def test_fingerprint_is_stable_and_changes_with_the_registry(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    first = registry_fingerprint()
-    assert first == registry_fingerprint() and len(first) == 64
-    assert json.loads(feature_list.registry_json())[0]["name"] == FEATURES[0].name
+    first = feature_list_fingerprint()
+    assert first == feature_list_fingerprint() and len(first) == 64
+    assert json.loads(feature_list.feature_list_json())[0]["name"] == FEATURES[0].name
     changed = (replace(FEATURES[0], label="age {value}"), *FEATURES[1:])
     monkeypatch.setattr(feature_list, "FEATURES", changed)
-    assert registry_fingerprint() != first
+    assert feature_list_fingerprint() != first
 
 
 def test_unknown_feature_is_a_clear_error() -> None:
