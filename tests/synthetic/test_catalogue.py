@@ -29,3 +29,10 @@ def test_a_specialty_weight_that_is_not_whole_is_refused(tmp_path: Path) -> None
         f.write("synthetic_fall_specialties,110,2.5\n")
     with pytest.raises(CodeListError, match=r"weights.csv: synthetic_fall_specialties '110'"):
         build_catalogue(CodeLists.load(folder))
+
+
+def test_the_county_writes_mental_health_stays_the_feature_counts() -> None:
+    lists = CodeLists.load()
+    k = build_catalogue(lists)
+    mental = set(lists.codes("mental_health_specialties"))
+    assert set(k.specialty.values) & mental  # the feature's list, exercised by the county
