@@ -44,10 +44,11 @@ class Settings:
     codelists: Path | None = None  # a site's code lists; None: the packaged lists
 
     def outcomes(self) -> OutcomeSet:
-        """The product's outcomes and the extra modules' (imported on first use: Ibis)."""
+        """The product's outcomes and the extra modules' (imported on first use: Ibis), with
+        their SNOMED CT codings from the code lists."""
         from features.outcomes import outcome_set
 
-        return outcome_set(self.outcome_modules)
+        return outcome_set(self.outcome_modules, self.code_lists())
 
     def code_lists(self) -> CodeLists:
         """The code lists (checked as they load; read once per folder)."""

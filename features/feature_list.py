@@ -233,7 +233,7 @@ def _conditions() -> tuple[Feature, ...]:
     )  # fmt: skip
     return (
         *found,
-        Feature("tendency_to_fall", "tendency to fall (R29.6) recorded: {value}",
+        Feature("tendency_to_fall", "tendency to fall recorded: {value}",
                 ("hospital_episode", "ae_attendance"), kind="binary", direction=_dir(1, 1)),
     )  # fmt: skip
 

@@ -98,7 +98,9 @@ class ServingConfig(BaseModel):
 
     def served_outcomes(self) -> tuple[Outcome, ...]:
         """The definitions of the outcomes served (raises UnknownOutcome naming the known)."""
-        registry = outcome_set(self.outcome_modules)
+        from codelists import CodeLists
+
+        registry = outcome_set(self.outcome_modules, CodeLists.load(self.codelists))
         if not self.outcomes:
             return registry.outcomes
         return tuple(registry.get(name) for name in self.outcomes)

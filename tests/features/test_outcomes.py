@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from codelists import CodeListError, CodeLists
 from features.cohorts import cohort
 from features.engines import open_sources
 from features.home import Home
@@ -26,6 +27,7 @@ from features.outcomes import (
 )
 from features.snapshot import read_snapshot, write_snapshot
 from tests import emergency_outcome
+from tests.codelists.site import append_row, replace_codes, site_folder
 from tests.features._records import care, death, make_store, person, random_county
 
 D = date(2023, 4, 1)
@@ -131,3 +133,31 @@ def test_the_at_risk_bands_and_fhir_codes_come_from_the_definition() -> None:
         replace(FALLS, fhir_risk=(("high", "certain"),))
     with pytest.raises(ValueError, match="at_risk_bands"):
         replace(FALLS, at_risk_bands=0)
+
+
+def test_the_falls_codings_are_read_from_the_code_lists(tmp_path: Path) -> None:
+    packaged = outcome_set((), CodeLists.load()).get("falls")
+    assert packaged.snomed == ("161898004", "Falls")
+    assert packaged.at_risk_finding == ("129839007", "At risk for falls")
+    assert PRODUCT.get("falls").snomed is None  # uncoded until lists are given
+    folder = site_folder(tmp_path)
+    replace_codes(folder, "at_risk_falls", [("414191008", "a site's own concept")])
+    site = outcome_set((), CodeLists.load(folder)).get("falls")
+    assert site.at_risk_finding == ("414191008", "a site's own concept")
+    assert site == packaged  # the codings are how an outcome is written, not what it is
+
+
+def test_a_site_folder_without_an_outcome_coding_list_is_refused(tmp_path: Path) -> None:
+    folder = site_folder(tmp_path)
+    index = folder / "index.csv"
+    rows = [r for r in index.read_text().splitlines() if not r.startswith("outcome_falls,")]
+    index.write_text("\n".join(rows) + "\n")
+    with pytest.raises(KeyError, match=r"no code list named 'outcome_falls' in .*index\.csv"):
+        outcome_set((), CodeLists.load(folder))
+
+
+def test_an_outcome_coding_list_must_hold_one_snomed_concept(tmp_path: Path) -> None:
+    folder = site_folder(tmp_path)
+    append_row(folder, "outcome_falls", "217082002")
+    with pytest.raises(CodeListError, match=r"outcome_falls\.csv: .* holds 2 snomed code"):
+        outcome_set((), CodeLists.load(folder))

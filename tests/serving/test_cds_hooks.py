@@ -15,8 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from codelists import CodeLists
 from features.home import Home
-from features.outcomes import BAND_LABELS, COMPLEX_DEPENDENCY, FALLS, Cohort, Outcome
+from features.outcomes import BAND_LABELS, COMPLEX_DEPENDENCY, Cohort, Outcome
+from features.outcomes import FALLS as UNCODED_FALLS
 from referrals.fhir_requests import referral_request
 from referrals.store import ReferralStore, StatusChange
 from serving.cds_hooks import CardContext, HookRequest, discovery, escape, indicator, risk_card
@@ -40,6 +42,9 @@ from tests.serving.cds_spec import (
     spec_request,
     unsigned_token,
 )
+
+# the falls outcome as the service holds it: with its codings from the packaged lists
+FALLS = UNCODED_FALLS.with_codings(CodeLists.load())
 
 AUD = "https://carerisk.example.org/cds-services/carerisk-falls"
 
