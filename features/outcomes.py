@@ -272,9 +272,7 @@ COMPLEX_DEPENDENCY = Outcome(
 PRODUCT = OutcomeSet((FALLS, COMPLEX_DEPENDENCY))
 
 
-def outcome_set(
-    modules: Sequence[str] = (), lists: CodeLists | None = None
-) -> OutcomeSet:
+def outcome_set(modules: Sequence[str] = (), lists: CodeLists | None = None) -> OutcomeSet:
     """The product's outcomes and those of the named modules (read at the entry point), with
     their SNOMED CT codings from `lists` when given."""
     registry = PRODUCT.with_modules(modules)
