@@ -7,6 +7,8 @@ import json
 from datetime import date
 from pathlib import Path
 
+import pytest
+
 from codelists import CodeLists
 from codelists.checks import snomed_valid
 from codelists.report import code_report
@@ -58,6 +60,7 @@ def test_the_report_counts_matches_and_the_codes_no_list_holds(tmp_path: Path) -
     assert found["codelists"]["digest"] == lists.digest
 
 
+@pytest.mark.slow  # synth, load and three CLI calls
 def test_codes_report_on_a_synthetic_county(tmp_path: Path) -> None:
     home = tmp_path / "home"
     extract = Home(home).extract_dir
