@@ -82,6 +82,7 @@ def test_codes_report_on_a_synthetic_county(tmp_path: Path) -> None:
     assert text.returncode == 0 and "gp_event.snomed_code" in text.stdout
 
 
+@pytest.mark.slow  # runs the carerisk command in a subprocess
 def test_a_refused_site_folder_is_named_in_one_line(tmp_path: Path) -> None:
     folder = site_folder(tmp_path)
     line = append_row(folder, "condition_dementia", "52448007")  # a bad check digit
