@@ -260,6 +260,7 @@ def covered_store(tmp_path: Path) -> Path:
     return store
 
 
+@pytest.mark.slow  # two stores loaded and their features computed
 def test_features_of_absent_sources_are_missing_not_zero(tmp_path: Path) -> None:
     store = covered_store(tmp_path)
     cover = read_store_coverage(store)

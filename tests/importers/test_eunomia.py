@@ -121,6 +121,7 @@ def test_features_are_computed(extract: Path, home: Path) -> None:
     assert any(FEATURES_BY_NAME[name].sources == ("social_care",) for name in missing)
 
 
+@pytest.mark.slow  # runs the carerisk command in a subprocess
 def test_features_command_writes_the_snapshot(home: Path) -> None:
     code, out = carerisk(home, "features", "--json")
     assert code == 0, out
@@ -130,6 +131,7 @@ def test_features_command_writes_the_snapshot(home: Path) -> None:
         assert summary["share_missing_by_family"][family] == 1.0, family
 
 
+@pytest.mark.slow  # runs the carerisk command in a subprocess
 def test_falls_is_refused_for_too_few_events(home: Path) -> None:
     """Eunomia's 479 spells are all elective (inpatient visits only, none admitted from an
     ER), it has no A&E attendances and no GP fall codes: no person-date holds a recorded fall."""
@@ -141,6 +143,7 @@ def test_falls_is_refused_for_too_few_events(home: Path) -> None:
     assert f"at least {MIN_EVENTS} are needed in each" in text
 
 
+@pytest.mark.slow  # runs the carerisk command in a subprocess
 def test_complex_dependency_is_refused_for_absent_social_care(home: Path) -> None:
     code, out = carerisk(home, "train", "--outcome", "complex-dependency")
     assert code == 1

@@ -57,6 +57,7 @@ def scorer(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Scor
     )
 
 
+@pytest.mark.slow  # needs the trained home
 @pytest.mark.parametrize("person_id", ["INCARE", "DIEDON"])
 @pytest.mark.parametrize("outcome", PRODUCT.names())
 def test_care_home_residents_and_deaths_on_the_day_are_refused(
@@ -73,6 +74,7 @@ def test_care_home_residents_and_deaths_on_the_day_are_refused(
     assert not in_cohort and row[PROBABILITY] is None  # no stored score
 
 
+@pytest.mark.slow  # needs the trained home
 def test_the_cohorts_follow_age_too(scorer: Scorer) -> None:
     assert scorer.score_people(FALLS.name, ["ATHOME"])[0].person_ref == "ATHOME"
     assert scorer.score_people(COMPLEX_DEPENDENCY.name, ["ADULT1"])[0].person_ref == "ADULT1"
