@@ -48,6 +48,7 @@ SETS = {
     "without": "direct, with the features the import leaves missing set missing",
     "relabelled": "the import's features on the direct store's person-dates and labels",
     "back": "the county written by synth --format omop, imported and loaded",
+    "reseeded": "direct, trained with the next seed",
 }
 # (new, old, labels, meaning): AUROC(new) - AUROC(old) on the same validation people, measured
 # against the direct store's labels or the import's
@@ -57,6 +58,7 @@ PAIRS = (
     ("without", "direct", "direct", "direct-without-absent minus direct: the absent features"),
     ("relabelled", "without", "direct", "the import's features minus direct-without-absent"),
     ("back", "relabelled", "direct", "import minus its features on the direct cohort and labels"),
+    ("reseeded", "direct", "direct", "direct with the next seed minus direct: the seed's noise"),
 )
 LABEL_COLUMNS = (LABEL, "died_before_event", "follow_up_days")
 
@@ -174,6 +176,8 @@ def run(out: Path, people: int, seed: int) -> dict[str, Any]:
     without = without_absent(direct, aligned, absent)
     sets = {"direct": direct, "without": without, "relabelled": aligned, "back": back}
     predictions = {name: validation_predictions(frame, config) for name, frame in sets.items()}
+    reseeded = config.model_copy(update={"seed": config.seed + 1})
+    predictions["reseeded"] = validation_predictions(direct, reseeded)
     return {
         "people": people,
         "seed": seed,
@@ -226,8 +230,8 @@ def section(command: str, result: dict[str, Any]) -> str:
         f"`{command}` (machine: {json.dumps(result['machine'])}; {result['seconds']} s). "
         f"Falls, the default training config, on the direct store's index dates "
         f"{', '.join(result['index_dates'])} (the imported store's own: "
-        f"{', '.join(result['index_dates_of_the_import'])}). Four training sets: {sets}. "
-        "Each comparison is measured on the validation people all four share.\n\n"
+        f"{', '.join(result['index_dates_of_the_import'])}). The models: {sets}. "
+        "Each comparison is measured on the validation people all the models share.\n\n"
         f"{checks}\n\nValidation: {validation}.\n\n{markdown_table(headers, rows)}\n\n"
         f"Features the import leaves missing ({len(result['absent_features'])}): "
         f"{', '.join(result['absent_features'])}.\n\n"
