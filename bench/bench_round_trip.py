@@ -20,6 +20,7 @@ import json
 import shutil
 import sys
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,11 @@ import pandas as pd
 
 from bench.common import machine, markdown_table, print_json, shell_text
 from bench.results import RESULTS, write_section
+from features.codes import AMBULANCE_FALL_CATEGORIES
 from features.coverage import read_store_coverage
+from features.definitions import lit, residential_now
+from features.engines import open_sources
+from features.labels import add_months
 from features.outcomes import FALLS
 from features.registry import FEATURES
 from features.store import load_extract
@@ -95,6 +100,38 @@ def same_cohort(direct: pd.DataFrame, back: pd.DataFrame) -> dict[str, Any]:
         "events": {"direct": int(direct[LABEL].sum()), "back": int(back[LABEL].sum())},
         "same": bool(not (merged["_merge"] != "both").any() and lost == gained == 0),
     }
+
+
+def why_they_differ(
+    store: Path, direct: pd.DataFrame, back: pd.DataFrame, dates: list[date]
+) -> dict[str, int]:
+    """Of the person-dates only the import holds, how many the direct store has in a care home
+    at the date (the cohort leaves them out, from social care); of the falls lost through the
+    import, how many had an ambulance fall call-out in the horizon (absent through OMOP)."""
+    keys = list(KEYS)
+    merged = direct[[*keys, LABEL]].merge(back[[*keys, LABEL]], on=keys, how="right",
+                                          suffixes=("_direct", "_back"))  # fmt: skip
+    extra = merged[merged[f"{LABEL}_direct"].isna()]
+    lost = merged[(merged[f"{LABEL}_direct"] == 1) & (merged[f"{LABEL}_back"] == 0)]
+    found = {"only_back_in_care_home": 0, "lost_with_ambulance_fall": 0}
+    with open_sources(store) as src:
+        amb = src["ambulance_incident"]
+        for day in dates:
+            stamp = pd.Timestamp(day)
+            care = _ids(residential_now(src, day))
+            end = add_months(day, FALLS.horizon_months)
+            window = (amb.incident_date >= lit(day)) & (amb.incident_date < lit(end))
+            falls = amb.filter(amb.category.isin(sorted(AMBULANCE_FALL_CATEGORIES)) & window)
+            fell = _ids(falls.select("person_id").distinct())
+            at = extra[extra["index_date"] == stamp]["person_id"]
+            found["only_back_in_care_home"] += int(at.isin(care).sum())
+            gone = lost[lost["index_date"] == stamp]["person_id"]
+            found["lost_with_ambulance_fall"] += int(gone.isin(fell).sum())
+    return found
+
+
+def _ids(table: Any) -> set[str]:
+    return {str(p) for p in table.to_pyarrow().column("person_id").to_pylist()}
 
 
 def relabelled(direct: pd.DataFrame, back: pd.DataFrame) -> pd.DataFrame:
@@ -185,7 +222,10 @@ def run(out: Path, people: int, seed: int) -> dict[str, Any]:
         "index_dates_of_the_import": [
             d.isoformat() for d in default_index_dates(back_store, FALLS)
         ],
-        "cohort": same_cohort(direct, back),
+        "cohort": {
+            **same_cohort(direct, back),
+            **why_they_differ(direct_store, direct, back, dates),
+        },  # fmt: skip
         "absent_features": absent,
         "features_differing": differing_features(without, aligned),
         "validation": {
@@ -216,10 +256,13 @@ def section(command: str, result: dict[str, Any]) -> str:
         f"The two stores hold the same cohort and labels: {_yes(c['same'])}. Person-dates: "
         f"{c['person_dates']['direct']:,} direct, {c['person_dates']['back']:,} through the "
         f"import ({c['only_back']:,} only through the import, {c['only_back_events']:,} of "
-        f"them with a fall; {c['only_direct']:,} only direct). Events: "
-        f"{c['events']['direct']:,} direct, {c['events']['back']:,} through the import; on "
-        f"the person-dates both hold, {c['events_lost']:,} falls are lost and "
-        f"{c['events_gained']:,} gained."
+        f"them with a fall, {c['only_back_in_care_home']:,} of them in residential "
+        f"or nursing care at the date by the direct store's social care; "
+        f"{c['only_direct']:,} only direct). Events: {c['events']['direct']:,} direct, "
+        f"{c['events']['back']:,} through the import; on the person-dates both hold, "
+        f"{c['events_lost']:,} falls are lost ({c['lost_with_ambulance_fall']:,} of "
+        f"them with an ambulance fall call-out in the horizon) and {c['events_gained']:,} "
+        "gained."
     )
     validation = "; ".join(
         f"{name} {v['person_dates']:,} person-dates, {v['events']:,} falls"

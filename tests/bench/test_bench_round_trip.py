@@ -91,7 +91,11 @@ def test_the_section_states_the_cohort_check_and_every_comparison() -> None:
         "seconds": 1.0,
         "index_dates": ["2024-04-01"],
         "index_dates_of_the_import": ["2024-04-01"],
-        "cohort": same_cohort(_frame(["1"], [1]), _frame(["1", "2"], [0, 1])),
+        "cohort": {
+            **same_cohort(_frame(["1"], [1]), _frame(["1", "2"], [0, 1])),
+            "only_back_in_care_home": 1,
+            "lost_with_ambulance_fall": 1,
+        },
         "validation": {"direct": {"person_dates": 10, "events": 2}},
         "comparisons": comparisons,
         "absent_features": ["imd_decile"],
@@ -99,6 +103,7 @@ def test_the_section_states_the_cohort_check_and_every_comparison() -> None:
     }
     text = section("python -m bench.bench_round_trip --out X", result)
     assert "same cohort and labels: no" in text
-    assert "1 falls are lost" in text
+    assert "1 falls are lost (1 of them with an ambulance fall call-out" in text
+    assert "1 of them in residential or nursing care" in text
     assert "-0.0200 (-0.0500 to -0.0030)" in text
     assert "imd_decile" in text and "falls_365d (3 rows)" in text
