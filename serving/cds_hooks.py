@@ -47,13 +47,13 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from features.fhir_terms import SNOMED
 from features.outcomes import HOME_SAFETY_CHECK, Outcome
 from models.reasons import Reason
 from referrals.fhir_requests import suggested_request
 from serving.api import OUTSIDE_SCOPE, audit, scope_refusal
 from serving.calls import current_call
 from serving.cds_patients import FHIR_ID, PatientLookupError, lookup_at
-from serving.fhir import SNOMED
 from serving.jwt_auth import CdsClients
 from serving.keys import Principal
 from serving.referral_routes import fire_organisations, store_of

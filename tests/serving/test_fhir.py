@@ -6,6 +6,7 @@ import pytest
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
 from codelists import CodeLists
+from features import fhir_terms
 from features.outcomes import COMPLEX_DEPENDENCY
 from features.outcomes import FALLS as UNCODED_FALLS
 from serving import fhir
@@ -28,7 +29,7 @@ def test_valid_r4_risk_assessment_for_each_band(band, notes):
     assert prediction["qualitativeRisk"]["coding"][0] == {
         "system": "http://terminology.hl7.org/CodeSystem/risk-probability",
         "code": expected,
-        "display": fhir.RISK_DISPLAY[expected],
+        "display": fhir_terms.RISK_DISPLAY[expected],
     }
     assert band in prediction["qualitativeRisk"]["text"]
     if notes:
