@@ -135,6 +135,69 @@ def score_snapshot(
     return finish(rank_scores(unranked))
 
 
+def write_scores_files(
+    store_path: Path,
+    champions: Sequence[Champion],
+    target: Path,
+    objections: Iterable[str] = (),
+    chunk_rows: int = CHUNK_ROWS,
+    top_k: int = TOP_K,
+) -> Path | None:
+    """score_snapshot's rows written as Parquet into the folder `target` instead of held in
+    memory: the snapshot's people read from a Parquet copy `chunk_rows` at a time, each chunk
+    scored by `score_people` and written, then ranked by DuckDB (the same SQL as every engine).
+    Memory holds one chunk, not the population. Returns `target`, or None when nobody was
+    scored."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from features.scores_history import ranked_sql
+    from features.snapshot import copy_snapshot_people
+
+    models = [c.scoring() for c in champions]
+    blocked = frozenset(objections)
+    unranked = target / "unranked"
+    unranked.mkdir(parents=True, exist_ok=True)
+    people = target / "people.parquet"
+    copy_snapshot_people(store_path, people)
+    _check_one_date(people)
+    parts = 0
+    for batch in pq.ParquetFile(people).iter_batches(batch_size=chunk_rows):
+        scored = score_people(batch.to_pandas(), models, blocked, top_k)
+        if len(scored):
+            scored.to_parquet(unranked / f"part-{parts:05d}.parquet", index=False)
+            parts += 1
+    people.unlink()
+    if not parts:
+        return None
+    ranked = target / "ranked"
+    ranked.mkdir()
+    with duckdb.connect() as con:
+        parts_glob = _quoted(f"{unranked}/*.parquet")
+        con.execute(f"CREATE VIEW unranked AS SELECT * FROM read_parquet({parts_glob})")
+        out = _quoted(str(ranked / "scores.parquet"))
+        con.execute(f"COPY ({ranked_sql('unranked')}) TO {out} (FORMAT parquet)")
+    for part in unranked.iterdir():
+        part.unlink()
+    unranked.rmdir()
+    return ranked
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _check_one_date(people: Path) -> None:
+    import duckdb
+
+    with duckdb.connect() as con:
+        found = con.execute(
+            f"SELECT count(DISTINCT index_date) FROM read_parquet({_quoted(str(people))})"
+        ).fetchall()
+    if int(found[0][0]) > 1:
+        raise ValueError(f"the snapshot holds {found[0][0]} index dates; it must hold one")
+
+
 def empty_scores(columns: Iterable[str] = COLUMNS) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
 

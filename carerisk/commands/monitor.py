@@ -19,6 +19,8 @@ from carerisk.commands._common import OUTCOME_HELP, console, fail, outcome_of, p
 from carerisk.settings import Settings
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from features.engines import Engine
     from features.outcomes import Outcome
     from features.scores_history import Written
@@ -51,7 +53,6 @@ def score_all(
     history and write each champion's scores export, the file the service reads
     (features.scores_export)."""
     from features.snapshot import snapshot_fingerprint
-    from models.score_all import store_and_export
     from training.champions import registry_champions
 
     champions = registry_champions(settings.tracking_uri, outcomes)
@@ -59,16 +60,32 @@ def score_all(
     fingerprint = snapshot_fingerprint(store)
     if engine == "spark":
         return _score_all_spark(settings, champions, objections, fingerprint)
-    if engine == "duckdb":
-        from features.snapshot import read_snapshot_people
-        from models.score_all import score_snapshot
-
-        scores = score_snapshot(read_snapshot_people(store), champions, objections)
-    else:
+    if engine != "duckdb":
         raise ValueError(f"unknown engine {engine!r}; choose duckdb or spark")
-    return store_and_export(
-        store, settings.home.scores_dir, scores, champions, objections, fingerprint
-    )
+    return _score_all_duckdb(settings, champions, objections, fingerprint)
+
+
+def _score_all_duckdb(
+    settings: Settings, champions: list[Champion], objections: frozenset[str], fingerprint: str
+) -> list[Written]:
+    """The snapshot scored a chunk at a time into Parquet files in the home, which DuckDB
+    ranks and reads into the scores history and the exports (the rows are never all held in
+    memory). A snapshot with nobody to score is scored in memory: there is nothing to hold."""
+    import tempfile
+
+    from features.snapshot import read_snapshot_people
+    from models.score_all import score_snapshot, store_and_export, write_scores_files
+
+    store = settings.home.store_path
+    with tempfile.TemporaryDirectory(prefix=".score-all-", dir=settings.home.root) as folder:
+        scores: pd.DataFrame | Path | None = write_scores_files(
+            store, champions, Path(folder), objections
+        )
+        if scores is None:
+            scores = score_snapshot(read_snapshot_people(store), champions, objections)
+        return store_and_export(
+            store, settings.home.scores_dir, scores, champions, objections, fingerprint
+        )
 
 
 def _score_all_spark(

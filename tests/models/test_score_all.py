@@ -27,7 +27,14 @@ from features.scores_history import (
     write_scores,
 )
 from features.snapshot import read_snapshot_people
-from models.score_all import AUDIENCES, cohort_members, finish, score_snapshot, stored_reasons
+from models.score_all import (
+    AUDIENCES,
+    cohort_members,
+    finish,
+    score_snapshot,
+    stored_reasons,
+    write_scores_files,
+)
 from training.champions import registry_champions
 
 D = date(2024, 4, 1)
@@ -157,6 +164,22 @@ def test_chunks_change_nothing(
     snapshot, scores, champions = scored
     whole = score_snapshot(snapshot, list(champions.values()))  # type: ignore[arg-type]
     pd.testing.assert_frame_equal(whole, scores)
+
+
+@pytest.mark.slow
+def test_the_files_path_writes_the_same_scores_a_chunk_at_a_time(
+    trained_home: Path,
+    scored: tuple[pd.DataFrame, pd.DataFrame, dict[str, object]],
+    tmp_path: Path,
+) -> None:
+    import pyarrow.parquet as pq
+
+    _, scores, champions = scored
+    store = Home(trained_home).store_path
+    folder = write_scores_files(store, list(champions.values()), tmp_path, chunk_rows=700)  # type: ignore[arg-type]
+    assert folder is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ranked"]  # the chunks are gone
+    pd.testing.assert_frame_equal(finish(pq.read_table(str(folder)).to_pandas()), scores)
 
 
 @pytest.mark.slow
