@@ -24,7 +24,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
 	$(BIN)/uv pip sync --python $(BIN)/python --require-hashes --compile-bytecode requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
-	$(BIN)/python -m compileall -q carerisk codelists importers features training models evaluation serving synthetic
+	$(BIN)/python -m compileall -q carerisk codelists importers features training models evaluation serving referrals synthetic
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy carerisk codelists importers features training models evaluation serving synthetic bench
+	$(BIN)/mypy carerisk codelists importers features training models evaluation serving referrals synthetic bench
 
 # Debian packages the tests drive for real: Chromium (reports, pages), PostgreSQL (MLflow
 # server test), Java 17 (Spark). Installed only when missing; needs root and the Debian mirror.
@@ -63,7 +63,7 @@ FAST_TESTS := not slow and not server and not spark and not browser
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy carerisk codelists importers features training models evaluation serving synthetic bench
+	$(BIN)/mypy carerisk codelists importers features training models evaluation serving referrals synthetic bench
 	$(BIN)/pytest -n 2 --dist loadfile -m "$(FAST_TESTS)" -q
 
 # The documentation site on http://127.0.0.1:8000 (make test builds it with --strict).

@@ -4,8 +4,8 @@
 python -m bench.bench_bad_keys [--keys 50] [--calls 20000]
 
 The gate checks every presented key before it looks at the address's failed authentications,
-so that a valid key is served from an address that others flood (serving/gate.py). This shows
-that a check is cheap enough for that: it prints, for each kind of key, the microseconds a
+so that a valid key is served from an address that others flood (serving/request_guard.py). This
+shows that a check is cheap enough for that: it prints, for each kind of key, the microseconds a
 check takes (median of five runs of `--calls` checks) and the checks a second one core makes,
 against a key file of `--keys` keys in a temporary home.
 """

@@ -90,7 +90,7 @@ def validation_rows(home: Path, outcome: str) -> pd.DataFrame:
 
 
 def quality(rows: pd.DataFrame) -> dict[str, Any]:
-    from training.metrics import against_known_risks
+    from training.validation_metrics import against_known_risks
 
     found = against_known_risks(
         rows["y"].to_numpy(),

@@ -196,7 +196,7 @@ def model_matrix(home: Path, ids: list[str]) -> tuple[list[str], np.ndarray]:
     layout = Home(home)
     os.environ["BENTOML_HOME"] = str(layout.bentoml_home)
     from features.snapshot import read_snapshot
-    from serving.champions import load_champions
+    from serving.model_store import load_champions
 
     bundle = load_champions(layout, [OUTCOME])[OUTCOME.name].bundle
     rows = read_snapshot(layout.store_path, ids).set_index("person_id", drop=False)

@@ -10,7 +10,8 @@ Then reads both runs' validation predictions (the same validation people: the sp
 fixed hash of the person id) and reports, for AUROC, the calibration slope and
 observed/expected, each model's value and the paired bootstrap difference (sampled minus full)
 with its interval: the same resamples of people for both models, as the promotion gate's
-AUROC comparison (training/metrics.py paired_bootstrap_auroc_difference, reused for AUROC).
+AUROC comparison (training/validation_metrics.py paired_bootstrap_auroc_difference, reused for
+AUROC).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from bench.common import print_json
 from evaluation.metrics import auroc as auroc_of
 from evaluation.metrics import calibration_slope
 from features.home import Home
-from training.metrics import paired_bootstrap_auroc_difference
 from training.tracking import PREDICTIONS_ARTIFACT, client_for
+from training.validation_metrics import paired_bootstrap_auroc_difference
 
 REPLICATES = 500  # as the promotion gate (config/training.toml [gate])
 SLOPE_REPLICATES = 200  # each is two logistic refits

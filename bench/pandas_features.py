@@ -17,7 +17,7 @@ import pandas as pd
 
 from features import codes
 from features.codes import packaged_codes
-from features.registry import FEATURES, WINDOWS
+from features.feature_list import FEATURES, WINDOWS
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in FEATURES)
 DIAG_COLUMNS = tuple(f"diag_{n:02d}" for n in range(1, 7))

@@ -85,7 +85,7 @@ def training_frames(home: Path, outcome: str) -> tuple[pd.DataFrame, pd.DataFram
 
 
 def prepare(home: Path, outcome: str, config: Any) -> Prepared:
-    from features.registry import FEATURES
+    from features.feature_list import FEATURES
     from models.encoding import encode
     from training.fit import LABEL, inner_split
 
@@ -163,7 +163,7 @@ def boosted_scores(
 def fit_variant(
     data: Prepared, outcome: str, config: Any, variant: dict[str, Any], baseline: Baseline
 ) -> dict:
-    from training.metrics import paired_bootstrap_auroc_difference
+    from training.validation_metrics import paired_bootstrap_auroc_difference
 
     started = time.perf_counter()
     score, trees = boosted_scores(data, outcome, config, variant, baseline)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from carerisk.commands import register_all
+from carerisk.commands import add_all_commands
 from carerisk.commands._common import console, fail
 from carerisk.settings import Settings, disable_telemetry, load_settings
 from features.home import OWNER_ONLY_UMASK
@@ -51,7 +51,7 @@ def settle_home(settings: Settings) -> None:
         console.print(note, soft_wrap=True)
 
 
-register_all(app)
+add_all_commands(app)
 
 
 def main() -> None:

@@ -140,7 +140,7 @@ def api_document(home: Path) -> dict[str, Any]:
     built from the same routers without starting a server (`home` is only named, never read)."""
     from fastapi import FastAPI
 
-    from features.outcomes import outcome_registry
+    from features.outcomes import outcome_set
     from serving.api import V1
     from serving.config import ServingConfig
     from serving.routes import v1_routers
@@ -148,6 +148,6 @@ def api_document(home: Path) -> dict[str, Any]:
 
     config = ServingConfig(home=home, tracking_uri=f"sqlite:///{home}/mlflow.db")
     app = FastAPI(title=served.title, version=served.version, description=served.description)
-    for routes in v1_routers(tuple(outcome_registry(())), config):
+    for routes in v1_routers(tuple(outcome_set(())), config):
         app.include_router(routes, prefix=V1)  # the service mounts the API at /v1
     return app.openapi()

@@ -14,7 +14,7 @@ from features.home import Home
 if TYPE_CHECKING:
     from codelists import CodeLists
     from features.codes import Codes
-    from features.outcomes import OutcomeRegistry
+    from features.outcomes import OutcomeSet
 
 HOME_ENV = "CARERISK_HOME"
 OUTCOME_MODULES_ENV = "CARERISK_OUTCOME_MODULES"  # modules of extra outcomes, comma-separated
@@ -43,11 +43,12 @@ class Settings:
     audit_checkpoints: Path | None = None  # serving/checkpoints.py
     codelists: Path | None = None  # a site's code lists; None: the packaged lists
 
-    def outcomes(self) -> OutcomeRegistry:
-        """The product's outcomes and the extra modules' (imported on first use: Ibis)."""
-        from features.outcomes import outcome_registry
+    def outcomes(self) -> OutcomeSet:
+        """The product's outcomes and the extra modules' (imported on first use: Ibis), with
+        their SNOMED CT codings from the code lists."""
+        from features.outcomes import outcome_set
 
-        return outcome_registry(self.outcome_modules)
+        return outcome_set(self.outcome_modules, self.code_lists())
 
     def code_lists(self) -> CodeLists:
         """The code lists (checked as they load; read once per folder)."""

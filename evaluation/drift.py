@@ -28,7 +28,7 @@ import pandas as pd
 from scipy import stats
 from scipy.special import rel_entr
 
-from features.registry import Feature
+from features.feature_list import Feature
 
 PROFILE_FORMAT = 1
 GROUP_DESCRIPTORS: tuple[str, ...] = ("gp_system", "district")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.registry import Feature
+from features.feature_list import Feature
 
 MIN_CORRELATION = 0.05  # below this |rank correlation| the model shows no clear direction
 

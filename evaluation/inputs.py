@@ -12,7 +12,7 @@ import pandas as pd
 
 from features.bands import RiskBands
 from features.fairness import FAIRNESS_GROUPS
-from features.registry import Feature
+from features.feature_list import Feature
 
 ThresholdKind = Literal["probability", "top_fraction"]
 

@@ -43,8 +43,8 @@ from evaluation.report import _environment, jsonable, report_stem
 from features.bands import RiskBands
 from features.coverage import left_out_descriptors
 from features.fairness import FAIRNESS_GROUPS
+from features.feature_list import Feature
 from features.new_codes import NewCodes
-from features.registry import Feature
 
 Verdict = Literal["stable", "watch", "retrain"]
 VERDICTS: tuple[Verdict, ...] = ("stable", "watch", "retrain")

@@ -1,4 +1,4 @@
-"""features: the data contract, the store, the feature and outcome registries, definitions,
+"""features: the data contract, the store, the feature list and the outcome set, definitions,
 cohorts and labels.
 
 Heavy modules (Ibis, DuckDB, Spark) load on first use of the names below.
@@ -9,14 +9,14 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from features.home import Home
-from features.registry import (
+from features.feature_list import (
     FEATURES,
     Feature,
     feature,
+    feature_list_fingerprint,
     feature_names,
-    registry_fingerprint,
 )
+from features.home import Home
 
 _LAZY: dict[str, str] = {
     "RiskBands": "features.bands",
@@ -24,9 +24,9 @@ _LAZY: dict[str, str] = {
     "spark_session": "features.engines",
     "LabelSettings": "features.labels",
     "Outcome": "features.outcomes",
-    "OutcomeRegistry": "features.outcomes",
+    "OutcomeSet": "features.outcomes",
     "PRODUCT": "features.outcomes",
-    "outcome_registry": "features.outcomes",
+    "outcome_set": "features.outcomes",
     "build_training_set": "features.training_sets",
     "index_dates": "features.training_sets",
     "split_temporal": "features.training_sets",
@@ -40,7 +40,7 @@ __all__ = [
     "Home",
     "feature",
     "feature_names",
-    "registry_fingerprint",
+    "feature_list_fingerprint",
     *_LAZY,
 ]
 

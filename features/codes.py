@@ -1,7 +1,7 @@
 """The concepts the features and outcomes read, and the codes of each, from the code lists.
 
 The concept names (conditions, frailty deficits, drug classes, fracture sites) are fixed
-here, because the feature registry is built from them. Their codes are data: `Codes` is built
+here, because the feature list is built from them. Their codes are data: `Codes` is built
 from a `codelists.CodeLists` (the packaged lists, or a site's own folder) at the entry point
 and passed down. The lists and their sources are described in codelists/lists/index.csv.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 
-from codelists import CodeLists, snomed_valid
+from codelists import CodeListError, CodeLists, snomed_valid
 from features.contract import NHS_NUMBER_TEXT
 
 __all__ = ["Codes", "nhs_number_valid", "packaged_codes", "snomed_valid"]
@@ -68,6 +68,7 @@ class Codes:
     fall_snomed: frozenset[str]
     fall_icd10_prefixes: tuple[str, ...]  # W00-W19
     fall_icd10_optional_exclusions: tuple[str, ...]  # W02, W12 and W15 may be left out
+    fall_unspecified_icd10: str  # a hospital record's code for a fall coded in SNOMED CT only
     fragility_fracture_icd10: Mapping[str, tuple[str, ...]]  # by site
     tendency_to_fall_icd10: tuple[str, ...]  # a predictor, never an outcome
     mental_health_specialties: frozenset[str]
@@ -90,6 +91,7 @@ class Codes:
             fall_snomed=lists.snomed("fall_snomed"),
             fall_icd10_prefixes=lists.icd10_prefixes("fall_icd10"),
             fall_icd10_optional_exclusions=lists.icd10_prefixes("fall_icd10_optional"),
+            fall_unspecified_icd10=_one(lists, "fall_unspecified_icd10"),
             fragility_fracture_icd10={
                 site: lists.icd10_prefixes(f"fracture_{site}_icd10") for site in FRACTURE_SITES
             },
@@ -140,6 +142,16 @@ class Codes:
         yield from self.smoking_status
         yield from self.frailty_diagnosis
         yield from (*self.gait_balance, *self.falls_assessment)
+
+
+def _one(lists: CodeLists, name: str) -> str:
+    """The code of a list that must hold exactly one."""
+    codes = lists.codes(name)
+    if len(codes) != 1:
+        raise CodeListError(
+            f"{lists.folder / (name + '.csv')}: holds {len(codes)} codes; it must hold one"
+        )
+    return codes[0]
 
 
 def _by_code(lists: CodeLists, stem: str, levels: tuple[str, ...]) -> dict[str, str]:

@@ -23,7 +23,7 @@ from features.codes import (
     Codes,
     packaged_codes,
 )
-from features.registry import FEATURES, WINDOWS
+from features.feature_list import FEATURES, WINDOWS
 
 Sources = Mapping[str, ir.Table]
 DIAG_COLUMNS: tuple[str, ...] = tuple(f"diag_{n:02d}" for n in range(1, 7))

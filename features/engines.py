@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from features.contract import TABLES
-from features.registry import FEATURES
+from features.feature_list import FEATURES
 
 if TYPE_CHECKING:
     import pyarrow as pa

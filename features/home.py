@@ -49,7 +49,7 @@ class Home:
 
     @property
     def champions_pointer(self) -> Path:
-        """Which copy in the BentoML store is each outcome's champion (serving/champions.py)."""
+        """Which copy in the BentoML store is each outcome's champion (serving/model_store.py)."""
         return self.bentoml_home / "champions.json"
 
     @property

@@ -4,7 +4,7 @@ A CSV with a ``person_id`` column (``<home>/objections.csv``, UTF-8, a byte-orde
 allowed). A missing file means nobody objected; a malformed row, or bytes that are not CSV
 text, is an error naming the file, column and line (never the row's content: it may be an NHS
 number or a name), never skipped. Training sets leave these people out; the service never
-scores them (serving/objections.py).
+scores them (serving/objection_list.py).
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
-"""The outcome registry: the one place an outcome is defined.
+"""The outcome set: the one place an outcome is defined.
 
 An `Outcome` says what is predicted (its label function and horizon), for whom (its cohort rule
 and the one sentence that words it), how its scores are banded by default, what the capacity
-view counts, and what its model is registered as. Training, evaluation, the gate, serving,
-registers, pages and the command line read outcomes only through an `OutcomeRegistry`.
+view counts, and what its model is registered as. Training, evaluation, the promotion gate, serving,
+risk registers, pages and the command line read outcomes only through an `OutcomeSet`.
 
 The product's outcomes are `FALLS` and `COMPLEX_DEPENDENCY` (`PRODUCT`). More can be added
 without editing any other file: a module that defines `OUTCOMES` (a tuple of `Outcome`), named
 in the setting CARERISK_OUTCOME_MODULES (comma-separated module names, read by the entry point:
-carerisk/settings.py), is read by `outcome_registry`, and `carerisk serve` passes the setting on
+carerisk/settings.py), is read by `outcome_set`, and `carerisk serve` passes the setting on
 to the server (serving/config.py).
 """
 
@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+from codelists import CodeListError, CodeLists
 from features.bands import RiskBands
 from features.labels import complex_dependency_outcome, falls_outcome
 
@@ -78,13 +79,19 @@ class Outcome:
     bands: RiskBands  # default bands; the training config may override them
     capacity_unit: str  # what the capacity view counts: "homes" visited, "people" reviewed
     monthly_capacity: int | None = None  # a typical month's capacity, for the report
-    snomed: tuple[str, str] | None = None  # (code, display) of the outcome, when one fits
+    # SNOMED CT (code, display) of the outcome, when one fits: a RiskAssessment's
+    # prediction.outcome (serving/fhir.py); filled from the code list `snomed_list`
+    snomed: tuple[str, str] | None = field(default=None, compare=False)
     # contract tables its label cannot be built without: `train` refuses a store whose source
     # lacks one (features.coverage)
     needs: tuple[str, ...] = ()
     # SNOMED CT (code, display) of being at risk of the outcome, when one fits: a CDS Hooks
-    # card's topic and a referral's reason (serving/cds_hooks.py, serving/fhir_requests.py)
-    at_risk_finding: tuple[str, str] | None = None
+    # card's topic and a referral's reason; filled from the code list `at_risk_list`
+    at_risk_finding: tuple[str, str] | None = field(default=None, compare=False)
+    # the code lists (one concept each) the two codings above are read from by `with_codings`
+    # (the codings are how an outcome is written out, not part of what it is: not compared)
+    snomed_list: str = ""
+    at_risk_list: str = ""
     # band label -> FHIR risk-probability code (low, moderate, high): a RiskAssessment's
     # qualitativeRisk (serving/fhir.py); a band not listed is said in text only
     fhir_risk: tuple[tuple[str, str], ...] = ()
@@ -106,6 +113,15 @@ class Outcome:
             raise ValueError(
                 f"outcome {self.name}: at_risk_bands must be 1 to {len(self.bands.labels)}"
             )
+
+    def with_codings(self, lists: CodeLists) -> Outcome:
+        """This outcome with its SNOMED CT codings read from `lists` (`snomed_list`,
+        `at_risk_list`); a folder without a named list is refused by `CodeLists.info`."""
+        snomed = _concept(lists, self.snomed_list) if self.snomed_list else self.snomed
+        at_risk = self.at_risk_finding
+        if self.at_risk_list:
+            at_risk = _concept(lists, self.at_risk_list)
+        return replace(self, snomed=snomed, at_risk_finding=at_risk)
 
     def risk_code(self, band: str) -> str | None:
         """The FHIR risk-probability code of a band, or None when it has none."""
@@ -137,7 +153,7 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class OutcomeRegistry:
+class OutcomeSet:
     """The registered outcomes, in order; looked up by either spelling."""
 
     outcomes: tuple[Outcome, ...]
@@ -174,12 +190,27 @@ class OutcomeRegistry:
         known = ", ".join(o.model_name for o in self.outcomes)
         raise UnknownOutcome(f"no outcome's model is called {model_name!r}; known: {known}")
 
-    def with_modules(self, modules: Sequence[str]) -> OutcomeRegistry:
-        """This registry and the `OUTCOMES` of each named module, in order."""
+    def with_codings(self, lists: CodeLists) -> OutcomeSet:
+        """Every outcome with its SNOMED CT codings read from `lists`."""
+        return OutcomeSet(tuple(o.with_codings(lists) for o in self.outcomes))
+
+    def with_modules(self, modules: Sequence[str]) -> OutcomeSet:
+        """This set and the `OUTCOMES` of each named module, in order."""
         extra: list[Outcome] = []
         for module in modules:
             extra += _module_outcomes(module)
-        return OutcomeRegistry((*self.outcomes, *extra)) if extra else self
+        return OutcomeSet((*self.outcomes, *extra)) if extra else self
+
+
+def _concept(lists: CodeLists, name: str) -> tuple[str, str]:
+    """The (code, term) of a code list that must hold one SNOMED CT concept."""
+    info = lists.info(name)
+    if info.system != "snomed" or info.size != 1:
+        raise CodeListError(
+            f"{lists.folder / (name + '.csv')}: an outcome's coding needs one SNOMED CT "
+            f"concept; the list holds {info.size} {info.system} code(s)"
+        )
+    return info.codes[0], info.terms[0]
 
 
 def _module_outcomes(module: str) -> list[Outcome]:
@@ -215,9 +246,9 @@ FALLS = Outcome(
     bands=RiskBands((0.05, 0.10, 0.20), BAND_LABELS),
     capacity_unit="homes",
     monthly_capacity=100,
-    snomed=("161898004", "Falls"),
     needs=("ae_attendance", "hospital_episode"),
-    at_risk_finding=("129839007", "At risk for falls"),
+    snomed_list="outcome_falls",
+    at_risk_list="at_risk_falls",
     fhir_risk=BAND_FHIR_RISK,
     referral_services=(HOME_SAFETY_CHECK,),
 )
@@ -238,9 +269,11 @@ COMPLEX_DEPENDENCY = Outcome(
     fhir_risk=BAND_FHIR_RISK,
 )
 
-PRODUCT = OutcomeRegistry((FALLS, COMPLEX_DEPENDENCY))
+PRODUCT = OutcomeSet((FALLS, COMPLEX_DEPENDENCY))
 
 
-def outcome_registry(modules: Sequence[str] = ()) -> OutcomeRegistry:
-    """The product's outcomes and those of the named modules (read at the entry point)."""
-    return PRODUCT.with_modules(modules)
+def outcome_set(modules: Sequence[str] = (), lists: CodeLists | None = None) -> OutcomeSet:
+    """The product's outcomes and those of the named modules (read at the entry point), with
+    their SNOMED CT codings from `lists` when given."""
+    registry = PRODUCT.with_modules(modules)
+    return registry.with_codings(lists) if lists is not None else registry

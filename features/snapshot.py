@@ -17,8 +17,8 @@ import duckdb
 import pandas as pd
 
 from features.engines import Engine, compute_features, open_sources
+from features.feature_list import feature_names
 from features.outcomes import Outcome
-from features.registry import feature_names
 
 SNAPSHOT_TABLE = "feature_snapshot"
 PLACE_COLUMNS: tuple[str, ...] = ("district", "practice_code")

@@ -22,9 +22,9 @@ from features.definitions import Sources, feature_table
 from features.engines import Engine, normalise, open_sources
 from features.extent import data_start as store_start
 from features.fairness import FAIRNESS_GROUPS
+from features.feature_list import FEATURES
 from features.labels import LabelSettings, add_months, labels
 from features.outcomes import Outcome
-from features.registry import FEATURES
 
 LABEL_COLUMNS: tuple[str, ...] = ("label", "died_before_event", "follow_up_days")
 WEIGHT = "sample_weight"  # only in a sampled training set (see NegativeSampling)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from features.codes import packaged_codes
 
-BMI_LOINC = "39156-5"  # LOINC body mass index, as OMOP and FHIR sources code BMI
-FALL_ICD10 = "W19"  # unspecified fall: a fall coded in SNOMED CT on a hospital record
-
 
 def bmi_snomed() -> str:
     """The SNOMED CT body mass index observable the features read (the bmi list's concept)."""
     return sorted(packaged_codes().bmi)[0]
+
+
+def fall_icd10() -> str:
+    """The ICD-10 code a fall coded in SNOMED CT only is given on a hospital record (W19,
+    unspecified fall, in the packaged lists)."""
+    return packaged_codes().fall_unspecified_icd10
 
 
 def fall_snomed() -> frozenset[str]:

@@ -22,14 +22,11 @@ import duckdb
 
 from importers import codes
 from importers.extract import Coverage, Plan, absent, cand, dates_of, write_extract
+from importers.maps import omop_concepts
 from importers.omop_source import OmopSource, open_omop
 from importers.sql import NO_PERSON, prepare
 
 PersonIds = Literal["person_id", "person_source_value"]
-INPATIENT, ER_AND_INPATIENT, ER = 9201, 262, 9203
-EMERGENCY_ROOM_PLACE = 8870  # admitted_from: Emergency Room - Hospital
-MALE, FEMALE = 8507, 8532
-PRIMARY_DIAGNOSIS = 32902  # condition_status_concept_id
 LONGEST_SPELL_DAYS = 365  # a longer inpatient visit is a long-term stay, not a hospital spell
 PERSON_ID_PREFIX = "omop-"  # contract person ids need 6 characters or more
 NOT_HELD = {
@@ -78,6 +75,15 @@ def import_omop(
         con.close()
 
 
+def _id(name: str) -> int:
+    """The OMOP standard concept id of `name` (importers/maps/omop_concepts.csv)."""
+    return omop_concepts().id(name)
+
+
+def _ids(*names: str) -> tuple[int, ...]:
+    return tuple(_id(n) for n in names)
+
+
 def _concepts(con: duckdb.DuckDBPyConnection) -> None:
     """One row per concept id (a doubled concept row must not double the events)."""
     con.execute(
@@ -89,6 +95,7 @@ def _concepts(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _persons(con: duckdb.DuckDBPyConnection, person_ids: PersonIds) -> None:
+    male, female = _ids("male", "female")
     if person_ids == "person_source_value":
         pid = "nullif(trim(person_source_value), '')"
     else:
@@ -111,8 +118,8 @@ def _persons(con: duckdb.DuckDBPyConnection, person_ids: PersonIds) -> None:
                 WHEN nth > 1 THEN 'person_id repeats an earlier row'
                 WHEN pid IS NULL THEN 'person_source_value is empty'
                 WHEN nth_pid > 1 THEN 'person_source_value repeats an earlier person'
-                WHEN gender_concept_id IS NULL OR gender_concept_id NOT IN ({MALE}, {FEMALE})
-                    THEN 'gender_concept_id is neither {MALE} (male) nor {FEMALE} (female)'
+                WHEN gender_concept_id IS NULL OR gender_concept_id NOT IN ({male}, {female})
+                    THEN 'gender_concept_id is neither {male} (male) nor {female} (female)'
                 WHEN year_of_birth IS NULL OR year_of_birth NOT BETWEEN 1850 AND 2100
                     THEN 'year_of_birth is missing or not a year'
                 WHEN m IS NULL OR m NOT BETWEEN 1 AND 12
@@ -121,7 +128,7 @@ def _persons(con: duckdb.DuckDBPyConnection, person_ids: PersonIds) -> None:
             CASE WHEN year_of_birth BETWEEN 1850 AND 2100 AND m BETWEEN 1 AND 12
                 THEN make_date(CAST(year_of_birth AS INTEGER), CAST(m AS INTEGER), 1)
             END AS birth_month,
-            CASE gender_concept_id WHEN {MALE} THEN 'M' WHEN {FEMALE} THEN 'F' END AS sex
+            CASE gender_concept_id WHEN {male} THEN 'M' WHEN {female} THEN 'F' END AS sex
         FROM q
         """
     )
@@ -133,6 +140,9 @@ def _persons(con: duckdb.DuckDBPyConnection, person_ids: PersonIds) -> None:
 
 def _visits(con: duckdb.DuckDBPyConnection) -> None:
     """Inpatient and ER visits with the reasons known before their diagnoses are."""
+    inpatient, er_and_inpatient, er, er_place = _ids(
+        "inpatient_visit", "er_and_inpatient_visit", "er_visit", "emergency_room_place"
+    )
     con.execute(
         f"""
         CREATE TABLE visit_base AS
@@ -144,19 +154,19 @@ def _visits(con: duckdb.DuckDBPyConnection) -> None:
             FROM src.visit_occurrence
         ), er AS (
             SELECT DISTINCT person_id, visit_start_date AS day FROM src.visit_occurrence
-            WHERE visit_concept_id = {ER}
+            WHERE visit_concept_id = {er}
         ), kinds AS (
             SELECT DISTINCT visit_occurrence_id, visit_concept_id FROM src.visit_occurrence
         )
         SELECT v.visit_occurrence_id AS vid, pe.person_id, v.visit_start_date AS start_date,
             v.visit_end_date AS end_date,
-            CASE WHEN v.visit_concept_id IN ({INPATIENT}, {ER_AND_INPATIENT}) THEN 'spell'
-                WHEN v.visit_concept_id = {ER} THEN 'attendance' END AS target,
+            CASE WHEN v.visit_concept_id IN ({inpatient}, {er_and_inpatient}) THEN 'spell'
+                WHEN v.visit_concept_id = {er} THEN 'attendance' END AS target,
             CASE
-                WHEN v.visit_concept_id = {ER_AND_INPATIENT}
-                    OR v.admitted_from_concept_id = {EMERGENCY_ROOM_PLACE} THEN 'emergency'
+                WHEN v.visit_concept_id = {er_and_inpatient}
+                    OR v.admitted_from_concept_id = {er_place} THEN 'emergency'
                 WHEN coalesce(v.admitted_from_concept_id, 0) <> 0 THEN 'elective'
-                WHEN prev.visit_concept_id = {ER} OR EXISTS (
+                WHEN prev.visit_concept_id = {er} OR EXISTS (
                     SELECT 1 FROM er WHERE er.person_id = v.person_id
                     AND er.day BETWEEN v.visit_start_date - 1 AND v.visit_start_date
                 ) THEN 'emergency'
@@ -167,13 +177,13 @@ def _visits(con: duckdb.DuckDBPyConnection) -> None:
                     THEN 'visit_occurrence_id is missing or not a number'
                 WHEN v.nth > 1 THEN 'visit_occurrence_id repeats an earlier row'
                 WHEN v.visit_concept_id IS NULL
-                    OR v.visit_concept_id NOT IN ({INPATIENT}, {ER_AND_INPATIENT}, {ER})
-                    THEN 'not an inpatient ({INPATIENT}, {ER_AND_INPATIENT}) or ER ({ER}) visit'
+                    OR v.visit_concept_id NOT IN ({inpatient}, {er_and_inpatient}, {er})
+                    THEN 'not an inpatient ({inpatient}, {er_and_inpatient}) or ER ({er}) visit'
                 WHEN pe.person_id IS NULL THEN '{NO_PERSON}'
                 WHEN v.visit_start_date IS NULL THEN 'visit_start_date is missing or not a date'
                 WHEN v.visit_end_date < v.visit_start_date
                     THEN 'visit_end_date before visit_start_date'
-                WHEN v.visit_concept_id <> {ER}
+                WHEN v.visit_concept_id <> {er}
                     AND v.visit_end_date - v.visit_start_date > {LONGEST_SPELL_DAYS}
                     THEN 'stay of more than {LONGEST_SPELL_DAYS} days: not a hospital spell'
             END AS reason
@@ -189,6 +199,7 @@ def _visits(con: duckdb.DuckDBPyConnection) -> None:
 
 def _conditions(con: duckdb.DuckDBPyConnection) -> None:
     """Conditions: hospital diagnoses on inpatient and ER visits, GP entries otherwise."""
+    primary = _id("primary_diagnosis")
     con.execute(
         f"""
         CREATE TABLE cond_base AS
@@ -211,7 +222,7 @@ def _conditions(con: duckdb.DuckDBPyConnection) -> None:
                     THEN icd10_of(c.condition_source_value) END,
                     CASE WHEN s.vocabulary_id LIKE 'ICD10%' THEN icd10_of(s.concept_code) END
                 ) AS source_icd10,
-                coalesce(c.condition_status_concept_id = {PRIMARY_DIAGNOSIS}, false)
+                coalesce(c.condition_status_concept_id = {primary}, false)
                     AS is_primary
             FROM c
             LEFT JOIN persons pe ON pe.omop_id = c.person_id

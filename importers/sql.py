@@ -28,7 +28,7 @@ def prepare(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
         "'[A-Z][0-9]{2}(\\.?[0-9A-Z]{1,4})?') THEN left(replace(upper(trim(s)), '.', ''), 4) END"
     )
     con.execute("CREATE OR REPLACE MACRO is_external(c) AS left(c, 1) BETWEEN 'V' AND 'Y'")
-    cause = literal(codes.FALL_ICD10)
+    cause = literal(codes.fall_icd10())
     falls = ", ".join(f"({literal(c)}, {cause})" for c in sorted(codes.fall_snomed()))
     con.execute(
         "CREATE OR REPLACE TABLE snomed_icd10 AS SELECT snomed_code, min(icd10_code) AS "

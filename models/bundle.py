@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features.bands import RiskBands
-from features.registry import Feature
+from features.feature_list import Feature
 from models.calibration import Calibrator
 from models.encoding import encode, encode_array, feature_from_dict, feature_to_dict
 from models.reasons import Reason, make_reason, shown_as_reason

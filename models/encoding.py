@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.registry import Feature
+from features.feature_list import Feature
 
 
 class EncodingError(ValueError):

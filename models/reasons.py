@@ -1,6 +1,6 @@
 """A reason: one feature's part in one person's score, in plain words.
 
-The one reason type, from the bundle (models.bundle) to the API's JSON (serving.schemas): the
+The one reason type, from the bundle (models.bundle) to the API's JSON (serving.score_results): the
 service's fast path builds the same fields as plain data with `reason_fields` (a test holds the
 two to the same field order) and serialises them without building a model per reason.
 """
@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from features.registry import Feature
+from features.feature_list import Feature
 
 Direction = Literal["raises", "lowers"]
 ReasonValue = bool | int | float | str | None

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from features.fairness import FAIRNESS_GROUPS
+from features.feature_list import FEATURES
 from features.outcomes import Outcome
-from features.registry import FEATURES
 from features.scores_export import ExportKey, prune, write_export
 from features.scores_history import (
     COLUMNS,

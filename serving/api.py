@@ -5,10 +5,11 @@ what they share, so each route reads as: authorise, score, audit, answer. Reques
 name an outcome are built from the outcomes served (`request_models`): their `outcome` field is
 an enum of the registry's names, so a new outcome needs no edit here.
 
-Who may call a route is decided before the route runs, by the gate (serving/gate.py); `needs`
-hands the route the caller the gate admitted and declares the bearer scheme in the OpenAPI
-document. A route audits what it answers with `audit`/`audit_async`, which name the client and
-key presented and mark the request audited, so the gate adds no second record.
+Who may call a route is decided before the route runs, by the request guard
+(serving/request_guard.py); `needs` hands the route the caller the request guard admitted and
+declares the bearer scheme in the OpenAPI document. A route audits what it answers with
+`audit`/`audit_async`, which name the client and key presented and mark the request audited, so the
+request guard adds no second record.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_mod
 from starlette.concurrency import run_in_threadpool
 
 from features.contract import PERSON_ID_PATTERN
+from features.feature_list import FEATURES, Feature
 from features.outcomes import Outcome
-from features.registry import FEATURES, Feature
 from serving import scores_file as sf
 from serving.audit import AuditEntry, AuditUnavailable
 from serving.calls import Call, current_call, mark_audited
 from serving.keys import Principal
 from serving.roles import ROUTE, is_allowed
-from serving.schemas import ScoreResult
+from serving.score_results import ScoreResult
 from serving.scoring import NOT_IN_SNAPSHOT, OBJECTED, ObjectedPeople, ScoringError, UnknownPeople
 from serving.state import ServiceState
 
@@ -181,8 +182,8 @@ def cohort_rules(served: Sequence[Outcome]) -> dict[str, Any]:
 
 
 def state_of(request: Request) -> ServiceState:
-    """The request's state, pinned by the gate to the scorer served when it arrived (a route
-    reads every score, model and snapshot of one request from it)."""
+    """The request's state, pinned by the request guard to the scorer served when it arrived (a
+    route reads every score, model and snapshot of one request from it)."""
     call = current_call()
     if call is not None and call.state is not None:
         return call.state  # type: ignore[no-any-return]
@@ -199,15 +200,16 @@ BEARER = HTTPBearer(
 
 
 def needs(route: str) -> Callable[..., Awaitable[Principal]]:
-    """A FastAPI dependency: the caller the gate admitted for `route` (serving/gate.py checks
-    the key, its rate and its role before the body is read). Declares the bearer scheme."""
+    """A FastAPI dependency: the caller the request guard admitted for `route`
+    (serving/request_guard.py checks the key, its rate and its role before the body is read).
+    Declares the bearer scheme."""
 
     async def dependency(
         request: Request,
         _: HTTPAuthorizationCredentials | None = Security(BEARER),  # noqa: B008
     ) -> Principal:
         call = current_call()
-        if call is None or call.principal is None:  # only when served without the gate
+        if call is None or call.principal is None:  # only when served without the request guard
             detail = {"error": "unauthenticated", "message": "a valid API key is needed"}
             raise HTTPException(401, detail=detail)
         if not is_allowed(route, call.principal.role):

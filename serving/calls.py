@@ -1,8 +1,8 @@
-"""The request being answered, as the gate (serving/gate.py) judged it: who is calling from
-where, with which key, and whether a route handler has audited it yet.
+"""The request being answered, as the request guard (serving/request_guard.py) judged it: who is
+calling from where, with which key, and whether a route handler has audited it yet.
 
-The gate sets it for every /v1 request before the handlers run; the audit functions read it
-(to name the client and the key presented) and mark it audited, so the gate writes a record
+The request guard sets it for every /v1 request before the handlers run; the audit functions read it
+(to name the client and the key presented) and mark it audited, so the request guard writes a record
 only for the answers no handler recorded. It also carries the service state the request uses,
 pinned to the scorer served when the request was admitted (a reload swaps the scorer between
 requests, never within one). A context variable carries it: handlers that run in

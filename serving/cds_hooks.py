@@ -4,9 +4,9 @@
     POST /cds-services/{id}     the service: ``carerisk-falls``, ``carerisk-complex-dependency``
 
 Every call needs the client's signed JWT (serving/jwt_auth.py), audience the endpoint called at
-the service's own address; the gate (serving/gate.py) checks it before the body is read, and a
-refusal is 401 (429 once the address is over its failed authentications). The ``patientId`` of
-the hook's context is mapped to a pseudonymised id by the
+the service's own address; the request guard (serving/request_guard.py) checks it before the body
+is read, and a refusal is 401 (429 once the address is over its failed authentications). The
+``patientId`` of the hook's context is mapped to a pseudonymised id by the
 deployment's lookup (`PatientLookup`, ``<home>/cds_patients.csv``: ``patient_id,person_id``; the
 demo maps them one to one). The answer is one card for a person in the outcome's cohort:
 
@@ -17,7 +17,7 @@ demo maps them one to one). The answer is one card for a person in the outcome's
 - ``source``: carerisk with the model and version, and the outcome as its topic;
 - a link (``absolute``) to the practitioner page of the person, where a referral is recorded;
 - the suggestion "Offer a home safety and falls check by the fire service", whose one action
-  creates a draft FHIR ServiceRequest (serving/fhir_requests.py); ``selectionBehavior``
+  creates a draft FHIR ServiceRequest (referrals/fhir_requests.py); ``selectionBehavior``
   ``at-most-one``, and override reasons with their display. No suggestion when a referral is
   already open.
 
@@ -27,7 +27,7 @@ outside the cohort, has objected, or when the user is not a Practitioner or Prac
 without a clinician). CORS: the browser origins listed in the ``cds_cors_origins`` setting may
 call the service (no credentials; preflights answered by Starlette's CORSMiddleware). Each call is
 audited like the API's (role ``cds_client``, the client's organisation), before it is answered.
-Errors are the API's ErrorBody (serving/schemas.py).
+Errors are the API's ErrorBody (serving/score_results.py).
 """
 
 from __future__ import annotations
@@ -47,17 +47,17 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from features.fhir_terms import SNOMED
 from features.outcomes import HOME_SAFETY_CHECK, Outcome
 from models.reasons import Reason
+from referrals.fhir_requests import suggested_request
 from serving.api import OUTSIDE_SCOPE, audit, scope_refusal
 from serving.calls import current_call
 from serving.cds_patients import FHIR_ID, PatientLookupError, lookup_at
-from serving.fhir import SNOMED
-from serving.fhir_requests import suggested_request
 from serving.jwt_auth import CdsClients
 from serving.keys import Principal
 from serving.referral_routes import fire_organisations, store_of
-from serving.schemas import ScoreResult
+from serving.score_results import ScoreResult
 from serving.scoring import ObjectedPeople, OutsideCohort, ScoringError, UnknownPeople
 from serving.state import ServiceState
 
@@ -305,7 +305,7 @@ def build_cds_app(api: FastAPI) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
     def state() -> ServiceState:
-        call = current_call()  # the gate pinned the request's state to one scorer
+        call = current_call()  # the request guard pinned the request's state to one scorer
         if call is not None and call.state is not None:
             return call.state  # type: ignore[no-any-return]
         found = getattr(api.state, "carerisk", None)
@@ -314,7 +314,8 @@ def build_cds_app(api: FastAPI) -> FastAPI:
         return found.pin()  # type: ignore[no-any-return]
 
     def client() -> Principal:
-        """The CDS client the gate verified (its JWT is checked before the body is read)."""
+        """The CDS client the request guard verified (its JWT is checked before the body is
+        read)."""
         call = current_call()
         if call is None or call.principal is None:
             raise HTTPException(401, detail="a signed JWT is needed (Authorization: Bearer <JWT>)")

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features.home import Home
-from features.outcomes import Outcome, outcome_registry
+from features.outcomes import Outcome, outcome_set
 from serving import defaults
 
 PREFIX = "CARERISK_"
@@ -45,7 +45,7 @@ class ServingConfig(BaseModel):
     rate_per_second: float = Field(default=defaults.RATE_PER_SECOND, gt=0)
     burst: int = Field(default=defaults.BURST, ge=1)
     # failed authentications a client address may make (a second, and at once) before the
-    # address is refused without its key being checked (serving/gate.py)
+    # address is refused without its key being checked (serving/request_guard.py)
     unauthenticated_per_second: float = Field(default=defaults.UNAUTHENTICATED_PER_SECOND, gt=0)
     unauthenticated_burst: int = Field(default=defaults.UNAUTHENTICATED_BURST, ge=1)
     header_timeout_seconds: float = Field(
@@ -63,7 +63,7 @@ class ServingConfig(BaseModel):
     fire_sharing: defaults.FireSharing = defaults.FIRE_SHARING_DEFAULT
     public_url: str = ""  # the service's address as callers reach it (the CDS audience)
     # the address the service was started on (http://host:port); "" when it listens on every
-    # address, and then the CDS Hooks routes need public_url (serving/gate.py)
+    # address, and then the CDS Hooks routes need public_url (serving/request_guard.py)
     listen_url: str = ""
     cds_cors_origins: tuple[str, ...] = ()  # browser origins of CDS clients allowed by CORS
     # reloads (serving/watch.py): compare the champions and the snapshot every so many seconds
@@ -98,7 +98,9 @@ class ServingConfig(BaseModel):
 
     def served_outcomes(self) -> tuple[Outcome, ...]:
         """The definitions of the outcomes served (raises UnknownOutcome naming the known)."""
-        registry = outcome_registry(self.outcome_modules)
+        from codelists import CodeLists
+
+        registry = outcome_set(self.outcome_modules, CodeLists.load(self.codelists))
         if not self.outcomes:
             return registry.outcomes
         return tuple(registry.get(name) for name in self.outcomes)

@@ -19,7 +19,7 @@ MAX_HEADERS = 100
 RATE_PER_SECOND = 50.0  # requests a second per key, in each worker
 BURST = 100  # requests a key may burst to
 # failed authentications a client address may make (a second, and at once) before the address
-# is refused without its key being checked (serving/gate.py)
+# is refused without its key being checked (serving/request_guard.py)
 UNAUTHENTICATED_PER_SECOND = 2.0
 UNAUTHENTICATED_BURST = 20
 HEADER_TIMEOUT_SECONDS = 10.0

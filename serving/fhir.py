@@ -20,23 +20,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from features.fhir_terms import MODEL_SYSTEM, PSEUDONYM_SYSTEM, SNOMED, qualitative_risk
 from features.labels import add_months
 from features.outcomes import Outcome
 from models.reasons import Reason
-from serving.schemas import ScoreResult
+from serving.score_results import ScoreResult
 
-PSEUDONYM_SYSTEM = "urn:carerisk:pseudonym"
-MODEL_SYSTEM = "urn:carerisk:model"
-SNOMED = "http://snomed.info/sct"
-RISK_PROBABILITY = "http://terminology.hl7.org/CodeSystem/risk-probability"
 PROBABILITY_SCALE = "fraction 0-1"
-
-# the code system's displays
-RISK_DISPLAY: dict[str, str] = {
-    "low": "Low likelihood",
-    "moderate": "Moderate likelihood",
-    "high": "High likelihood",
-}
 
 
 def risk_assessment(
@@ -74,16 +64,6 @@ def _method(name: str, version: str) -> dict[str, Any]:
         "coding": [{"system": MODEL_SYSTEM, "code": name, "version": version, "display": name}],
         "text": f"carerisk model {name} version {version}",
     }
-
-
-def qualitative_risk(band: str, outcome: Outcome) -> dict[str, Any]:
-    """A band as a FHIR qualitativeRisk: its text, and its risk-probability code when the
-    outcome gives the band one (a band with no FHIR counterpart stays text only)."""
-    risk: dict[str, Any] = {"text": f"carerisk band: {band}"}
-    code = outcome.risk_code(band)
-    if code is not None:
-        risk["coding"] = [{"system": RISK_PROBABILITY, "code": code, "display": RISK_DISPLAY[code]}]
-    return risk
 
 
 def _prediction(result: ScoreResult, outcome: Outcome, top_reasons: int) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """A token-bucket rate limiter (thread-safe, in memory, per process), keyed by API key id or,
-for failed authentications, by client address (serving/gate.py).
+for failed authentications, by client address (serving/request_guard.py).
 
 Each key has a bucket of `burst` tokens refilled at `rate` tokens a second; a request takes
 one token or is refused. With several service workers each holds its own buckets, so the

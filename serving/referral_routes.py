@@ -9,9 +9,9 @@
 Object-level authorisation: a GP organisation reads the referrals it made, a fire organisation
 those it receives, the admin every one; any other referral is 404 to them, as is one that does
 not exist, so an id reveals nothing. Every answer, refusals included, is audited through
-serving.api before it is sent (a move records the status moved to, e.g. ``to_visited``); the gate
-(serving/gate.py) checks the key, its rate, its role and the body's size before a route runs, and
-audits what no route recorded (a request that fails validation, 422).
+serving.api before it is sent (a move records the status moved to, e.g. ``to_visited``); the
+request guard (serving/request_guard.py) checks the key, its rate, its role and the body's size
+before a route runs, and audits what no route recorded (a request that fails validation, 422).
 
 What the fire role may read about people follows the deployment's `fire_sharing` setting
 (serving/config.py): ``referrals`` (the default) shares only the people referred to it with their
@@ -32,13 +32,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field, create_model
 
+from features.feature_list import FEATURES
 from features.outcomes import HOME_SAFETY_CHECK, Outcome
-from features.registry import FEATURES
-from serving.api import audit, check_scope, mount, needs, refuse, state_of
-from serving.defaults import FireSharing
-from serving.fhir_requests import referral_request
-from serving.keys import KeyStore, Principal, utc_now
-from serving.referrals import (
+from referrals.fhir_requests import referral_request
+from referrals.store import (
     AGREEMENT_ITEMS,
     AGREEMENT_WORDING,
     ID_PATTERN,
@@ -54,8 +51,11 @@ from serving.referrals import (
     StatusChange,
     store_at,
 )
+from serving.api import audit, check_scope, mount, needs, refuse, state_of
+from serving.defaults import FireSharing
+from serving.keys import KeyStore, Principal, utc_now
 from serving.roles import ROUTE, scope_reasons
-from serving.schemas import BODY_ERRORS, ErrorBody, error_responses
+from serving.score_results import BODY_ERRORS, ErrorBody, error_responses
 from serving.scoring import ScoringError
 from serving.state import ServiceState
 
@@ -113,8 +113,8 @@ def answers(
     ok: tuple[int, type[BaseModel], str], *statuses: int
 ) -> dict[int | str, dict[str, object]]:
     """OpenAPI `responses` of a referral route: its answer (`ok`: status, model, words), the
-    service's refusals (the gate's among them), with a conflict and a referral not found said in
-    this route's words."""
+    service's refusals (the request guard's among them), with a conflict and a referral not found
+    said in this route's words."""
     own = {404: NOT_FOUND, 409: CONFLICT}
     known = error_responses(*(s for s in statuses if s not in own))
     known.update({s: {"model": ErrorBody, "description": own[s]} for s in statuses if s in own})

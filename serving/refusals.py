@@ -1,8 +1,8 @@
 """Refusals that disclose nothing (401, 429, 408) are audited in groups, so that flooding the
 service cannot grow the audit log, or its disk writes, at the rate of the flood.
 
-The gate counts each such refusal here, on the event loop, by (client address, route, status,
-key id presented, how the key was judged, organisation and role when the key was valid), and
+The request guard counts each such refusal here, on the event loop, by (client address, route,
+status, key id presented, how the key was judged, organisation and role when the key was valid), and
 answers at once. Once a second the counts are written as one audit record per group, with
 `count` saying how many requests it stands for. A client is named with at most
 `IDS_PER_CLIENT` distinct presented key ids a second; more are counted under the key id

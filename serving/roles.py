@@ -1,8 +1,8 @@
 """Roles, which routes each may call, and what each may see of a score.
 
 `ROUTES` is the one table of the API's routes and who may call each: the routes are mounted
-from it, the gate checks every request against it, the tests walk it and the OpenAPI document
-comes from it. A route missing from the table is denied to everyone.
+from it, the request guard checks every request against it, the tests walk it and the OpenAPI
+document comes from it. A route missing from the table is denied to everyone.
 
 The fire role sees band, rank and non-clinical reasons only (previous falls, living alone, home
 care, home visit findings, age band): never diagnoses or medicines, and never a probability;
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, get_args
 
-from features.registry import Feature
+from features.feature_list import Feature
 from models.reasons import Reason
-from serving.schemas import RestrictedScore, ScoreResult
+from serving.score_results import RestrictedScore, ScoreResult
 
 Role = Literal["gp", "fire", "analyst", "admin", "monitor"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -63,8 +63,8 @@ class Route:
 SEGMENT = r"[^/\n]+"  # a path parameter: one segment
 
 # The one table of routes and roles: the routes are mounted from it (serving/api.py `mount`),
-# the gate checks every request against it, the tests walk it and the OpenAPI document lists
-# the `listed` ones. A route missing from the table is denied to everyone.
+# the request guard checks every request against it, the tests walk it and the OpenAPI document
+# lists the `listed` ones. A route missing from the table is denied to everyone.
 ROUTES: tuple[Route, ...] = (
     Route("score", "POST", "/v1/score", _CLINICAL_VIEW),
     Route("score_records", "POST", "/v1/score/records", _CLINICAL_VIEW),
@@ -78,7 +78,9 @@ ROUTES: tuple[Route, ...] = (
     Route("reload_objections", "POST", "/v1/admin/objections/reload", _ADMIN),
     Route("audit_verify", "GET", "/v1/admin/audit/verify", _ADMIN),
     Route("reload_service", "POST", "/v1/admin/reload", _ADMIN),  # new champions and snapshot
-    Route("metrics", "GET", "/metrics", _METRICS, listed=False),  # served by serving/gate.py
+    Route(
+        "metrics", "GET", "/metrics", _METRICS, listed=False
+    ),  # served by serving/request_guard.py
     # the referral loop (serving/referral_routes.py); each referral is further limited to the
     # GP organisation that made it, the fire organisation receiving it and the admin
     Route("referral_form", "GET", "/v1/referrals/form", frozenset({"gp", "admin"})),
@@ -125,7 +127,7 @@ Registry = Mapping[str, Feature] | Iterable[Feature]
 def scope_reasons(role: str, reasons: Iterable[Reason], features: Registry) -> list[Reason]:
     """The reasons a role may see.
 
-    `features` is the registry (e.g. `features.registry.FEATURES`, or a name -> Feature map).
+    `features` is the registry (e.g. `features.feature_list.FEATURES`, or a name -> Feature map).
     For fire, a reason is kept only when both the reason and the registry say it is not
     clinical; a feature missing from the registry counts as clinical (fail closed).
     """

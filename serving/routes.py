@@ -1,11 +1,11 @@
 """The HTTP API's routes, built when the service starts from the outcomes it serves.
 
-Request bodies that name an outcome are models built from the outcome registry (serving.api
+Request bodies that name an outcome are models built from the outcome set (serving.api
 `request_models`), so FastAPI validates an outcome against the registered names and the OpenAPI
-document lists them. The gate (serving/gate.py) has admitted the caller before a route runs;
-each route reads the service state from the request (serving.api `state_of`): score, audit,
-answer. Every route declares what it answers, errors included (one `ErrorBody` shape), and its
-success's schema.
+document lists them. The request guard (serving/request_guard.py) has admitted the caller before a
+route runs; each route reads the service state from the request (serving.api `state_of`): score,
+audit, answer. Every route declares what it answers, errors included (one `ErrorBody` shape), and
+its success's schema.
 
 This module does not use postponed annotations: FastAPI reads each route's parameter types from
 its signature, and the request models are local values, not names it could look up later.
@@ -19,9 +19,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from features.feature_list import FEATURES
 from features.objections import ObjectionListError
 from features.outcomes import Outcome
-from features.registry import FEATURES
 from serving.api import (
     IN_CARE_HOME,
     OUTSIDE_SCOPE,
@@ -51,9 +51,9 @@ from serving.config import ServingConfig
 from serving.fhir import risk_assessment
 from serving.keys import Principal
 from serving.referral_routes import fire_gate, read_result, referral_router
-from serving.register import RegisterQuery, ranked_register, to_csv
+from serving.risk_register import RegisterQuery, ranked_register, to_csv
 from serving.roles import scope_result, sees_clinical
-from serving.schemas import (
+from serving.score_results import (
     BODY_ERRORS,
     ErrorBody,
     FhirRiskAssessment,

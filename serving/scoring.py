@@ -22,14 +22,14 @@ from typing import Any
 import pandas as pd
 import pydantic_core
 
-from features.outcomes import Outcome, OutcomeRegistry, UnknownOutcome
-from features.registry import Feature
+from features.feature_list import Feature
+from features.outcomes import Outcome, OutcomeSet, UnknownOutcome
 from models import ModelBundle
 from models.reasons import Reason, reason_fields
 from models.score_all import AUDIENCES, TOP_K
 from serving import scores_file as sf
-from serving.objections import ObjectionList
-from serving.schemas import ScoreResult
+from serving.objection_list import ObjectionList
+from serving.score_results import ScoreResult
 
 log = logging.getLogger("carerisk.serving")
 
@@ -127,7 +127,7 @@ class Scorer:
     def resolve(self, spelling: str) -> str:
         """The name of the served outcome called `spelling` (either spelling: falls,
         complex-dependency); refuses others, listing those served."""
-        served = OutcomeRegistry(tuple(m.outcome for m in self.models.values()))
+        served = OutcomeSet(tuple(m.outcome for m in self.models.values()))
         try:
             return served.get(spelling).name
         except UnknownOutcome as error:

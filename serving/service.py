@@ -28,9 +28,9 @@ from serving import timeouts
 from serving.api import V1
 from serving.cds_hooks import build_cds_app
 from serving.config import ServingConfig
-from serving.gate import Gate
-from serving.metrics import Metrics
 from serving.refusals import Refusal, group_access_lines
+from serving.request_guard import RequestGuard
+from serving.request_metrics import Metrics
 from serving.roles import ROUTE
 from serving.routes import v1_routers
 from serving.state import build_state
@@ -60,7 +60,7 @@ ERROR_NAMES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
 
 @api.exception_handler(RequestValidationError)
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 naming each field's path, never its value (the gate audits it)."""
+    """422 naming each field's path, never its value (the request guard audits it)."""
     errors = [
         {"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
         for e in exc.errors()
@@ -108,7 +108,7 @@ timeouts.install()
 @bentoml.service(
     name="carerisk",
     traffic={"timeout": 30},
-    metrics={"enabled": False},  # its middleware labels series by raw path; serving/metrics.py
+    metrics={"enabled": False},  # it labels series by raw path; serving/request_metrics.py
 )
 @bentoml.asgi_app(api, path="/v1")
 @bentoml.asgi_app(build_ui_app(), path="/ui")  # practitioner pages (serving/ui.py)
@@ -133,7 +133,7 @@ class CareRisk:
         timeouts.SETTINGS.on_refused = self._head_refused
         for routes in v1_routers(self.state.outcomes, config):
             api.include_router(routes)
-        api.state.carerisk = self.state  # last: the gate serves /v1 once the state is here
+        api.state.carerisk = self.state  # last: the request guard serves /v1 once the state is here
         # The state's long-lived objects (champions, keys, routes) never become garbage; kept out
         # of the collector's full passes, they do not stall requests. A reload unfreezes,
         # collects the old state and freezes again.
@@ -156,6 +156,6 @@ class CareRisk:
         self.state.writer.close()
 
 
-# Every request passes the gate first (serving/gate.py): what the origin serves, who may call,
-# body limits and timeouts, the audit of every /v1 answer, headers and metrics.
-CareRisk.add_asgi_middleware(Gate, api=api)  # type: ignore[attr-defined]
+# Every request passes the request guard first (serving/request_guard.py): what the origin serves,
+# who may call, body limits and timeouts, the audit of every /v1 answer, headers and metrics.
+CareRisk.add_asgi_middleware(RequestGuard, api=api)  # type: ignore[attr-defined]

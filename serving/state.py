@@ -14,8 +14,8 @@ from serving.audit import AuditLog, AuditWriter
 from serving.config import ServingConfig
 from serving.keys import KeyStore
 from serving.limits import RateLimiter
-from serving.metrics import Metrics
 from serving.refusals import RefusalTally
+from serving.request_metrics import Metrics
 from serving.scoring import Scorer
 from serving.swap import ScorerHolder, build_scorer
 from serving.watch import Reloads
@@ -44,9 +44,9 @@ class ServiceState:
         return self.pinned if self.pinned is not None else self.holder.current
 
     def pin(self) -> ServiceState:
-        """This state with its scorer fixed to the one served now. The gate pins one per request
-        when it admits it, so a request reads one scorer from start to end, whatever a reload
-        swaps meanwhile."""
+        """This state with its scorer fixed to the one served now. The request guard pins one per
+        request when it admits it, so a request reads one scorer from start to end, whatever a
+        reload swaps meanwhile."""
         view = copy.copy(self)
         view.pinned = self.holder.current
         return view

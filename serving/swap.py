@@ -2,7 +2,7 @@
 is switched.
 
 The service holds its `Scorer` (champions, their scores exports at the snapshot, objections) in
-a `ScorerHolder`. A request takes the holder's scorer once, when the gate admits it
+a `ScorerHolder`. A request takes the holder's scorer once, when the request guard admits it
 (serving/state.py `ServiceState.pin`), and uses that one to the end, so a request in flight
 finishes on the state it started with. `swap_in` builds a complete new scorer (champions
 imported from the registry and verified: checksums and feature list; objections; each
@@ -25,15 +25,15 @@ from typing import Any
 
 from codelists import CodeLists
 from features.outcomes import Outcome
-from serving.champions import (
+from serving.config import ServingConfig
+from serving.model_store import (
     ChampionError,
     check_coverage,
     import_champions,
     load_champions,
     write_pointer,
 )
-from serving.config import ServingConfig
-from serving.objections import ObjectionList
+from serving.objection_list import ObjectionList
 from serving.scores_file import open_exports
 from serving.scoring import Scorer
 

@@ -3,7 +3,7 @@ request head (request line and headers) within `SETTINGS.seconds` of opening, or
 request, is answered 408 and closed; a head of more than `SETTINGS.max_bytes`, or with more than
 `SETTINGS.max_headers` headers, is answered 431 and closed. The protocol also leaves out
 uvicorn's proxy-header middleware, which believes X-Forwarded-For from loopback peers by
-default: the request's `client` is the socket's peer, and the gate alone decides which
+default: the request's `client` is the socket's peer, and the request guard alone decides which
 forwarded addresses to believe (serving/calls.py), so a forged header reaches neither the
 audit nor the access log.
 
@@ -12,8 +12,8 @@ likes), and BentoML builds uvicorn's configuration itself with the default proto
 uvicorn reads which class "auto" means from `uvicorn.config.HTTP_PROTOCOLS` when the server
 starts, which in a BentoML worker is after the service module is imported; `install` points it
 at `HeaderTimeoutProtocol`, uvicorn's own httptools protocol with a timer added. The body read
-timeout is the gate's (serving/gate.py): it is an ASGI matter. tests/serving/test_hardening.py
-holds both to a real server over a raw socket.
+timeout is the request guard's (serving/request_guard.py): it is an ASGI matter.
+tests/serving/test_hardening.py holds both to a real server over a raw socket.
 """
 
 from __future__ import annotations
@@ -72,7 +72,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if isinstance(self.app, ProxyHeadersMiddleware):  # the gate reads forwarded addresses
+        if isinstance(
+            self.app, ProxyHeadersMiddleware
+        ):  # the request guard reads forwarded addresses
             self.app = self.app.app
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

@@ -5,7 +5,7 @@ no external fonts, scripts or CDNs, no build step). They hold no data of their o
 a page shows is fetched by the browser from the same audited HTTP API under /v1 that other
 callers use (`GET /v1/whoami`, `GET /v1/outcomes` for the outcomes' titles, cohorts and band
 labels, `POST /v1/person`, `GET /v1/register`, and the register CSV from
-`GET /v1/register?format=csv`, which `serving.register` builds exactly as `carerisk register`
+`GET /v1/register?format=csv`, which `serving.risk_register` builds exactly as `carerisk register`
 does). So a page view that shows a score is audited like any API call, scoped by the key's role,
 and the numbers on the page are the API's numbers.
 

@@ -16,7 +16,7 @@ from functools import cache
 
 import numpy as np
 
-from codelists import CodeLists, snomed_valid
+from codelists import CodeListError, CodeLists, snomed_valid
 from features.codes import EFI_DEFICITS, FRACTURE_SITES, FRID_CLASSES, Codes
 
 # medicines started for a diagnosed condition: (condition, medicine, chance)
@@ -108,9 +108,6 @@ CONDITION_DEFICIT_OF = {
 }
 OTHER_SNOMED_COUNT = 40  # plausible codes no list names, for routine entries
 OTHER_SNOMED_SEED = 20240401
-EMERGENCY_SPECIALTIES: tuple[str, ...] = ("300", "300", "300", "430", "320", "340", "710")
-ELECTIVE_SPECIALTIES: tuple[str, ...] = ("100", "101", "110", "130", "301", "502")
-FALL_SPECIALTIES: tuple[str, ...] = ("110", "430", "300")
 
 
 @dataclass(frozen=True)
@@ -170,6 +167,10 @@ class Catalogue:
     other_causes: tuple[str, ...]
     acute_diagnoses: tuple[str, ...]
     elective_diagnoses: tuple[str, ...]
+    # treatment functions of the spells, each repeated as often as its weight: drawn evenly
+    emergency_specialties: tuple[str, ...]
+    elective_specialties: tuple[str, ...]
+    fall_specialties: tuple[str, ...]
 
     def snomed_draw(self, name: str) -> Draw:
         """Draws from SNOMED CT list `name`, weighted (its codes must be in the vocabulary)."""
@@ -252,12 +253,18 @@ def build_catalogue(lists: CodeLists) -> Catalogue:
     )
     frid = [p for name in FRID_CLASSES for p in codes.frid_bnf_prefixes[name]]
     meds = lists.info("synthetic_medicines")
+    specialties = {
+        kind: _repeated(lists, f"synthetic_{kind}_specialties")
+        for kind in ("emergency", "elective", "fall")
+    }
     return Catalogue(
         lists=lists,
         codes=codes,
         snomed=snomed,
         icd=icd,
-        specialty=Vocab(tuple(dict.fromkeys((*EMERGENCY_SPECIALTIES, *ELECTIVE_SPECIALTIES)))),
+        specialty=Vocab(
+            tuple(dict.fromkeys((*specialties["emergency"], *specialties["elective"])))
+        ),
         medicines=tuple(
             (code, term, any(code.startswith(p) for p in frid))
             for code, term in zip(meds.codes, meds.terms, strict=True)
@@ -279,6 +286,9 @@ def build_catalogue(lists: CodeLists) -> Catalogue:
         other_causes=generated["other_causes"],
         acute_diagnoses=generated["acute_diagnoses"],
         elective_diagnoses=generated["elective_diagnoses"],
+        emergency_specialties=specialties["emergency"],
+        elective_specialties=specialties["elective"],
+        fall_specialties=specialties["fall"],
     )
 
 
@@ -286,6 +296,20 @@ def build_catalogue(lists: CodeLists) -> Catalogue:
 def catalogue() -> Catalogue:
     """The catalogue of the packaged code lists (built on first use, never on import)."""
     return build_catalogue(CodeLists.load())
+
+
+def _repeated(lists: CodeLists, name: str) -> tuple[str, ...]:
+    """A list's codes in file order, each repeated as many times as its (whole) weight."""
+    out: list[str] = []
+    for code in lists.codes(name):
+        weight = lists.weight(name, code)
+        if weight != int(weight):
+            raise CodeListError(
+                f"{lists.folder / 'weights.csv'}: {name} {code!r} has weight {weight}; "
+                "the lists drawn evenly take whole weights (repeats)"
+            )
+        out += [code] * int(weight)
+    return tuple(out)
 
 
 def _partner(condition: str) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ import duckdb
 
 from features.codes import packaged_codes
 from features.store_sql import literal
-from importers.maps import map_path
+from importers.maps import OmopConcept, map_path, omop_concepts
 
 if TYPE_CHECKING:
     from synthetic.config import CountyConfig, GenerationSummary
@@ -34,15 +34,21 @@ CDM_VERSION = "5.4"
 OMOP_FILE = "omop.duckdb"
 LOCAL_SCHEMA = "carerisk_local"
 LOCAL_CONCEPT_FROM = 2_000_000_000
-EHR = 32817  # type concept: EHR
-EHR_PRESCRIPTION = 32838
-DEATH_REGISTRY = 32815  # type concept: death certificate
-PRIMARY, SECONDARY = 32902, 32908  # condition status: primary, secondary diagnosis
-INPATIENT, ER = 9201, 9203
-FROM_ER, FROM_HOME = 8870, 8536  # admitted_from places: emergency room, home
-MALE, FEMALE = 8507, 8532
-BMI_LOINC_CONCEPT = (3038553, "Body mass index (BMI) [Ratio]", "39156-5")
 LOCAL_TABLES = ("social_care", "fire_home_visit", "ambulance_incident")
+
+
+def _id(name: str) -> int:
+    """The OMOP standard concept id of `name` (importers/maps/omop_concepts.csv)."""
+    return omop_concepts().id(name)
+
+
+def _concept_ids(*names: str) -> tuple[int, ...]:
+    return tuple(_id(n) for n in names)
+
+
+def _bmi_loinc() -> OmopConcept:
+    """Body mass index as its LOINC measurement concept."""
+    return omop_concepts()["bmi"]
 
 
 def _bmi() -> str:
@@ -115,7 +121,8 @@ def _concepts(con: duckdb.DuckDBPyConnection) -> None:
     diag = " UNION ".join(
         f"SELECT diag_{n:02d} AS code FROM x_hospital_episode" for n in range(1, 7)
     )
-    bmi_id, bmi_name, bmi_code = BMI_LOINC_CONCEPT
+    bmi = _bmi_loinc()
+    bmi_id, bmi_name, bmi_code = bmi.concept_id, bmi.concept_name, bmi.concept_code
     con.execute(
         f"""
         CREATE TEMP TABLE ingredient AS
@@ -169,10 +176,11 @@ def _concepts(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _person(con: duckdb.DuckDBPyConnection, start: str, end: str) -> None:
+    ehr, male, female = _concept_ids("ehr", "male", "female")
     con.execute(
         f"""
         CREATE TABLE person AS
-        SELECT i.person_id, CASE p.sex WHEN 'M' THEN {MALE} ELSE {FEMALE} END AS gender_concept_id,
+        SELECT i.person_id, CASE p.sex WHEN 'M' THEN {male} ELSE {female} END AS gender_concept_id,
             year(p.birth_month) AS year_of_birth, month(p.birth_month) AS month_of_birth,
             CAST(NULL AS INTEGER) AS day_of_birth, CAST(NULL AS TIMESTAMP) AS birth_datetime,
             0 AS race_concept_id, 0 AS ethnicity_concept_id, CAST(NULL AS BIGINT) AS location_id,
@@ -191,7 +199,7 @@ def _person(con: duckdb.DuckDBPyConnection, start: str, end: str) -> None:
             greatest(DATE {literal(start)}, p.birth_month) AS observation_period_start_date,
             least(DATE {literal(end)}, coalesce(d.date_of_death, DATE {literal(end)}))
                 AS observation_period_end_date,
-            {EHR} AS period_type_concept_id
+            {ehr} AS period_type_concept_id
         FROM x_person p JOIN pid i ON i.pseudonym = p.person_id
         LEFT JOIN x_death d ON d.person_id = p.person_id ORDER BY i.person_id
         """
@@ -200,6 +208,9 @@ def _person(con: duckdb.DuckDBPyConnection, start: str, end: str) -> None:
 
 def _visits(con: duckdb.DuckDBPyConnection) -> None:
     """Spells (9201, admitted from the ER or from home) then A&E attendances (9203)."""
+    ehr, inpatient, er, from_er, from_home = _concept_ids(
+        "ehr", "inpatient_visit", "er_visit", "emergency_room_place", "home_place"
+    )
     con.execute(
         """
         CREATE TEMP TABLE visit AS
@@ -219,13 +230,13 @@ def _visits(con: duckdb.DuckDBPyConnection) -> None:
         f"""
         CREATE TABLE visit_occurrence AS
         SELECT v.visit_occurrence_id, i.person_id,
-            CASE v.kind WHEN 1 THEN {INPATIENT} ELSE {ER} END AS visit_concept_id,
+            CASE v.kind WHEN 1 THEN {inpatient} ELSE {er} END AS visit_concept_id,
             v.start_date AS visit_start_date, CAST(NULL AS TIMESTAMP) AS visit_start_datetime,
             v.end_date AS visit_end_date, CAST(NULL AS TIMESTAMP) AS visit_end_datetime,
-            {EHR} AS visit_type_concept_id, CAST(NULL AS BIGINT) AS provider_id,
+            {ehr} AS visit_type_concept_id, CAST(NULL AS BIGINT) AS provider_id,
             CAST(NULL AS BIGINT) AS care_site_id, v.src AS visit_source_value,
             0 AS visit_source_concept_id,
-            CASE v.method WHEN 'emergency' THEN {FROM_ER} WHEN 'elective' THEN {FROM_HOME}
+            CASE v.method WHEN 'emergency' THEN {from_er} WHEN 'elective' THEN {from_home}
                 ELSE 0 END AS admitted_from_concept_id,
             v.method AS admitted_from_source_value, 0 AS discharged_to_concept_id,
             v.disposal AS discharged_to_source_value,
@@ -237,6 +248,7 @@ def _visits(con: duckdb.DuckDBPyConnection) -> None:
 
 def _conditions(con: duckdb.DuckDBPyConnection) -> None:
     """GP diagnoses and findings (no visit), then each visit's ICD-10 diagnoses in order."""
+    ehr, primary, secondary = _concept_ids("ehr", "primary_diagnosis", "secondary_diagnosis")
     diag = " UNION ALL ".join(
         f"SELECT episode_id AS src, {n} AS pos, diag_{n:02d} AS code FROM x_hospital_episode"
         for n in range(1, 7)
@@ -273,8 +285,8 @@ def _conditions(con: duckdb.DuckDBPyConnection) -> None:
             CAST(NULL AS TIMESTAMP) AS condition_start_datetime,
             CAST(NULL AS DATE) AS condition_end_date,
             CAST(NULL AS TIMESTAMP) AS condition_end_datetime,
-            {EHR} AS condition_type_concept_id,
-            CASE WHEN r.pos = 1 THEN {PRIMARY} WHEN r.pos > 1 THEN {SECONDARY} ELSE 0 END
+            {ehr} AS condition_type_concept_id,
+            CASE WHEN r.pos = 1 THEN {primary} WHEN r.pos > 1 THEN {secondary} ELSE 0 END
                 AS condition_status_concept_id,
             CAST(NULL AS VARCHAR) AS stop_reason, CAST(NULL AS BIGINT) AS provider_id,
             r.visit AS visit_occurrence_id, CAST(NULL AS BIGINT) AS visit_detail_id,
@@ -290,19 +302,20 @@ def _conditions(con: duckdb.DuckDBPyConnection) -> None:
 
 def _gp_rest(con: duckdb.DuckDBPyConnection) -> None:
     """BMI as a LOINC measurement; lifestyle entries and other values as observations."""
+    ehr, bmi = _id("ehr"), _bmi_loinc()
     lifestyle = ", ".join(literal(c) for c in sorted(observation_snomed()))
     con.execute(
         f"""
         CREATE TABLE measurement AS
         SELECT row_number() OVER (ORDER BY g.event_id) AS measurement_id, i.person_id,
-            {BMI_LOINC_CONCEPT[0]} AS measurement_concept_id, g.event_date AS measurement_date,
+            {bmi.concept_id} AS measurement_concept_id, g.event_date AS measurement_date,
             CAST(NULL AS TIMESTAMP) AS measurement_datetime, CAST(NULL AS VARCHAR) AS
-            measurement_time, {EHR} AS measurement_type_concept_id, 0 AS operator_concept_id,
+            measurement_time, {ehr} AS measurement_type_concept_id, 0 AS operator_concept_id,
             g.value AS value_as_number, 0 AS value_as_concept_id, 0 AS unit_concept_id,
             CAST(NULL AS DOUBLE) AS range_low, CAST(NULL AS DOUBLE) AS range_high,
             CAST(NULL AS BIGINT) AS provider_id, CAST(NULL AS BIGINT) AS visit_occurrence_id,
             CAST(NULL AS BIGINT) AS visit_detail_id,
-            {literal(BMI_LOINC_CONCEPT[2])} AS measurement_source_value,
+            {literal(bmi.concept_code)} AS measurement_source_value,
             0 AS measurement_source_concept_id, 'kg/m2' AS unit_source_value,
             0 AS unit_source_concept_id, CAST(g.value AS VARCHAR) AS value_source_value,
             CAST(NULL AS BIGINT) AS measurement_event_id, 0 AS meas_event_field_concept_id
@@ -316,7 +329,7 @@ def _gp_rest(con: duckdb.DuckDBPyConnection) -> None:
         CREATE TABLE observation AS
         SELECT row_number() OVER (ORDER BY g.event_id) AS observation_id, i.person_id,
             k.concept_id AS observation_concept_id, g.event_date AS observation_date,
-            CAST(NULL AS TIMESTAMP) AS observation_datetime, {EHR} AS observation_type_concept_id,
+            CAST(NULL AS TIMESTAMP) AS observation_datetime, {ehr} AS observation_type_concept_id,
             g.value AS value_as_number, CAST(NULL AS VARCHAR) AS value_as_string,
             0 AS value_as_concept_id, 0 AS qualifier_concept_id, 0 AS unit_concept_id,
             CAST(NULL AS BIGINT) AS provider_id, CAST(NULL AS BIGINT) AS visit_occurrence_id,
@@ -335,6 +348,7 @@ def _gp_rest(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _drugs(con: duckdb.DuckDBPyConnection) -> None:
+    ehr_prescription = _id("ehr_prescription")
     con.execute(
         f"""
         CREATE TABLE drug_exposure AS
@@ -344,7 +358,7 @@ def _drugs(con: duckdb.DuckDBPyConnection) -> None:
             CAST(NULL AS TIMESTAMP) AS drug_exposure_start_datetime,
             p.issue_date AS drug_exposure_end_date,
             CAST(NULL AS TIMESTAMP) AS drug_exposure_end_datetime,
-            CAST(NULL AS DATE) AS verbatim_end_date, {EHR_PRESCRIPTION} AS drug_type_concept_id,
+            CAST(NULL AS DATE) AS verbatim_end_date, {ehr_prescription} AS drug_type_concept_id,
             CAST(NULL AS VARCHAR) AS stop_reason, CAST(NULL AS INTEGER) AS refills,
             CAST(NULL AS DOUBLE) AS quantity, CAST(NULL AS INTEGER) AS days_supply,
             CAST(NULL AS VARCHAR) AS sig, 0 AS route_concept_id,
@@ -369,11 +383,12 @@ def _drugs(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _death(con: duckdb.DuckDBPyConnection) -> None:
+    death_certificate = _id("death_certificate")
     con.execute(
         f"""
         CREATE TABLE death AS
         SELECT i.person_id, d.date_of_death AS death_date,
-            CAST(NULL AS TIMESTAMP) AS death_datetime, {DEATH_REGISTRY} AS death_type_concept_id,
+            CAST(NULL AS TIMESTAMP) AS death_datetime, {death_certificate} AS death_type_concept_id,
             0 AS cause_concept_id, CAST(NULL AS VARCHAR) AS cause_source_value,
             0 AS cause_source_concept_id
         FROM x_death d JOIN pid i ON i.pseudonym = d.person_id ORDER BY 1
@@ -382,6 +397,7 @@ def _death(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _cdm_source(con: duckdb.DuckDBPyConnection, release_date: str) -> None:
+    version = _id("cdm_version_5_4")
     con.execute(
         f"""
         CREATE TABLE cdm_source AS SELECT
@@ -393,7 +409,7 @@ def _cdm_source(con: duckdb.DuckDBPyConnection, release_date: str) -> None:
             'carerisk synthetic/omop.py' AS cdm_etl_reference,
             DATE {literal(release_date)} AS source_release_date,
             DATE {literal(release_date)} AS cdm_release_date,
-            {literal(CDM_VERSION)} AS cdm_version, 756265 AS cdm_version_concept_id,
+            {literal(CDM_VERSION)} AS cdm_version, {version} AS cdm_version_concept_id,
             'local concepts only' AS vocabulary_version
         """
     )

@@ -80,10 +80,11 @@ def _figures(con: duckdb.DuckDBPyConnection, ref: str) -> dict[str, float]:
     f["death_rate"] = _one(con, f"SELECT avg(coalesce(date_of_death {year}, false)::INT) FROM old")
     f["living_alone"] = _one(con, "SELECT avg(lives_alone::INT) FROM old")
     f["ethnicity_unrecorded"] = _one(con, "SELECT avg((ethnicity IS NULL)::INT) FROM person")
+    dementia = _listed(tuple(sorted(packaged_codes().conditions["dementia"][0])))
     f["dementia_diagnosed"] = _one(
         con,
-        """SELECT count(DISTINCT g.person_id) / (SELECT count(*) FROM old)
-        FROM gp_event g JOIN old USING (person_id) WHERE snomed_code = '52448006'""",
+        f"""SELECT count(DISTINCT g.person_id) / (SELECT count(*) FROM old)
+        FROM gp_event g JOIN old USING (person_id) WHERE snomed_code IN ({dementia})""",
     )
     f["long_term_care"] = _one(
         con,

@@ -320,8 +320,8 @@ def hospital_part(c: Chunk, falls: Falls) -> tuple[Part, Part]:
     discharge = np.where(discharge > c.cal.end_day, NO_DATE, discharge)
     specialty = np.where(
         is_fall,
-        _choice(rng, cat.FALL_SPECIALTIES, n, k.specialty.values),
-        _choice(rng, cat.EMERGENCY_SPECIALTIES, n, k.specialty.values),
+        _choice(rng, k.fall_specialties, n, k.specialty.values),
+        _choice(rng, k.emergency_specialties, n, k.specialty.values),
     )
     emergency: Part = {
         "person": c.p.index[person],
@@ -356,9 +356,7 @@ def elective_part(c: Chunk) -> Part:
         "admission_date": day,
         "discharge_date": discharge,
         "admission_method": np.ones(n, dtype=np.int64),
-        "main_specialty": _choice(
-            rng, cat.ELECTIVE_SPECIALTIES, n, cat.catalogue().specialty.values
-        ),
+        "main_specialty": _choice(rng, k.elective_specialties, n, k.specialty.values),
         "diag_01": _choice(rng, k.elective_diagnoses, n, k.icd.values),
         "diag_02": sec[:, 0],
         "diag_03": sec[:, 1],

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.live import LiveService, build_home, shared_home
+from tests.quick import LONG_MARKERS, heavy_requests
 
 # Telemetry off for everything the tests start, in this process and its children.
 for _name, _value in {
@@ -46,3 +47,16 @@ def live_service(trained_home: Path) -> Iterator[LiveService]:
 
 
 UNAUTHENTICATED_LIMITS = ("--unauthenticated-burst", "300", "--unauthenticated-rate", "20")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail a quick test (no long marker) that requests a heavy fixture, before it is built."""
+    fixture_names = getattr(item, "fixturenames", ())
+    heavy = heavy_requests(fixture_names, (marker.name for marker in item.iter_markers()))
+    if heavy:
+        pytest.fail(
+            f"{item.nodeid} requests {', '.join(heavy)} but has none of the markers "
+            f"{', '.join(LONG_MARKERS)}: mark it (make check would build it otherwise)",
+            pytrace=False,
+        )

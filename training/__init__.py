@@ -1,9 +1,9 @@
-"""Training: configuration, fitting, MLflow tracking, the registry and the promotion gate."""
+"""Training: configuration, fitting, MLflow tracking and its model registry, the promotion gate."""
 
 from training.config import ConfigError, TrainingConfig
 from training.fit import TrainedModels, TrainingError, fit
 from training.pipeline import TrainingResult, log_and_register, train_outcome
-from training.registry import GateContext, GateVerdict, PromotionError, promote
+from training.promotion import GateContext, GateVerdict, PromotionError, promote
 from training.tracking import LoggedRun, log_training_run, register_run
 
 __all__ = [

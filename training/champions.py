@@ -1,5 +1,5 @@
 """The registry's champions, as bundles that score: what `carerisk score-all` and
-`carerisk monitor` run. The service imports its own copies (serving/champions.py)."""
+`carerisk monitor` run. The service imports its own copies (serving/model_store.py)."""
 
 from __future__ import annotations
 

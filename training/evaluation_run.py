@@ -29,8 +29,8 @@ from evaluation import (
 )
 from features.codes import Codes
 from features.fairness import FAIRNESS_GROUPS
-from features.outcomes import Outcome, OutcomeRegistry
-from features.registry import Feature
+from features.feature_list import Feature
+from features.outcomes import Outcome, OutcomeSet
 from features.training_sets import sample_totals
 from models import ModelBundle
 from models.bundle import CODELISTS_DIGEST
@@ -215,7 +215,7 @@ def evaluate_version(
     store_path: Path,
     tracking_uri: str,
     reports_dir: Path,
-    outcomes: OutcomeRegistry,
+    outcomes: OutcomeSet,
     limits: FairnessLimits | None = None,
     truth: TruthFiles | None = None,
     codes: Codes | None = None,

@@ -16,14 +16,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from features.feature_list import Feature
 from features.outcomes import Outcome
-from features.registry import Feature
 from features.training_sets import WEIGHT, sample_sizes
 from models.bundle import ModelBundle
 from models.calibration import choose_calibrator, fit_recalibration
 from models.encoding import categorical_indices, encode
 from training.config import TrainingConfig
-from training.metrics import validation_metrics
+from training.validation_metrics import validation_metrics
 
 LABEL = "label"
 KEYS = ("person_id", "index_date")

@@ -14,8 +14,8 @@ import pandas as pd
 
 from evaluation import FairnessLimits
 from features.codes import Codes
+from features.feature_list import Feature
 from features.outcomes import Outcome
-from features.registry import Feature
 from models.bundle import with_codelists_digest
 from training.config import TrainingConfig
 from training.evaluation_run import TRAIN_DATES_PARAM, TruthFiles
@@ -77,15 +77,15 @@ def train_outcome(
     `codes`: the code lists' codes (default: the packaged lists); their digest goes into the
     bundle, the run's params and the model card.
     """
-    from features import registry, training_sets  # lazily: written by the features stage
+    from features import feature_list, training_sets  # lazily: written by the features stage
     from features.codes import packaged_codes
     from features.labels import LabelSettings
 
     codes = codes or packaged_codes()
 
-    chosen = tuple(features if features is not None else registry.FEATURES)
+    chosen = tuple(features if features is not None else feature_list.FEATURES)
     if not chosen:
-        raise ValueError("the feature registry is empty; nothing to train on")
+        raise ValueError("the feature list is empty; nothing to train on")
     refuse_uncovered(store_path, outcome)
     dates = (
         list(index_dates) if index_dates is not None else default_index_dates(store_path, outcome)

@@ -336,7 +336,7 @@ def retrain_step(
 ) -> Step:
     """A challenger trained on this extract and gated, once."""
     from training.pipeline import train_outcome, uncovered
-    from training.registry import promote
+    from training.promotion import promote
 
     name = f"retrain {outcome.cli_name}"
     why = uncovered(places.store_path, outcome)

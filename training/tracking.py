@@ -32,8 +32,8 @@ from mlflow.tracking import MlflowClient
 
 from evaluation.drift import reference_profile
 from features.contract import TABLE_NAMES
+from features.feature_list import Feature
 from features.outcomes import Outcome
-from features.registry import Feature
 from features.training_sets import sample_totals
 from models.bundle import CODELISTS_DIGEST, ModelBundle, feature_list_hash
 from models.encoding import feature_to_dict
@@ -105,12 +105,12 @@ def frame_fingerprint(frame: pd.DataFrame) -> str:
 
 
 def features_fingerprint(features: Sequence[Feature]) -> str:
-    """The registry's own fingerprint when these are the registry's features; else a list hash."""
-    from features import registry
+    """The feature list's own fingerprint when these are its features; else a list hash."""
+    from features import feature_list
 
-    fingerprint = getattr(registry, "registry_fingerprint", None)
-    registry_features = tuple(getattr(registry, "FEATURES", ()))
-    if callable(fingerprint) and registry_features and tuple(features) == registry_features:
+    fingerprint = getattr(feature_list, "feature_list_fingerprint", None)
+    listed = tuple(getattr(feature_list, "FEATURES", ()))
+    if callable(fingerprint) and listed and tuple(features) == listed:
         return str(fingerprint())
     return feature_list_hash(features)
 

@@ -1,4 +1,4 @@
-"""Each stage contributes its subcommands through a `register(app)` function."""
+"""Each stage contributes its subcommands through an `add_commands(app)` function."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from carerisk.commands import (
 )
 
 
-def register_all(app: typer.Typer) -> None:
+def add_all_commands(app: typer.Typer) -> None:
     modules = (synth, store, importing, features, codes, train, monitor, refresh, serve, referrals)
     for module in (*modules, demo, home):
-        module.register(app)
+        module.add_commands(app)

@@ -11,7 +11,7 @@ from carerisk.commands._common import console, fail, print_json, settings_of
 codes_app = typer.Typer(help="The code lists: what a store's coding matches and misses.")
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
     app.add_typer(codes_app, name="codes")
 

@@ -146,6 +146,6 @@ def print_examples(keys: dict[str, str], port: int, outcome: Outcome, person_id:
     )
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
     app.command("demo")(demo)

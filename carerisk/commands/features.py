@@ -11,7 +11,7 @@ import typer
 from carerisk.commands._common import codes_of, console, fail, print_json, settings_of
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
     app.command(name="features")(features_command)
 
@@ -74,7 +74,7 @@ def _default_index_date(store: Path) -> date:
 
 def summarise(frame: Any, day: date, engine: str, snapshot: bool) -> dict[str, Any]:
     """Rows, columns and the share missing in each feature family (by source tables)."""
-    from features.registry import FEATURES
+    from features.feature_list import FEATURES
 
     families: dict[str, list[str]] = {}
     for item in FEATURES:

@@ -20,7 +20,7 @@ def say(text: str) -> None:
 home_app = typer.Typer(help="The home folder: check it after a copy, restore or move.")
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     app.add_typer(home_app, name="home")
 
 

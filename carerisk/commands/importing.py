@@ -19,7 +19,7 @@ OUT_HELP = "Folder to write the extract into (one Parquet file per table, manife
 DATE_HELP = "Extract date (YYYY-MM-DD); default: from the source (release date, last event)."
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
     import_app.command("omop")(omop)
     import_app.command("fhir")(fhir)

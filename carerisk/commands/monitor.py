@@ -177,7 +177,7 @@ def _finish(done: list[MonitorFiles], as_json: bool) -> NoReturn:
     raise typer.Exit(code=EXIT_CODES[verdict])
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
 
     @app.command("score-all")

@@ -25,14 +25,14 @@ from carerisk.commands._common import (
 from carerisk.settings import Settings
 
 if TYPE_CHECKING:
-    from serving.referral_data import AtRisk
+    from referrals.report import AtRisk
 
 referrals_app = typer.Typer(help="The referral loop: export visits, report, CDS clients.",
                             no_args_is_help=True)  # fmt: skip
 clients_app = typer.Typer(help="CDS Hooks clients and their public keys.", no_args_is_help=True)
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
     referrals_app.add_typer(clients_app, name="cds-clients")
     app.add_typer(referrals_app, name="referrals")
@@ -46,8 +46,8 @@ def export(
 ) -> None:
     """Write every visit recorded so far as fire_home_visit rows, an extract to load."""
     from features.extent import data_start
-    from serving.referral_data import ExportError, export_visits
-    from serving.referrals import ReferralStore, ReferralStoreError
+    from referrals.export import ExportError, export_visits
+    from referrals.store import ReferralStore, ReferralStoreError
 
     home = settings_of(ctx).home
     try:
@@ -79,8 +79,8 @@ def report(
 ) -> None:
     """Referrals made, visits done and their findings by band and district (HTML and JSON)."""
     from evaluation.report import TEMPLATES
-    from serving.referral_data import referral_report, write_report
-    from serving.referrals import ReferralStore, ReferralStoreError
+    from referrals.report import referral_report, write_report
+    from referrals.store import ReferralStore, ReferralStoreError
 
     settings = settings_of(ctx)
     name = outcome_of(settings, outcome).name
@@ -104,7 +104,7 @@ def people_at_risk(settings: Settings, outcome: str) -> AtRisk:
     by district, scored as the service does (not audited: counts only, no person leaves this
     command)."""
     from carerisk.commands.serve import preflight, serving_config
-    from serving.referral_data import AtRisk
+    from referrals.report import AtRisk
 
     state = preflight(serving_config(settings))
     served = state.scorer.model(outcome)

@@ -20,7 +20,7 @@ EXIT_HELP = (
 )
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
     app.command("refresh", epilog=EXIT_HELP)(refresh_command)
 

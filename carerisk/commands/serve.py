@@ -23,7 +23,7 @@ audit_app = typer.Typer(help="Check and read the audit log.", no_args_is_help=Tr
 ROLE_HELP = "gp, fire, analyst, admin or monitor"
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
     app.command("serve")(serve)
     app.command("register")(register_cmd)
@@ -232,7 +232,7 @@ def preflight(config: Any, *, import_from_registry: bool = True) -> Any:
     one line naming what is wrong."""
     os.environ["BENTOML_HOME"] = str(config.layout.bentoml_home)
     from features.outcomes import UnknownOutcome
-    from serving.champions import ChampionError
+    from serving.model_store import ChampionError
     from serving.state import build_state
 
     try:
@@ -459,7 +459,7 @@ def register_cmd(
     """Write a ranked risk register (the same audited code path as the API)."""
     from serving.audit import AuditUnavailable
     from serving.keys import Principal
-    from serving.register import RegisterQuery, ranked_register, write_register
+    from serving.risk_register import RegisterQuery, ranked_register, write_register
     from serving.roles import ROLES
     from serving.scoring import ScoringError
 

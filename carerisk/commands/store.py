@@ -159,7 +159,7 @@ def _kind(full: bool, increment: bool) -> ExtractKind | None:
 store_app = typer.Typer(help="Check the store.", no_args_is_help=True)
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
     app.command("contract")(contract)
     store_app.command("check")(check)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from synthetic.later import Drift
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
     app.command("synth")(synth)
 

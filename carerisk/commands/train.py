@@ -130,8 +130,8 @@ def promote(
 ) -> None:
     """Gate the challenger against the champion; move alias champion only if it passes."""
     from training.config import ConfigError, TrainingConfig
-    from training.registry import PromotionError
-    from training.registry import promote as run_gate
+    from training.promotion import PromotionError
+    from training.promotion import promote as run_gate
 
     settings = settings_of(ctx)
     chosen = outcome_of(settings, outcome)
@@ -164,7 +164,7 @@ def synthetic_truth(store_path: Path) -> TruthFiles | None:
     return TruthFiles(true, records_reference_path(extract.folder))
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
     app.command("train")(train)
     app.command("evaluate")(evaluate)

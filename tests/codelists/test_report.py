@@ -7,6 +7,8 @@ import json
 from datetime import date
 from pathlib import Path
 
+import pytest
+
 from codelists import CodeLists
 from codelists.checks import snomed_valid
 from codelists.report import code_report
@@ -58,6 +60,7 @@ def test_the_report_counts_matches_and_the_codes_no_list_holds(tmp_path: Path) -
     assert found["codelists"]["digest"] == lists.digest
 
 
+@pytest.mark.slow  # synth, load and three CLI calls
 def test_codes_report_on_a_synthetic_county(tmp_path: Path) -> None:
     home = tmp_path / "home"
     extract = Home(home).extract_dir
@@ -79,6 +82,7 @@ def test_codes_report_on_a_synthetic_county(tmp_path: Path) -> None:
     assert text.returncode == 0 and "gp_event.snomed_code" in text.stdout
 
 
+@pytest.mark.slow  # runs the carerisk command in a subprocess
 def test_a_refused_site_folder_is_named_in_one_line(tmp_path: Path) -> None:
     folder = site_folder(tmp_path)
     line = append_row(folder, "condition_dementia", "52448007")  # a bad check digit

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from evaluation.inputs import EvaluationInput, FairnessLimits
+from features.feature_list import Feature
 from features.outcomes import FALLS
-from features.registry import Feature
 
 FEATURES = (
     Feature(

@@ -65,6 +65,7 @@ def _reference_metrics(threshold: float) -> dict[str, object]:
     }
 
 
+@pytest.mark.slow  # fairlearn's frame for every case
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),

@@ -35,8 +35,8 @@ from evaluation.monitor import (
     write_monitor_report,
 )
 from features.bands import RiskBands
+from features.feature_list import Feature
 from features.new_codes import NewCodes
-from features.registry import Feature
 
 FEATURES = (
     Feature("age_years", "aged {value}", ("person",)),
@@ -238,6 +238,7 @@ def test_the_monitor_is_quiet_on_an_undrifted_cohort() -> None:
     assert len(result.by_snapshot) == 1 and result.by_snapshot["n"].iloc[0] == 6000
 
 
+@pytest.mark.slow  # several monitor runs
 def test_the_monitor_judges_calibration_by_the_gates_rule() -> None:
     """Matured scores a third too low: observed/expected about 1.5, which the gate's rule
     refuses, so the monitor says retrain; the same scores at their true level pass."""

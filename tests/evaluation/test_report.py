@@ -157,6 +157,7 @@ def test_real_data_has_no_truth_section_numbers() -> None:
     assert "No SHAP values were supplied" in html
 
 
+@pytest.mark.slow  # a full evaluation with the default bootstrap
 def test_records_reference_is_the_criterion_and_the_truth_is_shown_beside_it() -> None:
     base = make_input(3000)
     assert base.p_true is not None
@@ -175,6 +176,7 @@ def test_records_reference_is_the_criterion_and_the_truth_is_shown_beside_it() -
     assert "this extract has no records reference" in without
 
 
+@pytest.mark.slow  # a full evaluation with the default bootstrap
 def test_the_report_and_model_card_list_what_the_source_lacks() -> None:
     from features.coverage import Coverage
 

@@ -21,8 +21,8 @@ from features.coverage import (
     read_store_coverage,
 )
 from features.engines import compute_features
+from features.feature_list import FEATURES, feature
 from features.outcomes import COMPLEX_DEPENDENCY, FALLS
-from features.registry import FEATURES, feature
 from features.store import ContractError, load_extract
 from tests.features.conftest import small_extract, write_extract
 
@@ -260,6 +260,7 @@ def covered_store(tmp_path: Path) -> Path:
     return store
 
 
+@pytest.mark.slow  # two stores loaded and their features computed
 def test_features_of_absent_sources_are_missing_not_zero(tmp_path: Path) -> None:
     store = covered_store(tmp_path)
     cover = read_store_coverage(store)

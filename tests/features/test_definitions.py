@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from features.engines import compute_features
+from features.feature_list import feature_names
 from features.home import Home
-from features.registry import feature_names
 from tests.features._records import (
     ae,
     ambulance,
@@ -227,6 +227,7 @@ def test_observations_care_and_fire(tmp_path: Path) -> None:
     assert row["has_gp_event_730d"] == 1
 
 
+@pytest.mark.slow  # features computed twice
 def test_lookback_is_capped_and_never_negative(tmp_path: Path) -> None:
     store = make_store(tmp_path / "s.duckdb", [person("LOOKBK")])
     short = compute_features(store, D, data_start=date(2024, 1, 1))

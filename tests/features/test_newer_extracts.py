@@ -304,6 +304,7 @@ def _later(first: Tables, drop: dict[str, set[int]], change: dict[str, set[int]]
 EVENTS = [n for n in contract.TABLE_NAMES if n not in ("person", "death")]
 
 
+@pytest.mark.slow  # many stores loaded, a property test
 @settings(
     max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

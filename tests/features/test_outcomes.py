@@ -1,4 +1,4 @@
-"""The outcome registry: lookups by either spelling, extra outcome modules, the definitions, and
+"""The outcome set: lookups by either spelling, extra outcome modules, the definitions, and
 the snapshot's cohort flags following the same rule as the training cohorts."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from codelists import CodeListError, CodeLists
 from features.cohorts import cohort
 from features.engines import open_sources
 from features.home import Home
@@ -20,12 +21,13 @@ from features.outcomes import (
     FALLS,
     PRODUCT,
     Cohort,
-    OutcomeRegistry,
+    OutcomeSet,
     UnknownOutcome,
-    outcome_registry,
+    outcome_set,
 )
 from features.snapshot import read_snapshot, write_snapshot
 from tests import emergency_outcome
+from tests.codelists.site import append_row, replace_codes, site_folder
 from tests.features._records import care, death, make_store, person, random_county
 
 D = date(2023, 4, 1)
@@ -63,23 +65,23 @@ def test_definitions_are_checked() -> None:
     with pytest.raises(ValueError, match="in words"):
         Cohort(min_age=18, words=" ")
     with pytest.raises(ValueError, match="registered twice"):
-        OutcomeRegistry((FALLS, COMPLEX_DEPENDENCY, FALLS))
+        OutcomeSet((FALLS, COMPLEX_DEPENDENCY, FALLS))
 
 
 def test_an_outcome_module_adds_its_outcomes_after_the_products() -> None:
-    registry = outcome_registry([emergency_outcome.MODULE])
+    registry = outcome_set([emergency_outcome.MODULE])
     assert registry.names() == ("falls", "complex_dependency", "emergency_admission")
     assert registry.get("emergency-admission") is emergency_outcome.EMERGENCY_ADMISSION
-    assert outcome_registry() == PRODUCT  # nothing named, nothing added
+    assert outcome_set() == PRODUCT  # nothing named, nothing added
 
 
 def test_a_bad_outcome_module_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UnknownOutcome, match="'tests.no_such_outcomes' cannot be imported"):
-        outcome_registry(["tests.no_such_outcomes"])
+        outcome_set(["tests.no_such_outcomes"])
     empty = types.ModuleType("tests_empty_outcomes")
     monkeypatch.setitem(sys.modules, "tests_empty_outcomes", empty)
     with pytest.raises(UnknownOutcome, match="must define OUTCOMES, a tuple of Outcome"):
-        outcome_registry(["tests_empty_outcomes"])
+        outcome_set(["tests_empty_outcomes"])
 
 
 def test_default_bands_are_the_products_and_differ_only_in_cut_points() -> None:
@@ -91,7 +93,7 @@ def test_default_bands_are_the_products_and_differ_only_in_cut_points() -> None:
 def test_snapshot_flags_are_the_training_cohorts(tmp_path: Path) -> None:
     """write_snapshot's flags come from features.cohorts.cohort, for every registered outcome:
     on a random county they pick out exactly the cohort's people."""
-    registry = outcome_registry([emergency_outcome.MODULE])
+    registry = outcome_set([emergency_outcome.MODULE])
     county = random_county(random.Random(5), 300, date(2021, 4, 1), date(2024, 3, 31))
     store = make_store(Home(tmp_path).store_path, county)
     write_snapshot(store, D, registry)
@@ -131,3 +133,31 @@ def test_the_at_risk_bands_and_fhir_codes_come_from_the_definition() -> None:
         replace(FALLS, fhir_risk=(("high", "certain"),))
     with pytest.raises(ValueError, match="at_risk_bands"):
         replace(FALLS, at_risk_bands=0)
+
+
+def test_the_falls_codings_are_read_from_the_code_lists(tmp_path: Path) -> None:
+    packaged = outcome_set((), CodeLists.load()).get("falls")
+    assert packaged.snomed == ("161898004", "Falls")
+    assert packaged.at_risk_finding == ("129839007", "At risk for falls")
+    assert PRODUCT.get("falls").snomed is None  # uncoded until lists are given
+    folder = site_folder(tmp_path)
+    replace_codes(folder, "at_risk_falls", [("414191008", "a site's own concept")])
+    site = outcome_set((), CodeLists.load(folder)).get("falls")
+    assert site.at_risk_finding == ("414191008", "a site's own concept")
+    assert site == packaged  # the codings are how an outcome is written, not what it is
+
+
+def test_a_site_folder_without_an_outcome_coding_list_is_refused(tmp_path: Path) -> None:
+    folder = site_folder(tmp_path)
+    index = folder / "index.csv"
+    rows = [r for r in index.read_text().splitlines() if not r.startswith("outcome_falls,")]
+    index.write_text("\n".join(rows) + "\n")
+    with pytest.raises(KeyError, match=r"no code list named 'outcome_falls' in .*index\.csv"):
+        outcome_set((), CodeLists.load(folder))
+
+
+def test_an_outcome_coding_list_must_hold_one_snomed_concept(tmp_path: Path) -> None:
+    folder = site_folder(tmp_path)
+    append_row(folder, "outcome_falls", "217082002")
+    with pytest.raises(CodeListError, match=r"outcome_falls\.csv: .* holds 2 snomed code"):
+        outcome_set((), CodeLists.load(folder))

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from features.engines import compute_features
-from features.registry import FEATURES
+from features.feature_list import FEATURES
 from tests.features._records import Row, death, group, make_store, random_county, random_record
 
 D = date(2023, 7, 1)

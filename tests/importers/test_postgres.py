@@ -16,6 +16,9 @@ from tests.importers.extracts import manifest, rows
 from tests.importers.test_omop import CDM, write_folder
 from tests.pg import PostgresCluster, PostgresUnavailable
 
+# a throwaway PostgreSQL cluster on loopback for the module
+pytestmark = pytest.mark.server
+
 DATABASE = "cdm"
 
 

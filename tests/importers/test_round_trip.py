@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from features import contract
-from features.registry import FEATURES
+from features.feature_list import FEATURES
 from features.store_sql import literal
 from importers.omop import COVERAGE, import_omop
 from synthetic.config import CountyConfig

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.registry import Feature
+from features.feature_list import Feature
 
 BANDS = ("fit", "mild", "moderate", "severe")
 INDEX_DATES = ("2023-04-01", "2024-04-01")

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import registry
+from features import feature_list
 from models import BundleError, EncodingError, ModelBundle, encode
 from models.encoding import feature_from_dict, feature_to_dict
 from tests.models.frames import make_frame, small_features
@@ -165,7 +165,7 @@ def test_reasons_leave_out_unexplained_features_and_keep_to_the_audience(
 
 
 def test_feature_words_round_trip_and_older_bundles_load() -> None:
-    falls = registry.feature("falls_90d")
+    falls = feature_list.feature("falls_90d")
     assert feature_from_dict(feature_to_dict(falls)) == falls
     older = {k: v for k, v in feature_to_dict(falls).items() if k != "label_one"}
     assert feature_from_dict(older).describe(1) == "1 recorded falls in the last 3 months"

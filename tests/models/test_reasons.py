@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.registry import feature
+from features.feature_list import feature
 from models.reasons import Reason, make_reason, reason_fields
-from serving.schemas import ScoreResult
+from serving.score_results import ScoreResult
 from tests.models.frames import make_frame
 from training.fit import TrainedModels
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from features.registry import FEATURES as REGISTRY
-from features.registry import Feature
+from features.feature_list import FEATURES as REGISTRY
+from features.feature_list import Feature
 from models.reasons import Reason
-from serving.schemas import ScoreResult
+from serving.score_results import ScoreResult
 
 # A few registry entries: clinical ones (diagnoses, medicines) and non-clinical ones.
 FEATURES = {

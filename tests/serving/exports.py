@@ -14,7 +14,7 @@ from features.outcomes import PRODUCT
 from models import ModelBundle
 from models.registered import BUNDLE_ARTIFACT, CHAMPION
 from models.score_all import export_key, export_scores, score_snapshot
-from serving.objections import ObjectionList
+from serving.objection_list import ObjectionList
 from serving.scores_file import ScoresFile, champion_of
 from serving.scoring import Scorer, ServedModel
 from training.tracking import client_for, version_by_alias

@@ -11,8 +11,8 @@ from typing import Any
 import duckdb
 import pytest
 
+from features.feature_list import FEATURES
 from features.home import Home
-from features.registry import FEATURES
 from features.snapshot import SNAPSHOT_TABLE
 from serving.audit import AuditLog
 from serving.config import ServingConfig

@@ -15,18 +15,22 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from codelists import CodeLists
 from features.home import Home
-from features.outcomes import BAND_LABELS, COMPLEX_DEPENDENCY, FALLS, Cohort, Outcome
+from features.outcomes import BAND_LABELS, COMPLEX_DEPENDENCY, Cohort, Outcome
+from features.outcomes import FALLS as UNCODED_FALLS
+from referrals.fhir_requests import referral_request
+from referrals.store import ReferralStore, StatusChange
 from serving.cds_hooks import CardContext, HookRequest, discovery, escape, indicator, risk_card
 from serving.cds_patients import PatientLookup, PatientLookupError
-from serving.fhir_requests import referral_request
 from serving.jwt_auth import (
     CdsClientError,
     CdsClients,
     TokenRefused,
     verify_client_token,
 )
-from serving.referrals import ReferralStore, StatusChange
+from serving.token_memory import UsedTokens
+from tests.referrals.builders import FIRE, new, visit
 from tests.serving.builders import make_result
 from tests.serving.cds_spec import (
     SPEC_PATIENT_VIEW_REQUEST,
@@ -38,20 +42,22 @@ from tests.serving.cds_spec import (
     spec_request,
     unsigned_token,
 )
-from tests.serving.test_referrals import FIRE, new, visit
+
+# the falls outcome as the service holds it: with its codings from the packaged lists
+FALLS = UNCODED_FALLS.with_codings(CodeLists.load())
 
 AUD = "https://carerisk.example.org/cds-services/carerisk-falls"
 
 
 @pytest.fixture
-def registered(tmp_path: Path) -> tuple[SigningClient, CdsClients, ReferralStore]:
+def registered(tmp_path: Path) -> tuple[SigningClient, CdsClients, UsedTokens]:
     client = SigningClient()
     clients = CdsClients(Home(tmp_path).cds_clients_path)
     clients.add(client.iss, "Elm Surgery EHR", client.jwks(), jku=["https://ehr.example.org/jwks"])
-    return client, clients, ReferralStore(Home(tmp_path).referrals_path)
+    return client, clients, UsedTokens(Home(tmp_path).referrals_path)
 
 
-def check(token: str, clients: CdsClients, store: ReferralStore, aud: str = AUD) -> Any:
+def check(token: str, clients: CdsClients, store: UsedTokens, aud: str = AUD) -> Any:
     return verify_client_token(token, clients, aud, store.first_use)
 
 
@@ -122,7 +128,7 @@ def test_a_registered_jku_and_an_rs384_client_are_accepted(tmp_path: Path) -> No
     rs = SigningClient(iss="https://rs.example.org/", alg="RS384", kid="rs-1")
     clients = CdsClients(Home(tmp_path).cds_clients_path)
     clients.add(rs.iss, "RS Surgery", rs.jwks(), jku=["https://rs.example.org/jwks"])
-    store = ReferralStore(Home(tmp_path).referrals_path)
+    store = UsedTokens(Home(tmp_path).referrals_path)
     token = rs.token(AUD, headers={"jku": "https://rs.example.org/jwks"})
     assert check(token, clients, store)[0].org == "RS Surgery"
 
@@ -139,7 +145,7 @@ def test_an_algorithm_that_does_not_fit_the_key_is_refused(tmp_path: Path) -> No
     parts = [json.dumps(header).encode(), json.dumps(claims).encode(), bytes(96)]
     forged = ".".join(base64.urlsafe_b64encode(p).decode().rstrip("=") for p in parts)
     with pytest.raises(TokenRefused, match="ES384"):
-        check(forged, clients, ReferralStore(tmp_path / "r.sqlite"))
+        check(forged, clients, UsedTokens(tmp_path / "r.sqlite"))
 
 
 def test_only_public_asymmetric_keys_register(tmp_path: Path) -> None:
@@ -282,7 +288,7 @@ def test_the_service_request_of_a_referral_validates(tmp_path: Path) -> None:
 
 
 def test_r4_does_not_allow_a_risk_assessment_as_reason_reference() -> None:
-    """Why the RiskAssessment is under supportingInfo (serving/fhir_requests.py)."""
+    """Why the RiskAssessment is under supportingInfo (referrals/fhir_requests.py)."""
     allowed = ServiceRequest.model_fields["reasonReference"].json_schema_extra
     assert "RiskAssessment" not in allowed["enum_reference_types"]  # type: ignore[index]
     supporting = ServiceRequest.model_fields["supportingInfo"].json_schema_extra

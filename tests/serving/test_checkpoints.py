@@ -70,6 +70,7 @@ def rewrite_anchor(log: AuditLog) -> None:
     log.head_path.write_text(text.ljust(127) + "\n")
 
 
+@pytest.mark.slow  # runs the carerisk command in a subprocess
 def test_a_checkpoint_records_the_head(home: Path, outside: Path) -> None:
     point = checkpoint(home, outside)
     log = AuditLog.in_home(home)
@@ -83,6 +84,7 @@ def test_a_checkpoint_records_the_head(home: Path, outside: Path) -> None:
     assert (outside / CHECKPOINT_FILE).stat().st_mode & 0o777 == 0o644
 
 
+@pytest.mark.slow  # runs the carerisk command in a subprocess
 def test_a_deleted_log_is_caught(home: Path, outside: Path) -> None:
     checkpoint(home, outside)
     for path in home.glob("audit.*"):
@@ -94,6 +96,7 @@ def test_a_deleted_log_is_caught(home: Path, outside: Path) -> None:
     assert "saw 10 records: records were deleted" in done.stdout
 
 
+@pytest.mark.slow  # runs the carerisk command in a subprocess
 def test_a_cut_tail_with_a_rewritten_anchor_is_caught(home: Path, outside: Path) -> None:
     checkpoint(home, outside)
     log = AuditLog.in_home(home)
@@ -104,6 +107,7 @@ def test_a_cut_tail_with_a_rewritten_anchor_is_caught(home: Path, outside: Path)
     assert done.returncode == 1 and "the log ends at seq 7" in done.stdout
 
 
+@pytest.mark.slow  # runs the carerisk command in a subprocess
 def test_an_edited_and_rechained_log_is_caught(home: Path, outside: Path) -> None:
     checkpoint(home, outside)
     log = AuditLog.in_home(home)
@@ -125,6 +129,7 @@ def test_an_edited_and_rechained_log_is_caught(home: Path, outside: Path) -> Non
     assert "the chain was rewritten" in done.stdout
 
 
+@pytest.mark.slow  # runs the carerisk command in a subprocess
 def test_a_broken_chain_is_never_checkpointed(home: Path, outside: Path) -> None:
     tamper(AuditLog.in_home(home), "UPDATE audit SET org = 'x' WHERE seq = 3")
     done = carerisk(home, "audit", "checkpoint", "--checkpoints", str(outside))
@@ -143,6 +148,7 @@ def test_an_empty_log_is_checkpointed_as_seq_0(tmp_path: Path, outside: Path) ->
     assert AuditLog.in_home(tmp_path / "h").verify(read_checkpoints(outside)).ok
 
 
+@pytest.mark.slow  # runs the carerisk command in a subprocess
 def test_malformed_or_missing_checkpoints_are_errors(home: Path, outside: Path) -> None:
     (outside / CHECKPOINT_FILE).write_text('{"seq": 3, "hash": "ab"}\n')
     with pytest.raises(CheckpointError, match="line 1 is malformed"):
@@ -151,6 +157,7 @@ def test_malformed_or_missing_checkpoints_are_errors(home: Path, outside: Path) 
     assert done.returncode == 1 and "does not exist" in done.stdout + done.stderr
 
 
+@pytest.mark.slow  # runs the carerisk command in a subprocess
 def test_the_setting_names_the_checkpoints(home: Path, outside: Path) -> None:
     checkpoint(home, outside)
     for path in home.glob("audit.*"):

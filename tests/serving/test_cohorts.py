@@ -13,7 +13,7 @@ import pytest
 from features.home import Home
 from features.outcomes import COMPLEX_DEPENDENCY, FALLS, PRODUCT
 from features.snapshot import read_snapshot_people, write_snapshot
-from serving.objections import ObjectionList
+from serving.objection_list import ObjectionList
 from serving.scores_file import PROBABILITY
 from serving.scoring import OutsideCohort, Scorer
 from tests.features._records import ae, care, death, gp, make_store, person
@@ -57,6 +57,7 @@ def scorer(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Scor
     )
 
 
+@pytest.mark.slow  # needs the trained home
 @pytest.mark.parametrize("person_id", ["INCARE", "DIEDON"])
 @pytest.mark.parametrize("outcome", PRODUCT.names())
 def test_care_home_residents_and_deaths_on_the_day_are_refused(
@@ -73,6 +74,7 @@ def test_care_home_residents_and_deaths_on_the_day_are_refused(
     assert not in_cohort and row[PROBABILITY] is None  # no stored score
 
 
+@pytest.mark.slow  # needs the trained home
 def test_the_cohorts_follow_age_too(scorer: Scorer) -> None:
     assert scorer.score_people(FALLS.name, ["ATHOME"])[0].person_ref == "ATHOME"
     assert scorer.score_people(COMPLEX_DEPENDENCY.name, ["ADULT1"])[0].person_ref == "ADULT1"

@@ -5,12 +5,17 @@ import datetime as dt
 import pytest
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
-from features.outcomes import COMPLEX_DEPENDENCY, FALLS
+from codelists import CodeLists
+from features import fhir_terms
+from features.outcomes import COMPLEX_DEPENDENCY
+from features.outcomes import FALLS as UNCODED_FALLS
 from serving import fhir
 from tests.emergency_outcome import EMERGENCY_ADMISSION
 from tests.serving.builders import make_result
 
 COMPUTED = dt.datetime(2025, 4, 2, 9, 30, tzinfo=dt.UTC)
+# the falls outcome as the service holds it: with its codings from the packaged lists
+FALLS = UNCODED_FALLS.with_codings(CodeLists.load())
 
 
 @pytest.mark.parametrize("band", FALLS.bands.labels)
@@ -24,7 +29,7 @@ def test_valid_r4_risk_assessment_for_each_band(band, notes):
     assert prediction["qualitativeRisk"]["coding"][0] == {
         "system": "http://terminology.hl7.org/CodeSystem/risk-probability",
         "code": expected,
-        "display": fhir.RISK_DISPLAY[expected],
+        "display": fhir_terms.RISK_DISPLAY[expected],
     }
     assert band in prediction["qualitativeRisk"]["text"]
     if notes:

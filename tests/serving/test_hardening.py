@@ -22,8 +22,8 @@ import duckdb
 import httpx
 import pytest
 
+from features.feature_list import FEATURES
 from features.home import Home
-from features.registry import FEATURES
 from serving.audit import AuditLog, AuditRecord
 from serving.keys import KeyStore
 from tests.live import LiveService, copy_home, keyed_since, snapshot_people

@@ -14,6 +14,7 @@ from serving.state import warn_if_open
 from tests.live import carerisk
 
 
+@pytest.mark.slow  # runs the carerisk command in a subprocess
 def test_what_the_command_creates_is_owner_only(tmp_path: Path) -> None:
     """`carerisk` sets the umask itself, whatever the caller's (here 022)."""
     home = tmp_path / "home"

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from features.feature_list import FEATURES
 from features.home import Home
-from features.registry import FEATURES
 from serving.audit import AuditLog
 from serving.keys import KeyStore
 from serving.ui import ASSETS, PAGES, STATIC, build_ui_app
@@ -550,7 +550,7 @@ def test_keyboard_only_on_a_narrow_screen(live_service: LiveService, browser: An
 
 def test_the_page_reads_only_fields_the_api_keeps() -> None:
     """ui.js reads these fields of a score and its reasons; the API's schemas must keep them."""
-    from serving.schemas import Reason, RestrictedScore
+    from serving.score_results import Reason, RestrictedScore
 
     script = (STATIC / "ui.js").read_text(encoding="utf-8")
     for name in ("feature", "label", "contribution", "direction", "modifiable"):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from features.registry import FEATURES
+from features.feature_list import FEATURES
 from tests.browser import ARGS, CHROMIUM
 from tests.live import LiveService, snapshot_people
 from tests.serving.test_pages import (

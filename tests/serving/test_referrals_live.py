@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from features.feature_list import FEATURES
 from features.home import Home
-from features.registry import FEATURES
 from serving.audit import AuditLog, AuditRecord
 from serving.jwt_auth import CdsClients
 from serving.keys import KeyStore

@@ -25,7 +25,7 @@ from serving.roles import (
     scope_result,
 )
 from serving.routes import v1_routers
-from serving.schemas import RestrictedScore, ScoreResult
+from serving.score_results import RestrictedScore, ScoreResult
 from tests.serving.builders import FEATURES, REASONS, make_result
 
 CLINICAL_ONLY = {"score", "score_records", "fhir"}

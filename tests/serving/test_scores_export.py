@@ -31,7 +31,7 @@ from features.scores_export import SCORE_COLUMNS, ExportKey, people_path, write_
 from features.snapshot import read_snapshot
 from models import ModelBundle
 from models.score_all import AUDIENCES
-from serving.objections import ObjectionList
+from serving.objection_list import ObjectionList
 from serving.scores_file import ScoresFile, ScoresFileError, open_exports
 from serving.scoring import WORDED_MAX, Scorer
 from tests.live import copy_home
@@ -103,6 +103,7 @@ def records(scorer: Scorer, outcome: str, fresh: pd.DataFrame) -> list[dict[str,
     ]
 
 
+@pytest.mark.slow  # needs the trained home
 @pytest.mark.parametrize("clinical", [True, False])
 @pytest.mark.parametrize("outcome", PRODUCT.names())
 def test_every_members_stored_score_is_the_bundles_own(
@@ -130,6 +131,7 @@ def expected_order(fresh: pd.DataFrame) -> list[str]:
     return ordered["person_id"].tolist()
 
 
+@pytest.mark.slow  # needs the trained home
 @pytest.mark.parametrize("outcome", PRODUCT.names())
 def test_registers_rank_the_same_people_in_the_same_order(
     scorer: Scorer, snapshot: pd.DataFrame, outcome: str
@@ -158,6 +160,7 @@ def test_registers_rank_the_same_people_in_the_same_order(
         ].tolist()
 
 
+@pytest.mark.slow  # needs the trained home
 def test_an_objection_after_scoring_leaves_the_register_ranked_one_to_n(
     home: Path, scorer: Scorer, snapshot: pd.DataFrame
 ) -> None:
@@ -186,6 +189,7 @@ def referents(root: object, skip: tuple[type, ...]) -> Iterator[object]:
             todo.append(child)
 
 
+@pytest.mark.slow  # needs the trained home
 def test_a_scorer_holds_nothing_the_size_of_the_population(
     home: Path, snapshot: pd.DataFrame
 ) -> None:
@@ -208,6 +212,7 @@ def test_a_scorer_holds_nothing_the_size_of_the_population(
         assert con.execute("SELECT count(*) FROM feature_snapshot").fetchone() == (people,)
 
 
+@pytest.mark.slow  # needs the trained home
 def test_a_home_without_exports_gets_them_when_the_service_starts(
     home: Path, scorer: Scorer, tmp_path: Path
 ) -> None:

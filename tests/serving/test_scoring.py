@@ -14,8 +14,8 @@ import pytest
 from features.home import Home
 from features.outcomes import FALLS
 from models.score_all import export_scores
-from serving.objections import ObjectionList
-from serving.schemas import ScoreResponse, ScoreResult
+from serving.objection_list import ObjectionList
+from serving.score_results import ScoreResponse, ScoreResult
 from serving.scores_file import champion_of
 from serving.scoring import (
     NotScored,

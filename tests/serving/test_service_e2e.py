@@ -21,8 +21,8 @@ import httpx
 import pytest
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
+from features.feature_list import FEATURES
 from features.home import Home
-from features.registry import FEATURES
 from serving.audit import AuditLog
 from serving.jwt_auth import CdsClients
 from serving.keys import KeyStore
@@ -60,7 +60,7 @@ from features.outcomes import PRODUCT
 home, asked = Home(Path(sys.argv[1])), json.loads(sys.argv[2])
 os.environ["BENTOML_HOME"] = str(home.bentoml_home)
 from features.snapshot import read_snapshot
-from serving.champions import load_champions
+from serving.model_store import load_champions
 from serving.config import ServingConfig
 
 top_k = ServingConfig.model_fields["top_k"].default

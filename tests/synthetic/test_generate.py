@@ -25,6 +25,7 @@ def _files(folder: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow  # three counties generated
 def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
     config = CountyConfig(people=1_200, seed=11, mess_rate=0.01, chunk_people=1_000)
     generate(config, tmp_path / "a")

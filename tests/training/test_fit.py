@@ -75,6 +75,7 @@ def test_config_bands_replace_an_outcomes_own(tmp_path: Path) -> None:
     assert config.bands_for(COMPLEX_DEPENDENCY) == COMPLEX_DEPENDENCY.bands
 
 
+@pytest.mark.slow  # two trainings
 def test_same_data_and_seed_give_identical_model_text(config: TrainingConfig) -> None:
     train, validation = split_latest(make_frame(people=1500, seed=5))
     first = fit(train, validation, small_features(), FALLS, config)

@@ -54,7 +54,7 @@ def test_falls_trained_on_a_source_without_social_care_records_what_it_lacked(
 
     from features import training_sets
     from features.coverage import read_store_coverage
-    from features.registry import FEATURES
+    from features.feature_list import FEATURES
     from models import ModelBundle
     from synthetic import CountyConfig, generate
     from tests.live import TEST_CONFIG

@@ -41,8 +41,8 @@ from models.registered import CHALLENGER
 from synthetic.truth_files import records_reference_path, true_risk_path
 from tests.live import ROOT, carerisk
 from training.config import TrainingConfig
-from training.metrics import against_known_risks
 from training.tracking import PREDICTIONS_ARTIFACT, client_for
+from training.validation_metrics import against_known_risks
 
 # each county: synth, load and training with the default config, a few minutes on 2 cores
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]

@@ -158,6 +158,7 @@ def test_the_model_card_says_the_model_was_fitted_on_a_sample(
     )
 
 
+@pytest.mark.slow  # a CLI call each
 @pytest.mark.parametrize("fraction", ["0", "1.5"])
 def test_the_train_command_names_a_bad_fraction(tmp_path: Path, fraction: str) -> None:
     result = live.carerisk(tmp_path, "train", "--outcome", "falls", "--sample-negatives", fraction)

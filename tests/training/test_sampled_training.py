@@ -16,8 +16,8 @@ from mlflow.tracking import MlflowClient
 from features.home import Home
 from tests import live
 from training.config import TrainingConfig
-from training.metrics import observed_expected
 from training.tracking import PREDICTIONS_ARTIFACT
+from training.validation_metrics import observed_expected
 
 pytestmark = pytest.mark.slow
 FRACTION = 0.3

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from features.home import Home
-from serving.objections import ObjectionList, ObjectionListError
+from serving.objection_list import ObjectionList, ObjectionListError
 
 
 def test_missing_file_means_nobody_objected(tmp_path):

@@ -1,5 +1,5 @@
 """The referral store without a server: the state machine, the history, agreements, duplicates,
-the export to the data contract (loaded by the real loader), the report, and token replay."""
+and what a caller may send."""
 
 from __future__ import annotations
 
@@ -7,66 +7,27 @@ import datetime as dt
 import json
 import sqlite3
 import threading
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from features.contract import TABLES
 from features.home import Home
-from serving.referral_data import AtRisk, ExportError, export_visits, referral_report, visit_rows
-from serving.referrals import (
+from referrals.store import (
     MOVES,
     OPEN,
     STATUSES,
-    Actor,
     AgreementIn,
     BadVisit,
     DuplicateReferral,
     Findings,
     ImpossibleMove,
-    NewReferral,
     ReferralRequest,
     ReferralStore,
-    SharedReason,
     StatusChange,
 )
-
-NOW = dt.datetime.now(dt.UTC)
-FIRE = Actor("North Fire", "fire", "k-fire")
-AGREED = {
-    "recorded_by": "Dr A Patel",
-    "recorded_at": NOW.isoformat(),
-    "agreed_to": ["contact_details", "reason_category"],
-}
-FOUND = Findings(trip_hazards=True, smoke_alarm_working=False, smoker=False,
-                 mobility_concern=True, referral_made=False)  # fmt: skip
-
-
-def new(person: str = "Pabcdef000001", band: str = "high", district: str = "Wyre", **kw: str):
-    reason = SharedReason(
-        feature="lives_alone", label="lives alone: yes", direction="raises", modifiable=False
-    )
-    base: dict[str, object] = {
-        "person_id": person, "outcome": "falls", "model_name": "carerisk-falls",
-        "model_version": "3", "index_date": dt.date(2025, 4, 1), "band": band,
-        "reasons": [reason], "district": district, "practice_code": "M81010",
-        "referring_org": "Elm Surgery", "referred_by": "k-gp", "receiving_org": "North Fire",
-        "agreement": AgreementIn(**AGREED),
-    }  # fmt: skip
-    return NewReferral(**{**base, **kw})  # type: ignore[arg-type]
-
-
-def visit(day: dt.date | None = None) -> StatusChange:
-    return StatusChange(status="visited", visit_date=day or NOW.date(), findings=FOUND)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> ReferralStore:
-    return ReferralStore(Home(tmp_path).referrals_path)
-
+from tests.referrals.builders import AGREED, FIRE, FOUND, NOW, new, visit
 
 # --- agreements and requests ---------------------------------------------------------------
 
@@ -258,101 +219,3 @@ def test_view_hides_key_ids_but_from_the_admin(store: ReferralStore) -> None:
     assert fire["moves"] == ["accepted", "closed", "declined"]
     assert made.view("admin")["referred_by"] == "k-gp"
     assert "probability" not in json.dumps(made.view("admin"))
-
-
-def test_a_used_token_id_is_refused_until_long_after_it_expired(store: ReferralStore) -> None:
-    now = int(NOW.timestamp())
-    assert store.first_use("https://ehr.example/", "jti-1", now + 60, now=now)
-    assert not store.first_use("https://ehr.example/", "jti-1", now + 60, now=now + 30)
-    assert store.first_use("https://other.example/", "jti-1", now + 60, now=now)  # per issuer
-    # within the clock leeway after expiry the id is still remembered
-    assert not store.first_use("https://ehr.example/", "jti-1", now + 60, now=now + 90)
-    assert store.first_use("https://ehr.example/", "jti-1", now + 60, now=now + 60 + 301)
-
-
-# --- the loop in the data ------------------------------------------------------------------
-
-
-def test_visits_export_as_contract_rows_the_loader_accepts(
-    store: ReferralStore, tmp_path: Path
-) -> None:
-    from features.store import load_extract
-
-    seen = store.create(new("Pabcdef000001"))
-    store.move(seen.id, StatusChange(status="accepted"), FIRE)
-    store.move(seen.id, visit(), FIRE)
-    store.create(new("Pabcdef000002"))  # not visited: not exported
-    out = tmp_path / "export"
-    done = export_visits(store.find(), out, data_start=dt.date(2022, 4, 1))
-    assert done.visits == 1
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{t.name}.csv" for t in TABLES] + ["manifest.json"]
-    )
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["start"] == "2022-04-01" and manifest["extract_date"] == NOW.date().isoformat()
-    rows = (out / "fire_home_visit.csv").read_text().splitlines()
-    header = "visit_id,person_id,visit_date,trip_hazards,smoke_alarm_working,smoker,"
-    assert rows[0] == header + "mobility_concern,referral_made"
-    assert rows[1] == f"{seen.id},Pabcdef000001,{NOW.date()},true,false,false,true,false"
-
-    store_path = Home(tmp_path).store_path
-    load_extract(
-        people_extract(tmp_path / "people", ["Pabcdef000001", "Pabcdef000002"]), store_path
-    )
-    report = load_extract(out, store_path)
-    assert report.table("fire_home_visit").rows_loaded == 1 and report.clean
-    again = load_extract(export_visits(store.find(), out).folder, store_path)
-    assert again.table("fire_home_visit").rows_unchanged == 1  # exporting again adds nothing
-
-
-def people_extract(folder: Path, people: list[str]) -> Path:
-    """An extract of just these people (every other table empty)."""
-    folder.mkdir()
-    for table in TABLES:
-        (folder / f"{table.name}.csv").write_text(",".join(c.name for c in table.columns) + "\n")
-    rows = [f"{p},1940-03-01,F,white,E01000001,5,Wyre,M81010,EMIS,true,false" for p in people]
-    with open(folder / "person.csv", "a") as handle:
-        handle.write("\n".join(rows) + "\n")
-    (folder / "manifest.json").write_text('{"extract_date": "2025-03-31"}')
-    return folder
-
-
-def test_export_refuses_a_folder_holding_other_files(tmp_path: Path) -> None:
-    (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(ExportError, match="notes.txt"):
-        export_visits([], tmp_path)
-
-
-def test_report_counts_by_band_and_district(store: ReferralStore) -> None:
-    ids = [
-        store.create(new("Pabcdef000001", band="high", district="Wyre")).id,
-        store.create(new("Pabcdef000002", band="very high", district="Wyre")).id,
-        store.create(new("Pabcdef000003", band="high", district="Malvern")).id,
-    ]
-    for referral_id in ids[:2]:
-        store.move(referral_id, StatusChange(status="accepted"), FIRE)
-        store.move(referral_id, visit(), FIRE)
-    at_risk = AtRisk(("very high", "high"), {"Wyre": 40, "Malvern": 10}, 25, "homes")
-    report = referral_report(store.find(), "falls", at_risk)
-    assert report["referrals"]["total"] == 3
-    assert report["referrals"]["by_band"] == {"high": 2, "very high": 1}
-    assert report["referrals"]["by_district"] == {"Malvern": 1, "Wyre": 2}
-    assert report["visits"]["by_district_and_band"] == [
-        {"district": "Wyre", "band": "high", "count": 1},
-        {"district": "Wyre", "band": "very high", "count": 1},
-    ]
-    assert report["findings"]["trip_hazards"]["total"] == 2
-    assert report["findings"]["smoker"]["total"] == 0
-    assert report["by_status"] == {"referred": 1, "visited": 2}
-    capacity = report["capacity"]
-    assert capacity["people_at_risk"] == 50 and capacity["months_to_visit_everyone_at_risk"] == 2.0
-    assert capacity["by_district"][1] == {
-        "district": "Wyre", "people_at_risk": 40, "visited": 2, "visits_last_30_days": 2,
-    }  # fmt: skip
-    assert referral_report(store.find(), "complex_dependency")["referrals"]["total"] == 0
-
-
-def test_visit_rows_skip_referrals_without_a_visit(store: ReferralStore) -> None:
-    made = store.create(new())
-    store.move(made.id, StatusChange(status="declined"), FIRE)
-    assert visit_rows(store.find()) == []

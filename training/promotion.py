@@ -17,8 +17,8 @@ from evaluation.metrics import CalibrationRule, calibration_slope_interval
 from features.outcomes import Outcome
 from models.registered import CHALLENGER, CHAMPION
 from training.config import GateConfig
-from training.metrics import observed_expected, paired_bootstrap_auroc_difference
 from training.tracking import CHECKS_DIR, PREDICTIONS_ARTIFACT, client_for, version_by_alias
+from training.validation_metrics import observed_expected, paired_bootstrap_auroc_difference
 
 
 class PromotionError(RuntimeError):

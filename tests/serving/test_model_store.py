@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from features.coverage import read_store_coverage
+from features.feature_list import FEATURES
 from features.outcomes import FALLS
-from features.registry import FEATURES
 from features.store import load_extract
-from serving.champions import ChampionError, check_coverage
+from serving.model_store import ChampionError, check_coverage
 from serving.scoring import ServedModel
 from tests.features.conftest import small_extract, write_extract
 from tests.features.test_coverage import block, write_covered
@@ -55,7 +55,7 @@ from features.home import Home
 
 home = Home(Path(sys.argv[1]))
 os.environ["BENTOML_HOME"] = str(home.bentoml_home)
-from serving.champions import ChampionError
+from serving.model_store import ChampionError
 from serving.config import ServingConfig
 from serving.swap import build_scorer
 

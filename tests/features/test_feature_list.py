@@ -5,9 +5,9 @@ from dataclasses import replace
 
 import pytest
 
-from features import codes, registry
+from features import codes, feature_list
+from features.feature_list import FEATURES, feature, feature_list_fingerprint, feature_names
 from features.outcomes import PRODUCT
-from features.registry import FEATURES, feature, feature_names, registry_fingerprint
 
 
 def test_names_are_unique_and_labels_take_a_value() -> None:
@@ -110,12 +110,12 @@ def test_windows_and_sources_name_contract_tables() -> None:
 def test_fingerprint_is_stable_and_changes_with_the_registry(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    first = registry_fingerprint()
-    assert first == registry_fingerprint() and len(first) == 64
-    assert json.loads(registry.registry_json())[0]["name"] == FEATURES[0].name
+    first = feature_list_fingerprint()
+    assert first == feature_list_fingerprint() and len(first) == 64
+    assert json.loads(feature_list.feature_list_json())[0]["name"] == FEATURES[0].name
     changed = (replace(FEATURES[0], label="age {value}"), *FEATURES[1:])
-    monkeypatch.setattr(registry, "FEATURES", changed)
-    assert registry_fingerprint() != first
+    monkeypatch.setattr(feature_list, "FEATURES", changed)
+    assert feature_list_fingerprint() != first
 
 
 def test_unknown_feature_is_a_clear_error() -> None:

@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from features.feature_list import FEATURES, Feature
 from features.home import Home
 from features.outcomes import Outcome
-from features.registry import FEATURES, Feature
 from models import BundleError, ModelBundle
 from models.bundle import check_codelists_digest
 from models.registered import BUNDLE_ARTIFACT, CHAMPION

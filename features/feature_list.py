@@ -1,4 +1,4 @@
-"""The feature registry: the one place a feature is defined.
+"""The feature list: the one place a feature is defined.
 
 Training, serving, registers and reports read features only through `FEATURES`.
 Each entry says what the feature is in plain words, where it comes from, its window,
@@ -233,7 +233,7 @@ def _conditions() -> tuple[Feature, ...]:
     )  # fmt: skip
     return (
         *found,
-        Feature("tendency_to_fall", "tendency to fall (R29.6) recorded: {value}",
+        Feature("tendency_to_fall", "tendency to fall recorded: {value}",
                 ("hospital_episode", "ae_attendance"), kind="binary", direction=_dir(1, 1)),
     )  # fmt: skip
 
@@ -349,19 +349,19 @@ FEATURES: tuple[Feature, ...] = (
 
 
 def feature(name: str) -> Feature:
-    """The registry entry called `name`."""
+    """The feature called `name`."""
     for item in FEATURES:
         if item.name == name:
             return item
-    raise KeyError(f"no feature named {name} in the registry")
+    raise KeyError(f"no feature named {name} in the feature list")
 
 
 def feature_names() -> list[str]:
     return [item.name for item in FEATURES]
 
 
-def registry_json() -> str:
-    """The registry as canonical JSON (sorted keys, no spaces)."""
+def feature_list_json() -> str:
+    """The feature list as canonical JSON (sorted keys, no spaces)."""
     rows = []
     for item in FEATURES:
         row = asdict(item)
@@ -370,6 +370,6 @@ def registry_json() -> str:
     return json.dumps(rows, sort_keys=True, separators=(",", ":"))
 
 
-def registry_fingerprint() -> str:
-    """sha256 of the registry's canonical JSON: changes whenever any feature changes."""
-    return hashlib.sha256(registry_json().encode()).hexdigest()
+def feature_list_fingerprint() -> str:
+    """sha256 of the feature list's canonical JSON: changes whenever any feature changes."""
+    return hashlib.sha256(feature_list_json().encode()).hexdigest()

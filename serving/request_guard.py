@@ -1,4 +1,4 @@
-"""The gate: one ASGI middleware in front of everything the service's origin answers.
+"""The request guard: one ASGI middleware in front of everything the service's origin answers.
 
 BentoML adds it around its own routing (`add_asgi_middleware`, serving/service.py), so it sees
 every request, and it is the one place that decides:
@@ -58,11 +58,11 @@ from serving.audit import AuditUnavailable
 from serving.calls import CURRENT, Call, TrustedProxies, bearer_key, presented_key_id
 from serving.cds_hooks import clients_at
 from serving.jwt_auth import CdsClient, TokenRefused, bearer_token, verify_client_token
-from serving.metrics import route_label
-from serving.referral_routes import store_of
 from serving.refusals import Refusal
+from serving.request_metrics import route_label
 from serving.roles import ROUTE, is_allowed, route_name
 from serving.state import ServiceState
+from serving.token_memory import used_tokens_at
 
 log = logging.getLogger("carerisk.serving")
 
@@ -88,7 +88,7 @@ KEY_MESSAGES = {
 
 
 def error(code: str, message: str) -> dict[str, str]:
-    """An ErrorBody (serving/schemas.py) as plain data."""
+    """An ErrorBody (serving/score_results.py) as plain data."""
     return {"error": code, "message": message}
 
 
@@ -106,7 +106,7 @@ class BodyRefused(Exception):
         self.status, self.detail = status, detail
 
 
-class Gate:
+class RequestGuard:
     """The service's ASGI middleware; `api` is the /v1 FastAPI app (it holds the state)."""
 
     def __init__(self, app: Any, api: Any) -> None:
@@ -379,7 +379,7 @@ class Gate:
 
 
 def with_cors(send: Send, origin: str | None, allowed: tuple[str, ...]) -> Send:
-    """`send` for the gate's own CDS answers: readable by an allowed browser origin, as the
+    """`send` for the request guard's own CDS answers: readable by an allowed browser origin, as the
     CDS app's answers are (its CORS middleware adds the same)."""
     if origin is None or origin not in allowed:
         return send
@@ -400,7 +400,7 @@ async def cds_client(state: ServiceState, authorization: str | None, audience: s
     id is written against replay)."""
     token = bearer_token(authorization or "")
     clients = clients_at(state.config.layout.cds_clients_path)
-    first_use = store_of(state).first_use
+    first_use = used_tokens_at(state.config.layout.referrals_path).first_use
     found, _ = await asyncio.to_thread(verify_client_token, token, clients, audience, first_use)
     return found
 

@@ -7,6 +7,8 @@ import json
 from datetime import date
 from pathlib import Path
 
+import pytest
+
 from carerisk.commands.demo import last_month_end
 from tests.live import carerisk
 
@@ -17,6 +19,7 @@ def test_last_month_end() -> None:
     assert last_month_end(date(2024, 3, 31)) == date(2024, 2, 29)
 
 
+@pytest.mark.slow  # two CLI calls, a county written
 def test_synth_writes_a_county_ending_on_the_given_day(tmp_path: Path) -> None:
     out = tmp_path / "extract"
     result = carerisk(

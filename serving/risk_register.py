@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from features.registry import FEATURES, Feature
+from features.feature_list import FEATURES, Feature
 from serving.api import audit_entry
 from serving.calls import mark_audited
 from serving.roles import scope_result, sees_clinical
-from serving.schemas import ScoreResult
+from serving.score_results import ScoreResult
 
 if TYPE_CHECKING:
     from serving.keys import Principal
@@ -78,7 +78,7 @@ def ranked_register(
     state.writer.append(audit_entry(state, principal, "register", result, 200,
                                     person_ids=[r.person_ref for r in results],
                                     outcome=outcome, results=results))  # fmt: skip
-    mark_audited()  # so the gate adds no second record of the answer (serving/gate.py)
+    mark_audited()  # so the request guard adds no second record of the answer
     return Register(outcome, principal.role, places, results)
 
 

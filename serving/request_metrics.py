@@ -7,7 +7,7 @@ grew without bound. Here a request's `route` label is one of the service's own r
 common verbs or OTHER; so the series are bounded whatever callers send.
 
 `GET /metrics` needs a key whose role may read metrics (serving/roles.py: admin, monitor); the
-gate serves it. With several workers BentoML runs prometheus_client in multiprocess mode
+request guard serves it. With several workers BentoML runs prometheus_client in multiprocess mode
 (PROMETHEUS_MULTIPROC_DIR), and the exposition collects every worker's values.
 """
 

@@ -29,10 +29,10 @@ from typing import Any
 
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
+from features.fhir_terms import MODEL_SYSTEM, PSEUDONYM_SYSTEM, SNOMED, qualitative_risk
 from features.labels import add_months
 from features.outcomes import Outcome
-from serving.fhir import MODEL_SYSTEM, PSEUDONYM_SYSTEM, SNOMED, qualitative_risk
-from serving.referrals import AGREEMENT_WORDING, Referral
+from referrals.store import AGREEMENT_WORDING, Referral
 
 REFERRAL_SYSTEM = "urn:carerisk:referral"
 CATEGORY_SYSTEM = "urn:carerisk:referral-category"

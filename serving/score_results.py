@@ -205,12 +205,13 @@ class ErrorBody(BaseModel):
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
-    """OpenAPI `responses` for a route's refusals (and the gate's), all `ErrorBody`."""
+    """OpenAPI `responses` for a route's refusals (and the request guard's), all `ErrorBody`."""
     every = sorted({*GATE_ERRORS, *statuses})
     return {status: {"model": ErrorBody, "description": ERRORS[status]} for status in every}
 
 
-# What every /v1 route may answer whatever it does: the gate's refusals (serving/gate.py).
+# What every /v1 route may answer whatever it does: the request guard's refusals
+# (serving/request_guard.py).
 GATE_ERRORS = (401, 403, 408, 429, 431, 503)
 BODY_ERRORS = (400, 413, 422)  # a route that reads a JSON body
 

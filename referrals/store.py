@@ -14,7 +14,7 @@ machine, each move kept in an append-only history:
 Any other move is refused (`ImpossibleMove`, HTTP 409). "visited" carries the visit date and
 the findings of the data contract's `fire_home_visit` table (trip hazards, smoke alarm working,
 smoker, mobility concern, onward referral made), so a visit exports as one contract row
-(serving/referral_data.py) and the next extract's features see it.
+(referrals/export.py) and the next extract's features see it.
 
 What is stored: the pseudonymised id, the outcome, the score's model, snapshot date and band, the
 person's district and practice, the top reasons the fire service may see (non-clinical: labels
@@ -24,8 +24,8 @@ probability, a clinical reason or a feature value beyond those labels.
 Storage: SQLite at ``<home>/referrals.sqlite`` in WAL mode with ``synchronous=FULL``, like the
 audit; each operation opens its own connection (referrals are rare, and several server workers
 share the file), and a move runs in one ``BEGIN IMMEDIATE`` transaction, so two moves of one
-referral cannot interleave. The same file keeps the ids of CDS Hooks client tokens already used
-(`first_use`), so a replayed token is refused by every worker.
+referral cannot interleave. The same file also holds the ids of CDS Hooks client tokens already
+used; serving/token_memory.py keeps those.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ import os
 import re
 import secrets
 import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -73,7 +72,6 @@ MOVES: dict[str, frozenset[str]] = {
 OPEN: frozenset[str] = frozenset({"referred", "accepted", "no_access"})  # a visit may still come
 
 ID_PATTERN = r"^ref-[0-9a-f]{24}$"
-TOKEN_MEMORY = 300  # seconds a used token id is kept after the token's expiry
 ORG_PATTERN = r"^[\w .,&'()/-]{1,100}$"  # as serving/keys.py accepts organisation names
 FUTURE_SLACK = dt.timedelta(minutes=5)  # clocks differ: an agreement "now" may look a little ahead
 
@@ -206,6 +204,9 @@ class Findings(BaseModel):
     smoker: StrictBool
     mobility_concern: StrictBool
     referral_made: StrictBool = Field(description="an onward referral was made")
+
+
+FINDINGS: tuple[str, ...] = tuple(Findings.model_fields)  # the findings' names, in contract order
 
 
 # A visit brings its date and findings and no other move does: the rule in JSON Schema, for the
@@ -377,13 +378,6 @@ CREATE TRIGGER IF NOT EXISTS referral_event_no_update BEFORE UPDATE ON referral_
 BEGIN SELECT RAISE(ABORT, 'referral history is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS referral_event_no_delete BEFORE DELETE ON referral_event
 BEGIN SELECT RAISE(ABORT, 'referral history is append-only'); END;
-CREATE TABLE IF NOT EXISTS cds_token (
-    issuer TEXT NOT NULL,
-    jti TEXT NOT NULL,
-    expires INTEGER NOT NULL,
-    PRIMARY KEY (issuer, jti)
-);
-CREATE INDEX IF NOT EXISTS cds_token_expiry ON cds_token (expires);
 """
 _COLUMNS = (
     "id, created_at, updated_at, status, person_id, outcome, model_name, model_version, "
@@ -488,22 +482,6 @@ class ReferralStore:
         found = self.get(referral_id)
         assert found is not None
         return found
-
-    def first_use(self, issuer: str, jti: str, expires: int, now: int | None = None) -> bool:
-        """Record a client token's id; False when it was seen before (a replay). An id is
-        forgotten TOKEN_MEMORY seconds after its token expired (well past any clock leeway),
-        when the token is refused as expired anyway."""
-        now = int(time.time()) if now is None else now
-        with self._transaction() as conn:
-            conn.execute("DELETE FROM cds_token WHERE expires < ?", (now - TOKEN_MEMORY,))
-            try:
-                conn.execute(
-                    "INSERT INTO cds_token (issuer, jti, expires) VALUES (?, ?, ?)",
-                    (issuer, jti, expires),
-                )
-            except sqlite3.IntegrityError:
-                return False
-        return True
 
     # -- reading --
 

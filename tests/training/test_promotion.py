@@ -16,9 +16,8 @@ from models.registered import BUNDLE_ARTIFACT
 from tests.models.frames import make_frame, small_features, split_latest
 from training.config import DEFAULT_CONFIG_PATH, TrainingConfig
 from training.fit import TrainedModels, fit
-from training.metrics import paired_bootstrap_auroc_difference
 from training.pipeline import log_and_register
-from training.registry import (
+from training.promotion import (
     GateContext,
     baseline_check,
     calibration_check,
@@ -32,6 +31,7 @@ from training.tracking import (
     log_training_run,
     register_run,
 )
+from training.validation_metrics import paired_bootstrap_auroc_difference
 
 pytestmark = pytest.mark.slow
 NAME = FALLS.model_name
