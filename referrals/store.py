@@ -118,6 +118,19 @@ class BadVisit(ReferralError):
     error = "invalid_visit"
 
 
+def open_home_sqlite(path: Path, busy_timeout: float, schema: str | None) -> sqlite3.Connection:
+    """A connection to a sqlite file of the home (autocommit, synchronous FULL). With `schema`,
+    the file is first put in WAL mode, given the schema and made owner-only."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    conn.execute("PRAGMA synchronous=FULL")
+    if schema is not None:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(schema)
+        os.chmod(path, 0o600)
+    return conn
+
+
 class ReferralStoreError(Exception):
     """The referral store cannot be read or written (answer 503)."""
 
@@ -532,17 +545,11 @@ class ReferralStore:
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA synchronous=FULL")
-            if not self._ready:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
-                os.chmod(self.path, 0o600)
-                self._ready = True
+            conn = open_home_sqlite(self.path, self.busy_timeout, None if self._ready else _SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise ReferralStoreError(f"referral store {self.path}: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        self._ready = True
         return conn
 
     @contextmanager

@@ -8,12 +8,13 @@ its recent token ids still count. Each call opens its own connection and records
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from contextlib import closing
 from functools import lru_cache
 from pathlib import Path
+
+from referrals.store import open_home_sqlite
 
 KEPT_AFTER_EXPIRY = 300  # seconds a used token id is kept after the token's expiry
 
@@ -63,14 +64,8 @@ class UsedTokens:
         return True
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
-        conn.execute("PRAGMA synchronous=FULL")
-        if not self._ready:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-            os.chmod(self.path, 0o600)
-            self._ready = True
+        conn = open_home_sqlite(self.path, self.busy_timeout, None if self._ready else _SCHEMA)
+        self._ready = True
         return conn
 
 
